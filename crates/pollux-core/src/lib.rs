@@ -1,0 +1,42 @@
+//! The Pollux packet core.
+//!
+//! Everything a polled-mode driver, a software port or a forwarding loop
+//! needs, and nothing that touches a device:
+//!
+//! - [`Mbuf`]: a handle to one packet buffer in DMA-capable memory. Whoever
+//!   holds the handle owns the bytes; a driver that gives a buffer to its
+//!   device keeps the handle in its software ring, so no `&[u8]` over the
+//!   buffer can exist while the device may write it.
+//! - [`Mempool`]: fixed-size buffers carved from one [`DmaRegion`], a
+//!   lock-free free list ([`Ring`]) and a per-lcore cache in front of it.
+//! - [`Ring`], [`ring::channel`]: bounded lock-free rings with the semantics
+//!   of DPDK's `rte_ring` (bulk = all or nothing, burst = as many as fit).
+//! - [`Burst`]: the fixed-capacity packet vector that `rx_burst` fills and
+//!   `tx_burst` drains from the front; what a port could not send stays in it.
+//! - [`Port`]: the ethdev-like trait implemented by hardware PMDs, software
+//!   ports and the bond.
+//! - [`lcore`]: polling threads pinned to cores, with a clean stop signal.
+//!
+//! Unsafe code is confined to the modules that manage raw memory (`ring`,
+//! `burst`, `mbuf`, `mempool`, `mem`, `lcore`); each block states the
+//! invariant it relies on.
+
+pub mod burst;
+pub mod lcore;
+pub mod mbuf;
+pub mod mem;
+pub mod mempool;
+pub mod net;
+pub mod port;
+pub mod ring;
+
+pub use burst::Burst;
+pub use mbuf::{Mbuf, PacketType, RxFlags, RxMeta, TxFlags, TxOffload};
+pub use mem::{AnonMemory, DmaRegion, HugePages, Iova, MemError, MemoryProvider};
+pub use mempool::{Mempool, MempoolConfig, MempoolError};
+pub use net::MacAddr;
+pub use port::{
+    Capabilities, Duplex, LinkStatus, Port, PortConf, PortError, PortInfo, PortStats,
+    QueueStats, RxOffloads, TxOffloads, Xstat,
+};
+pub use ring::Ring;

@@ -1,0 +1,539 @@
+//! [`Mempool`]: fixed-size packet buffers with a lock-free free list and a
+//! per-lcore cache.
+//!
+//! Buffers are carved from one [`DmaRegion`] that a [`MemoryProvider`] maps
+//! (anonymous memory for software ports, IOMMU-mapped memory for NICs).
+//! Their headers live in ordinary memory beside it. Free buffers sit in an
+//! MPMC [`Ring`] of header addresses; in front of it each lcore slot (see
+//! [`crate::lcore`]) has a cache, as in DPDK's `rte_mempool`: allocations and
+//! frees touch only the calling thread's cache until it runs empty or past
+//! 1.5 times its size, and then move a whole batch to or from the ring.
+
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crossbeam_utils::CachePadded;
+
+use crate::lcore::{self, MAX_LCORES};
+use crate::mbuf::{MbufHeader, HEADROOM};
+use crate::mem::{DmaRegion, MemError, MemoryProvider};
+use crate::ring::Ring;
+use crate::{Burst, Mbuf};
+
+/// Largest per-lcore cache (DPDK's `RTE_MEMPOOL_CACHE_MAX_SIZE`).
+pub const MAX_CACHE_SIZE: usize = 512;
+
+/// Default buffer size: 2 KiB of data room plus the headroom
+/// (DPDK's `RTE_MBUF_DEFAULT_BUF_SIZE`).
+pub const DEFAULT_DATA_ROOM: u16 = 2048 + HEADROOM;
+
+/// How to build a [`Mempool`].
+#[derive(Clone, Debug)]
+pub struct MempoolConfig {
+    /// Name for logs and stats.
+    pub name: String,
+    /// Number of buffers.
+    pub size: usize,
+    /// Bytes per buffer, headroom included.
+    pub data_room: u16,
+    /// Buffers each lcore keeps in its cache (0 disables the caches).
+    pub cache_size: usize,
+}
+
+impl MempoolConfig {
+    /// `size` buffers of the default size with a 256-buffer cache.
+    pub fn new(name: impl Into<String>, size: usize) -> MempoolConfig {
+        MempoolConfig {
+            name: name.into(),
+            size,
+            data_room: DEFAULT_DATA_ROOM,
+            cache_size: 256.min(size / 2),
+        }
+    }
+}
+
+/// Why a pool could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum MempoolError {
+    #[error("mempool {name}: size must be at least 1")]
+    Empty { name: String },
+    #[error("mempool {name}: data room {data_room} is smaller than the {HEADROOM}-byte headroom")]
+    DataRoom { name: String, data_room: u16 },
+    #[error("mempool {name}: cache size {cache} exceeds {max} (and must not exceed the pool size)")]
+    Cache { name: String, cache: usize, max: usize },
+    #[error("mempool {name}: {size} buffers is more than a pool can hold")]
+    TooLarge { name: String, size: usize },
+    #[error("mempool {name}: cannot get memory from the {provider} provider")]
+    Memory {
+        name: String,
+        provider: String,
+        #[source]
+        source: MemError,
+    },
+}
+
+struct LocalCache {
+    /// Number of cached objects. Written only by the slot's owner; read by
+    /// anyone for [`Mempool::available`].
+    len: AtomicUsize,
+    /// Header addresses; only the slot's owner touches them.
+    objs: UnsafeCell<Box<[usize]>>,
+}
+
+pub(crate) struct PoolInner {
+    name: String,
+    size: usize,
+    data_room: u16,
+    cache_size: usize,
+    flush_threshold: usize,
+    ring: Ring<usize>,
+    caches: Box<[CachePadded<LocalCache>]>,
+    headers: Box<[UnsafeCell<MbufHeader>]>,
+    region: DmaRegion,
+}
+
+// SAFETY: headers are reached only through the Mbuf that owns them or,
+// while free, through the ring or the cache of exactly one lcore slot;
+// cache storage is touched only by the thread that owns the slot.
+unsafe impl Send for PoolInner {}
+// SAFETY: as above.
+unsafe impl Sync for PoolInner {}
+
+impl PoolInner {
+    #[inline(always)]
+    fn cache(&self) -> Option<&LocalCache> {
+        if self.cache_size == 0 {
+            return None;
+        }
+        lcore::slot().map(|s| &*self.caches[s])
+    }
+
+    /// Returns a buffer to the pool.
+    ///
+    /// # Safety
+    /// `hdr` must be a header of this pool that no Mbuf refers to anymore.
+    #[inline]
+    pub(crate) unsafe fn put(&self, hdr: NonNull<MbufHeader>) {
+        let addr = hdr.as_ptr() as usize;
+        if let Some(cache) = self.cache() {
+            // SAFETY: this thread owns its lcore slot, so nobody else touches
+            // this cache's storage.
+            let objs = unsafe { &mut *cache.objs.get() };
+            let mut len = cache.len.load(Ordering::Relaxed);
+            objs[len] = addr;
+            len += 1;
+            if len >= self.flush_threshold {
+                // Keep `cache_size`, hand the rest back. The ring holds every
+                // buffer of the pool, so it always has room.
+                let ok = self.ring.enqueue_bulk_copy(&objs[self.cache_size..len]);
+                debug_assert!(ok);
+                len = self.cache_size;
+            }
+            // Release: pairs with the Acquire in `available`, so a count that
+            // includes this buffer is seen only after the buffer is back.
+            cache.len.store(len, Ordering::Release);
+        } else {
+            let ok = self.ring.enqueue_bulk_copy(&[addr]);
+            debug_assert!(ok);
+        }
+    }
+
+    #[inline(always)]
+    fn make_mbuf(addr: usize) -> Mbuf {
+        let mut hdr = NonNull::new(addr as *mut MbufHeader).expect("null header in free list");
+        // SAFETY: addresses in the free list are headers of this pool that no
+        // Mbuf holds; taking one out of the list makes us the sole owner.
+        unsafe {
+            hdr.as_mut().reset();
+            Mbuf::from_header(hdr)
+        }
+    }
+
+    fn available(&self) -> usize {
+        let cached: usize = self
+            .caches
+            .iter()
+            .map(|c| c.len.load(Ordering::Acquire))
+            .sum();
+        self.ring.len() + cached
+    }
+}
+
+/// Owns the pool; frees it when the last handle goes, unless buffers are
+/// still out, in which case it is leaked so those buffers stay valid.
+struct PoolOwner(NonNull<PoolInner>);
+
+// SAFETY: PoolInner is Send + Sync; the owner only frees it.
+unsafe impl Send for PoolOwner {}
+// SAFETY: as above.
+unsafe impl Sync for PoolOwner {}
+
+impl Drop for PoolOwner {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from Box::into_raw and is freed only here.
+        let inner = unsafe { self.0.as_ref() };
+        let free = inner.available();
+        if free == inner.size {
+            // SAFETY: every buffer is back, so no Mbuf points into the pool
+            // and no other handle exists (this is the last one).
+            drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+        } else {
+            tracing::warn!(
+                pool = inner.name,
+                outstanding = inner.size - free,
+                "mempool dropped with buffers still in use; leaking it so they stay valid"
+            );
+        }
+    }
+}
+
+/// A pool of packet buffers. Cloning gives another handle to the same pool.
+#[derive(Clone)]
+pub struct Mempool {
+    owner: Arc<PoolOwner>,
+}
+
+impl Mempool {
+    /// Builds a pool with memory from `provider`.
+    pub fn new(cfg: MempoolConfig, provider: &dyn MemoryProvider) -> Result<Mempool, MempoolError> {
+        let MempoolConfig {
+            name,
+            size,
+            data_room,
+            cache_size,
+        } = cfg;
+        if size == 0 {
+            return Err(MempoolError::Empty { name });
+        }
+        if data_room < HEADROOM {
+            return Err(MempoolError::DataRoom { name, data_room });
+        }
+        if cache_size > MAX_CACHE_SIZE || cache_size > size {
+            return Err(MempoolError::Cache {
+                name,
+                cache: cache_size,
+                max: MAX_CACHE_SIZE,
+            });
+        }
+        let ring = Ring::new(size).map_err(|_| MempoolError::TooLarge {
+            name: name.clone(),
+            size,
+        })?;
+        // Each buffer starts on a cache line.
+        let elt = (data_room as usize).next_multiple_of(64);
+        let region = provider
+            .allocate(elt * size)
+            .map_err(|source| MempoolError::Memory {
+                name: name.clone(),
+                provider: provider.name().to_string(),
+                source,
+            })?;
+        let pool_ptr: *mut PoolInner = Box::into_raw(Box::new(PoolInner {
+            name,
+            size,
+            data_room,
+            cache_size,
+            flush_threshold: cache_size + cache_size / 2,
+            ring,
+            caches: (0..MAX_LCORES)
+                .map(|_| {
+                    CachePadded::new(LocalCache {
+                        len: AtomicUsize::new(0),
+                        objs: UnsafeCell::new(vec![0; cache_size * 2].into_boxed_slice()),
+                    })
+                })
+                .collect(),
+            headers: Box::new([]),
+            region,
+        }));
+        // SAFETY: just allocated, not shared yet.
+        let inner = unsafe { &mut *pool_ptr };
+        let base = inner.region.as_ptr();
+        let iova = inner.region.iova();
+        inner.headers = (0..size)
+            .map(|i| {
+                UnsafeCell::new(MbufHeader {
+                    // SAFETY: i * elt + elt <= region length.
+                    buf_addr: unsafe { base.add(i * elt) },
+                    buf_iova: iova.offset((i * elt) as u64),
+                    pool: pool_ptr,
+                    data_off: HEADROOM,
+                    data_len: 0,
+                    buf_len: data_room,
+                    rx: Default::default(),
+                    tx: Default::default(),
+                })
+            })
+            .collect();
+        for h in inner.headers.iter() {
+            let ok = inner.ring.enqueue_bulk_copy(&[h.get() as usize]);
+            debug_assert!(ok);
+        }
+        Ok(Mempool {
+            // SAFETY: Box::into_raw never returns null.
+            owner: Arc::new(PoolOwner(unsafe { NonNull::new_unchecked(pool_ptr) })),
+        })
+    }
+
+    #[inline(always)]
+    fn inner(&self) -> &PoolInner {
+        // SAFETY: the owner keeps the pool alive at least as long as this handle.
+        unsafe { self.owner.0.as_ref() }
+    }
+
+    pub(crate) fn inner_ptr(&self) -> *const PoolInner {
+        self.owner.0.as_ptr()
+    }
+
+    /// The pool's name.
+    pub fn name(&self) -> &str {
+        &self.inner().name
+    }
+
+    /// Number of buffers in the pool.
+    pub fn size(&self) -> usize {
+        self.inner().size
+    }
+
+    /// Bytes per buffer, headroom included.
+    pub fn data_room(&self) -> u16 {
+        self.inner().data_room
+    }
+
+    /// Buffers free right now, in the shared list and in every lcore cache.
+    ///
+    /// Exact when no other thread is allocating or freeing (after joining the
+    /// lcores, for example); tests use it to prove nothing leaked.
+    pub fn available(&self) -> usize {
+        self.inner().available()
+    }
+
+    /// Buffers currently held by mbufs.
+    pub fn in_use(&self) -> usize {
+        self.size() - self.available()
+    }
+
+    /// Whether the buffers are backed by huge pages.
+    pub fn is_huge(&self) -> bool {
+        self.inner().region.is_huge()
+    }
+
+    /// One buffer, or `None` when the pool is empty.
+    #[inline]
+    pub fn alloc(&self) -> Option<Mbuf> {
+        let mut one = [0usize];
+        self.take(&mut one).then(|| PoolInner::make_mbuf(one[0]))
+    }
+
+    /// Appends exactly `n` fresh mbufs to `dst`, or none (when the pool has
+    /// fewer than `n` free or `dst` has no room for them). Like
+    /// `rte_pktmbuf_alloc_bulk`.
+    #[inline]
+    pub fn alloc_bulk(&self, dst: &mut Burst<Mbuf>, n: usize) -> bool {
+        if n > dst.spare() {
+            return false;
+        }
+        let inner = self.inner();
+        if let Some(cache) = inner.cache() {
+            if n <= inner.cache_size {
+                // SAFETY: this thread owns its lcore slot and so this cache.
+                let objs = unsafe { &mut *cache.objs.get() };
+                let mut len = cache.len.load(Ordering::Relaxed);
+                if len < n {
+                    // Refill to cache_size + n, or at least to n.
+                    let want = inner.cache_size + n - len;
+                    if inner.ring.dequeue_bulk_copy(&mut objs[len..len + want]) {
+                        len += want;
+                    } else if inner.ring.dequeue_bulk_copy(&mut objs[len..n]) {
+                        len = n;
+                    } else {
+                        return false;
+                    }
+                }
+                let to = dst.back_ptr();
+                for i in 0..n {
+                    // SAFETY: `to` has room for spare() >= n mbufs.
+                    unsafe { to.add(i).write(PoolInner::make_mbuf(objs[len - 1 - i])) };
+                }
+                // SAFETY: n slots were written at the back just above.
+                unsafe { dst.commit_back(n) };
+                cache.len.store(len - n, Ordering::Release);
+                return true;
+            }
+        }
+        let mut addrs = vec![0usize; n];
+        if !self.take(&mut addrs) {
+            return false;
+        }
+        dst.extend(addrs.into_iter().map(PoolInner::make_mbuf));
+        true
+    }
+
+    /// Fills `out` with free header addresses, all or none.
+    fn take(&self, out: &mut [usize]) -> bool {
+        let inner = self.inner();
+        let n = out.len();
+        if let Some(cache) = inner.cache() {
+            // SAFETY: this thread owns its lcore slot and so this cache.
+            let objs = unsafe { &*cache.objs.get() };
+            let len = cache.len.load(Ordering::Relaxed);
+            if len >= n {
+                out.copy_from_slice(&objs[len - n..len]);
+                cache.len.store(len - n, Ordering::Release);
+                return true;
+            }
+        }
+        inner.ring.dequeue_bulk_copy(out)
+    }
+}
+
+impl fmt::Debug for Mempool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mempool")
+            .field("name", &self.name())
+            .field("size", &self.size())
+            .field("available", &self.available())
+            .field("data_room", &self.data_room())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::{AnonMemory, HugePages};
+
+    fn pool(size: usize, cache: usize) -> Mempool {
+        let mut cfg = MempoolConfig::new("test", size);
+        cfg.cache_size = cache;
+        Mempool::new(cfg, &AnonMemory::new(HugePages::Never)).unwrap()
+    }
+
+    #[test]
+    fn alloc_until_empty_then_all_come_back() {
+        let p = pool(100, 8);
+        let mut held = Vec::new();
+        while let Some(m) = p.alloc() {
+            held.push(m);
+        }
+        assert_eq!(held.len(), 100);
+        assert_eq!(p.available(), 0);
+        let mut b = Burst::new(4);
+        assert!(!p.alloc_bulk(&mut b, 1));
+        drop(held);
+        assert_eq!(p.available(), 100);
+    }
+
+    #[test]
+    fn bulk_is_all_or_nothing() {
+        let p = pool(10, 4);
+        let mut b = Burst::new(16);
+        assert!(p.alloc_bulk(&mut b, 8));
+        assert!(!p.alloc_bulk(&mut b, 3), "only 2 left");
+        assert_eq!(b.len(), 8);
+        assert!(p.alloc_bulk(&mut b, 2));
+        assert_eq!(p.available(), 0);
+        b.clear();
+        assert_eq!(p.available(), 10);
+    }
+
+    #[test]
+    fn buffers_are_distinct_and_windows_are_checked() {
+        let p = pool(64, 0);
+        let mut b = Burst::new(64);
+        assert!(p.alloc_bulk(&mut b, 64));
+        let mut iovas: Vec<_> = b.iter().map(|m| m.buf_iova()).collect();
+        iovas.sort();
+        iovas.dedup();
+        assert_eq!(iovas.len(), 64);
+        let m = &mut b.as_mut_slice()[0];
+        assert_eq!(m.headroom(), HEADROOM as usize);
+        assert!(m.append(100).is_some());
+        assert_eq!(m.len(), 100);
+        assert!(m.prepend(14).is_some());
+        assert_eq!(m.len(), 114);
+        assert!(m.prepend(200).is_none());
+        assert!(!m.set_len(5000));
+        assert!(m.adj(14) && m.trim(50));
+        assert_eq!(m.len(), 50);
+        assert_eq!(m.tailroom(), 2048 - 50);
+    }
+
+    #[test]
+    fn a_freed_buffer_comes_back_reset() {
+        let p = pool(1, 0);
+        let mut m = p.alloc().unwrap();
+        m.copy_from(&[1, 2, 3]);
+        m.rx_mut().vlan_tci = 7;
+        m.adj(1);
+        drop(m);
+        let m = p.alloc().unwrap();
+        assert_eq!(m.len(), 0);
+        assert_eq!(m.headroom(), HEADROOM as usize);
+        assert_eq!(m.rx().vlan_tci, 0);
+    }
+
+    #[test]
+    fn bad_configs_are_errors() {
+        let mem = AnonMemory::default();
+        assert!(matches!(Mempool::new(MempoolConfig::new("a", 0), &mem), Err(MempoolError::Empty { .. })));
+        let mut c = MempoolConfig::new("b", 10);
+        c.data_room = 64;
+        assert!(matches!(Mempool::new(c, &mem), Err(MempoolError::DataRoom { .. })));
+        let mut c = MempoolConfig::new("c", 10_000);
+        c.cache_size = 513;
+        assert!(matches!(Mempool::new(c, &mem), Err(MempoolError::Cache { .. })));
+    }
+
+    #[test]
+    fn threads_share_a_pool_without_losing_buffers() {
+        let p = pool(4096, 64);
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let p = p.clone();
+                std::thread::spawn(move || {
+                    let mut b = Burst::new(32);
+                    for i in 0..20_000 {
+                        let n = 1 + (i + t) % 32;
+                        if p.alloc_bulk(&mut b, n) {
+                            for m in b.iter_mut() {
+                                m.set_len(60);
+                                m.data_mut()[0] = t as u8;
+                            }
+                            assert!(b.iter().all(|m| m.data()[0] == t as u8));
+                            b.clear();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(p.available(), 4096);
+    }
+
+    #[test]
+    fn mbufs_cross_threads_and_return_to_the_right_pool() {
+        let a = pool(64, 16);
+        let b = pool(64, 16);
+        let mut burst = Burst::new(64);
+        assert!(a.alloc_bulk(&mut burst, 32));
+        assert!(b.alloc_bulk(&mut burst, 32));
+        assert!(burst.as_slice()[0].is_from(&a) && burst.as_slice()[40].is_from(&b));
+        std::thread::spawn(move || drop(burst)).join().unwrap();
+        assert_eq!((a.available(), b.available()), (64, 64));
+    }
+
+    #[test]
+    fn dropping_the_pool_before_its_mbufs_is_safe() {
+        let p = pool(8, 0);
+        let mut m = p.alloc().unwrap();
+        drop(p);
+        m.copy_from(b"still valid");
+        assert_eq!(m.data(), b"still valid");
+    }
+}

@@ -1,0 +1,206 @@
+//! Small wire helpers the core and the tools share: MAC addresses, the
+//! Internet checksum, and building the UDP test frames of `txonly`.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// EtherType of IPv4 (IEEE 802.3 / IANA).
+pub const ETHERTYPE_IPV4: u16 = 0x0800;
+/// EtherType of ARP.
+pub const ETHERTYPE_ARP: u16 = 0x0806;
+/// EtherType of an 802.1Q VLAN tag.
+pub const ETHERTYPE_VLAN: u16 = 0x8100;
+/// EtherType of IPv6.
+pub const ETHERTYPE_IPV6: u16 = 0x86dd;
+/// EtherType of the slow protocols (LACP, marker), IEEE 802.3 Annex 57A.
+pub const ETHERTYPE_SLOW: u16 = 0x8809;
+
+/// An Ethernet MAC address.
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    /// ff:ff:ff:ff:ff:ff
+    pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
+    /// 00:00:00:00:00:00
+    pub const ZERO: MacAddr = MacAddr([0; 6]);
+
+    /// Group (multicast or broadcast) bit set.
+    pub fn is_multicast(&self) -> bool {
+        self.0[0] & 1 == 1
+    }
+
+    /// Locally administered bit set.
+    pub fn is_local(&self) -> bool {
+        self.0[0] & 2 == 2
+    }
+
+    /// A unicast address that is not all zero.
+    pub fn is_valid_unicast(&self) -> bool {
+        !self.is_multicast() && *self != MacAddr::ZERO
+    }
+
+    /// The bytes.
+    pub fn octets(&self) -> [u8; 6] {
+        self.0
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
+impl fmt::Debug for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// A string that is not a MAC address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid MAC address {0:?}: expected six hex bytes like 02:00:00:00:00:01")]
+pub struct MacParseError(pub String);
+
+impl FromStr for MacAddr {
+    type Err = MacParseError;
+
+    fn from_str(s: &str) -> Result<MacAddr, MacParseError> {
+        let err = || MacParseError(s.to_string());
+        let mut out = [0u8; 6];
+        let mut parts = s.split([':', '-']);
+        for b in &mut out {
+            let p = parts.next().ok_or_else(err)?;
+            if p.is_empty() || p.len() > 2 {
+                return Err(err());
+            }
+            *b = u8::from_str_radix(p, 16).map_err(|_| err())?;
+        }
+        if parts.next().is_some() {
+            return Err(err());
+        }
+        Ok(MacAddr(out))
+    }
+}
+
+/// The Internet checksum (RFC 1071) of `data`, folded and complemented,
+/// starting from a partial sum `initial`.
+pub fn internet_checksum(data: &[u8], initial: u32) -> u16 {
+    let mut sum = initial as u64;
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        sum += u16::from_be_bytes([c[0], c[1]]) as u64;
+    }
+    if let [last] = chunks.remainder() {
+        sum += (*last as u64) << 8;
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Addresses of a UDP/IPv4 test frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpFrameSpec {
+    pub src_mac: MacAddr,
+    pub dst_mac: MacAddr,
+    pub src_ip: [u8; 4],
+    pub dst_ip: [u8; 4],
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+impl Default for UdpFrameSpec {
+    /// testpmd's txonly defaults: 198.18.0.1 -> 198.18.0.2, ports 9 -> 9
+    /// (RFC 2544 benchmarking addresses).
+    fn default() -> UdpFrameSpec {
+        UdpFrameSpec {
+            src_mac: MacAddr([0x02, 0, 0, 0, 0, 0x01]),
+            dst_mac: MacAddr([0x02, 0, 0, 0, 0, 0x02]),
+            src_ip: [198, 18, 0, 1],
+            dst_ip: [198, 18, 0, 2],
+            src_port: 9,
+            dst_port: 9,
+        }
+    }
+}
+
+/// Smallest frame `udp_frame` builds: Ethernet 14 + IPv4 20 + UDP 8.
+pub const UDP_FRAME_MIN: usize = 42;
+
+/// Writes a UDP/IPv4 frame of `out.len()` bytes (FCS excluded) with a
+/// correct IPv4 header checksum and a zero (absent) UDP checksum.
+/// Returns false when `out` is shorter than [`UDP_FRAME_MIN`] or longer than
+/// an IPv4 packet can be.
+pub fn udp_frame(out: &mut [u8], spec: &UdpFrameSpec) -> bool {
+    let len = out.len();
+    if !(UDP_FRAME_MIN..=14 + 65535).contains(&len) {
+        return false;
+    }
+    out[0..6].copy_from_slice(&spec.dst_mac.0);
+    out[6..12].copy_from_slice(&spec.src_mac.0);
+    out[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+    let ip_len = (len - 14) as u16;
+    let ip = &mut out[14..34];
+    ip[0] = 0x45; // version 4, IHL 5
+    ip[1] = 0;
+    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+    ip[4..6].copy_from_slice(&0u16.to_be_bytes());
+    ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes()); // don't fragment
+    ip[8] = 64;
+    ip[9] = 17; // UDP
+    ip[10..12].copy_from_slice(&[0, 0]);
+    ip[12..16].copy_from_slice(&spec.src_ip);
+    ip[16..20].copy_from_slice(&spec.dst_ip);
+    let csum = internet_checksum(ip, 0);
+    ip[10..12].copy_from_slice(&csum.to_be_bytes());
+    let udp = &mut out[34..42];
+    udp[0..2].copy_from_slice(&spec.src_port.to_be_bytes());
+    udp[2..4].copy_from_slice(&spec.dst_port.to_be_bytes());
+    udp[4..6].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    udp[6..8].copy_from_slice(&[0, 0]);
+    out[42..].fill(0);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_parse_and_print() {
+        let m: MacAddr = "02:00:5E:10:00:ff".parse().unwrap();
+        assert_eq!(m.to_string(), "02:00:5e:10:00:ff");
+        assert!(m.is_local() && !m.is_multicast());
+        assert!("01:80:c2:00:00:02".parse::<MacAddr>().unwrap().is_multicast());
+        for bad in ["", "02:00", "02:00:00:00:00:00:00", "zz:00:00:00:00:00", "002:0:0:0:0:0"] {
+            assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn checksum_of_rfc1071_example() {
+        // RFC 1071 section 3 example: 00 01 f2 03 f4 f5 f6 f7 sums to 0xddf2.
+        let d = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(internet_checksum(&d, 0), !0xddf2);
+    }
+
+    #[test]
+    fn udp_frame_header_verifies() {
+        let mut f = [0u8; 60];
+        assert!(udp_frame(&mut f, &UdpFrameSpec::default()));
+        assert_eq!(&f[12..14], &[0x08, 0x00]);
+        // A correct header sums to zero.
+        assert_eq!(internet_checksum(&f[14..34], 0), 0);
+        assert_eq!(u16::from_be_bytes([f[16], f[17]]), 46);
+        assert_eq!(u16::from_be_bytes([f[38], f[39]]), 26);
+        assert!(!udp_frame(&mut [0u8; 41], &UdpFrameSpec::default()));
+    }
+}

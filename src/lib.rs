@@ -1,0 +1,11 @@
+//! Pollux: a userspace data plane for NIC virtual functions.
+//!
+//! This facade re-exports the member crates so an application needs one
+//! dependency:
+//!
+//! - [`core`]: mbufs, mempools, rings, bursts, the [`Port`](core::Port) trait
+//!   and the lcore runtime.
+//! - [`soft`]: software ports (null, ring, af_packet, pcap).
+
+pub use pollux_core as core;
+pub use pollux_soft as soft;
