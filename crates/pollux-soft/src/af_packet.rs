@@ -1,0 +1,1 @@
+//! af_packet

@@ -1,0 +1,1 @@
+//! PCI addresses and sysfs discovery.
