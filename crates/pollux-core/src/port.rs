@@ -65,6 +65,8 @@ pub struct PortInfo {
 /// How to set a port up; passed to [`Port::configure`].
 #[derive(Clone, Debug)]
 pub struct PortConf {
+    /// Number the application gives this port; stamped on received mbufs.
+    pub port_id: u16,
     pub rx_queues: u16,
     pub tx_queues: u16,
     pub rx_desc: u16,
@@ -81,6 +83,7 @@ impl PortConf {
     /// One queue each way, 512 descriptors, no offloads.
     pub fn new(rx_pool: Mempool) -> PortConf {
         PortConf {
+            port_id: 0,
             rx_queues: 1,
             tx_queues: 1,
             rx_desc: 512,
