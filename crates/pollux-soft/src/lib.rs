@@ -17,6 +17,15 @@ pub mod pcap;
 pub mod ring;
 pub mod vdev;
 
+/// A fresh locally administered MAC address for a software port
+/// (02:70:6f:xx:xx:xx, "po" for Pollux, then a process-wide counter).
+pub(crate) fn next_mac() -> pollux_core::MacAddr {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed).to_be_bytes();
+    pollux_core::MacAddr([0x02, 0x70, 0x6f, n[1], n[2], n[3]])
+}
+
 /// Errors of building software ports.
 #[derive(Debug, thiserror::Error)]
 pub enum SoftError {
