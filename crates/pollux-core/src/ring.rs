@@ -116,9 +116,11 @@ impl<T> Ring<T> {
         self.capacity - self.len()
     }
 
-    #[inline]
+    #[inline(always)]
     fn slot(&self, index: usize) -> *mut T {
-        self.slots[index & self.mask].get().cast()
+        // SAFETY: slots.len() == mask + 1, so `index & mask` is in bounds;
+        // skipping the bounds check keeps the copy loops branch-free.
+        unsafe { self.slots.get_unchecked(index & self.mask).get().cast() }
     }
 
     /// Claims up to `n` slots for writing; returns the first index and count.

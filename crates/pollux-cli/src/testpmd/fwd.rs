@@ -1,0 +1,301 @@
+//! The forwarding engines: what one lcore does with its streams.
+//!
+//! A stream is DPDK testpmd's unit of work: receive from one port queue,
+//! forward to one port queue (or only receive, or only send). Each lcore
+//! runs its streams round-robin until told to stop and publishes its
+//! counters after every pass with plain relaxed stores, so the stats
+//! thread can read them without slowing the loop.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crossbeam_utils::CachePadded;
+use pollux_core::lcore::StopFlag;
+use pollux_core::net::{internet_checksum, udp_frame, UdpFrameSpec};
+use pollux_core::{Burst, MacAddr, Mbuf, Mempool, Port};
+
+/// Forwarding modes, named as in dpdk-testpmd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FwdMode {
+    /// Forward packets unchanged to the paired port.
+    Io,
+    /// Rewrite source and destination MAC, then forward.
+    Mac,
+    /// Swap source and destination MAC, then forward.
+    Macswap,
+    /// Send generated UDP packets, receive nothing.
+    Txonly,
+    /// Receive and free.
+    Rxonly,
+    /// Like txonly, spreading packets over many flows (source addresses).
+    Flowgen,
+}
+
+impl FwdMode {
+    /// Whether the mode receives.
+    pub fn receives(self) -> bool {
+        !matches!(self, FwdMode::Txonly | FwdMode::Flowgen)
+    }
+}
+
+/// Counters one stream publishes.
+#[derive(Debug, Default)]
+pub struct StreamCounters {
+    pub rx: AtomicU64,
+    pub tx: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+/// One stream's fixed description.
+#[derive(Debug, Clone)]
+pub struct StreamSpec {
+    pub rx_port: usize,
+    pub rx_queue: u16,
+    pub tx_port: usize,
+    pub tx_queue: u16,
+    pub counters: Arc<CachePadded<StreamCounters>>,
+}
+
+/// What every stream of a run shares.
+#[derive(Debug, Clone)]
+pub struct FwdConfig {
+    pub mode: FwdMode,
+    pub burst: usize,
+    pub txpkts: usize,
+    pub pool: Mempool,
+    /// Source MAC per port (the port's own address).
+    pub port_macs: Vec<MacAddr>,
+    /// Destination MAC per port (`--eth-peer`).
+    pub peer_macs: Vec<MacAddr>,
+    pub udp: UdpFrameSpec,
+    pub flows: u32,
+}
+
+/// How an lcore reaches its ports: owned outright when one lcore runs
+/// everything, behind a lock per port when several share them.
+pub trait PortAccess {
+    fn rx(&mut self, port: usize, queue: u16, pkts: &mut Burst<Mbuf>) -> usize;
+    fn tx(&mut self, port: usize, queue: u16, pkts: &mut Burst<Mbuf>) -> usize;
+}
+
+impl PortAccess for Vec<Box<dyn Port>> {
+    #[inline]
+    fn rx(&mut self, port: usize, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
+        self[port].rx_burst(queue, pkts)
+    }
+    #[inline]
+    fn tx(&mut self, port: usize, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
+        self[port].tx_burst(queue, pkts)
+    }
+}
+
+/// Ports shared by several lcores.
+pub type SharedPorts = Arc<Vec<Mutex<Box<dyn Port>>>>;
+
+/// Lock-per-port access for several lcores.
+pub struct Shared(pub SharedPorts);
+
+impl PortAccess for Shared {
+    #[inline]
+    fn rx(&mut self, port: usize, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
+        // A poisoned lock means another lcore panicked; its port state is
+        // still consistent (burst calls do not unwind mid-update), so go on.
+        let mut p = self.0[port].lock().unwrap_or_else(|e| e.into_inner());
+        p.rx_burst(queue, pkts)
+    }
+    #[inline]
+    fn tx(&mut self, port: usize, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
+        let mut p = self.0[port].lock().unwrap_or_else(|e| e.into_inner());
+        p.tx_burst(queue, pkts)
+    }
+}
+
+struct Stream {
+    spec: StreamSpec,
+    burst: Burst<Mbuf>,
+    rx: u64,
+    tx: u64,
+    dropped: u64,
+    /// Destination and source MAC for `mac` mode.
+    macs: [u8; 12],
+    /// The frame txonly and flowgen copy into every packet.
+    template: Vec<u8>,
+    next_flow: u32,
+}
+
+/// Runs `streams` on this lcore until `stop` is set.
+pub fn run_lcore<P: PortAccess>(
+    ports: &mut P,
+    streams: Vec<StreamSpec>,
+    cfg: &FwdConfig,
+    stop: &StopFlag,
+) {
+    let hdr_len = pollux_core::net::UDP_FRAME_MIN;
+    let mut streams: Vec<Stream> = streams
+        .into_iter()
+        .map(|spec| {
+            let mut macs = [0u8; 12];
+            macs[..6].copy_from_slice(&cfg.peer_macs[spec.tx_port].0);
+            macs[6..].copy_from_slice(&cfg.port_macs[spec.tx_port].0);
+            let mut udp = cfg.udp;
+            udp.src_mac = cfg.port_macs[spec.tx_port];
+            udp.dst_mac = cfg.peer_macs[spec.tx_port];
+            // Build the whole frame once so the IP and UDP lengths are
+            // right, then keep the header bytes that every packet gets.
+            let mut frame = vec![0u8; cfg.txpkts];
+            let ok = udp_frame(&mut frame, &udp);
+            debug_assert!(ok, "txpkts validated by the caller");
+            frame.truncate(hdr_len);
+            Stream {
+                spec,
+                burst: Burst::new(cfg.burst),
+                rx: 0,
+                tx: 0,
+                dropped: 0,
+                macs,
+                template: frame,
+                next_flow: 0,
+            }
+        })
+        .collect();
+    while !stop.is_stopped() {
+        for s in streams.iter_mut() {
+            match cfg.mode {
+                FwdMode::Io => forward(ports, s, |_| {}),
+                FwdMode::Mac => {
+                    let macs = s.macs;
+                    forward(ports, s, |m| {
+                        if m.len() >= 12 {
+                            m.data_mut()[..12].copy_from_slice(&macs);
+                        }
+                    })
+                }
+                FwdMode::Macswap => forward(ports, s, |m| {
+                    if m.len() >= 12 {
+                        let d = m.data_mut();
+                        let (dst, src) = d[..12].split_at_mut(6);
+                        dst.swap_with_slice(src);
+                    }
+                }),
+                FwdMode::Rxonly => {
+                    let n = ports.rx(s.spec.rx_port, s.spec.rx_queue, &mut s.burst);
+                    s.rx += n as u64;
+                    s.burst.clear();
+                }
+                FwdMode::Txonly => generate(ports, s, cfg, false),
+                FwdMode::Flowgen => generate(ports, s, cfg, true),
+            }
+            let c = &s.spec.counters;
+            c.rx.store(s.rx, Ordering::Relaxed);
+            c.tx.store(s.tx, Ordering::Relaxed);
+            c.dropped.store(s.dropped, Ordering::Relaxed);
+        }
+    }
+    for s in &streams {
+        let c = &s.spec.counters;
+        c.rx.store(s.rx, Ordering::Release);
+        c.tx.store(s.tx, Ordering::Release);
+        c.dropped.store(s.dropped, Ordering::Release);
+    }
+}
+
+#[inline(always)]
+fn forward<P: PortAccess>(ports: &mut P, s: &mut Stream, mut edit: impl FnMut(&mut Mbuf)) {
+    let n = ports.rx(s.spec.rx_port, s.spec.rx_queue, &mut s.burst);
+    if n == 0 {
+        return;
+    }
+    s.rx += n as u64;
+    for m in s.burst.iter_mut() {
+        edit(m);
+    }
+    let sent = ports.tx(s.spec.tx_port, s.spec.tx_queue, &mut s.burst);
+    s.tx += sent as u64;
+    if !s.burst.is_empty() {
+        // As testpmd without --retry: what the port did not take is dropped.
+        s.dropped += s.burst.len() as u64;
+        s.burst.clear();
+    }
+}
+
+#[inline(always)]
+fn generate<P: PortAccess>(ports: &mut P, s: &mut Stream, cfg: &FwdConfig, flows: bool) {
+    if !cfg.pool.alloc_bulk(&mut s.burst, cfg.burst) {
+        return;
+    }
+    let len = cfg.txpkts;
+    for m in s.burst.iter_mut() {
+        m.set_len(len);
+        let d = m.data_mut();
+        d[..s.template.len()].copy_from_slice(&s.template);
+        if flows {
+            // Vary the low 16 bits of the source IPv4 address (bytes 28..30
+            // of the frame) over `flows` flows and redo the header checksum.
+            let f = (s.next_flow % cfg.flows) as u16;
+            s.next_flow = s.next_flow.wrapping_add(1);
+            let base = u16::from_be_bytes([cfg.udp.src_ip[2], cfg.udp.src_ip[3]]);
+            d[28..30].copy_from_slice(&base.wrapping_add(f).to_be_bytes());
+            d[24..26].copy_from_slice(&[0, 0]);
+            let c = internet_checksum(&d[14..34], 0);
+            d[24..26].copy_from_slice(&c.to_be_bytes());
+        }
+    }
+    let sent = ports.tx(s.spec.tx_port, s.spec.tx_queue, &mut s.burst);
+    s.tx += sent as u64;
+    if !s.burst.is_empty() {
+        s.dropped += s.burst.len() as u64;
+        s.burst.clear();
+    }
+}
+
+/// DPDK testpmd's stream layout: ports paired 0-1, 2-3, ...; an odd last
+/// port is paired with itself; one stream per port and queue.
+pub fn build_streams(nb_ports: usize, queues: u16, mode: FwdMode) -> Vec<StreamSpec> {
+    let mut out = Vec::new();
+    for p in 0..nb_ports {
+        let peer = if p % 2 == 0 {
+            if p + 1 < nb_ports {
+                p + 1
+            } else {
+                p
+            }
+        } else {
+            p - 1
+        };
+        // txonly/flowgen send on the port itself, as testpmd does.
+        let tx_port = if mode.receives() && mode != FwdMode::Rxonly {
+            peer
+        } else {
+            p
+        };
+        for q in 0..queues {
+            out.push(StreamSpec {
+                rx_port: p,
+                rx_queue: q,
+                tx_port,
+                tx_queue: q,
+                counters: Arc::new(CachePadded::new(StreamCounters::default())),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_pair_ports_like_testpmd() {
+        let s = build_streams(3, 1, FwdMode::Io);
+        let pairs: Vec<_> = s.iter().map(|s| (s.rx_port, s.tx_port)).collect();
+        assert_eq!(pairs, vec![(0, 1), (1, 0), (2, 2)]);
+        let s = build_streams(2, 2, FwdMode::Txonly);
+        let pairs: Vec<_> = s
+            .iter()
+            .map(|s| (s.rx_port, s.tx_port, s.tx_queue))
+            .collect();
+        assert_eq!(pairs, vec![(0, 0, 0), (0, 0, 1), (1, 1, 0), (1, 1, 1)]);
+    }
+}

@@ -1,0 +1,556 @@
+//! `pollux testpmd`: forward packets between ports, like dpdk-testpmd.
+//!
+//! Ports come from `--vdev` device strings (software ports) and `-a`
+//! PCI addresses (NIC virtual functions). Streams are laid out as testpmd
+//! does (ports paired 0-1, 2-3, one stream per port and queue) and shared
+//! round-robin among `--nb-cores` forwarding lcores pinned to CPUs. The
+//! main thread prints a stats table every `--stats-period` seconds and a
+//! summary at the end; with `--json` the only thing on stdout is one final
+//! JSON line.
+
+mod fwd;
+
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use pollux_core::lcore::{self, StopFlag};
+use pollux_core::mempool::{MempoolConfig, DEFAULT_DATA_ROOM};
+use pollux_core::net::{UdpFrameSpec, UDP_FRAME_MIN};
+use pollux_core::{AnonMemory, MacAddr, Mempool, Port, PortConf, PortStats};
+use serde::Serialize;
+
+pub use fwd::FwdMode;
+use fwd::{build_streams, FwdConfig, Shared, StreamSpec};
+
+#[derive(clap::Args, Debug)]
+pub struct TestpmdArgs {
+    /// Software port (repeatable): null0[,size=64], ring0[,peer=ring1],
+    /// af_packet0,iface=IF, pcap0,rx=FILE[,tx=FILE][,infinite_rx=1].
+    #[arg(long = "vdev", value_name = "SPEC")]
+    vdevs: Vec<String>,
+    /// PCI address of a NIC function bound to vfio-pci (repeatable).
+    #[arg(short = 'a', long = "allow", value_name = "PCI")]
+    pci: Vec<String>,
+    /// Forwarding mode.
+    #[arg(long, value_enum, default_value = "io")]
+    fwd: FwdMode,
+    /// Packets per burst.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=512))]
+    burst: u16,
+    /// Length of generated packets (txonly, flowgen), FCS excluded.
+    #[arg(long, default_value_t = 64)]
+    txpkts: u16,
+    /// Number of forwarding lcores.
+    #[arg(long = "nb-cores", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=128))]
+    nb_cores: u16,
+    /// CPUs for the forwarding lcores, e.g. `1` or `2,3` (default: the CPUs
+    /// after the first, as `dpdk-testpmd -l 0,1` does).
+    #[arg(long, value_delimiter = ',')]
+    cpus: Vec<usize>,
+    /// Do not pin forwarding lcores to CPUs.
+    #[arg(long)]
+    no_pin: bool,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Print exactly one JSON line on stdout at the end (the live table goes
+    /// to stderr).
+    #[arg(long)]
+    json: bool,
+    /// Seconds between live stats tables; 0 turns them off.
+    #[arg(long, default_value_t = 1.0)]
+    stats_period: f64,
+    /// Receive queues per port.
+    #[arg(long, default_value_t = 1)]
+    rxq: u16,
+    /// Transmit queues per port.
+    #[arg(long, default_value_t = 1)]
+    txq: u16,
+    /// Receive descriptors per queue.
+    #[arg(long, default_value_t = 512)]
+    rxd: u16,
+    /// Transmit descriptors per queue.
+    #[arg(long, default_value_t = 512)]
+    txd: u16,
+    /// Mbufs in the pool (default: enough for every queue and cache).
+    #[arg(long = "total-num-mbufs")]
+    total_num_mbufs: Option<usize>,
+    /// Bytes per mbuf, headroom included.
+    #[arg(long = "mbuf-size", default_value_t = DEFAULT_DATA_ROOM)]
+    mbuf_size: u16,
+    /// Destination MAC for a port in mac/txonly/flowgen modes: PORT,MAC.
+    #[arg(long = "eth-peer", value_name = "PORT,MAC")]
+    eth_peer: Vec<String>,
+    /// Source and destination IPv4 of generated packets: SRC,DST.
+    #[arg(long = "tx-ip", value_name = "SRC,DST")]
+    tx_ip: Option<String>,
+    /// UDP ports of generated packets: SRC[,DST].
+    #[arg(long = "tx-udp", value_name = "SRC[,DST]")]
+    tx_udp: Option<String>,
+    /// Number of flows in flowgen mode.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    flows: u32,
+    /// Leave promiscuous mode off (testpmd turns it on by default).
+    #[arg(long)]
+    no_promisc: bool,
+}
+
+/// Per-port figures of the final report.
+#[derive(Debug, Serialize)]
+struct PortReport {
+    name: String,
+    rx_packets: u64,
+    tx_packets: u64,
+    rx_pps: f64,
+    tx_pps: f64,
+    rx_dropped: u64,
+    tx_dropped: u64,
+    errors: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    duration_s: f64,
+    ports: Vec<PortReport>,
+    total_rx_pps: f64,
+    total_tx_pps: f64,
+    fwd: FwdMode,
+    burst: u16,
+    nb_cores: u16,
+    mbufs_total: usize,
+    mbufs_free_at_exit: usize,
+}
+
+fn parse_ipv4(s: &str) -> Result<[u8; 4]> {
+    let ip: std::net::Ipv4Addr = s
+        .trim()
+        .parse()
+        .with_context(|| format!("invalid IPv4 address {s:?}"))?;
+    Ok(ip.octets())
+}
+
+impl TestpmdArgs {
+    fn udp_spec(&self) -> Result<UdpFrameSpec> {
+        let mut spec = UdpFrameSpec::default();
+        if let Some(ips) = &self.tx_ip {
+            let (s, d) = ips.split_once(',').context("--tx-ip takes SRC,DST")?;
+            spec.src_ip = parse_ipv4(s)?;
+            spec.dst_ip = parse_ipv4(d)?;
+        }
+        if let Some(ports) = &self.tx_udp {
+            let (s, d) = ports.split_once(',').unwrap_or((ports, ports));
+            spec.src_port = s
+                .trim()
+                .parse()
+                .with_context(|| format!("invalid UDP port {s:?}"))?;
+            spec.dst_port = d
+                .trim()
+                .parse()
+                .with_context(|| format!("invalid UDP port {d:?}"))?;
+        }
+        Ok(spec)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.vdevs.is_empty() && self.pci.is_empty() {
+            bail!("no ports: give at least one --vdev (e.g. --vdev null0) or -a <PCI address>");
+        }
+        if let Some(d) = self.duration {
+            if !(d.is_finite() && d > 0.0) {
+                bail!("--duration must be a positive number of seconds, got {d}");
+            }
+        }
+        if !(self.stats_period.is_finite() && self.stats_period >= 0.0) {
+            bail!("--stats-period must be 0 or more seconds");
+        }
+        let room = self.mbuf_size as usize;
+        if room < pollux_core::mbuf::HEADROOM as usize + 64 {
+            bail!(
+                "--mbuf-size {room} is too small: at least {} bytes",
+                pollux_core::mbuf::HEADROOM + 64
+            );
+        }
+        let max_pkt = room - pollux_core::mbuf::HEADROOM as usize;
+        if (self.txpkts as usize) < UDP_FRAME_MIN || self.txpkts as usize > max_pkt {
+            bail!("--txpkts must be between {UDP_FRAME_MIN} and {max_pkt} (the mbuf data room)");
+        }
+        if self.rxq == 0 || self.txq == 0 {
+            bail!("--rxq and --txq must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Opens every port the arguments name.
+fn open_ports(args: &TestpmdArgs) -> Result<Vec<Box<dyn Port>>> {
+    let specs = args
+        .vdevs
+        .iter()
+        .map(|s| pollux_soft::vdev::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ports = pollux_soft::vdev::create_all(&specs)?;
+    if let Some(addr) = args.pci.first() {
+        bail!(
+            "-a {addr}: no PCI poll-mode driver is built into this pollux yet (the igbvf PMD is being added); use --vdev ports"
+        );
+    }
+    Ok(ports)
+}
+
+fn default_pool_size(args: &TestpmdArgs, nb_ports: usize) -> usize {
+    let per_port = (args.rxd as usize * args.rxq as usize)
+        + (args.txd as usize * args.txq as usize)
+        + 2 * args.burst as usize
+        + pollux_soft::ring::DEFAULT_CAPACITY;
+    let per_core = 512 + args.burst as usize * 4;
+    (per_port * nb_ports + per_core * args.nb_cores as usize).max(8192)
+}
+
+fn fwd_cpus(args: &TestpmdArgs, n: usize) -> Vec<Option<usize>> {
+    if args.no_pin {
+        return vec![None; n];
+    }
+    if !args.cpus.is_empty() {
+        return (0..n)
+            .map(|i| Some(args.cpus[i % args.cpus.len()]))
+            .collect();
+    }
+    let cpus = lcore::available_cpus();
+    if cpus.is_empty() {
+        return vec![None; n];
+    }
+    // Like `-l 0,1`: the first CPU is the main lcore's, forwarding starts
+    // after it; with too few CPUs they wrap around.
+    let skip = usize::from(cpus.len() > 1);
+    (0..n)
+        .map(|i| Some(cpus[(skip + i) % cpus.len()]))
+        .collect()
+}
+
+/// Runs `pollux testpmd`.
+pub fn run(args: TestpmdArgs) -> Result<()> {
+    args.validate()?;
+    let udp = args.udp_spec()?;
+    let mut ports = open_ports(&args)?;
+    let nb_ports = ports.len();
+
+    let pool_size = args
+        .total_num_mbufs
+        .unwrap_or_else(|| default_pool_size(&args, nb_ports));
+    let mut pcfg = MempoolConfig::new("testpmd", pool_size);
+    pcfg.data_room = args.mbuf_size;
+    pcfg.cache_size = 256.min(pool_size / 2);
+    let pool = Mempool::new(pcfg, &AnonMemory::default()).context("cannot create the mbuf pool")?;
+
+    let mut out: Box<dyn Write> = if args.json {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    let mut port_macs = Vec::new();
+    let mut names = Vec::new();
+    for (i, p) in ports.iter_mut().enumerate() {
+        let info = p.info();
+        let mut conf = PortConf::new(pool.clone());
+        conf.port_id = i as u16;
+        conf.rx_queues = args.rxq;
+        conf.tx_queues = args.txq;
+        conf.rx_desc = args.rxd;
+        conf.tx_desc = args.txd;
+        p.configure(&conf)
+            .with_context(|| format!("port {i} ({}): configure", info.name))?;
+        p.start()
+            .with_context(|| format!("port {i} ({}): start", info.name))?;
+        if !args.no_promisc {
+            if let Err(e) = p.set_promiscuous(true) {
+                tracing::warn!("port {i} ({}): promiscuous mode: {e}", info.name);
+            }
+        }
+        let link = p.link();
+        writeln!(
+            out,
+            "Port {i} ({}, {}): MAC {} link {link}",
+            info.name,
+            info.driver,
+            p.mac_addr()
+        )?;
+        port_macs.push(p.mac_addr());
+        names.push(info.name);
+    }
+    let mut peer_macs: Vec<MacAddr> = (0..nb_ports)
+        .map(|i| MacAddr([0x02, 0, 0, 0, 0, i as u8]))
+        .collect();
+    for ep in &args.eth_peer {
+        let (p, m) = ep.split_once(',').context("--eth-peer takes PORT,MAC")?;
+        let p: usize = p
+            .trim()
+            .parse()
+            .with_context(|| format!("invalid port {p:?} in --eth-peer"))?;
+        if p >= nb_ports {
+            bail!("--eth-peer {ep}: there is no port {p} ({nb_ports} ports)");
+        }
+        peer_macs[p] = m.trim().parse()?;
+    }
+
+    let queues = args.rxq.min(args.txq);
+    let streams = build_streams(nb_ports, queues, args.fwd);
+    let nb_cores = (args.nb_cores as usize).min(streams.len());
+    let mut per_core: Vec<Vec<StreamSpec>> = vec![Vec::new(); nb_cores];
+    for (i, s) in streams.iter().enumerate() {
+        per_core[i % nb_cores].push(s.clone());
+    }
+    let cfg = FwdConfig {
+        mode: args.fwd,
+        burst: args.burst as usize,
+        txpkts: args.txpkts as usize,
+        pool: pool.clone(),
+        port_macs,
+        peer_macs,
+        udp,
+        flows: args.flows,
+    };
+    writeln!(
+        out,
+        "{:?} forwarding: {} streams on {nb_cores} lcore(s), burst {}, {} mbufs",
+        args.fwd,
+        streams.len(),
+        args.burst,
+        pool_size
+    )?;
+
+    let stop = StopFlag::new();
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while stopping exits at once.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.as_atomic())
+            .context("cannot install signal handler")?;
+        signal_hook::flag::register(sig, stop.as_atomic())
+            .context("cannot install signal handler")?;
+    }
+    let cpus = fwd_cpus(&args, nb_cores);
+
+    let start = Instant::now();
+    enum Owned {
+        One(lcore::Lcore<Vec<Box<dyn Port>>>),
+        Many(Vec<lcore::Lcore<()>>, fwd::SharedPorts),
+    }
+    let running = if nb_cores == 1 {
+        let streams = per_core.pop().unwrap_or_default();
+        let (cfg, stop2) = (cfg.clone(), stop.clone());
+        let mut ports = std::mem::take(&mut ports);
+        Owned::One(lcore::launch(0, cpus[0], stop.clone(), move |_| {
+            fwd::run_lcore(&mut ports, streams, &cfg, &stop2);
+            ports
+        })?)
+    } else {
+        let shared: fwd::SharedPorts = Arc::new(
+            std::mem::take(&mut ports)
+                .into_iter()
+                .map(Mutex::new)
+                .collect(),
+        );
+        let mut lcores = Vec::new();
+        for (i, streams) in per_core.into_iter().enumerate() {
+            let (cfg, stop2, shared2) = (cfg.clone(), stop.clone(), shared.clone());
+            lcores.push(lcore::launch(i, cpus[i], stop.clone(), move |_| {
+                fwd::run_lcore(&mut Shared(shared2), streams, &cfg, &stop2)
+            })?);
+        }
+        Owned::Many(lcores, shared)
+    };
+
+    // Main lcore: live stats until the deadline or a signal.
+    let deadline = args.duration.map(|d| start + Duration::from_secs_f64(d));
+    let period = (args.stats_period > 0.0).then(|| Duration::from_secs_f64(args.stats_period));
+    let mut next_tick = period.map(|p| start + p);
+    let mut last = (start, vec![(0u64, 0u64); nb_ports]);
+    while !stop.is_stopped() {
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            break;
+        }
+        if let (Some(t), Some(p)) = (next_tick, period) {
+            if now >= t {
+                let cur = totals(&streams, nb_ports);
+                print_live(&mut out, &names, &cur, &last, now)?;
+                last = (now, cur.iter().map(|c| (c.0, c.1)).collect());
+                next_tick = Some(t + p);
+            }
+        }
+        let mut wake = now + Duration::from_millis(50);
+        if let Some(d) = deadline {
+            wake = wake.min(d);
+        }
+        if let Some(t) = next_tick {
+            wake = wake.min(t);
+        }
+        std::thread::sleep(wake.saturating_duration_since(Instant::now()));
+    }
+    stop.stop();
+    let mut ports: Vec<Box<dyn Port>> = match running {
+        Owned::One(l) => l
+            .join()
+            .map_err(|e| anyhow::anyhow!("forwarding lcore failed: {e}"))?,
+        Owned::Many(lcores, shared) => {
+            for l in lcores {
+                l.join()
+                    .map_err(|e| anyhow::anyhow!("forwarding lcore failed: {e}"))?;
+            }
+            Arc::try_unwrap(shared)
+                .map_err(|_| anyhow::anyhow!("ports still shared after the lcores stopped"))?
+                .into_iter()
+                .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+                .collect()
+        }
+    };
+    let elapsed = start.elapsed().as_secs_f64();
+
+    let flows = totals(&streams, nb_ports);
+    let mut stats = Vec::new();
+    for (i, p) in ports.iter_mut().enumerate() {
+        if let Err(e) = p.stop() {
+            tracing::warn!("port {i}: stop: {e}");
+        }
+        stats.push(p.stats());
+    }
+    drop(ports);
+    let report = build_report(&names, &stats, &flows, elapsed, &args, &pool);
+    print_summary(&mut out, &report)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    if report.mbufs_free_at_exit != report.mbufs_total {
+        bail!(
+            "mbuf leak: {} of {} mbufs did not come back to the pool",
+            report.mbufs_total - report.mbufs_free_at_exit,
+            report.mbufs_total
+        );
+    }
+    Ok(())
+}
+
+/// (rx, tx, dropped) per port from the stream counters: rx counts on the
+/// receiving port, tx and dropped on the sending one.
+fn totals(streams: &[StreamSpec], nb_ports: usize) -> Vec<(u64, u64, u64)> {
+    let mut t = vec![(0, 0, 0); nb_ports];
+    for s in streams {
+        t[s.rx_port].0 += s.counters.rx.load(Ordering::Acquire);
+        t[s.tx_port].1 += s.counters.tx.load(Ordering::Acquire);
+        t[s.tx_port].2 += s.counters.dropped.load(Ordering::Acquire);
+    }
+    t
+}
+
+fn si(v: f64) -> String {
+    if v >= 1e9 {
+        format!("{:.2}G", v / 1e9)
+    } else if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn print_live(
+    out: &mut dyn Write,
+    names: &[String],
+    cur: &[(u64, u64, u64)],
+    last: &(Instant, Vec<(u64, u64)>),
+    now: Instant,
+) -> std::io::Result<()> {
+    let dt = now.duration_since(last.0).as_secs_f64().max(1e-9);
+    writeln!(
+        out,
+        "{:>4} {:<14} {:>14} {:>10} {:>14} {:>10} {:>10}",
+        "port", "name", "rx-packets", "rx-pps", "tx-packets", "tx-pps", "dropped"
+    )?;
+    for (i, (name, c)) in names.iter().zip(cur).enumerate() {
+        let (lr, lt) = last.1[i];
+        writeln!(
+            out,
+            "{:>4} {:<14} {:>14} {:>10} {:>14} {:>10} {:>10}",
+            i,
+            name,
+            c.0,
+            si((c.0 - lr) as f64 / dt),
+            c.1,
+            si((c.1 - lt) as f64 / dt),
+            c.2
+        )?;
+    }
+    out.flush()
+}
+
+fn build_report(
+    names: &[String],
+    stats: &[PortStats],
+    flows: &[(u64, u64, u64)],
+    elapsed: f64,
+    args: &TestpmdArgs,
+    pool: &Mempool,
+) -> Report {
+    let ports: Vec<PortReport> = names
+        .iter()
+        .zip(stats)
+        .zip(flows)
+        .map(|((name, s), f)| PortReport {
+            name: name.clone(),
+            rx_packets: s.ipackets,
+            tx_packets: s.opackets,
+            rx_pps: s.ipackets as f64 / elapsed,
+            tx_pps: s.opackets as f64 / elapsed,
+            rx_dropped: s.imissed + s.rx_nombuf,
+            tx_dropped: f.2,
+            errors: s.ierrors + s.oerrors,
+        })
+        .collect();
+    Report {
+        duration_s: elapsed,
+        total_rx_pps: ports.iter().map(|p| p.rx_pps).sum(),
+        total_tx_pps: ports.iter().map(|p| p.tx_pps).sum(),
+        ports,
+        fwd: args.fwd,
+        burst: args.burst,
+        nb_cores: args.nb_cores,
+        mbufs_total: pool.size(),
+        mbufs_free_at_exit: pool.available(),
+    }
+}
+
+fn print_summary(out: &mut dyn Write, r: &Report) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "---------------------- summary ({:.2} s) ----------------------",
+        r.duration_s
+    )?;
+    for (i, p) in r.ports.iter().enumerate() {
+        writeln!(
+            out,
+            "port {i} {:<12} RX {:>14} ({:>9} pps)  TX {:>14} ({:>9} pps)  rx-dropped {} tx-dropped {} errors {}",
+            p.name,
+            p.rx_packets,
+            si(p.rx_pps),
+            p.tx_packets,
+            si(p.tx_pps),
+            p.rx_dropped,
+            p.tx_dropped,
+            p.errors
+        )?;
+    }
+    writeln!(
+        out,
+        "total RX {} pps, TX {} pps",
+        si(r.total_rx_pps),
+        si(r.total_tx_pps)
+    )?;
+    writeln!(
+        out,
+        "mbufs: {} of {} back in the pool",
+        r.mbufs_free_at_exit, r.mbufs_total
+    )?;
+    out.flush()
+}
