@@ -1,0 +1,142 @@
+//! `pollux testpmd` end to end: the binary as a user runs it.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn pollux(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pollux"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pollux")
+}
+
+fn json_line(out: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8(out.stdout.clone()).expect("utf-8");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "exactly one line on stdout, got {stdout:?}");
+    serde_json::from_str(lines[0]).expect("valid JSON")
+}
+
+#[test]
+fn io_between_two_null_ports_prints_one_json_line() {
+    let out = pollux(&["testpmd", "--vdev", "null0", "--vdev", "null1", "--fwd", "io", "--duration", "1", "--json"]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let r = json_line(&out);
+    let d = r["duration_s"].as_f64().unwrap();
+    assert!((0.9..3.0).contains(&d), "duration {d}");
+    let ports = r["ports"].as_array().unwrap();
+    assert_eq!(ports.len(), 2);
+    for (p, name) in ports.iter().zip(["null0", "null1"]) {
+        assert_eq!(p["name"], name);
+        for key in ["rx_packets", "tx_packets", "rx_dropped", "tx_dropped", "errors"] {
+            assert!(p[key].is_u64(), "{key} in {p}");
+        }
+        assert!(p["rx_packets"].as_u64().unwrap() > 1000);
+        assert!(p["rx_pps"].as_f64().unwrap() > 0.0 && p["tx_pps"].as_f64().unwrap() > 0.0);
+    }
+    // io forwarding: what null0 received, null1 sent, and the other way.
+    assert_eq!(ports[0]["rx_packets"], ports[1]["tx_packets"]);
+    assert_eq!(ports[1]["rx_packets"], ports[0]["tx_packets"]);
+    let total: f64 = ports.iter().map(|p| p["rx_pps"].as_f64().unwrap()).sum();
+    assert!((r["total_rx_pps"].as_f64().unwrap() - total).abs() < 1.0);
+    assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "no mbuf leaked");
+}
+
+#[test]
+fn txonly_and_rxonly_count_one_direction() {
+    let out = pollux(&["testpmd", "--vdev", "null0", "--fwd", "txonly", "--duration", "0.5", "--json", "--txpkts", "128"]);
+    assert!(out.status.success());
+    let r = json_line(&out);
+    let p = &r["ports"][0];
+    assert_eq!(p["rx_packets"], 0);
+    assert!(p["tx_packets"].as_u64().unwrap() > 0);
+    let out = pollux(&["testpmd", "--vdev", "null0", "--fwd", "rxonly", "--duration", "0.5", "--json"]);
+    let r = json_line(&out);
+    assert_eq!(r["ports"][0]["tx_packets"], 0);
+    assert!(r["ports"][0]["rx_packets"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn every_mode_runs_on_two_lcores_without_leaking() {
+    for mode in ["io", "mac", "macswap", "txonly", "rxonly", "flowgen"] {
+        let out = pollux(&[
+            "testpmd", "--vdev", "null0", "--vdev", "null1", "--fwd", mode, "--nb-cores", "2", "--duration", "0.3", "--json",
+        ]);
+        assert!(out.status.success(), "{mode}: {}", String::from_utf8_lossy(&out.stderr));
+        let r = json_line(&out);
+        assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{mode}");
+        assert_eq!(r["nb_cores"], 2);
+    }
+}
+
+#[test]
+fn a_ring_pair_carries_txonly_traffic_to_its_peer() {
+    // ring0 sends, ring1 receives (rxonly polls both ports, txonly only
+    // sends, so use io: ring1 receives ring0's frames and sends them back).
+    let out = pollux(&[
+        "testpmd", "--vdev", "ring0,peer=ring1", "--vdev", "ring1", "--vdev", "null0", "--fwd", "io", "--duration", "0.5", "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = json_line(&out);
+    assert_eq!(r["ports"].as_array().unwrap().len(), 3);
+    assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"]);
+}
+
+#[test]
+fn live_stats_and_summary_without_json() {
+    let out = pollux(&["testpmd", "--vdev", "null0", "--vdev", "null1", "--duration", "1.3"]);
+    assert!(out.status.success());
+    let s = String::from_utf8(out.stdout).unwrap();
+    assert!(s.contains("rx-pps"), "live table: {s}");
+    assert!(s.contains("summary"), "{s}");
+    assert!(s.contains("8192 of 8192 back in the pool") || s.contains("back in the pool"), "{s}");
+}
+
+#[test]
+fn sigint_stops_cleanly_with_a_report() {
+    let child = Command::new(env!("CARGO_BIN_EXE_pollux"))
+        .args(["testpmd", "--vdev", "null0", "--vdev", "null1", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: plain kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let start = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = json_line(&out);
+    assert!(r["ports"][0]["rx_packets"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn bad_arguments_give_one_clear_line_and_no_panic() {
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["testpmd", "--vdev", "null0", "--bogus"], 2, "--bogus"),
+        (&["testpmd", "--vdev", "null0", "--burst", "0"], 2, "burst"),
+        (&["testpmd", "--vdev", "null0", "--burst", "x"], 2, "burst"),
+        (&["testpmd", "--vdev", "null0", "--fwd", "teleport"], 2, "teleport"),
+        (&["testpmd"], 1, "no ports"),
+        (&["testpmd", "--vdev", "eth0"], 1, "bad device string"),
+        (&["testpmd", "--vdev", "null0,sise=64"], 1, "unknown argument"),
+        (&["testpmd", "--vdev", "null0", "--txpkts", "10"], 1, "--txpkts"),
+        (&["testpmd", "--vdev", "null0", "--duration", "0"], 1, "--duration"),
+        (&["testpmd", "--vdev", "null0", "--duration", "-1"], 2, "-1"),
+        (&["testpmd", "--vdev", "null0", "--eth-peer", "5,02:00:00:00:00:01"], 1, "no port 5"),
+        (&["testpmd", "--vdev", "null0", "--eth-peer", "0,zz"], 1, "invalid MAC"),
+        (&["testpmd", "--vdev", "null0", "--tx-ip", "1.2.3.4"], 1, "--tx-ip"),
+        (&["testpmd", "--vdev", "null0", "--rxq", "99"], 1, "rx queues"),
+        (&["frobnicate"], 2, "frobnicate"),
+    ];
+    for (args, code, needle) in cases {
+        let out = pollux(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(*code), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(err.lines().count() <= 2, "{args:?}: one line of error, got {err}");
+    }
+}
