@@ -1,0 +1,81 @@
+//! Polled-mode driver for Intel 82576 and I350 SR-IOV virtual functions
+//! (`igbvf`: PCI IDs 8086:10ca and 8086:1520), in user space over VFIO.
+//!
+//! # Using it
+//!
+//! ```no_run
+//! use pollux_core::{Burst, HugePages, Mempool, MempoolConfig, Port, PortConf};
+//! use pollux_igbvf::{IgbVf, IgbVfOpts};
+//!
+//! // The VF must be bound to vfio-pci; the error says how if it is not.
+//! let mut vf = IgbVf::open("0000:00:04.0".parse()?, IgbVfOpts::default())?;
+//! // Buffers must live in memory mapped into the VF's IOMMU domain:
+//! let pool = Mempool::new(MempoolConfig::new("rx", 4096), &vf.dma_memory(HugePages::Prefer))?;
+//! vf.configure(&PortConf::new(pool))?;
+//! vf.start()?;
+//! let mut burst = Burst::new(32);
+//! let n = vf.rx_burst(0, &mut burst);
+//! # let _ = n;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! [`open_pci`] does the same behind `Box<dyn Port>` for any PCI function
+//! this crate drives, for applications that take `-a <PCI address>`.
+//!
+//! # Several VFs in one process
+//!
+//! Every VF opened with default options joins the process's shared VFIO
+//! container ([`pollux_vfio::Container::process_default`]): one IOMMU
+//! domain, so one mempool from [`IgbVf::dma_memory`] of any of them serves
+//! all (a bond over two VFs forwards a buffer received on one out of the
+//! other). To keep VFs apart, give [`IgbVfOpts::container`] a
+//! [`pollux_vfio::Container::new`] of their own, and use that container's
+//! memory for their pools.
+//!
+//! # What the driver does with the PF
+//!
+//! Bring-up follows what the Linux igb PF expects over the mailbox: VF
+//! reset (VTCTRL.RST) and VF_RESET, whose reply carries the MAC the
+//! administrator assigned, if any; then SET_MAC_ADDR, SET_LPE (max frame),
+//! SET_MULTICAST, SET_VLAN and SET_PROMISC (multicast) as configured. The
+//! PF forgets all of it at every VF reset, so it is sent again after each.
+//! While polled the driver watches the mailbox: after a PF reset (RSTI/RSTD,
+//! or a PF message without clear-to-send) it re-initialises the VF by
+//! itself once the PF is back.
+//!
+//! # The QEMU igb model
+//!
+//! The lab runs on QEMU's 82576 model. Where it differs from hardware the
+//! driver does what hardware needs and the difference is noted where it
+//! bites: rx queue 1 never receives there ([`Port::info`]); VF promiscuous
+//! and all-multicast are not modelled (set_allmulticast is accepted by the
+//! PF and has no effect); a VF reset never raises RSTD
+//! (see `reset_handshake` in [`vf`]); the PF forgets a VF's MAC at every VF
+//! reset unless the administrator set one ([`IgbVfOpts::mac`]).
+
+#[cfg(target_endian = "big")]
+compile_error!("pollux-igbvf assumes a little-endian host, like the device's descriptors");
+
+pub mod desc;
+pub mod error;
+pub mod mbx;
+pub mod regs;
+pub mod rx;
+pub mod stats;
+pub mod testing;
+pub mod tx;
+pub mod vf;
+
+pub use error::IgbVfError;
+pub use vf::{default_mac, identify, IgbVf, IgbVfOpts, Model};
+
+use pollux_core::Port;
+use pollux_vfio::pci::PciAddr;
+
+/// Opens the PCI function at `addr` with the driver for its ID, as a boxed
+/// [`Port`]. Fails with [`IgbVfError::UnknownDevice`] for functions no
+/// Pollux PCI driver handles.
+pub fn open_pci(addr: PciAddr, opts: IgbVfOpts) -> Result<Box<dyn Port>, IgbVfError> {
+    identify(addr, &opts.vfio)?;
+    Ok(Box::new(IgbVf::open(addr, opts)?))
+}
