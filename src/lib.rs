@@ -6,6 +6,10 @@
 //! - [`core`]: mbufs, mempools, rings, bursts, the [`Port`](core::Port) trait
 //!   and the lcore runtime.
 //! - [`soft`]: software ports (null, ring, af_packet, pcap).
+//! - [`vfio`]: PCI discovery, VFIO containers/devices, DMA memory.
+//! - [`igbvf`]: the 82576/I350 VF poll-mode driver.
 
 pub use pollux_core as core;
+pub use pollux_igbvf as igbvf;
 pub use pollux_soft as soft;
+pub use pollux_vfio as vfio;
