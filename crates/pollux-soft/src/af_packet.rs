@@ -1,1 +1,1681 @@
-//! af_packet
+//! `af_packet`: a Linux network interface through PACKET_MMAP rings
+//! (DPDK's `net_af_packet`).
+//!
+//! # Design
+//!
+//! Each queue pair is one `AF_PACKET` socket with a TPACKET_V2 rx ring and
+//! tx ring mapped into our memory, both of `frame_count` frames of
+//! `frame_size` bytes. The frames are shared with the kernel, so this module
+//! never makes a Rust reference to them: a frame is a raw pointer, its
+//! status word is read and written atomically, and the other header fields
+//! and packet bytes are touched only while the status word says the frame
+//! is ours, with an explicit fence between the two (see `FrameRing`).
+//!
+//! - **rx** copies each frame the kernel has filled into an mbuf of the rx
+//!   pool and hands the frame straight back. When the pool is empty,
+//!   `rx_nombuf` counts it and the frame *stays in the ring* to be taken
+//!   next time, as a NIC keeps its descriptors; if the application does not
+//!   catch up, the kernel drops further packets and `imissed` (the socket's
+//!   `PACKET_STATISTICS` `tp_drops`) counts them. A frame the kernel had to
+//!   truncate (longer than the ring frame) or longer than an mbuf is dropped
+//!   and counted in `ierrors`, never delivered cut short.
+//! - **VLAN.** Linux always takes the outer VLAN tag off a received frame
+//!   and reports it beside the frame (`TP_STATUS_VLAN_VALID`). Like DPDK, we
+//!   give the application what was on the wire: the tag is put back into
+//!   the frame, unless the port was configured with
+//!   [`RxOffloads::VLAN_STRIP`], in which case the frame stays untagged and
+//!   the tag goes to `RxMeta::vlan_tci` with [`RxFlags::VLAN_STRIPPED`]. On
+//!   tx, [`TxOffloads::VLAN_INSERT`] is done in software while copying.
+//! - **Checksums.** A frame another local socket sent (over a veth, for
+//!   example) may arrive with its TCP/UDP checksum not yet computed
+//!   (`TP_STATUS_CSUMNOTREADY`: the kernel left it to an offload that never
+//!   ran). We compute it, so the frame is correct if we forward it to a
+//!   wire, and flag it [`RxFlags::L4_CKSUM_GOOD`], as we do when the
+//!   kernel says the checksum was verified (`TP_STATUS_CSUM_VALID`). DPDK
+//!   passes such frames on with the partial checksum.
+//! - **tx** copies each mbuf into the next free frame, marks it
+//!   `TP_STATUS_SEND_REQUEST`, frees the mbuf, and at the end of the burst
+//!   kicks the kernel with a non-blocking `sendto`. When the next frame is
+//!   still the kernel's, the rest of the burst stays with the caller.
+//!   Frames longer than the interface MTU allows (or than a ring frame) are
+//!   dropped and counted in `oerrors`. `PACKET_LOSS` is set so one bad
+//!   frame can never stall the ring.
+//! - **start/stop.** The sockets are bound at open with a drop-everything
+//!   BPF filter; `start` removes it and `stop` puts it back (rebinding is not
+//!   possible for a socket in a fanout group). `stop` discards frames
+//!   waiting in the rx ring, gives the tx ring up to a second to drain and
+//!   discards what the kernel has not taken by then (counted in `oerrors`
+//!   and the `tx_discarded_on_stop` xstat). Rings stay mapped until `Drop`.
+//! - **Queues.** `qpairs` sockets join one `PACKET_FANOUT_HASH` group, so
+//!   the kernel spreads flows over rx queues by flow hash (like RSS); each
+//!   socket's tx ring is a tx queue.
+//! - **Filters.** Promiscuous, all-multicast and the multicast list are
+//!   socket memberships (`PACKET_ADD_MEMBERSHIP`), which the kernel
+//!   reference-counts and removes when the socket closes, so a crashed
+//!   application leaves no interface in promiscuous mode. Virtual
+//!   interfaces such as veth have no address filter: frames for other
+//!   hosts arrive even when promiscuous mode is off, as with DPDK.
+//! - **Outgoing frames** that other programs send on the interface are not
+//!   received (`PACKET_IGNORE_OUTGOING`, [`AfPacketOpts::ignore_outgoing`]):
+//!   a NIC port does not see what the host sends. DPDK receives them.
+//!
+//! # Differences from DPDK
+//!
+//! Besides the above: the link state is the interface's (`IFF_UP` and
+//! `IFF_RUNNING`, speed from ethtool), MAC and MTU changes are applied to
+//! the interface, descriptor counts in [`PortConf`] are accepted and
+//! ignored (the ring size is fixed at open, as in DPDK), and there is no
+//! TPACKET_V3 rx (V3 batches frames into blocks that are retired by a
+//! timer, trading latency for fewer cache misses).
+
+use std::cell::Cell;
+use std::ffi::c_int;
+use std::io;
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use pollux_core::mbuf::HEADROOM;
+use pollux_core::net::{internet_checksum, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN};
+use pollux_core::{
+    Burst, Capabilities, Duplex, LinkStatus, MacAddr, Mbuf, Mempool, Port, PortConf, PortError,
+    PortInfo, PortStats, QueueStats, RxFlags, RxOffloads, TxFlags, TxOffloads, Xstat,
+};
+
+use crate::SoftError;
+
+/// Largest number of queue pairs (sockets in one fanout group).
+pub const MAX_QPAIRS: u16 = 16;
+
+/// Largest multicast list (our cap; the kernel has none).
+pub const MAX_MC_ADDRS: u16 = 256;
+
+/// 802.1ad (QinQ outer) tag protocol identifier.
+const ETHERTYPE_QINQ: u16 = 0x88a8;
+/// Ethernet header without tags.
+const ETH_HLEN: usize = 14;
+/// One 802.1Q tag.
+const VLAN_HLEN: usize = 4;
+
+/// `TPACKET_ALIGN` of `<linux/if_packet.h>`: headers in a frame are aligned
+/// to 16 bytes.
+const fn tpacket_align(x: usize) -> usize {
+    (x + libc::TPACKET_ALIGNMENT - 1) & !(libc::TPACKET_ALIGNMENT - 1)
+}
+
+/// Where a V2 tx frame's data starts: after the aligned `tpacket2_hdr`
+/// (`tp_hdrlen - sizeof(struct sockaddr_ll)` in `tpacket_parse_header`,
+/// net/packet/af_packet.c).
+const TX_DATA_OFFSET: usize = libc::TPACKET2_HDRLEN - size_of::<libc::sockaddr_ll>();
+
+/// Where the kernel puts an Ethernet frame in a V2 rx frame:
+/// `TPACKET_ALIGN(tp_hdrlen + max(maclen, 16)) - maclen` (`tpacket_rcv`,
+/// net/packet/af_packet.c). The frame itself says (`tp_mac`); this is only
+/// to know the largest frame that fits.
+const RX_DATA_OFFSET: usize = tpacket_align(libc::TPACKET2_HDRLEN + 16) - ETH_HLEN;
+
+const _: () = assert!(size_of::<libc::tpacket2_hdr>() == 32);
+const _: () = assert!(TX_DATA_OFFSET == 32);
+const _: () = assert!(RX_DATA_OFFSET == 66);
+
+/// Options of an af_packet port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AfPacketOpts {
+    /// Bytes per ring frame, header included; a multiple of 16. The largest
+    /// frame is `frame_size - 66` bytes. DPDK's `framesz`, default 2048.
+    pub frame_size: u32,
+    /// Frames in each ring (rx and tx, per queue pair); a multiple of the
+    /// frames per block. DPDK's `framecnt`, default 512.
+    pub frame_count: u32,
+    /// Bytes per ring block, a multiple of the page size; 0 picks the
+    /// smallest power of two that is at least a page and a frame. DPDK's
+    /// `blocksz`.
+    pub block_size: u32,
+    /// Queue pairs, each one socket; more than one join a fanout group.
+    /// DPDK's `qpairs`, default 1.
+    pub qpairs: u16,
+    /// Send without the interface's queueing discipline
+    /// (`PACKET_QDISC_BYPASS`): faster, but no traffic shaping and no copy
+    /// to other packet sockets such as tcpdump. DPDK's `qdisc_bypass`.
+    pub qdisc_bypass: bool,
+    /// Put the interface in promiscuous mode at open.
+    pub promiscuous: bool,
+    /// Do not receive frames the host itself sends on the interface.
+    pub ignore_outgoing: bool,
+}
+
+impl Default for AfPacketOpts {
+    fn default() -> AfPacketOpts {
+        AfPacketOpts {
+            frame_size: 2048,
+            frame_count: 512,
+            block_size: 0,
+            qpairs: 1,
+            qdisc_bypass: false,
+            promiscuous: false,
+            ignore_outgoing: true,
+        }
+    }
+}
+
+/// Ring geometry derived from the options.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    frame_size: usize,
+    frames: usize,
+    block_size: usize,
+    frames_per_block: usize,
+    blocks: usize,
+}
+
+impl Geometry {
+    fn new(name: &str, o: &AfPacketOpts) -> Result<Geometry, SoftError> {
+        let bad = |why: String| SoftError::Other(format!("{name}: {why}"));
+        let page = page_size();
+        let fs = o.frame_size as usize;
+        let min = RX_DATA_OFFSET + 64;
+        if fs < min || fs % libc::TPACKET_ALIGNMENT != 0 {
+            return Err(bad(format!(
+                "frame size {fs} must be at least {min} and a multiple of {}",
+                libc::TPACKET_ALIGNMENT
+            )));
+        }
+        let bs = match o.block_size as usize {
+            0 => fs.max(page).next_power_of_two(),
+            b => b,
+        };
+        if bs % page != 0 || bs < fs {
+            return Err(bad(format!(
+                "block size {bs} must be a multiple of the {page}-byte page and hold a {fs}-byte frame"
+            )));
+        }
+        let fpb = bs / fs;
+        let frames = o.frame_count as usize;
+        if frames == 0 || frames % fpb != 0 {
+            return Err(bad(format!(
+                "frame count {frames} must be a positive multiple of {fpb} \
+                 (the {fs}-byte frames per {bs}-byte block)"
+            )));
+        }
+        let blocks = frames / fpb;
+        if blocks
+            .checked_mul(bs)
+            .map_or(true, |b| b > u32::MAX as usize)
+        {
+            return Err(bad(format!(
+                "{frames} frames of {fs} bytes is too large a ring"
+            )));
+        }
+        Ok(Geometry {
+            frame_size: fs,
+            frames,
+            block_size: bs,
+            frames_per_block: fpb,
+            blocks,
+        })
+    }
+
+    fn ring_bytes(&self) -> usize {
+        self.blocks * self.block_size
+    }
+
+    fn req(&self) -> libc::tpacket_req {
+        libc::tpacket_req {
+            tp_block_size: self.block_size as u32,
+            tp_block_nr: self.blocks as u32,
+            tp_frame_size: self.frame_size as u32,
+            tp_frame_nr: self.frames as u32,
+        }
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as usize
+    } else {
+        4096
+    }
+}
+
+/// One PACKET_MMAP ring (rx or tx) inside a socket's mapping.
+///
+/// Frames are shared with the kernel. Ownership of frame `i` is decided by
+/// its status word alone: rx frames are ours while `TP_STATUS_USER` is set,
+/// tx frames while the status is `TP_STATUS_AVAILABLE`. Only then may the
+/// rest of the frame be read or written, after an Acquire fence; a frame is
+/// handed (back) to the kernel by a Release fence and a status store.
+struct FrameRing {
+    base: NonNull<u8>,
+    geo: Geometry,
+    /// Next frame to look at.
+    next: usize,
+}
+
+impl FrameRing {
+    /// # Safety
+    /// `base` must point to a PACKET_MMAP ring of geometry `geo`, mapped
+    /// (readable and writable) for as long as this value lives.
+    unsafe fn new(base: NonNull<u8>, geo: Geometry) -> FrameRing {
+        FrameRing { base, geo, next: 0 }
+    }
+
+    /// Start of frame `i`, which must be `< geo.frames`.
+    fn frame(&self, i: usize) -> *mut u8 {
+        assert!(i < self.geo.frames);
+        let off = (i / self.geo.frames_per_block) * self.geo.block_size
+            + (i % self.geo.frames_per_block) * self.geo.frame_size;
+        // SAFETY: off + frame_size <= blocks * block_size, the ring's length
+        // (see `new`), so the result stays inside the mapping.
+        unsafe { self.base.as_ptr().add(off) }
+    }
+
+    fn hdr(&self, i: usize) -> *mut libc::tpacket2_hdr {
+        self.frame(i).cast()
+    }
+
+    /// The status word of frame `i`.
+    fn status(&self, i: usize) -> &AtomicU32 {
+        // SAFETY: tp_status is the first field of the tpacket2_hdr at the
+        // start of frame i; frames are 16-byte aligned, so the word is
+        // aligned for AtomicU32, and it lives as long as the mapping, which
+        // outlives `&self`. AtomicU32 is an UnsafeCell, so a shared
+        // reference to it permits the kernel's concurrent writes, and every
+        // access we make through it is atomic.
+        unsafe { AtomicU32::from_ptr(self.frame(i).cast::<u32>()) }
+    }
+
+    fn advance(&mut self) {
+        self.next = (self.next + 1) % self.geo.frames;
+    }
+}
+
+/// A `mmap`ed region, unmapped on drop.
+struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len are exactly what mmap returned, and the rings that
+        // point into the mapping are dropped with it (same Queue).
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+#[derive(Clone, Copy, Default, Debug)]
+struct Counters {
+    rx_packets: u64,
+    rx_bytes: u64,
+    rx_errors: u64,
+    tx_packets: u64,
+    tx_bytes: u64,
+}
+
+/// One queue pair: a socket and its two rings.
+struct Queue {
+    rx: FrameRing,
+    tx: FrameRing,
+    /// Declared after the rings that point into it, before the socket.
+    _map: Mapping,
+    fd: OwnedFd,
+    c: Counters,
+    /// `tp_drops` read so far (the kernel zeroes it on every read).
+    drops: Cell<u64>,
+}
+
+// SAFETY: a Queue exclusively owns its socket and mapping; the raw pointers
+// refer only into that mapping, which nothing else in the process uses. The
+// kernel, the only other party, is synchronised through the status words.
+unsafe impl Send for Queue {}
+
+impl Queue {
+    /// Adds the kernel's drop count since the last read.
+    fn poll_drops(&self) -> u64 {
+        if let Ok(s) = sys::getsockopt::<libc::tpacket_stats>(
+            self.fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+        ) {
+            self.drops.set(self.drops.get() + s.tp_drops as u64);
+        }
+        self.drops.get()
+    }
+
+    /// Hands every frame waiting in the rx ring back to the kernel.
+    fn flush_rx(&mut self) -> usize {
+        let mut n = 0;
+        while n < self.rx.geo.frames {
+            let i = self.rx.next;
+            if self.rx.status(i).load(Ordering::Relaxed) & libc::TP_STATUS_USER == 0 {
+                break;
+            }
+            // Release: nothing of the frame is read here, but keep the rule
+            // that a frame goes back only after a fence.
+            fence(Ordering::Release);
+            self.rx
+                .status(i)
+                .store(libc::TP_STATUS_KERNEL, Ordering::Relaxed);
+            self.rx.advance();
+            n += 1;
+        }
+        n
+    }
+
+    /// Waits up to `timeout` for the kernel to send what the tx ring holds;
+    /// returns how many frames it never took (now discarded) and how many
+    /// are still being sent.
+    fn drain_tx(&mut self, timeout: Duration) -> (usize, usize) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (mut requested, mut sending) = (0, 0);
+            for i in 0..self.tx.geo.frames {
+                match self.tx.status(i).load(Ordering::Relaxed) {
+                    libc::TP_STATUS_SEND_REQUEST => requested += 1,
+                    libc::TP_STATUS_SENDING => sending += 1,
+                    _ => {}
+                }
+            }
+            if requested == 0 && sending == 0 {
+                return (0, 0);
+            }
+            if Instant::now() >= deadline {
+                // The kernel takes frames only inside our sendto, so frames
+                // still requested are untouched and can be taken back. Its
+                // position is the oldest of them, so ours must go back
+                // there too.
+                let n = self.tx.geo.frames;
+                let mut first = None;
+                for k in 0..n {
+                    let i = (self.tx.next + k) % n;
+                    let st = self.tx.status(i);
+                    if st.load(Ordering::Relaxed) == libc::TP_STATUS_SEND_REQUEST {
+                        first.get_or_insert(i);
+                        st.store(libc::TP_STATUS_AVAILABLE, Ordering::Relaxed);
+                    }
+                }
+                if let Some(i) = first {
+                    self.tx.next = i;
+                }
+                return (requested, sending);
+            }
+            if requested > 0 {
+                let _ = sys::kick(self.fd.as_raw_fd());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// An af_packet port. See the [module docs](self).
+pub struct AfPacketPort {
+    name: String,
+    iface: String,
+    ifindex: c_int,
+    opts: AfPacketOpts,
+    geo: Geometry,
+    queues: Vec<Queue>,
+    /// MAC read at open or last set; reported if the interface cannot be
+    /// asked.
+    mac: MacAddr,
+    /// MTU as last read from the interface.
+    mtu: u32,
+    port_id: u16,
+    pool: Option<Mempool>,
+    rx_room: usize,
+    rx_queues: u16,
+    tx_queues: u16,
+    rx_offloads: RxOffloads,
+    tx_offloads: TxOffloads,
+    started: bool,
+    promiscuous: bool,
+    allmulti: bool,
+    mc_addrs: Vec<MacAddr>,
+    rx_nombuf: u64,
+    oerrors: u64,
+    tx_kick_errors: u64,
+    tx_discarded_on_stop: u64,
+    /// `imissed` reported before the last `reset_stats`.
+    imissed_base: Cell<u64>,
+}
+
+impl std::fmt::Debug for AfPacketPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AfPacketPort")
+            .field("name", &self.name)
+            .field("iface", &self.iface)
+            .field("ifindex", &self.ifindex)
+            .field("geometry", &self.geo)
+            .field("qpairs", &self.queues.len())
+            .field("started", &self.started)
+            .finish()
+    }
+}
+
+fn io_err(context: String, e: io::Error) -> SoftError {
+    SoftError::io(context, e)
+}
+
+impl AfPacketPort {
+    /// Opens interface `iface` (of the calling thread's network namespace)
+    /// as port `name`: one socket per queue pair with its rx and tx rings
+    /// mapped, bound to the interface but receiving nothing until
+    /// [`Port::start`].
+    ///
+    /// Needs `CAP_NET_RAW`; the error says so when it is missing.
+    pub fn open(name: &str, iface: &str, opts: AfPacketOpts) -> Result<AfPacketPort, SoftError> {
+        let geo = Geometry::new(name, &opts)?;
+        if opts.qpairs == 0 || opts.qpairs > MAX_QPAIRS {
+            return Err(SoftError::Other(format!(
+                "{name}: {} queue pairs (1..={MAX_QPAIRS})",
+                opts.qpairs
+            )));
+        }
+        if iface.is_empty() || iface.len() >= libc::IFNAMSIZ || iface.contains(['\0', '/']) {
+            return Err(SoftError::Other(format!(
+                "{name}: {iface:?} is not an interface name (1 to {} bytes)",
+                libc::IFNAMSIZ - 1
+            )));
+        }
+        let probe = sys::packet_socket().map_err(|e| open_error(name, e))?;
+        let fd = probe.as_raw_fd();
+        let ifindex = sys::if_index(fd, iface).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENODEV) {
+                io_err(
+                    format!("{name}: no interface named {iface:?} in this network namespace"),
+                    e,
+                )
+            } else {
+                io_err(format!("{name}: looking up interface {iface:?}"), e)
+            }
+        })?;
+        let (family, mac) = sys::hw_addr(fd, iface)
+            .map_err(|e| io_err(format!("{name}: reading the MAC address of {iface}"), e))?;
+        if family != libc::ARPHRD_ETHER && family != libc::ARPHRD_LOOPBACK {
+            return Err(SoftError::Other(format!(
+                "{name}: {iface} is not an Ethernet interface (ARPHRD type {family}); \
+                 an af_packet port sends and receives Ethernet frames"
+            )));
+        }
+        let mtu = sys::mtu(fd, iface)
+            .map_err(|e| io_err(format!("{name}: reading the MTU of {iface}"), e))?;
+        drop(probe);
+
+        let mut queues = Vec::with_capacity(opts.qpairs as usize);
+        let mut fanout_id = None;
+        for q in 0..opts.qpairs {
+            let queue = open_queue(name, iface, ifindex, &opts, geo).map_err(|e| match e {
+                SoftError::Io { context, source } => SoftError::Io {
+                    context: format!("{context} (queue {q})"),
+                    source,
+                },
+                e => e,
+            })?;
+            if opts.qpairs > 1 {
+                let id = sys::join_fanout(queue.fd.as_raw_fd(), fanout_id, opts.ignore_outgoing)
+                    .map_err(|e| {
+                        io_err(
+                            format!("{name}: joining the fanout group of {iface} (queue {q})"),
+                            e,
+                        )
+                    })?;
+                fanout_id = Some(id);
+            }
+            queues.push(queue);
+        }
+        let mut port = AfPacketPort {
+            name: name.to_string(),
+            iface: iface.to_string(),
+            ifindex,
+            opts,
+            geo,
+            queues,
+            mac: MacAddr(mac),
+            mtu,
+            port_id: 0,
+            pool: None,
+            rx_room: 0,
+            rx_queues: 0,
+            tx_queues: 0,
+            rx_offloads: RxOffloads::empty(),
+            tx_offloads: TxOffloads::empty(),
+            started: false,
+            promiscuous: false,
+            allmulti: false,
+            mc_addrs: Vec::new(),
+            rx_nombuf: 0,
+            oerrors: 0,
+            tx_kick_errors: 0,
+            tx_discarded_on_stop: 0,
+            imissed_base: Cell::new(0),
+        };
+        if opts.promiscuous {
+            port.set_promiscuous(true).map_err(|e| {
+                SoftError::Other(format!("{name}: promiscuous mode on {iface}: {e}"))
+            })?;
+        }
+        Ok(port)
+    }
+
+    /// The interface this port runs on.
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
+    /// The options the port was opened with.
+    pub fn opts(&self) -> &AfPacketOpts {
+        &self.opts
+    }
+
+    /// Largest frame (without FCS) the rings carry.
+    pub fn max_frame(&self) -> usize {
+        self.geo.frame_size - RX_DATA_OFFSET
+    }
+
+    /// Largest frame the kernel will send: MTU plus Ethernet header, plus a
+    /// VLAN tag when the frame carries one (`tpacket_snd` allows it).
+    fn tx_limit(&self, tagged: bool) -> usize {
+        let by_mtu = self.mtu as usize + ETH_HLEN + if tagged { VLAN_HLEN } else { 0 };
+        by_mtu.min(self.geo.frame_size - TX_DATA_OFFSET)
+    }
+
+    fn fd0(&self) -> RawFd {
+        self.queues[0].fd.as_raw_fd()
+    }
+
+    fn membership(&self, add: bool, kind: c_int, addr: Option<MacAddr>) -> Result<(), PortError> {
+        sys::membership(self.fd0(), self.ifindex, add, kind, addr.map(|a| a.0)).map_err(|e| {
+            let what = match kind {
+                libc::PACKET_MR_PROMISC => "promiscuous mode".to_string(),
+                libc::PACKET_MR_ALLMULTI => "all-multicast mode".to_string(),
+                _ => format!("multicast address {}", addr.unwrap_or_default()),
+            };
+            let verb = if add { "enabling" } else { "disabling" };
+            PortError::io(format!("{}: {verb} {what} on {}", self.name, self.iface), e)
+        })
+    }
+
+    fn rx_one(&mut self, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
+        let Some(pool) = &self.pool else { return 0 };
+        let Some(q) = self.queues.get_mut(queue as usize) else {
+            return 0;
+        };
+        let strip = self.rx_offloads.contains(RxOffloads::VLAN_STRIP);
+        let want = pkts.spare();
+        let mut got = 0;
+        while got < want {
+            let i = q.rx.next;
+            let status = q.rx.status(i).load(Ordering::Relaxed);
+            if status & libc::TP_STATUS_USER == 0 {
+                break;
+            }
+            // Acquire: the kernel wrote the header fields and the packet
+            // before setting TP_STATUS_USER (smp_wmb in tpacket_rcv); this
+            // orders our reads of them after our read of the status.
+            fence(Ordering::Acquire);
+            let h = q.rx.hdr(i);
+            // SAFETY: h is the header of frame i, inside the mapping; the
+            // frame is ours (TP_STATUS_USER) so the kernel does not write
+            // these fields now; addr_of! makes no reference.
+            let (len, snaplen, mac_off, tci, tpid) = unsafe {
+                (
+                    ptr::addr_of!((*h).tp_len).read_volatile() as usize,
+                    ptr::addr_of!((*h).tp_snaplen).read_volatile() as usize,
+                    ptr::addr_of!((*h).tp_mac).read_volatile() as usize,
+                    ptr::addr_of!((*h).tp_vlan_tci).read_volatile(),
+                    ptr::addr_of!((*h).tp_vlan_tpid).read_volatile(),
+                )
+            };
+            let vlan = status & libc::TP_STATUS_VLAN_VALID != 0;
+            let reinsert = vlan && !strip;
+            let out_len = snaplen + if reinsert { VLAN_HLEN } else { 0 };
+            let sane = mac_off + snaplen <= q.rx.geo.frame_size && !(reinsert && snaplen < 12);
+            if !sane || snaplen < len || out_len > self.rx_room {
+                // Cut short by the ring, longer than an mbuf, or nonsense.
+                q.c.rx_errors += 1;
+                release_rx(&mut q.rx, i);
+                continue;
+            }
+            let Some(mut m) = pool.alloc() else {
+                // The frame stays in the ring for the next call.
+                self.rx_nombuf += 1;
+                break;
+            };
+            let fits = m.set_len(out_len);
+            debug_assert!(fits, "out_len <= rx_room");
+            let dst = m.data_mut();
+            // SAFETY: the source bytes lie inside frame i (mac_off + snaplen
+            // <= frame_size, checked above), which is ours until released;
+            // dst is the mbuf's own buffer of out_len bytes; they cannot
+            // overlap. Raw copies make no reference to the shared frame.
+            unsafe {
+                let src = q.rx.frame(i).add(mac_off);
+                if reinsert {
+                    let tpid = if status & libc::TP_STATUS_VLAN_TPID_VALID != 0 && tpid != 0 {
+                        tpid
+                    } else {
+                        ETHERTYPE_VLAN
+                    };
+                    ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), 12);
+                    dst[12..14].copy_from_slice(&tpid.to_be_bytes());
+                    dst[14..16].copy_from_slice(&tci.to_be_bytes());
+                    ptr::copy_nonoverlapping(src.add(12), dst.as_mut_ptr().add(16), snaplen - 12);
+                } else {
+                    ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), snaplen);
+                }
+            }
+            release_rx(&mut q.rx, i);
+            let mut flags = RxFlags::empty();
+            if status & libc::TP_STATUS_CSUMNOTREADY != 0 {
+                if complete_l4_checksum(m.data_mut()) {
+                    flags |= RxFlags::L4_CKSUM_GOOD;
+                }
+            } else if status & libc::TP_STATUS_CSUM_VALID != 0 {
+                flags |= RxFlags::L4_CKSUM_GOOD;
+            }
+            let meta = m.rx_mut();
+            meta.port = self.port_id;
+            meta.queue = queue;
+            if vlan && strip {
+                meta.vlan_tci = tci;
+                flags |= RxFlags::VLAN_STRIPPED;
+            }
+            meta.flags = flags;
+            if pkts.push(m).is_err() {
+                break; // cannot happen: got < spare
+            }
+            q.c.rx_packets += 1;
+            q.c.rx_bytes += out_len as u64;
+            got += 1;
+        }
+        got
+    }
+}
+
+/// Returns rx frame `i` to the kernel and moves on.
+fn release_rx(ring: &mut FrameRing, i: usize) {
+    // Release: orders every read of the frame above before the store that
+    // lets the kernel write it again.
+    fence(Ordering::Release);
+    ring.status(i)
+        .store(libc::TP_STATUS_KERNEL, Ordering::Relaxed);
+    ring.advance();
+}
+
+fn open_error(name: &str, e: io::Error) -> SoftError {
+    match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => io_err(
+            format!(
+                "{name}: opening an AF_PACKET socket needs CAP_NET_RAW: run as root \
+                 or grant it (setcap cap_net_raw,cap_net_admin+ep <binary>)"
+            ),
+            e,
+        ),
+        Some(libc::EAFNOSUPPORT) => io_err(
+            format!("{name}: this kernel has no AF_PACKET support (CONFIG_PACKET)"),
+            e,
+        ),
+        _ => io_err(format!("{name}: opening an AF_PACKET socket"), e),
+    }
+}
+
+fn open_queue(
+    name: &str,
+    iface: &str,
+    ifindex: c_int,
+    opts: &AfPacketOpts,
+    geo: Geometry,
+) -> Result<Queue, SoftError> {
+    let fd = sys::packet_socket().map_err(|e| open_error(name, e))?;
+    let raw = fd.as_raw_fd();
+    let opt = |what: &str, e: io::Error| {
+        io_err(
+            format!("{name}: setting {what} on the socket for {iface}"),
+            e,
+        )
+    };
+    // Nothing is received until start() lifts this filter.
+    sys::attach_drop_filter(raw).map_err(|e| opt("a drop-all filter", e))?;
+    let v2 = libc::tpacket_versions::TPACKET_V2 as c_int;
+    sys::setsockopt(raw, libc::SOL_PACKET, libc::PACKET_VERSION, &v2)
+        .map_err(|e| opt("TPACKET_V2", e))?;
+    // Skip malformed tx frames instead of stopping the ring at them.
+    sys::setsockopt(raw, libc::SOL_PACKET, libc::PACKET_LOSS, &1 as &c_int)
+        .map_err(|e| opt("PACKET_LOSS", e))?;
+    if opts.qdisc_bypass {
+        sys::setsockopt(
+            raw,
+            libc::SOL_PACKET,
+            libc::PACKET_QDISC_BYPASS,
+            &1 as &c_int,
+        )
+        .map_err(|e| opt("PACKET_QDISC_BYPASS", e))?;
+    }
+    if opts.ignore_outgoing {
+        sys::setsockopt(
+            raw,
+            libc::SOL_PACKET,
+            libc::PACKET_IGNORE_OUTGOING,
+            &1 as &c_int,
+        )
+        .map_err(|e| opt("PACKET_IGNORE_OUTGOING (Linux 4.20 or later)", e))?;
+    }
+    let req = geo.req();
+    let ring_err = |which: &str, e: io::Error| {
+        io_err(
+            format!(
+                "{name}: setting up the {which} ring ({} frames of {} bytes in {} blocks of {} bytes) for {iface}",
+                geo.frames, geo.frame_size, geo.blocks, geo.block_size
+            ),
+            e,
+        )
+    };
+    sys::setsockopt(raw, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)
+        .map_err(|e| ring_err("rx", e))?;
+    sys::setsockopt(raw, libc::SOL_PACKET, libc::PACKET_TX_RING, &req)
+        .map_err(|e| ring_err("tx", e))?;
+    let ring = geo.ring_bytes();
+    let map = sys::mmap_rings(raw, 2 * ring)
+        .map_err(|e| io_err(format!("{name}: mapping the rings of {iface}"), e))?;
+    // SAFETY: the mapping is 2 * ring bytes: the rx ring then the tx ring
+    // (the layout packet_mmap gives when both rings are set), each of
+    // geometry `geo`; the Queue keeps the mapping alive as long as the
+    // rings.
+    let (rx, tx) = unsafe {
+        (
+            FrameRing::new(map.ptr, geo),
+            FrameRing::new(NonNull::new_unchecked(map.ptr.as_ptr().add(ring)), geo),
+        )
+    };
+    sys::bind(raw, ifindex).map_err(|e| io_err(format!("{name}: binding to {iface}"), e))?;
+    Ok(Queue {
+        rx,
+        tx,
+        _map: map,
+        fd,
+        c: Counters::default(),
+        drops: Cell::new(0),
+    })
+}
+
+/// Computes the TCP or UDP checksum of an Ethernet frame (IPv4 without
+/// fragmentation or IPv6 without extension headers, after at most one VLAN
+/// tag), replacing whatever the checksum field held. Returns false, leaving
+/// the frame alone, for anything else.
+fn complete_l4_checksum(f: &mut [u8]) -> bool {
+    let be16 = |f: &[u8], at: usize| -> Option<u16> {
+        Some(u16::from_be_bytes([*f.get(at)?, *f.get(at + 1)?]))
+    };
+    let (mut l3, mut et) = (ETH_HLEN, be16(f, 12));
+    if et == Some(ETHERTYPE_VLAN) || et == Some(ETHERTYPE_QINQ) {
+        l3 += VLAN_HLEN;
+        et = be16(f, 16);
+    }
+    let (l4, l4_len, proto, pseudo) = match et {
+        Some(ETHERTYPE_IPV4) => {
+            let Some(&vihl) = f.get(l3) else { return false };
+            let ihl = (vihl & 0x0f) as usize * 4;
+            let (Some(total), Some(frag)) = (be16(f, l3 + 2), be16(f, l3 + 6)) else {
+                return false;
+            };
+            if vihl >> 4 != 4 || ihl < 20 || frag & 0x3fff != 0 || (total as usize) < ihl {
+                return false;
+            }
+            let Some(ip) = f.get(l3..l3 + 20) else {
+                return false;
+            };
+            let l4_len = total as usize - ihl;
+            let mut sum = 0u32;
+            for w in ip[12..20].chunks_exact(2) {
+                sum += u16::from_be_bytes([w[0], w[1]]) as u32;
+            }
+            sum += ip[9] as u32 + l4_len as u32;
+            (l3 + ihl, l4_len, ip[9], sum)
+        }
+        Some(ETHERTYPE_IPV6) => {
+            let Some(ip) = f.get(l3..l3 + 40) else {
+                return false;
+            };
+            let l4_len = u16::from_be_bytes([ip[4], ip[5]]) as usize;
+            let mut sum = 0u32;
+            for w in ip[8..40].chunks_exact(2) {
+                sum += u16::from_be_bytes([w[0], w[1]]) as u32;
+            }
+            sum += ip[6] as u32 + l4_len as u32;
+            (l3 + 40, l4_len, ip[6], sum)
+        }
+        _ => return false,
+    };
+    let field = match proto {
+        6 => 16,
+        17 => 6,
+        _ => return false,
+    };
+    let Some(seg) = f.get_mut(l4..l4 + l4_len) else {
+        return false;
+    };
+    if seg.len() < field + 2 {
+        return false;
+    }
+    seg[field..field + 2].fill(0);
+    let mut c = internet_checksum(seg, pseudo);
+    if proto == 17 && c == 0 {
+        c = 0xffff; // RFC 768: zero means "no checksum"
+    }
+    seg[field..field + 2].copy_from_slice(&c.to_be_bytes());
+    true
+}
+
+impl Port for AfPacketPort {
+    fn info(&self) -> PortInfo {
+        let q = self.queues.len() as u16;
+        PortInfo {
+            driver: "net_af_packet".into(),
+            name: self.name.clone(),
+            capabilities: Capabilities {
+                max_rx_queues: q,
+                max_tx_queues: q,
+                // The rings are sized at open; descriptor counts are unused.
+                min_desc: 1,
+                max_desc: u16::MAX,
+                desc_align: 1,
+                max_frame: self.max_frame() as u32,
+                rx_offloads: RxOffloads::VLAN_STRIP,
+                tx_offloads: TxOffloads::VLAN_INSERT,
+                max_mc_addrs: MAX_MC_ADDRS,
+                promiscuous: true,
+                allmulticast: true,
+            },
+        }
+    }
+
+    fn configure(&mut self, conf: &PortConf) -> Result<(), PortError> {
+        if self.started {
+            return Err(PortError::Started);
+        }
+        conf.validate(&self.info().capabilities)?;
+        let q = self.queues.len() as u16;
+        if conf.rx_queues != q {
+            // Every socket of the fanout group gets a share of the flows,
+            // so each must be polled.
+            return Err(PortError::InvalidConfig(format!(
+                "{} was opened with {q} queue pairs: configure {q} rx queues, not {}",
+                self.name, conf.rx_queues
+            )));
+        }
+        let room = conf.rx_pool.data_room().saturating_sub(HEADROOM) as usize;
+        if room < 64 {
+            return Err(PortError::InvalidConfig(format!(
+                "the rx pool's buffers hold {room} bytes; at least 64 are needed"
+            )));
+        }
+        if let Some(mtu) = conf.mtu {
+            let need = mtu as usize + ETH_HLEN;
+            if need > self.max_frame() {
+                return Err(PortError::InvalidConfig(format!(
+                    "MTU {mtu} needs {need}-byte frames; the rings hold {} (raise frame_size)",
+                    self.max_frame()
+                )));
+            }
+            if mtu as u32 != self.mtu {
+                sys::set_mtu(self.fd0(), &self.iface, mtu as u32).map_err(|e| {
+                    PortError::io(
+                        format!(
+                            "{}: setting MTU {mtu} on {} (needs CAP_NET_ADMIN)",
+                            self.name, self.iface
+                        ),
+                        e,
+                    )
+                })?;
+                self.mtu = mtu as u32;
+            }
+        }
+        self.rx_room = room;
+        self.pool = Some(conf.rx_pool.clone());
+        self.port_id = conf.port_id;
+        self.rx_queues = conf.rx_queues;
+        self.tx_queues = conf.tx_queues;
+        self.rx_offloads = conf.rx_offloads;
+        self.tx_offloads = conf.tx_offloads;
+        Ok(())
+    }
+
+    fn start(&mut self) -> Result<(), PortError> {
+        if self.pool.is_none() {
+            return Err(PortError::NotConfigured);
+        }
+        if self.started {
+            return Ok(());
+        }
+        if let Ok(mtu) = sys::mtu(self.fd0(), &self.iface) {
+            self.mtu = mtu;
+        }
+        for (i, q) in self.queues.iter_mut().enumerate() {
+            q.flush_rx();
+            sys::detach_filter(q.fd.as_raw_fd())
+                .map_err(|e| PortError::io(format!("{}: starting queue {i}", self.name), e))?;
+        }
+        self.started = true;
+        Ok(())
+    }
+
+    fn stop(&mut self) -> Result<(), PortError> {
+        if !self.started {
+            return Ok(());
+        }
+        self.started = false;
+        let mut first_err = None;
+        for (i, q) in self.queues.iter_mut().enumerate() {
+            if let Err(e) = sys::attach_drop_filter(q.fd.as_raw_fd()) {
+                first_err.get_or_insert(PortError::io(
+                    format!("{}: stopping queue {i}", self.name),
+                    e,
+                ));
+            }
+            q.flush_rx();
+            let (discarded, sending) = q.drain_tx(Duration::from_secs(1));
+            if discarded > 0 {
+                tracing::warn!(port = %self.name, queue = i, discarded, "tx frames the kernel did not take within 1 s were discarded");
+                self.tx_discarded_on_stop += discarded as u64;
+                self.oerrors += discarded as u64;
+            }
+            if sending > 0 {
+                tracing::warn!(port = %self.name, queue = i, sending, "tx frames are still being sent after 1 s");
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    fn rx_burst(&mut self, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
+        if !self.started || queue >= self.rx_queues {
+            return 0;
+        }
+        self.rx_one(queue, pkts)
+    }
+
+    fn tx_burst(&mut self, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
+        if !self.started || queue >= self.tx_queues {
+            return 0;
+        }
+        let insert_ok = self.tx_offloads.contains(TxOffloads::VLAN_INSERT);
+        let limits = (self.tx_limit(false), self.tx_limit(true));
+        let Some(q) = self.queues.get_mut(queue as usize) else {
+            return 0;
+        };
+        let mut taken = 0;
+        let mut queued = 0;
+        let mut full = false;
+        while let Some(m) = pkts.pop_front() {
+            let insert = insert_ok && m.tx().flags.contains(TxFlags::VLAN_INSERT);
+            let data = m.data();
+            let wire_len = data.len() + if insert { VLAN_HLEN } else { 0 };
+            let tagged =
+                insert || matches!(data.get(12..14), Some(&[0x81, 0x00]) | Some(&[0x88, 0xa8]));
+            let limit = if tagged { limits.1 } else { limits.0 };
+            if wire_len > limit || data.len() < ETH_HLEN {
+                // The kernel would refuse it: drop it here and say so.
+                self.oerrors += 1;
+                taken += 1;
+                continue;
+            }
+            let i = q.tx.next;
+            let status = q.tx.status(i).load(Ordering::Relaxed);
+            if status != libc::TP_STATUS_AVAILABLE && status != libc::TP_STATUS_WRONG_FORMAT {
+                // The ring is full: the rest stays with the caller.
+                let back = pkts.push_front(m);
+                debug_assert!(back.is_ok(), "room left by pop_front");
+                full = true;
+                break;
+            }
+            if status == libc::TP_STATUS_WRONG_FORMAT {
+                // Only without PACKET_LOSS; counted, and the frame reused.
+                self.oerrors += 1;
+            }
+            // Acquire: the kernel set AVAILABLE after its last read of the
+            // frame (the skb destructor); this orders our writes below
+            // after our read of that status.
+            fence(Ordering::Acquire);
+            let frame = q.tx.frame(i);
+            // SAFETY: the frame is ours (AVAILABLE); TX_DATA_OFFSET +
+            // wire_len <= frame_size (wire_len <= limit); the source is the
+            // mbuf's own buffer. addr_of! and raw copies make no reference
+            // to the shared frame.
+            unsafe {
+                let out = frame.add(TX_DATA_OFFSET);
+                if insert {
+                    ptr::copy_nonoverlapping(data.as_ptr(), out, 12);
+                    let tag =
+                        [ETHERTYPE_VLAN.to_be_bytes(), m.tx().vlan_tci.to_be_bytes()].concat();
+                    ptr::copy_nonoverlapping(tag.as_ptr(), out.add(12), VLAN_HLEN);
+                    ptr::copy_nonoverlapping(data.as_ptr().add(12), out.add(16), data.len() - 12);
+                } else {
+                    ptr::copy_nonoverlapping(data.as_ptr(), out, data.len());
+                }
+                let h = q.tx.hdr(i);
+                ptr::addr_of_mut!((*h).tp_len).write_volatile(wire_len as u32);
+                ptr::addr_of_mut!((*h).tp_snaplen).write_volatile(wire_len as u32);
+            }
+            // Release: orders the frame's bytes and tp_len before the status
+            // store that hands the frame to the kernel.
+            fence(Ordering::Release);
+            q.tx.status(i)
+                .store(libc::TP_STATUS_SEND_REQUEST, Ordering::Relaxed);
+            q.tx.advance();
+            q.c.tx_packets += 1;
+            q.c.tx_bytes += wire_len as u64;
+            queued += 1;
+            taken += 1;
+        }
+        if queued > 0 || full {
+            if let Err(e) = sys::kick(q.fd.as_raw_fd()) {
+                // EAGAIN/ENOBUFS: the queue is busy, frames wait for the next
+                // kick. Others (ENETDOWN, ENXIO) mean the link is gone.
+                if !matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::ENOBUFS)) {
+                    self.tx_kick_errors += 1;
+                }
+            }
+        }
+        taken
+    }
+
+    fn link(&mut self) -> LinkStatus {
+        let fd = self.fd0();
+        let Ok(flags) = sys::flags(fd, &self.iface) else {
+            return LinkStatus::DOWN;
+        };
+        let up = flags & libc::IFF_UP != 0 && flags & libc::IFF_RUNNING != 0;
+        if !up {
+            return LinkStatus::DOWN;
+        }
+        let (speed_mbps, duplex) =
+            sys::ethtool_link(fd, &self.iface).unwrap_or((0, Duplex::Unknown));
+        LinkStatus {
+            up,
+            speed_mbps,
+            duplex,
+        }
+    }
+
+    fn mac_addr(&self) -> MacAddr {
+        match sys::hw_addr(self.fd0(), &self.iface) {
+            Ok((_, mac)) => MacAddr(mac),
+            Err(_) => self.mac,
+        }
+    }
+
+    fn set_mac_addr(&mut self, mac: MacAddr) -> Result<(), PortError> {
+        if !mac.is_valid_unicast() {
+            return Err(PortError::InvalidConfig(format!(
+                "{mac} is not a unicast address"
+            )));
+        }
+        sys::set_hw_addr(self.fd0(), &self.iface, mac.0).map_err(|e| {
+            PortError::io(
+                format!("{}: setting the MAC address of {} (needs CAP_NET_ADMIN; some drivers need the interface down)", self.name, self.iface),
+                e,
+            )
+        })?;
+        self.mac = mac;
+        Ok(())
+    }
+
+    fn set_promiscuous(&mut self, on: bool) -> Result<(), PortError> {
+        if on != self.promiscuous {
+            self.membership(on, libc::PACKET_MR_PROMISC, None)?;
+            self.promiscuous = on;
+        }
+        Ok(())
+    }
+
+    fn set_allmulticast(&mut self, on: bool) -> Result<(), PortError> {
+        if on != self.allmulti {
+            self.membership(on, libc::PACKET_MR_ALLMULTI, None)?;
+            self.allmulti = on;
+        }
+        Ok(())
+    }
+
+    fn set_mc_addr_list(&mut self, addrs: &[MacAddr]) -> Result<(), PortError> {
+        if let Some(a) = addrs.iter().find(|a| !a.is_multicast()) {
+            return Err(PortError::InvalidConfig(format!(
+                "{a} is not a multicast address"
+            )));
+        }
+        if addrs.len() > MAX_MC_ADDRS as usize {
+            return Err(PortError::InvalidConfig(format!(
+                "{} multicast addresses, at most {MAX_MC_ADDRS}",
+                addrs.len()
+            )));
+        }
+        let mut want: Vec<MacAddr> = addrs.to_vec();
+        want.sort();
+        want.dedup();
+        let old = std::mem::take(&mut self.mc_addrs);
+        // Keep every address that is both in the old and new list joined
+        // throughout, so its frames are never missed.
+        let mut added = Vec::new();
+        for a in want.iter().filter(|a| !old.contains(a)) {
+            if let Err(e) = self.membership(true, libc::PACKET_MR_MULTICAST, Some(*a)) {
+                for b in added {
+                    let _ = self.membership(false, libc::PACKET_MR_MULTICAST, Some(b));
+                }
+                self.mc_addrs = old;
+                return Err(e);
+            }
+            added.push(*a);
+        }
+        let gone: Vec<MacAddr> = old.iter().filter(|a| !want.contains(a)).copied().collect();
+        for a in gone {
+            if let Err(e) = self.membership(false, libc::PACKET_MR_MULTICAST, Some(a)) {
+                // Still joined: keep it on our list so a later call retries.
+                tracing::warn!(port = %self.name, "{e}");
+                want.push(a);
+            }
+        }
+        self.mc_addrs = want;
+        Ok(())
+    }
+
+    fn stats(&self) -> PortStats {
+        let mut s = PortStats {
+            oerrors: self.oerrors,
+            rx_nombuf: self.rx_nombuf,
+            ..Default::default()
+        };
+        let mut drops = 0;
+        for q in &self.queues {
+            s.ipackets += q.c.rx_packets;
+            s.ibytes += q.c.rx_bytes;
+            s.ierrors += q.c.rx_errors;
+            s.opackets += q.c.tx_packets;
+            s.obytes += q.c.tx_bytes;
+            drops += q.poll_drops();
+        }
+        s.imissed = drops - self.imissed_base.get();
+        s
+    }
+
+    fn queue_stats(&self) -> Vec<QueueStats> {
+        self.queues
+            .iter()
+            .map(|q| QueueStats {
+                rx_packets: q.c.rx_packets,
+                rx_bytes: q.c.rx_bytes,
+                tx_packets: q.c.tx_packets,
+                tx_bytes: q.c.tx_bytes,
+                rx_errors: q.c.rx_errors,
+            })
+            .collect()
+    }
+
+    fn xstats(&self) -> Vec<Xstat> {
+        let s = self.stats();
+        vec![
+            Xstat::new("rx_good_packets", s.ipackets),
+            Xstat::new("tx_good_packets", s.opackets),
+            Xstat::new("rx_good_bytes", s.ibytes),
+            Xstat::new("tx_good_bytes", s.obytes),
+            Xstat::new("rx_missed_errors", s.imissed),
+            Xstat::new("rx_errors", s.ierrors),
+            Xstat::new("tx_errors", s.oerrors),
+            Xstat::new("rx_mbuf_allocation_errors", s.rx_nombuf),
+            Xstat::new("tx_kick_errors", self.tx_kick_errors),
+            Xstat::new("tx_discarded_on_stop", self.tx_discarded_on_stop),
+        ]
+    }
+
+    fn reset_stats(&mut self) {
+        let drops: u64 = self.queues.iter().map(Queue::poll_drops).sum();
+        self.imissed_base.set(drops);
+        for q in &mut self.queues {
+            q.c = Counters::default();
+        }
+        self.rx_nombuf = 0;
+        self.oerrors = 0;
+        self.tx_kick_errors = 0;
+        self.tx_discarded_on_stop = 0;
+    }
+}
+
+/// Every system call of this module: socket options, interface ioctls, the
+/// ring mapping and the tx kick.
+mod sys {
+    use std::ffi::c_int;
+    use std::io;
+    use std::mem::{size_of, MaybeUninit};
+    use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+    use std::ptr::{self, NonNull};
+
+    use pollux_core::Duplex;
+
+    use super::Mapping;
+
+    fn check(ret: c_int) -> io::Result<c_int> {
+        if ret < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(ret)
+        }
+    }
+
+    /// An AF_PACKET raw socket that receives nothing until bound with a
+    /// protocol.
+    pub(super) fn packet_socket() -> io::Result<OwnedFd> {
+        // SAFETY: socket has no memory-safety preconditions.
+        let fd = check(unsafe {
+            libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0)
+        })?;
+        // SAFETY: fd is a new descriptor nobody else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    pub(super) fn setsockopt<T>(fd: RawFd, level: c_int, opt: c_int, val: &T) -> io::Result<()> {
+        // SAFETY: val points to a live T of size_of::<T>() bytes, which the
+        // kernel only reads.
+        check(unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                opt,
+                (val as *const T).cast(),
+                size_of::<T>() as libc::socklen_t,
+            )
+        })
+        .map(drop)
+    }
+
+    /// Reads a socket option of type `T` (plain old data).
+    pub(super) fn getsockopt<T: Copy>(fd: RawFd, level: c_int, opt: c_int) -> io::Result<T> {
+        let mut val = MaybeUninit::<T>::zeroed();
+        let mut len = size_of::<T>() as libc::socklen_t;
+        // SAFETY: val has room for len bytes; the kernel writes at most len.
+        check(unsafe { libc::getsockopt(fd, level, opt, val.as_mut_ptr().cast(), &mut len) })?;
+        // SAFETY: T is plain old data (integers), so any bytes, including
+        // the zeroes the kernel did not overwrite, are a valid T.
+        Ok(unsafe { val.assume_init() })
+    }
+
+    /// Classic BPF "ret #0": accept nothing.
+    pub(super) fn attach_drop_filter(fd: RawFd) -> io::Result<()> {
+        let mut insn = [libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        }];
+        let prog = libc::sock_fprog {
+            len: 1,
+            filter: insn.as_mut_ptr(),
+        };
+        // The kernel copies the program during the call.
+        setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
+    }
+
+    pub(super) fn detach_filter(fd: RawFd) -> io::Result<()> {
+        match setsockopt(fd, libc::SOL_SOCKET, libc::SO_DETACH_FILTER, &0 as &c_int) {
+            // No filter attached: already receiving.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            r => r,
+        }
+    }
+
+    pub(super) fn mmap_rings(fd: RawFd, len: usize) -> io::Result<Mapping> {
+        // SAFETY: a fresh shared mapping of the socket's rings; the kernel
+        // checks that len matches them. Nothing else aliases it.
+        let p = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Mapping { ptr, len })
+    }
+
+    fn sockaddr(ifindex: c_int, protocol: u16) -> libc::sockaddr_ll {
+        libc::sockaddr_ll {
+            sll_family: libc::AF_PACKET as u16,
+            sll_protocol: protocol.to_be(),
+            sll_ifindex: ifindex,
+            sll_hatype: 0,
+            sll_pkttype: 0,
+            sll_halen: 0,
+            sll_addr: [0; 8],
+        }
+    }
+
+    /// Binds to the interface for every protocol (`ETH_P_ALL`).
+    pub(super) fn bind(fd: RawFd, ifindex: c_int) -> io::Result<()> {
+        let sa = sockaddr(ifindex, libc::ETH_P_ALL as u16);
+        // SAFETY: sa is a valid sockaddr_ll of the length given.
+        check(unsafe {
+            libc::bind(
+                fd,
+                (&sa as *const libc::sockaddr_ll).cast(),
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        })
+        .map(drop)
+    }
+
+    /// Joins fanout group `id`, or creates one with a fresh id when `None`;
+    /// returns the group's id.
+    pub(super) fn join_fanout(
+        fd: RawFd,
+        id: Option<u16>,
+        ignore_outgoing: bool,
+    ) -> io::Result<u16> {
+        let mut flags = libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG;
+        if ignore_outgoing {
+            flags |= libc::PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
+        }
+        let arg = match id {
+            Some(id) => id as u32 | (flags << 16),
+            None => (flags | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16,
+        };
+        setsockopt(fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &(arg as c_int))?;
+        let got: c_int = getsockopt(fd, libc::SOL_PACKET, libc::PACKET_FANOUT)?;
+        Ok(got as u32 as u16)
+    }
+
+    /// Hands every `TP_STATUS_SEND_REQUEST` frame to the kernel without
+    /// waiting.
+    pub(super) fn kick(fd: RawFd) -> io::Result<()> {
+        // SAFETY: a zero-length send with no buffer and no address; the
+        // kernel reads the frames from the tx ring.
+        let r = unsafe { libc::sendto(fd, ptr::null(), 0, libc::MSG_DONTWAIT, ptr::null(), 0) };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(super) fn membership(
+        fd: RawFd,
+        ifindex: c_int,
+        add: bool,
+        kind: c_int,
+        addr: Option<[u8; 6]>,
+    ) -> io::Result<()> {
+        let mut mr = libc::packet_mreq {
+            mr_ifindex: ifindex,
+            mr_type: kind as u16,
+            mr_alen: 0,
+            mr_address: [0; 8],
+        };
+        if let Some(a) = addr {
+            mr.mr_alen = 6;
+            mr.mr_address[..6].copy_from_slice(&a);
+        }
+        let opt = if add {
+            libc::PACKET_ADD_MEMBERSHIP
+        } else {
+            libc::PACKET_DROP_MEMBERSHIP
+        };
+        setsockopt(fd, libc::SOL_PACKET, opt, &mr)
+    }
+
+    fn ifreq(name: &str) -> libc::ifreq {
+        // SAFETY: ifreq is plain old data (a name array and a union of
+        // integers, sockaddrs and a pointer); all zeroes is a valid value.
+        let mut r: libc::ifreq = unsafe { std::mem::zeroed() };
+        // The caller checked that name is shorter than IFNAMSIZ.
+        for (d, s) in r.ifr_name.iter_mut().zip(name.bytes()) {
+            *d = s as libc::c_char;
+        }
+        r
+    }
+
+    fn ioctl(fd: RawFd, req: libc::c_ulong, r: &mut libc::ifreq) -> io::Result<()> {
+        // SAFETY: r is a valid ifreq for the interface requests used here,
+        // which read and write only inside it (or, for SIOCETHTOOL, the
+        // buffer its ifru_data points to, which the caller keeps alive).
+        check(unsafe { libc::ioctl(fd, req as _, r as *mut libc::ifreq) }).map(drop)
+    }
+
+    pub(super) fn if_index(fd: RawFd, name: &str) -> io::Result<c_int> {
+        let mut r = ifreq(name);
+        ioctl(fd, libc::SIOCGIFINDEX, &mut r)?;
+        // SAFETY: SIOCGIFINDEX filled the ifindex member.
+        Ok(unsafe { r.ifr_ifru.ifru_ifindex })
+    }
+
+    /// The hardware type (ARPHRD_*) and address.
+    pub(super) fn hw_addr(fd: RawFd, name: &str) -> io::Result<(u16, [u8; 6])> {
+        let mut r = ifreq(name);
+        ioctl(fd, libc::SIOCGIFHWADDR, &mut r)?;
+        // SAFETY: SIOCGIFHWADDR filled the hwaddr member.
+        let sa = unsafe { r.ifr_ifru.ifru_hwaddr };
+        let mut mac = [0u8; 6];
+        for (d, s) in mac.iter_mut().zip(sa.sa_data.iter()) {
+            *d = *s as u8;
+        }
+        Ok((sa.sa_family, mac))
+    }
+
+    pub(super) fn set_hw_addr(fd: RawFd, name: &str, mac: [u8; 6]) -> io::Result<()> {
+        let mut r = ifreq(name);
+        // SAFETY: writing plain data into the hwaddr member of the union.
+        unsafe {
+            r.ifr_ifru.ifru_hwaddr.sa_family = libc::ARPHRD_ETHER;
+            for (d, s) in r.ifr_ifru.ifru_hwaddr.sa_data.iter_mut().zip(mac) {
+                *d = s as libc::c_char;
+            }
+        }
+        ioctl(fd, libc::SIOCSIFHWADDR, &mut r)
+    }
+
+    pub(super) fn mtu(fd: RawFd, name: &str) -> io::Result<u32> {
+        let mut r = ifreq(name);
+        ioctl(fd, libc::SIOCGIFMTU, &mut r)?;
+        // SAFETY: SIOCGIFMTU filled the mtu member.
+        Ok(unsafe { r.ifr_ifru.ifru_mtu } as u32)
+    }
+
+    pub(super) fn set_mtu(fd: RawFd, name: &str, mtu: u32) -> io::Result<()> {
+        let mut r = ifreq(name);
+        r.ifr_ifru.ifru_mtu = mtu as c_int;
+        ioctl(fd, libc::SIOCSIFMTU, &mut r)
+    }
+
+    /// Interface flags (IFF_*).
+    pub(super) fn flags(fd: RawFd, name: &str) -> io::Result<i32> {
+        let mut r = ifreq(name);
+        ioctl(fd, libc::SIOCGIFFLAGS, &mut r)?;
+        // SAFETY: SIOCGIFFLAGS filled the flags member.
+        Ok(unsafe { r.ifr_ifru.ifru_flags } as u16 as i32)
+    }
+
+    /// `struct ethtool_cmd` of `<linux/ethtool.h>` (the ETHTOOL_GSET
+    /// layout, deprecated but answered by every driver through the
+    /// link-ksettings compatibility path).
+    #[repr(C)]
+    #[derive(Default)]
+    struct EthtoolCmd {
+        cmd: u32,
+        supported: u32,
+        advertising: u32,
+        speed: u16,
+        duplex: u8,
+        port: u8,
+        phy_address: u8,
+        transceiver: u8,
+        autoneg: u8,
+        mdio_support: u8,
+        maxtxpkt: u32,
+        maxrxpkt: u32,
+        speed_hi: u16,
+        eth_tp_mdix: u8,
+        eth_tp_mdix_ctrl: u8,
+        lp_advertising: u32,
+        reserved: [u32; 2],
+    }
+    const _: () = assert!(size_of::<EthtoolCmd>() == 44);
+
+    /// `ETHTOOL_GSET`, `SPEED_UNKNOWN`, `DUPLEX_*` of `<linux/ethtool.h>`.
+    const ETHTOOL_GSET: u32 = 0x1;
+    const SPEED_UNKNOWN: u32 = u32::MAX;
+    const DUPLEX_HALF: u8 = 0;
+    const DUPLEX_FULL: u8 = 1;
+
+    /// Speed in Mbit/s (0 when unknown) and duplex.
+    pub(super) fn ethtool_link(fd: RawFd, name: &str) -> io::Result<(u32, Duplex)> {
+        let mut cmd = EthtoolCmd {
+            cmd: ETHTOOL_GSET,
+            ..Default::default()
+        };
+        let mut r = ifreq(name);
+        r.ifr_ifru.ifru_data = (&mut cmd as *mut EthtoolCmd).cast();
+        ioctl(fd, libc::SIOCETHTOOL, &mut r)?;
+        let speed = (cmd.speed_hi as u32) << 16 | cmd.speed as u32;
+        let speed = if speed == SPEED_UNKNOWN || speed == 0xffff {
+            0
+        } else {
+            speed
+        };
+        let duplex = match cmd.duplex {
+            DUPLEX_HALF => Duplex::Half,
+            DUPLEX_FULL => Duplex::Full,
+            _ => Duplex::Unknown,
+        };
+        Ok((speed, duplex))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pollux_core::net::{udp_frame, UdpFrameSpec};
+
+    /// The one's-complement sum over the pseudo-header and segment of a
+    /// correct TCP/UDP checksum is 0xffff; computed here independently of
+    /// `complete_l4_checksum`.
+    fn verifies(f: &[u8], l3: usize, v6: bool) -> bool {
+        let mut words: Vec<u16> = Vec::new();
+        let push = |w: &mut Vec<u16>, b: &[u8]| {
+            for c in b.chunks(2) {
+                w.push(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+            }
+        };
+        let (l4, len, proto) = if v6 {
+            push(&mut words, &f[l3 + 8..l3 + 40]);
+            let len = u16::from_be_bytes([f[l3 + 4], f[l3 + 5]]) as usize;
+            (l3 + 40, len, f[l3 + 6])
+        } else {
+            push(&mut words, &f[l3 + 12..l3 + 20]);
+            let total = u16::from_be_bytes([f[l3 + 2], f[l3 + 3]]) as usize;
+            (l3 + 20, total - 20, f[l3 + 9])
+        };
+        words.push(proto as u16);
+        words.push(len as u16);
+        push(&mut words, &f[l4..l4 + len]);
+        let mut s: u32 = words.iter().map(|&w| w as u32).sum();
+        while s > 0xffff {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        s == 0xffff
+    }
+
+    #[test]
+    fn completes_udp_over_ipv4_with_and_without_a_tag() {
+        let mut f = vec![0u8; 75];
+        assert!(udp_frame(&mut f, &UdpFrameSpec::default()));
+        for (i, b) in f[42..].iter_mut().enumerate() {
+            *b = i as u8 * 7 + 1;
+        }
+        // A partial pseudo-header sum, as the kernel leaves it.
+        f[40..42].copy_from_slice(&[0x12, 0x34]);
+        assert!(!verifies(&f, 14, false));
+        assert!(complete_l4_checksum(&mut f));
+        assert!(verifies(&f, 14, false));
+
+        let mut t = f[..12].to_vec();
+        t.extend_from_slice(&[0x81, 0x00, 0x00, 0x64]);
+        t.extend_from_slice(&f[12..]);
+        t[16 + 40..16 + 42].fill(0xaa);
+        assert!(complete_l4_checksum(&mut t));
+        assert!(verifies(&t, 18, false));
+    }
+
+    #[test]
+    fn completes_tcp_over_ipv6() {
+        let mut f = vec![0u8; 14 + 40 + 20 + 5];
+        f[12..14].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
+        f[14] = 0x60;
+        f[18..20].copy_from_slice(&25u16.to_be_bytes());
+        f[20] = 6;
+        f[21] = 64;
+        for (i, b) in f[22..54].iter_mut().enumerate() {
+            *b = 0xfe ^ i as u8;
+        }
+        f[54 + 12] = 5 << 4;
+        f[74..].copy_from_slice(b"hello");
+        assert!(complete_l4_checksum(&mut f));
+        assert!(verifies(&f, 14, true));
+    }
+
+    #[test]
+    fn leaves_other_frames_alone() {
+        let mut arp = vec![0u8; 60];
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        let before = arp.clone();
+        assert!(!complete_l4_checksum(&mut arp));
+        assert_eq!(arp, before);
+        // A fragment, a lying total length, a runt: no panic, no change.
+        let mut f = vec![0u8; 60];
+        assert!(udp_frame(&mut f, &UdpFrameSpec::default()));
+        let mut frag = f.clone();
+        frag[20] = 0x20; // more fragments
+        assert!(!complete_l4_checksum(&mut frag));
+        let mut long = f.clone();
+        long[16..18].copy_from_slice(&1500u16.to_be_bytes());
+        assert!(!complete_l4_checksum(&mut long));
+        for n in 0..f.len() {
+            let mut cut = f[..n].to_vec();
+            let _ = complete_l4_checksum(&mut cut);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let mut b = bytes;
+            let _ = complete_l4_checksum(&mut b);
+        }
+    }
+
+    #[test]
+    fn geometry_checks_the_options() {
+        let ok = Geometry::new("t", &AfPacketOpts::default()).unwrap();
+        assert_eq!((ok.frames, ok.frame_size), (512, 2048));
+        assert_eq!(ok.blocks * ok.frames_per_block, 512);
+        for (fs, fc, bs, why) in [
+            (2040, 512, 0, "multiple of 16"),
+            (64, 512, 0, "at least"),
+            (2048, 3, 4096, "multiple of 2"),
+            (2048, 512, 1000, "page"),
+            (8192, 8, 4096, "hold a 8192-byte frame"),
+        ] {
+            let o = AfPacketOpts {
+                frame_size: fs,
+                frame_count: fc,
+                block_size: bs,
+                ..Default::default()
+            };
+            let e = Geometry::new("t", &o).unwrap_err().to_string();
+            assert!(e.contains(why), "{fs}/{fc}/{bs}: {e}");
+        }
+    }
+}
