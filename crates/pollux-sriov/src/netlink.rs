@@ -18,14 +18,22 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::net::IpAddr;
+
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
+    NLM_F_REQUEST,
 };
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     LinkAttribute, LinkExtentMask, LinkFlags, LinkMessage, LinkVfInfo, VfInfo, VfInfoLinkState,
     VfInfoMac, VfInfoRate, VfInfoSpoofCheck, VfInfoTrust, VfInfoVlan, VfLinkState, VfVlan,
     VfVlanInfo, VlanProtocol,
 };
+use netlink_packet_route::route::{
+    RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::AddressFamily;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use serde::{Deserialize, Serialize};
@@ -539,6 +547,65 @@ impl Rtnl {
             &format!("RTM_SETLINK #{index}"),
             RouteNetlinkMessage::SetLink(m),
             0,
+        )
+        .map(drop)
+    }
+}
+
+impl Rtnl {
+    /// Adds address `addr/prefix` to link `index` (RTM_NEWADDR, create).
+    pub fn add_address(&mut self, index: u32, addr: IpAddr, prefix: u8) -> Result<()> {
+        let mut m = AddressMessage::default();
+        m.header.family = match addr {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
+        m.header.prefix_len = prefix;
+        m.header.index = index;
+        m.attributes.push(AddressAttribute::Local(addr));
+        m.attributes.push(AddressAttribute::Address(addr));
+        self.request(
+            &format!("adding address {addr}/{prefix} to #{index}"),
+            RouteNetlinkMessage::NewAddress(m),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map(drop)
+    }
+
+    /// Adds a route to `dst/prefix` via `gw` (if any) out of link `index`
+    /// in the main table (RTM_NEWROUTE, create).
+    pub fn add_route(
+        &mut self,
+        index: u32,
+        dst: IpAddr,
+        prefix: u8,
+        gw: Option<IpAddr>,
+    ) -> Result<()> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = match dst {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
+        m.header.destination_prefix_length = prefix;
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.protocol = RouteProtocol::Boot;
+        m.header.scope = if gw.is_some() {
+            RouteScope::Universe
+        } else {
+            RouteScope::Link
+        };
+        m.header.kind = RouteType::Unicast;
+        if prefix != 0 {
+            m.attributes.push(RouteAttribute::Destination(dst.into()));
+        }
+        if let Some(g) = gw {
+            m.attributes.push(RouteAttribute::Gateway(g.into()));
+        }
+        m.attributes.push(RouteAttribute::Oif(index));
+        self.request(
+            &format!("adding route {dst}/{prefix} on #{index}"),
+            RouteNetlinkMessage::NewRoute(m),
+            NLM_F_CREATE | NLM_F_EXCL,
         )
         .map(drop)
     }

@@ -1,0 +1,639 @@
+//! Plugin operations on a fake sysfs tree and an in-memory model of an
+//! igb-like PF (it refuses rate limits and link state as the igb driver
+//! does), with Debian's real host-local as the IPAM plugin when present.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use pollux_sriov::netlink::{LinkInfo, LinkState, Mac, VfAttr, VfState, Vlan, VlanProto};
+use pollux_vfio::pci::fake::{FakeFn, FakeSysfs};
+use pollux_vfio::pci::{PciAddr, Sysfs};
+use serde_json::{json, Value};
+
+use crate::config::Conf;
+use crate::host::{Host, IpSetup};
+use crate::plugin::{self, Env};
+use crate::state::{Cache, LinkOrig, Phase};
+use crate::{codes, Error, Result};
+
+const PF: &str = "0000:00:02.0";
+const VF0: &str = "0000:00:10.0"; // vfio-pci: DPDK mode
+const VF1: &str = "0000:00:10.1"; // igbvf, netdev enp0s16f1: netdevice mode
+const VF2: &str = "0000:00:10.2"; // vfio-pci
+
+fn a(s: &str) -> PciAddr {
+    s.parse().unwrap()
+}
+
+#[derive(Debug, Default)]
+struct Model {
+    vfs: HashMap<u32, VfState>,
+    /// Host links by name.
+    host: HashMap<String, LinkInfo>,
+    /// Links per namespace path.
+    ns: HashMap<PathBuf, HashMap<String, LinkInfo>>,
+    live: HashSet<PathBuf>,
+    /// Panic at the n-th set_vf (a kill -9 in the middle of ADD).
+    crash_at: Option<usize>,
+    sets: usize,
+}
+
+#[derive(Clone, Debug)]
+struct FakeHost {
+    sysfs: Sysfs,
+    fake: Arc<FakeSysfs>,
+    m: Arc<Mutex<Model>>,
+}
+
+fn refused(what: &str) -> Error {
+    Error::Sriov(pollux_sriov::Error::Kernel {
+        op: format!("setting {what} of VF"),
+        hint: "the PF driver does not support this (EOPNOTSUPP)".into(),
+        source: std::io::Error::from_raw_os_error(libc::EOPNOTSUPP),
+    })
+}
+
+impl Host for FakeHost {
+    fn sysfs(&self) -> &Sysfs {
+        &self.sysfs
+    }
+    fn vf_state(&mut self, pf: &str, vf: u32) -> Result<VfState> {
+        assert_eq!(pf, "eth0");
+        Ok(self.m.lock().unwrap().vfs[&vf].clone())
+    }
+    fn set_vf(&mut self, pf: &str, vf: u32, attr: VfAttr) -> Result<()> {
+        assert_eq!(pf, "eth0");
+        let mut m = self.m.lock().unwrap();
+        m.sets += 1;
+        if m.crash_at == Some(m.sets) {
+            drop(m);
+            panic!("simulated kill -9");
+        }
+        let st = m.vfs.get_mut(&vf).unwrap();
+        match attr {
+            VfAttr::Mac(x) => st.mac = x,
+            VfAttr::Vlan(v) if v.proto == VlanProto::Dot1Ad => return Err(refused("vlan proto")),
+            VfAttr::Vlan(v) => st.vlan = v,
+            VfAttr::Rate { min, max } if (min, max) != (0, 0) => return Err(refused("rate")),
+            VfAttr::Rate { .. } => {}
+            VfAttr::SpoofCheck(b) => st.spoofchk = Some(b),
+            VfAttr::Trust(b) => st.trust = Some(b),
+            VfAttr::LinkState(_) => return Err(refused("state")),
+        }
+        Ok(())
+    }
+    fn host_link(&mut self, name: &str) -> Result<Option<LinkInfo>> {
+        Ok(self.m.lock().unwrap().host.get(name).cloned())
+    }
+    fn netns_link(&mut self, netns: &Path, name: &str) -> Result<Option<LinkInfo>> {
+        Ok(self
+            .m
+            .lock()
+            .unwrap()
+            .ns
+            .get(netns)
+            .and_then(|n| n.get(name))
+            .cloned())
+    }
+    fn attach_netdev(
+        &mut self,
+        host_name: &str,
+        netns: &Path,
+        ifname: &str,
+        mac: Option<Mac>,
+        mtu: Option<u32>,
+        _ip: &IpSetup,
+    ) -> Result<LinkInfo> {
+        let mut m = self.m.lock().unwrap();
+        let mut l = m.host.remove(host_name).unwrap();
+        // The kernel hides a moved netdev from the host's sysfs.
+        std::fs::remove_dir_all(self.fake.real_dir(a(VF1)).join("net").join(host_name)).unwrap();
+        l.name = ifname.into();
+        l.mac = mac.or(l.mac);
+        l.mtu = mtu.or(l.mtu);
+        l.up = true;
+        m.ns.entry(netns.to_owned())
+            .or_default()
+            .insert(ifname.into(), l.clone());
+        Ok(l)
+    }
+    fn detach_netdev(&mut self, netns: &Path, ifname: &str, orig: &LinkOrig) -> Result<bool> {
+        let mut m = self.m.lock().unwrap();
+        let Some(mut l) = m.ns.get_mut(netns).and_then(|n| n.remove(ifname)) else {
+            return Ok(false);
+        };
+        l.name = orig.name.clone();
+        l.mac = orig.mac.or(l.mac);
+        l.mtu = orig.mtu.or(l.mtu);
+        l.up = orig.up;
+        self.fake.add_netdev(a(VF1), &orig.name).unwrap();
+        m.host.insert(orig.name.clone(), l);
+        Ok(true)
+    }
+    fn restore_host_netdev(&mut self, current: &str, orig: &LinkOrig) -> Result<()> {
+        let mut m = self.m.lock().unwrap();
+        let mut l = m.host.remove(current).unwrap();
+        std::fs::remove_dir_all(self.fake.real_dir(a(VF1)).join("net").join(current)).unwrap();
+        self.fake.add_netdev(a(VF1), &orig.name).unwrap();
+        l.name = orig.name.clone();
+        l.mac = orig.mac.or(l.mac);
+        l.up = orig.up;
+        m.host.insert(orig.name.clone(), l);
+        Ok(())
+    }
+    fn netns_live(&self, netns: &Path) -> bool {
+        self.m.lock().unwrap().live.contains(netns)
+    }
+    fn ready(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+struct World {
+    t: tempfile::TempDir,
+    host: FakeHost,
+}
+
+fn orig_vf(i: u32) -> VfState {
+    VfState {
+        index: i,
+        mac: Mac::default(),
+        vlan: Vlan::default(),
+        min_tx_rate: 0,
+        max_tx_rate: 0,
+        spoofchk: Some(true),
+        trust: Some(false),
+        link_state: Some(LinkState::Auto),
+    }
+}
+
+fn world() -> World {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("sys");
+    let f = FakeSysfs::new(&root).unwrap();
+    let base = FakeFn {
+        addr: a(PF),
+        vendor: 0x8086,
+        device: 0x10c9,
+        class: 0x020000,
+        driver: Some("igb"),
+        iommu_group: Some(3),
+        numa_node: -1,
+        netdevs: &["eth0"],
+        total_vfs: Some(7),
+    };
+    f.add(&base).unwrap();
+    let vf = |addr, driver, netdevs| FakeFn {
+        addr: a(addr),
+        device: 0x10ca,
+        driver: Some(driver),
+        netdevs,
+        total_vfs: None,
+        ..base.clone()
+    };
+    f.add_vf(a(PF), 0, &vf(VF0, "vfio-pci", &[])).unwrap();
+    f.add_vf(a(PF), 1, &vf(VF1, "igbvf", &["enp0s16f1"]))
+        .unwrap();
+    f.add_vf(a(PF), 2, &vf(VF2, "vfio-pci", &[])).unwrap();
+    let mut m = Model::default();
+    for i in 0..3 {
+        m.vfs.insert(i, orig_vf(i));
+    }
+    m.host.insert(
+        "enp0s16f1".into(),
+        LinkInfo {
+            index: 9,
+            name: "enp0s16f1".into(),
+            mac: Some("5a:00:00:00:00:01".parse().unwrap()),
+            mtu: Some(1500),
+            up: false,
+            vfs: vec![],
+        },
+    );
+    for n in ["ns1", "ns2", "ns3", "ns4"] {
+        m.live.insert(t.path().join(n));
+    }
+    let host = FakeHost {
+        sysfs: Sysfs::new(&root),
+        fake: Arc::new(f),
+        m: Arc::new(Mutex::new(m)),
+    };
+    World { t, host }
+}
+
+impl World {
+    fn conf(&self, extra: Value) -> (Conf, Value) {
+        let mut v = json!({
+            "cniVersion": "1.0.0", "name": "sriov-net", "type": "pollux-cni",
+            "cacheDir": self.t.path().join("cache").to_str().unwrap(),
+            "sysfsRoot": self.t.path().join("sys").to_str().unwrap(),
+            "lockTimeoutMs": 300,
+        });
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let obj = v.as_object().unwrap();
+        let custom: HashMap<String, Value> = obj
+            .iter()
+            .filter(|(k, _)| {
+                !["cniVersion", "name", "type", "ipam", "runtimeConfig"].contains(&k.as_str())
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let rt: Option<HashMap<String, Value>> = obj
+            .get("runtimeConfig")
+            .map(|r| serde_json::from_value(r.clone()).unwrap());
+        let c = Conf::parse(
+            "sriov-net",
+            "1.0.0",
+            &custom,
+            rt.as_ref(),
+            obj.get("ipam").cloned(),
+            None,
+        )
+        .unwrap();
+        (c, v)
+    }
+    fn env(&self, cid: &str, ns: &str) -> Env {
+        Env {
+            container_id: cid.into(),
+            netns: Some(self.t.path().join(ns)),
+            ifname: "net1".into(),
+            args: None,
+            path: vec![PathBuf::from("/usr/lib/cni")],
+        }
+    }
+    fn cache(&self) -> Cache {
+        Cache::open(&self.t.path().join("cache")).unwrap()
+    }
+    fn vf(&self, i: u32) -> VfState {
+        self.host.m.lock().unwrap().vfs[&i].clone()
+    }
+    fn del(&self, conf: Option<&Conf>, stdin: &Value, env: &Env) -> Result<()> {
+        plugin::del(&mut self.host.clone(), &self.cache(), conf, stdin, env)
+    }
+}
+
+fn host_local(w: &World) -> Option<Value> {
+    Path::new("/usr/lib/cni/host-local").exists().then(|| {
+        json!({"type": "host-local", "subnet": "169.254.77.0/24",
+               "dataDir": w.t.path().join("ipam").to_str().unwrap()})
+    })
+}
+
+#[test]
+fn dpdk_add_then_del_restores_everything() {
+    let w = world();
+    let mut extra = json!({"deviceID": VF0, "vlan": 100, "vlanQoS": 2, "mac": "02:00:00:00:00:aa",
+        "spoofchk": "off", "trust": "on",
+        "runtimeConfig": {"CNIDeviceInfoFile": w.t.path().join("devinfo/net1.json").to_str().unwrap()}});
+    if let Some(i) = host_local(&w) {
+        extra["ipam"] = i;
+    }
+    let (c, stdin) = w.conf(extra);
+    let env = w.env("c1", "ns1");
+    let r = plugin::add(&mut w.host.clone(), &c, &stdin, &env).unwrap();
+    let iface = &r.interfaces[0];
+    assert_eq!(iface.name, "net1");
+    assert_eq!(iface.pci_id.as_deref(), Some(VF0));
+    assert_eq!(iface.mac, "02:00:00:00:00:aa");
+    if host_local(&w).is_some() {
+        assert_eq!(r.ips.len(), 1);
+        let ip = r.ips[0].address.addr().to_string();
+        assert!(
+            w.t.path().join("ipam/sriov-net").join(ip).exists(),
+            "host-local reserved it"
+        );
+        assert!(
+            r.ips[0].address.to_string().starts_with("169.254.77."),
+            "{:?}",
+            r.ips
+        );
+        assert_eq!(r.ips[0].interface, Some(0));
+    }
+    let st = w.vf(0);
+    assert_eq!(
+        st.vlan,
+        Vlan {
+            id: 100,
+            qos: 2,
+            proto: VlanProto::Dot1Q
+        }
+    );
+    assert_eq!(st.mac.to_string(), "02:00:00:00:00:aa");
+    assert_eq!((st.spoofchk, st.trust), (Some(false), Some(true)));
+    // Records, with private modes.
+    let cache = w.cache();
+    let rec = cache.read_state("c1", "net1").unwrap().unwrap();
+    assert_eq!(rec.phase, Phase::Added);
+    assert_eq!(rec.orig_vf, orig_vf(0));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(w.t.path().join("cache")), 0o700);
+    assert_eq!(mode(w.t.path().join("cache/state/c1:net1.json")), 0o600);
+    assert_eq!(mode(w.t.path().join(format!("cache/alloc/{VF0}"))), 0o600);
+    // Device-info file per device-info-spec 1.1.0.
+    let di: Value = serde_json::from_str(
+        &std::fs::read_to_string(w.t.path().join("devinfo/net1.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        di,
+        json!({"type": "pci", "version": "1.1.0", "pci": {"pci-address": VF0, "pf-pci-address": PF}})
+    );
+
+    w.del(Some(&c), &stdin, &env).unwrap();
+    assert_eq!(
+        w.vf(0),
+        orig_vf(0),
+        "every attribute, the MAC included, is back"
+    );
+    assert!(cache.read_state("c1", "net1").unwrap().is_none());
+    assert!(cache.read_alloc(a(VF0)).unwrap().is_none());
+    assert!(!w.t.path().join("devinfo/net1.json").exists());
+    // Idempotent, and fine with nothing cached or an unusable config.
+    w.del(Some(&c), &stdin, &env).unwrap();
+    w.del(None, &json!({}), &w.env("never-added", "ns2"))
+        .unwrap();
+    if host_local(&w).is_some() {
+        // host-local keeps one file per reserved address; DEL released it.
+        let ip = r.ips[0].address.addr().to_string();
+        assert!(!w.t.path().join("ipam/sriov-net").join(ip).exists());
+    }
+}
+
+#[test]
+fn refused_attribute_is_a_clear_error_and_add_is_undone() {
+    let w = world();
+    for (extra, what) in [
+        (json!({"vlan": 10, "max_tx_rate": 100}), "rate"),
+        (json!({"vlan": 10, "link_state": "disable"}), "state"),
+        (json!({"vlan": 10, "vlanProto": "802.1ad"}), "vlan proto"),
+    ] {
+        let mut e = extra.clone();
+        e["deviceID"] = json!(VF0);
+        let (c, stdin) = w.conf(e);
+        let err = plugin::add(&mut w.host.clone(), &c, &stdin, &w.env("c1", "ns1")).unwrap_err();
+        assert_eq!(err.code(), codes::VF_CONFIG, "{err}");
+        let cni = err.into_cni();
+        let text = format!("{cni}");
+        assert!(text.contains(what) && text.contains("EOPNOTSUPP"), "{text}");
+        assert_eq!(
+            w.vf(0),
+            orig_vf(0),
+            "{extra}: the VLAN set before the refusal is undone"
+        );
+        assert!(w.cache().read_state("c1", "net1").unwrap().is_none());
+        assert!(w.cache().read_alloc(a(VF0)).unwrap().is_none());
+    }
+}
+
+#[test]
+fn allocated_vf_is_refused_until_its_netns_dies() {
+    let w = world();
+    let (c1, s1) = w.conf(json!({"deviceID": VF0, "vlan": 5}));
+    plugin::add(&mut w.host.clone(), &c1, &s1, &w.env("c1", "ns1")).unwrap();
+    let (c2, s2) = w.conf(json!({"deviceID": VF0, "vlan": 6}));
+    let e = plugin::add(&mut w.host.clone(), &c2, &s2, &w.env("c2", "ns2")).unwrap_err();
+    assert_eq!(e.code(), codes::VF_ALLOCATED);
+    assert!(
+        e.to_string().contains("already allocated to container c1"),
+        "{e}"
+    );
+    assert_eq!(w.vf(0).vlan.id, 5);
+    // The first pod's namespace disappears without a DEL.
+    w.host
+        .m
+        .lock()
+        .unwrap()
+        .live
+        .remove(&w.t.path().join("ns1"));
+    plugin::add(&mut w.host.clone(), &c2, &s2, &w.env("c2", "ns2")).unwrap();
+    assert_eq!(w.vf(0).vlan.id, 6);
+    assert!(
+        w.cache().read_state("c1", "net1").unwrap().is_none(),
+        "stale record freed"
+    );
+    assert_eq!(
+        w.cache().read_alloc(a(VF0)).unwrap().unwrap().container_id,
+        "c2"
+    );
+    // c2's original state is c1's original (c1 was undone first).
+    assert_eq!(
+        w.cache().read_state("c2", "net1").unwrap().unwrap().orig_vf,
+        orig_vf(0)
+    );
+}
+
+#[test]
+fn kill_during_add_then_del_restores() {
+    let w = world();
+    let (c, stdin) =
+        w.conf(json!({"deviceID": VF0, "vlan": 7, "mac": "02:00:00:00:00:07", "trust": "on"}));
+    w.host.m.lock().unwrap().crash_at = Some(3); // vlan, mac done; dies at trust
+    let h = w.host.clone();
+    let env = w.env("c1", "ns1");
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        plugin::add(&mut h.clone(), &c, &stdin, &env)
+    }));
+    assert!(r.is_err(), "the ADD died");
+    w.host.m.lock().unwrap().crash_at = None;
+    assert_eq!(w.vf(0).vlan.id, 7, "half applied");
+    assert_eq!(
+        w.cache().read_state("c1", "net1").unwrap().unwrap().phase,
+        Phase::Adding
+    );
+    w.del(Some(&c), &stdin, &env).unwrap();
+    assert_eq!(w.vf(0), orig_vf(0));
+    assert!(w.cache().read_alloc(a(VF0)).unwrap().is_none());
+}
+
+#[test]
+fn netdevice_mode_moves_and_returns_the_netdev() {
+    let w = world();
+    let (c, stdin) = w.conf(json!({"deviceID": VF1, "mac": "02:00:00:00:01:01", "mtu": 9000}));
+    let env = w.env("c1", "ns1");
+    let r = plugin::add(&mut w.host.clone(), &c, &stdin, &env).unwrap();
+    assert_eq!(r.interfaces[0].mac, "02:00:00:00:01:01");
+    assert_eq!(r.interfaces[0].mtu, Some(9000));
+    {
+        let m = w.host.m.lock().unwrap();
+        let l = &m.ns[&w.t.path().join("ns1")]["net1"];
+        assert!(l.up);
+        assert!(!m.host.contains_key("enp0s16f1"));
+        assert_eq!(
+            m.vfs[&1].mac.to_string(),
+            "02:00:00:00:01:01",
+            "admin MAC set through the PF"
+        );
+    }
+    plugin::check(&mut w.host.clone(), &c, &stdin, Some(&r), &env).unwrap();
+    w.del(Some(&c), &stdin, &env).unwrap();
+    let m = w.host.m.lock().unwrap();
+    let l = &m.host["enp0s16f1"];
+    assert_eq!(l.mac.unwrap().to_string(), "5a:00:00:00:00:01");
+    assert_eq!(l.mtu, Some(1500));
+    assert!(!l.up);
+    assert_eq!(m.vfs[&1], orig_vf(1));
+    assert!(w.host.sysfs.netdevs(a(VF1)).unwrap() == ["enp0s16f1"]);
+}
+
+#[test]
+fn netdevice_del_after_the_pod_died_renames_it_back() {
+    let w = world();
+    let (c, stdin) = w.conf(json!({"deviceID": VF1}));
+    let env = w.env("c1", "ns1");
+    plugin::add(&mut w.host.clone(), &c, &stdin, &env).unwrap();
+    {
+        // The namespace dies: the kernel moves the netdev home as "net1".
+        let mut m = w.host.m.lock().unwrap();
+        let ns = w.t.path().join("ns1");
+        m.live.remove(&ns);
+        let l = m.ns.get_mut(&ns).unwrap().remove("net1").unwrap();
+        m.host.insert("net1".into(), l);
+        w.host.fake.add_netdev(a(VF1), "net1").unwrap();
+    }
+    w.del(Some(&c), &stdin, &env).unwrap();
+    assert!(w.host.m.lock().unwrap().host.contains_key("enp0s16f1"));
+    assert_eq!(w.host.sysfs.netdevs(a(VF1)).unwrap(), ["enp0s16f1"]);
+}
+
+#[test]
+fn check_compares_live_state() {
+    let w = world();
+    let (c, stdin) = w.conf(json!({"deviceID": VF0, "vlan": 100, "spoofchk": "off"}));
+    let env = w.env("c1", "ns1");
+    let e = plugin::check(&mut w.host.clone(), &c, &stdin, None, &env).unwrap_err();
+    assert_eq!(e.code(), codes::CHECK_MISMATCH);
+    let r = plugin::add(&mut w.host.clone(), &c, &stdin, &env).unwrap();
+    plugin::check(&mut w.host.clone(), &c, &stdin, Some(&r), &env).unwrap();
+    w.host.m.lock().unwrap().vfs.get_mut(&0).unwrap().vlan.id = 200;
+    w.host.m.lock().unwrap().vfs.get_mut(&0).unwrap().spoofchk = Some(true);
+    let e = plugin::check(&mut w.host.clone(), &c, &stdin, Some(&r), &env).unwrap_err();
+    let s = e.to_string();
+    assert!(
+        s.contains("vlan 100") && s.contains("VF has 200") && s.contains("spoofchk off"),
+        "{s}"
+    );
+    // Driver changed under the pod.
+    w.host.m.lock().unwrap().vfs.get_mut(&0).unwrap().vlan.id = 100;
+    w.host.m.lock().unwrap().vfs.get_mut(&0).unwrap().spoofchk = Some(false);
+    w.host.fake.bind(a(VF0), "igbvf").unwrap();
+    let e = plugin::check(&mut w.host.clone(), &c, &stdin, Some(&r), &env).unwrap_err();
+    assert!(e.to_string().contains("VF driver"), "{e}");
+}
+
+#[test]
+fn gc_releases_what_is_not_valid() {
+    let w = world();
+    let (c0, s0) = w.conf(json!({"deviceID": VF0, "vlan": 1}));
+    let (c2, s2) = w.conf(json!({"deviceID": VF2, "vlan": 2}));
+    plugin::add(&mut w.host.clone(), &c0, &s0, &w.env("keep", "ns1")).unwrap();
+    plugin::add(&mut w.host.clone(), &c2, &s2, &w.env("stale", "ns2")).unwrap();
+    let cache = w.cache();
+    plugin::gc(&mut w.host.clone(), &cache, "other-net", &[], &[]).unwrap();
+    assert_eq!(w.vf(2).vlan.id, 2, "another network's GC touches nothing");
+    plugin::gc(
+        &mut w.host.clone(),
+        &cache,
+        "sriov-net",
+        &[("keep".into(), "net1".into())],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(w.vf(0).vlan.id, 1);
+    assert_eq!(w.vf(2), orig_vf(2));
+    assert!(cache.read_state("stale", "net1").unwrap().is_none());
+    assert!(cache.read_alloc(a(VF2)).unwrap().is_none());
+    assert!(cache.read_state("keep", "net1").unwrap().is_some());
+}
+
+#[test]
+fn del_without_cache_redetects_from_sysfs() {
+    let w = world();
+    let (c, stdin) = w.conf(json!({"deviceID": VF0, "vlan": 9, "trust": "on"}));
+    let env = w.env("c1", "ns1");
+    plugin::add(&mut w.host.clone(), &c, &stdin, &env).unwrap();
+    std::fs::remove_file(w.t.path().join("cache/state/c1:net1.json")).unwrap();
+    w.del(Some(&c), &stdin, &env).unwrap();
+    let st = w.vf(0);
+    assert_eq!((st.vlan.id, st.trust), (0, Some(false)));
+    assert!(w.cache().read_alloc(a(VF0)).unwrap().is_none());
+}
+
+#[test]
+fn concurrent_adds_two_vfs_eight_pods() {
+    let w = world();
+    let results: Vec<(usize, Result<()>)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8)
+            .map(|i| {
+                let w = &w;
+                s.spawn(move || {
+                    let dev = if i % 2 == 0 { VF0 } else { VF2 };
+                    let (c, stdin) =
+                        w.conf(json!({"deviceID": dev, "vlan": 100 + i, "lockTimeoutMs": 5000}));
+                    let ns = format!("ns{}", i % 4 + 1);
+                    let r = plugin::add(
+                        &mut w.host.clone(),
+                        &c,
+                        &stdin,
+                        &w.env(&format!("pod{i}"), &ns),
+                    )
+                    .map(drop);
+                    (i, r)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok: Vec<usize> = results
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(i, _)| *i)
+        .collect();
+    assert_eq!(ok.len(), 2, "{results:?}");
+    assert!(ok.iter().any(|i| i % 2 == 0) && ok.iter().any(|i| i % 2 == 1));
+    for (_, r) in &results {
+        if let Err(e) = r {
+            assert_eq!(e.code(), codes::VF_ALLOCATED, "{e}");
+        }
+    }
+    let cache = w.cache();
+    assert!(cache.read_alloc(a(VF0)).unwrap().is_some());
+    assert!(cache.read_alloc(a(VF2)).unwrap().is_some());
+    assert_eq!(cache.states().unwrap().0.len(), 2);
+}
+
+#[test]
+fn lock_timeout_is_try_again_later() {
+    let w = world();
+    let (c, stdin) = w.conf(json!({"deviceID": VF0}));
+    let cache = w.cache();
+    let _held = cache
+        .lock_vf(a(VF0), std::time::Duration::from_secs(1))
+        .unwrap();
+    let e = plugin::add(&mut w.host.clone(), &c, &stdin, &w.env("c1", "ns1")).unwrap_err();
+    assert_eq!(e.code(), codes::TRY_AGAIN_LATER, "{e}");
+}
+
+#[test]
+fn unusable_devices_are_clear_errors() {
+    let w = world();
+    let (c, stdin) = w.conf(json!({"deviceID": PF}));
+    let e = plugin::add(&mut w.host.clone(), &c, &stdin, &w.env("c1", "ns1")).unwrap_err();
+    assert_eq!(e.code(), codes::DEVICE);
+    assert!(
+        e.to_string().contains("not an SR-IOV virtual function"),
+        "{e}"
+    );
+    let (c, stdin) = w.conf(json!({"deviceID": "0000:00:11.0"}));
+    let e = plugin::add(&mut w.host.clone(), &c, &stdin, &w.env("c1", "ns1")).unwrap_err();
+    assert_eq!(e.code(), codes::DEVICE, "{e}");
+    w.host.fake.unbind(a(VF0)).unwrap();
+    let (c, stdin) = w.conf(json!({"deviceID": VF0}));
+    let e = plugin::add(&mut w.host.clone(), &c, &stdin, &w.env("c1", "ns1")).unwrap_err();
+    assert!(e.to_string().contains("neither a netdev"), "{e}");
+    let e = plugin::add(&mut w.host.clone(), &c, &stdin, &w.env("c1", "dead-ns")).unwrap_err();
+    assert_eq!(e.code(), codes::INVALID_ENV, "{e}");
+}
