@@ -26,6 +26,7 @@ pub enum Mode {
     /// Every frame on every usable member (mode 3).
     Broadcast,
     /// IEEE 802.1AX (802.3ad) link aggregation with LACP (mode 4).
+    #[serde(rename = "802.3ad")]
     Ieee8023ad,
 }
 

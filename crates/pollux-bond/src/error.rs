@@ -75,7 +75,11 @@ impl BondError {
 impl From<BondError> for PortError {
     fn from(e: BondError) -> PortError {
         match e {
-            BondError::Member { source, .. } => source,
+            BondError::Member {
+                member,
+                what,
+                source,
+            } => PortError::Other(format!("bond member {member}: {what}: {source}")),
             BondError::NotConfigured => PortError::NotConfigured,
             other => PortError::InvalidConfig(other.to_string()),
         }

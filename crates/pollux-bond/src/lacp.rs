@@ -28,6 +28,9 @@
 //!   FALSE, so the partner does not send on them either);
 //! - if the active aggregator has no partner at all (nothing answers LACP)
 //!   its ports still carry traffic, Linux's fallback for a non-LACP switch;
+//!   unlike Linux, only once they are DEFAULTED (the partner had a short
+//!   timeout, 3 s, to answer), so a bond never sends on a link whose
+//!   partner is still negotiating;
 //! - an LACPDU whose actor system is our own is a loop and is dropped.
 
 use std::collections::VecDeque;
@@ -574,7 +577,8 @@ impl Lacp {
 
     /// Whether `port` may carry traffic: it is in COLLECTING_DISTRIBUTING
     /// in the active aggregator, or the active aggregator has no partner
-    /// (Linux's fallback for a partner that does not speak LACP).
+    /// and the port is DEFAULTED (the fallback for a partner that does not
+    /// speak LACP).
     pub fn collecting_distributing(&self, port: usize) -> bool {
         let Some(p) = self.ports.get(port) else {
             return false;
@@ -584,7 +588,8 @@ impl Lacp {
         }
         match p.aggregator {
             Some(a) if self.aggregators[a].active => {
-                p.mux == MuxState::CollectingDistributing || !self.aggregators[a].has_partner()
+                p.mux == MuxState::CollectingDistributing
+                    || (!self.aggregators[a].has_partner() && p.rx == RxState::Defaulted)
             }
             _ => false,
         }
