@@ -43,7 +43,10 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             let msg = e.to_string();
-            let first = msg.lines().find(|l| !l.trim().is_empty()).unwrap_or("bad arguments");
+            let first = msg
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("bad arguments");
             eprintln!("{first}");
             eprintln!("run `pollux --help` for usage");
             return ExitCode::from(2);

@@ -20,8 +20,23 @@ fn json_line(out: &Output) -> serde_json::Value {
 
 #[test]
 fn io_between_two_null_ports_prints_one_json_line() {
-    let out = pollux(&["testpmd", "--vdev", "null0", "--vdev", "null1", "--fwd", "io", "--duration", "1", "--json"]);
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let out = pollux(&[
+        "testpmd",
+        "--vdev",
+        "null0",
+        "--vdev",
+        "null1",
+        "--fwd",
+        "io",
+        "--duration",
+        "1",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r = json_line(&out);
     let d = r["duration_s"].as_f64().unwrap();
     assert!((0.9..3.0).contains(&d), "duration {d}");
@@ -29,7 +44,13 @@ fn io_between_two_null_ports_prints_one_json_line() {
     assert_eq!(ports.len(), 2);
     for (p, name) in ports.iter().zip(["null0", "null1"]) {
         assert_eq!(p["name"], name);
-        for key in ["rx_packets", "tx_packets", "rx_dropped", "tx_dropped", "errors"] {
+        for key in [
+            "rx_packets",
+            "tx_packets",
+            "rx_dropped",
+            "tx_dropped",
+            "errors",
+        ] {
             assert!(p[key].is_u64(), "{key} in {p}");
         }
         assert!(p["rx_packets"].as_u64().unwrap() > 1000);
@@ -45,13 +66,33 @@ fn io_between_two_null_ports_prints_one_json_line() {
 
 #[test]
 fn txonly_and_rxonly_count_one_direction() {
-    let out = pollux(&["testpmd", "--vdev", "null0", "--fwd", "txonly", "--duration", "0.5", "--json", "--txpkts", "128"]);
+    let out = pollux(&[
+        "testpmd",
+        "--vdev",
+        "null0",
+        "--fwd",
+        "txonly",
+        "--duration",
+        "0.5",
+        "--json",
+        "--txpkts",
+        "128",
+    ]);
     assert!(out.status.success());
     let r = json_line(&out);
     let p = &r["ports"][0];
     assert_eq!(p["rx_packets"], 0);
     assert!(p["tx_packets"].as_u64().unwrap() > 0);
-    let out = pollux(&["testpmd", "--vdev", "null0", "--fwd", "rxonly", "--duration", "0.5", "--json"]);
+    let out = pollux(&[
+        "testpmd",
+        "--vdev",
+        "null0",
+        "--fwd",
+        "rxonly",
+        "--duration",
+        "0.5",
+        "--json",
+    ]);
     let r = json_line(&out);
     assert_eq!(r["ports"][0]["tx_packets"], 0);
     assert!(r["ports"][0]["rx_packets"].as_u64().unwrap() > 0);
@@ -61,9 +102,24 @@ fn txonly_and_rxonly_count_one_direction() {
 fn every_mode_runs_on_two_lcores_without_leaking() {
     for mode in ["io", "mac", "macswap", "txonly", "rxonly", "flowgen"] {
         let out = pollux(&[
-            "testpmd", "--vdev", "null0", "--vdev", "null1", "--fwd", mode, "--nb-cores", "2", "--duration", "0.3", "--json",
+            "testpmd",
+            "--vdev",
+            "null0",
+            "--vdev",
+            "null1",
+            "--fwd",
+            mode,
+            "--nb-cores",
+            "2",
+            "--duration",
+            "0.3",
+            "--json",
         ]);
-        assert!(out.status.success(), "{mode}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let r = json_line(&out);
         assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{mode}");
         assert_eq!(r["nb_cores"], 2);
@@ -75,9 +131,24 @@ fn a_ring_pair_carries_txonly_traffic_to_its_peer() {
     // ring0 sends, ring1 receives (rxonly polls both ports, txonly only
     // sends, so use io: ring1 receives ring0's frames and sends them back).
     let out = pollux(&[
-        "testpmd", "--vdev", "ring0,peer=ring1", "--vdev", "ring1", "--vdev", "null0", "--fwd", "io", "--duration", "0.5", "--json",
+        "testpmd",
+        "--vdev",
+        "ring0,peer=ring1",
+        "--vdev",
+        "ring1",
+        "--vdev",
+        "null0",
+        "--fwd",
+        "io",
+        "--duration",
+        "0.5",
+        "--json",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r = json_line(&out);
     assert_eq!(r["ports"].as_array().unwrap().len(), 3);
     assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"]);
@@ -85,12 +156,23 @@ fn a_ring_pair_carries_txonly_traffic_to_its_peer() {
 
 #[test]
 fn live_stats_and_summary_without_json() {
-    let out = pollux(&["testpmd", "--vdev", "null0", "--vdev", "null1", "--duration", "1.3"]);
+    let out = pollux(&[
+        "testpmd",
+        "--vdev",
+        "null0",
+        "--vdev",
+        "null1",
+        "--duration",
+        "1.3",
+    ]);
     assert!(out.status.success());
     let s = String::from_utf8(out.stdout).unwrap();
     assert!(s.contains("rx-pps"), "live table: {s}");
     assert!(s.contains("summary"), "{s}");
-    assert!(s.contains("8192 of 8192 back in the pool") || s.contains("back in the pool"), "{s}");
+    assert!(
+        s.contains("8192 of 8192 back in the pool") || s.contains("back in the pool"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -107,7 +189,11 @@ fn sigint_stops_cleanly_with_a_report() {
     let start = Instant::now();
     let out = child.wait_with_output().unwrap();
     assert!(start.elapsed() < Duration::from_secs(5));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r = json_line(&out);
     assert!(r["ports"][0]["rx_packets"].as_u64().unwrap() > 0);
 }
@@ -118,17 +204,55 @@ fn bad_arguments_give_one_clear_line_and_no_panic() {
         (&["testpmd", "--vdev", "null0", "--bogus"], 2, "--bogus"),
         (&["testpmd", "--vdev", "null0", "--burst", "0"], 2, "burst"),
         (&["testpmd", "--vdev", "null0", "--burst", "x"], 2, "burst"),
-        (&["testpmd", "--vdev", "null0", "--fwd", "teleport"], 2, "teleport"),
+        (
+            &["testpmd", "--vdev", "null0", "--fwd", "teleport"],
+            2,
+            "teleport",
+        ),
         (&["testpmd"], 1, "no ports"),
         (&["testpmd", "--vdev", "eth0"], 1, "bad device string"),
-        (&["testpmd", "--vdev", "null0,sise=64"], 1, "unknown argument"),
-        (&["testpmd", "--vdev", "null0", "--txpkts", "10"], 1, "--txpkts"),
-        (&["testpmd", "--vdev", "null0", "--duration", "0"], 1, "--duration"),
+        (
+            &["testpmd", "--vdev", "null0,sise=64"],
+            1,
+            "unknown argument",
+        ),
+        (
+            &["testpmd", "--vdev", "null0", "--txpkts", "10"],
+            1,
+            "--txpkts",
+        ),
+        (
+            &["testpmd", "--vdev", "null0", "--duration", "0"],
+            1,
+            "--duration",
+        ),
         (&["testpmd", "--vdev", "null0", "--duration", "-1"], 2, "-1"),
-        (&["testpmd", "--vdev", "null0", "--eth-peer", "5,02:00:00:00:00:01"], 1, "no port 5"),
-        (&["testpmd", "--vdev", "null0", "--eth-peer", "0,zz"], 1, "invalid MAC"),
-        (&["testpmd", "--vdev", "null0", "--tx-ip", "1.2.3.4"], 1, "--tx-ip"),
-        (&["testpmd", "--vdev", "null0", "--rxq", "99"], 1, "rx queues"),
+        (
+            &[
+                "testpmd",
+                "--vdev",
+                "null0",
+                "--eth-peer",
+                "5,02:00:00:00:00:01",
+            ],
+            1,
+            "no port 5",
+        ),
+        (
+            &["testpmd", "--vdev", "null0", "--eth-peer", "0,zz"],
+            1,
+            "invalid MAC",
+        ),
+        (
+            &["testpmd", "--vdev", "null0", "--tx-ip", "1.2.3.4"],
+            1,
+            "--tx-ip",
+        ),
+        (
+            &["testpmd", "--vdev", "null0", "--rxq", "99"],
+            1,
+            "rx queues",
+        ),
         (&["frobnicate"], 2, "frobnicate"),
     ];
     for (args, code, needle) in cases {
@@ -137,6 +261,79 @@ fn bad_arguments_give_one_clear_line_and_no_panic() {
         assert_eq!(out.status.code(), Some(*code), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
-        assert!(err.lines().count() <= 2, "{args:?}: one line of error, got {err}");
+        assert!(
+            err.lines().count() <= 2,
+            "{args:?}: one line of error, got {err}"
+        );
+    }
+}
+
+/// Writes a classic pcap file (microsecond timestamps, Ethernet link type)
+/// by hand, so the input does not come from our own writer.
+fn write_pcap(path: &std::path::Path, frames: &[Vec<u8>]) {
+    let mut f = Vec::new();
+    f.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    f.extend_from_slice(&2u16.to_le_bytes());
+    f.extend_from_slice(&4u16.to_le_bytes());
+    f.extend_from_slice(&0i32.to_le_bytes());
+    f.extend_from_slice(&0u32.to_le_bytes());
+    f.extend_from_slice(&65535u32.to_le_bytes());
+    f.extend_from_slice(&1u32.to_le_bytes()); // LINKTYPE_ETHERNET
+    for (i, fr) in frames.iter().enumerate() {
+        f.extend_from_slice(&1_700_000_000u32.to_le_bytes());
+        f.extend_from_slice(&(i as u32).to_le_bytes());
+        f.extend_from_slice(&(fr.len() as u32).to_le_bytes());
+        f.extend_from_slice(&(fr.len() as u32).to_le_bytes());
+        f.extend_from_slice(fr);
+    }
+    std::fs::write(path, f).unwrap();
+}
+
+#[test]
+fn mac_forwarding_through_pcap_ports_is_read_back_by_tshark() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.pcap");
+    let output = dir.path().join("out.pcap");
+    let frames: Vec<Vec<u8>> = (0..100u8)
+        .map(|i| {
+            let mut f = vec![0u8; 60 + i as usize];
+            f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x99]);
+            f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, i]);
+            f[12..14].copy_from_slice(&[0x88, 0xb5]); // local experimental EtherType
+            f
+        })
+        .collect();
+    write_pcap(&input, &frames);
+    let rx = format!("pcap0,rx={}", input.display());
+    let tx = format!("pcap1,tx={}", output.display());
+    let out = pollux(&[
+        "testpmd", "--vdev", &rx, "--vdev", &tx, "--fwd", "mac", "--eth-peer", "1,02:aa:bb:cc:dd:ee", "--duration", "1", "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = json_line(&out);
+    assert_eq!(r["ports"][0]["rx_packets"], 100);
+    assert_eq!(r["ports"][1]["tx_packets"], 100);
+    let src_mac = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .find(|l| l.starts_with("Port 1 "))
+        .and_then(|l| l.split("MAC ").nth(1))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("port 1 MAC in the banner")
+        .to_string();
+
+    let t = Command::new("tshark")
+        .args(["-r"])
+        .arg(&output)
+        .args(["-T", "fields", "-e", "eth.dst", "-e", "eth.src", "-e", "frame.len"])
+        .output()
+        .expect("tshark is installed by `cargo xtask setup` (apt-get install tshark)");
+    assert!(t.status.success(), "tshark: {}", String::from_utf8_lossy(&t.stderr));
+    let text = String::from_utf8(t.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 100, "tshark counts every frame");
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row[0], "02:aa:bb:cc:dd:ee", "destination rewritten");
+        assert_eq!(row[1], src_mac, "source is port 1's MAC");
+        assert_eq!(row[2], (60 + i).to_string(), "length kept, order kept");
     }
 }

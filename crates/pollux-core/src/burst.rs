@@ -121,10 +121,7 @@ impl<T> Burst<T> {
     pub fn as_slice(&self) -> &[T] {
         // SAFETY: slots[head..tail] are initialised; MaybeUninit<T> has T's layout.
         unsafe {
-            std::slice::from_raw_parts(
-                self.slots.as_ptr().add(self.head) as *const T,
-                self.len(),
-            )
+            std::slice::from_raw_parts(self.slots.as_ptr().add(self.head) as *const T, self.len())
         }
     }
 

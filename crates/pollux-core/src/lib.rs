@@ -36,7 +36,7 @@ pub use mem::{AnonMemory, DmaRegion, HugePages, Iova, MemError, MemoryProvider};
 pub use mempool::{Mempool, MempoolConfig, MempoolError};
 pub use net::MacAddr;
 pub use port::{
-    Capabilities, Duplex, LinkStatus, Port, PortConf, PortError, PortInfo, PortStats,
-    QueueStats, RxOffloads, TxOffloads, Xstat,
+    Capabilities, Duplex, LinkStatus, Port, PortConf, PortError, PortInfo, PortStats, QueueStats,
+    RxOffloads, TxOffloads, Xstat,
 };
 pub use ring::Ring;

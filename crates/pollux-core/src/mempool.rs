@@ -62,8 +62,14 @@ pub enum MempoolError {
     Empty { name: String },
     #[error("mempool {name}: data room {data_room} is smaller than the {HEADROOM}-byte headroom")]
     DataRoom { name: String, data_room: u16 },
-    #[error("mempool {name}: cache size {cache} exceeds {max} (and must not exceed the pool size)")]
-    Cache { name: String, cache: usize, max: usize },
+    #[error(
+        "mempool {name}: cache size {cache} exceeds {max} (and must not exceed the pool size)"
+    )]
+    Cache {
+        name: String,
+        cache: usize,
+        max: usize,
+    },
     #[error("mempool {name}: {size} buffers is more than a pool can hold")]
     TooLarge { name: String, size: usize },
     #[error("mempool {name}: cannot get memory from the {provider} provider")]
@@ -479,13 +485,22 @@ mod tests {
     #[test]
     fn bad_configs_are_errors() {
         let mem = AnonMemory::default();
-        assert!(matches!(Mempool::new(MempoolConfig::new("a", 0), &mem), Err(MempoolError::Empty { .. })));
+        assert!(matches!(
+            Mempool::new(MempoolConfig::new("a", 0), &mem),
+            Err(MempoolError::Empty { .. })
+        ));
         let mut c = MempoolConfig::new("b", 10);
         c.data_room = 64;
-        assert!(matches!(Mempool::new(c, &mem), Err(MempoolError::DataRoom { .. })));
+        assert!(matches!(
+            Mempool::new(c, &mem),
+            Err(MempoolError::DataRoom { .. })
+        ));
         let mut c = MempoolConfig::new("c", 10_000);
         c.cache_size = 513;
-        assert!(matches!(Mempool::new(c, &mem), Err(MempoolError::Cache { .. })));
+        assert!(matches!(
+            Mempool::new(c, &mem),
+            Err(MempoolError::Cache { .. })
+        ));
     }
 
     #[test]

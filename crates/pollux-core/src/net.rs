@@ -179,8 +179,17 @@ mod tests {
         let m: MacAddr = "02:00:5E:10:00:ff".parse().unwrap();
         assert_eq!(m.to_string(), "02:00:5e:10:00:ff");
         assert!(m.is_local() && !m.is_multicast());
-        assert!("01:80:c2:00:00:02".parse::<MacAddr>().unwrap().is_multicast());
-        for bad in ["", "02:00", "02:00:00:00:00:00:00", "zz:00:00:00:00:00", "002:0:0:0:0:0"] {
+        assert!("01:80:c2:00:00:02"
+            .parse::<MacAddr>()
+            .unwrap()
+            .is_multicast());
+        for bad in [
+            "",
+            "02:00",
+            "02:00:00:00:00:00:00",
+            "zz:00:00:00:00:00",
+            "002:0:0:0:0:0",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
     }

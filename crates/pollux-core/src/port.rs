@@ -99,10 +99,16 @@ impl PortConf {
     pub fn validate(&self, caps: &Capabilities) -> Result<(), PortError> {
         let bad = |what: String| Err(PortError::InvalidConfig(what));
         if self.rx_queues == 0 || self.rx_queues > caps.max_rx_queues {
-            return bad(format!("{} rx queues (1..={})", self.rx_queues, caps.max_rx_queues));
+            return bad(format!(
+                "{} rx queues (1..={})",
+                self.rx_queues, caps.max_rx_queues
+            ));
         }
         if self.tx_queues == 0 || self.tx_queues > caps.max_tx_queues {
-            return bad(format!("{} tx queues (1..={})", self.tx_queues, caps.max_tx_queues));
+            return bad(format!(
+                "{} tx queues (1..={})",
+                self.tx_queues, caps.max_tx_queues
+            ));
         }
         for (dir, n) in [("rx", self.rx_desc), ("tx", self.tx_desc)] {
             let align = caps.desc_align.max(1);

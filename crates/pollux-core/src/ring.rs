@@ -172,7 +172,9 @@ impl<T> Ring<T> {
         }
         // Release: our slot writes happen before a consumer that sees the
         // new tail reads them.
-        self.prod.tail.store(head.wrapping_add(n), Ordering::Release);
+        self.prod
+            .tail
+            .store(head.wrapping_add(n), Ordering::Release);
     }
 
     #[inline]
@@ -220,7 +222,9 @@ impl<T> Ring<T> {
         }
         // Release: our slot reads happen before a producer that sees the
         // new tail overwrites them.
-        self.cons.tail.store(head.wrapping_add(n), Ordering::Release);
+        self.cons
+            .tail
+            .store(head.wrapping_add(n), Ordering::Release);
     }
 
     /// Moves items from the front of `src` into the ring.
@@ -251,7 +255,13 @@ impl<T> Ring<T> {
     /// # Safety
     /// With `mode == Single`, no other thread may dequeue concurrently.
     #[inline]
-    unsafe fn dequeue_into(&self, dst: &mut Burst<T>, n: usize, amount: Amount, mode: Mode) -> usize {
+    unsafe fn dequeue_into(
+        &self,
+        dst: &mut Burst<T>,
+        n: usize,
+        amount: Amount,
+        mode: Mode,
+    ) -> usize {
         let n = if amount == Amount::Exact && n > dst.spare() {
             return 0;
         } else {
@@ -502,13 +512,19 @@ impl<T> Consumer<T> {
 
 impl<T> fmt::Debug for Producer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Producer").field("mode", &self.mode).field("ring", &self.ring).finish()
+        f.debug_struct("Producer")
+            .field("mode", &self.mode)
+            .field("ring", &self.ring)
+            .finish()
     }
 }
 
 impl<T> fmt::Debug for Consumer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Consumer").field("mode", &self.mode).field("ring", &self.ring).finish()
+        f.debug_struct("Consumer")
+            .field("mode", &self.mode)
+            .field("ring", &self.ring)
+            .finish()
     }
 }
 
@@ -579,7 +595,11 @@ mod tests {
         let mut threads = Vec::new();
         let mut p = Some(p);
         for id in 0..producers {
-            let mut p = if id + 1 == producers { p.take().unwrap() } else { p.as_ref().unwrap().try_clone().unwrap() };
+            let mut p = if id + 1 == producers {
+                p.take().unwrap()
+            } else {
+                p.as_ref().unwrap().try_clone().unwrap()
+            };
             threads.push(std::thread::spawn(move || {
                 let mut b = Burst::new(32);
                 let mut next = 0usize;
@@ -599,7 +619,11 @@ mod tests {
         let received = std::sync::Arc::new(AtomicUsize::new(0));
         let mut c = Some(c);
         for id in 0..consumers {
-            let mut c = if id + 1 == consumers { c.take().unwrap() } else { c.as_ref().unwrap().try_clone().unwrap() };
+            let mut c = if id + 1 == consumers {
+                c.take().unwrap()
+            } else {
+                c.as_ref().unwrap().try_clone().unwrap()
+            };
             let received = received.clone();
             threads.push(std::thread::spawn(move || {
                 let mut sum = 0u64;

@@ -102,7 +102,9 @@ impl Port for NullPort {
             return Err(PortError::Started);
         }
         conf.validate(&self.info().capabilities)?;
-        if self.opts.size as usize > conf.rx_pool.data_room() as usize - pollux_core::mbuf::HEADROOM as usize {
+        if self.opts.size as usize
+            > conf.rx_pool.data_room() as usize - pollux_core::mbuf::HEADROOM as usize
+        {
             return Err(PortError::InvalidConfig(format!(
                 "packet size {} does not fit the pool's {}-byte buffers",
                 self.opts.size,
@@ -188,7 +190,9 @@ impl Port for NullPort {
 
     fn set_mac_addr(&mut self, mac: MacAddr) -> Result<(), PortError> {
         if !mac.is_valid_unicast() {
-            return Err(PortError::InvalidConfig(format!("{mac} is not a unicast address")));
+            return Err(PortError::InvalidConfig(format!(
+                "{mac} is not a unicast address"
+            )));
         }
         self.mac = mac;
         Ok(())
@@ -204,7 +208,9 @@ impl Port for NullPort {
 
     fn set_mc_addr_list(&mut self, addrs: &[MacAddr]) -> Result<(), PortError> {
         match addrs.iter().find(|a| !a.is_multicast()) {
-            Some(a) => Err(PortError::InvalidConfig(format!("{a} is not a multicast address"))),
+            Some(a) => Err(PortError::InvalidConfig(format!(
+                "{a} is not a multicast address"
+            ))),
             None => Ok(()),
         }
     }
@@ -254,7 +260,13 @@ mod tests {
     #[test]
     fn rx_gives_sized_mbufs_and_tx_frees_them() {
         let pool = pool(256);
-        let mut p = NullPort::new("null0", NullOpts { size: 60, no_rx: false });
+        let mut p = NullPort::new(
+            "null0",
+            NullOpts {
+                size: 60,
+                no_rx: false,
+            },
+        );
         assert_eq!(p.rx_burst(0, &mut Burst::new(4)), 0, "not started");
         let mut conf = PortConf::new(pool.clone());
         conf.port_id = 3;
@@ -268,7 +280,10 @@ mod tests {
         assert!(b.is_empty());
         assert_eq!(pool.available(), 256);
         let s = p.stats();
-        assert_eq!((s.ipackets, s.opackets, s.ibytes, s.obytes), (32, 32, 32 * 60, 32 * 60));
+        assert_eq!(
+            (s.ipackets, s.opackets, s.ibytes, s.obytes),
+            (32, 32, 32 * 60, 32 * 60)
+        );
     }
 
     #[test]
@@ -289,7 +304,10 @@ mod tests {
         let mut p = NullPort::new("null0", NullOpts::default());
         let mut conf = PortConf::new(pool(8));
         conf.rx_queues = 99;
-        assert!(matches!(p.configure(&conf), Err(PortError::InvalidConfig(_))));
+        assert!(matches!(
+            p.configure(&conf),
+            Err(PortError::InvalidConfig(_))
+        ));
         assert!(matches!(p.start(), Err(PortError::NotConfigured)));
     }
 }

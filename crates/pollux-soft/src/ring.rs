@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use pollux_core::ring::{channel, Consumer, Mode, Producer};
 use pollux_core::{
-    Burst, Capabilities, LinkStatus, MacAddr, Mbuf, Port, PortConf, PortError, PortInfo,
-    PortStats, RxOffloads, TxOffloads,
+    Burst, Capabilities, LinkStatus, MacAddr, Mbuf, Port, PortConf, PortError, PortInfo, PortStats,
+    RxOffloads, TxOffloads,
 };
 
 use crate::SoftError;
@@ -231,7 +231,9 @@ impl Port for RingPort {
 
     fn set_mac_addr(&mut self, mac: MacAddr) -> Result<(), PortError> {
         if !mac.is_valid_unicast() {
-            return Err(PortError::InvalidConfig(format!("{mac} is not a unicast address")));
+            return Err(PortError::InvalidConfig(format!(
+                "{mac} is not a unicast address"
+            )));
         }
         self.mac = mac;
         Ok(())
@@ -249,7 +251,9 @@ impl Port for RingPort {
 
     fn set_mc_addr_list(&mut self, addrs: &[MacAddr]) -> Result<(), PortError> {
         if let Some(a) = addrs.iter().find(|a| !a.is_multicast()) {
-            return Err(PortError::InvalidConfig(format!("{a} is not a multicast address")));
+            return Err(PortError::InvalidConfig(format!(
+                "{a} is not a multicast address"
+            )));
         }
         self.mc_addrs = addrs.to_vec();
         Ok(())
@@ -294,7 +298,10 @@ mod tests {
         assert_eq!(burst.len(), 4, "the rest stays with the caller");
         let mut got = Burst::new(32);
         assert_eq!(b.rx_burst(0, &mut got), 16);
-        assert!(got.iter().enumerate().all(|(i, m)| m.data() == [i as u8; 60]));
+        assert!(got
+            .iter()
+            .enumerate()
+            .all(|(i, m)| m.data() == [i as u8; 60]));
         assert_eq!(b.tx_burst(0, &mut got), 16);
         let mut back = Burst::new(32);
         assert_eq!(a.rx_burst(0, &mut back), 16);

@@ -14,10 +14,13 @@
 //! Unknown keys are errors, so a typo never silently changes a benchmark.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use pollux_core::Port;
 
+use crate::af_packet::{AfPacketOpts, AfPacketPort};
 use crate::null::{NullOpts, NullPort};
+use crate::pcap::{PcapOpts, PcapPort};
 use crate::ring::{ring_loopback, ring_pair, DEFAULT_CAPACITY};
 use crate::SoftError;
 
@@ -35,8 +38,17 @@ impl Kind {
         match self {
             Kind::Null => &["size", "no_rx"],
             Kind::Ring => &["peer", "capacity"],
-            Kind::AfPacket => &["iface", "framesz", "framecnt", "qdisc_bypass"],
-            Kind::Pcap => &["rx", "tx", "infinite_rx"],
+            Kind::AfPacket => &[
+                "iface",
+                "framesz",
+                "framecnt",
+                "blocksz",
+                "qpairs",
+                "qdisc_bypass",
+                "promisc",
+                "rx_outgoing",
+            ],
+            Kind::Pcap => &["rx", "tx", "rx_pcap", "tx_pcap", "infinite_rx", "preload"],
         }
     }
 }
@@ -56,14 +68,19 @@ pub struct VdevSpec {
 impl VdevSpec {
     /// The value of `key`, if given.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.args.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.args
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The value of `key` parsed, or `default` when absent.
     pub fn parse_or<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T, SoftError> {
         match self.get(key) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|_| self.bad(format!("invalid value {v:?} for {key}"))),
+            Some(v) => v
+                .parse()
+                .map_err(|_| self.bad(format!("invalid value {v:?} for {key}"))),
         }
     }
 
@@ -108,12 +125,16 @@ pub fn parse(spec: &str) -> Result<VdevSpec, SoftError> {
     ]
     .into_iter()
     .find(|(p, _)| {
-        name.strip_prefix(p)
-            .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        name.strip_prefix(p).is_some_and(|rest| {
+            !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        })
     })
     .map(|(_, k)| k)
     .ok_or_else(|| {
-        bad("expected a name like null0, ring0, af_packet0 or pcap0 (kind followed by an id)".into())
+        bad(
+            "expected a name like null0, ring0, af_packet0 or pcap0 (kind followed by an id)"
+                .into(),
+        )
     })?;
     let mut args = Vec::new();
     for a in parts {
@@ -161,7 +182,13 @@ pub fn create_all(specs: &[VdevSpec]) -> Result<Vec<Box<dyn Port>>, SoftError> {
                 if size == 0 {
                     return Err(s.bad("size must be at least 1"));
                 }
-                Box::new(NullPort::new(&s.name, NullOpts { size, no_rx: s.flag("no_rx")? }))
+                Box::new(NullPort::new(
+                    &s.name,
+                    NullOpts {
+                        size,
+                        no_rx: s.flag("no_rx")?,
+                    },
+                ))
             }
             Kind::Ring => {
                 let cap: usize = s.parse_or("capacity", DEFAULT_CAPACITY)?;
@@ -169,14 +196,18 @@ pub fn create_all(specs: &[VdevSpec]) -> Result<Vec<Box<dyn Port>>, SoftError> {
                     None => Box::new(ring_loopback(&s.name, cap)?),
                     Some(peer) => {
                         let j = *names.get(peer).ok_or_else(|| {
-                            s.bad(format!("peer {peer} is not among the devices; add --vdev {peer}"))
+                            s.bad(format!(
+                                "peer {peer} is not among the devices; add --vdev {peer}"
+                            ))
                         })?;
                         let other = &specs[j];
                         if j == i || other.kind != Kind::Ring {
                             return Err(s.bad(format!("peer {peer} must be another ring port")));
                         }
                         if other.get("peer").is_some_and(|p| p != s.name) {
-                            return Err(s.bad(format!("{peer} is already paired with another port")));
+                            return Err(
+                                s.bad(format!("{peer} is already paired with another port"))
+                            );
                         }
                         let (a, b) = ring_pair(&s.name, &other.name, cap)?;
                         ports[j] = Some(Box::new(b));
@@ -184,13 +215,54 @@ pub fn create_all(specs: &[VdevSpec]) -> Result<Vec<Box<dyn Port>>, SoftError> {
                     }
                 }
             }
-            Kind::AfPacket | Kind::Pcap => {
-                return Err(s.bad("not wired to its port yet"));
-            }
+            Kind::AfPacket => Box::new(af_packet(s)?),
+            Kind::Pcap => Box::new(pcap(s)?),
         };
         ports[i] = Some(port);
     }
-    Ok(ports.into_iter().map(|p| p.expect("every spec built")).collect())
+    Ok(ports
+        .into_iter()
+        .map(|p| p.expect("every spec built"))
+        .collect())
+}
+
+fn af_packet(s: &VdevSpec) -> Result<AfPacketPort, SoftError> {
+    let iface = s
+        .get("iface")
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| s.bad("af_packet needs iface=<interface>"))?;
+    let d = AfPacketOpts::default();
+    let opts = AfPacketOpts {
+        frame_size: s.parse_or("framesz", d.frame_size)?,
+        frame_count: s.parse_or("framecnt", d.frame_count)?,
+        block_size: s.parse_or("blocksz", d.block_size)?,
+        qpairs: s.parse_or("qpairs", d.qpairs)?,
+        qdisc_bypass: s.flag("qdisc_bypass")?,
+        promiscuous: s.flag("promisc")?,
+        ignore_outgoing: !s.flag("rx_outgoing")?,
+    };
+    AfPacketPort::open(&s.name, iface, opts)
+}
+
+fn pcap(s: &VdevSpec) -> Result<PcapPort, SoftError> {
+    // DPDK spells the files rx_pcap= and tx_pcap=; accept both spellings.
+    let pick = |a: &str, b: &str| -> Result<Option<PathBuf>, SoftError> {
+        match (s.get(a), s.get(b)) {
+            (Some(_), Some(_)) => Err(s.bad(format!("give {a} or {b}, not both"))),
+            (Some(""), _) | (_, Some("")) => Err(s.bad(format!("{a} needs a file name"))),
+            (v, w) => Ok(v.or(w).map(PathBuf::from)),
+        }
+    };
+    let rx = pick("rx", "rx_pcap")?;
+    let tx = pick("tx", "tx_pcap")?;
+    if rx.is_none() && tx.is_none() {
+        return Err(s.bad("pcap needs rx=<file> and/or tx=<file>"));
+    }
+    let opts = PcapOpts {
+        infinite_rx: s.flag("infinite_rx")?,
+        preload: s.flag("preload")?,
+    };
+    PcapPort::open(&s.name, rx.as_deref(), tx.as_deref(), opts)
 }
 
 #[cfg(test)]
@@ -202,7 +274,10 @@ mod tests {
         let s = parse("net_null3,size=128").unwrap();
         assert_eq!((s.name.as_str(), s.kind), ("null3", Kind::Null));
         assert_eq!(s.get("size"), Some("128"));
-        assert_eq!(parse("ring0,peer=ring1").unwrap().get("peer"), Some("ring1"));
+        assert_eq!(
+            parse("ring0,peer=ring1").unwrap().get("peer"),
+            Some("ring1")
+        );
     }
 
     #[test]
@@ -217,8 +292,24 @@ mod tests {
             let e = parse(spec).unwrap_err().to_string();
             assert!(e.contains(why), "{spec}: {e}");
         }
-        let e = create_all(&[parse("null0,size=x").unwrap()]).err().unwrap().to_string();
+        let e = create_all(&[parse("null0,size=x").unwrap()])
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("invalid value \"x\" for size"), "{e}");
+        for (spec, why) in [
+            ("af_packet0", "needs iface="),
+            ("af_packet0,iface=pollux-no-such-if", "pollux-no-such-if"),
+            ("pcap0", "rx=<file> and/or tx=<file>"),
+            ("pcap0,rx=a,rx_pcap=b", "not both"),
+            ("pcap0,rx=/nonexistent/in.pcap", "/nonexistent/in.pcap"),
+        ] {
+            let e = create_all(&[parse(spec).unwrap()])
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains(why), "{spec}: {e}");
+        }
     }
 
     #[test]
@@ -227,9 +318,15 @@ mod tests {
         let ports = create_all(&specs).unwrap();
         assert_eq!(ports.len(), 2);
         assert_eq!(ports[1].info().name, "ring1");
-        let e = create_all(&[parse("ring0,peer=ring9").unwrap()]).err().unwrap().to_string();
+        let e = create_all(&[parse("ring0,peer=ring9").unwrap()])
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("add --vdev ring9"), "{e}");
-        let e = create_all(&[parse("null0").unwrap(), parse("null0").unwrap()]).err().unwrap().to_string();
+        let e = create_all(&[parse("null0").unwrap(), parse("null0").unwrap()])
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("used twice"), "{e}");
     }
 }
