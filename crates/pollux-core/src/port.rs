@@ -202,6 +202,23 @@ pub struct PortStats {
     pub rx_nombuf: u64,
 }
 
+impl PortStats {
+    /// The basic counters under DPDK's xstats names, for `Port::xstats`
+    /// implementations to extend.
+    pub fn xstats(&self) -> Vec<Xstat> {
+        vec![
+            Xstat::new("rx_good_packets", self.ipackets),
+            Xstat::new("tx_good_packets", self.opackets),
+            Xstat::new("rx_good_bytes", self.ibytes),
+            Xstat::new("tx_good_bytes", self.obytes),
+            Xstat::new("rx_missed_errors", self.imissed),
+            Xstat::new("rx_errors", self.ierrors),
+            Xstat::new("tx_errors", self.oerrors),
+            Xstat::new("rx_mbuf_allocation_errors", self.rx_nombuf),
+        ]
+    }
+}
+
 /// Per-queue counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueueStats {
@@ -325,19 +342,10 @@ pub trait Port: Send {
         Vec::new()
     }
 
-    /// Named extended counters.
+    /// Named extended counters: at least [`PortStats::xstats`], plus
+    /// whatever the port counts beyond the basic stats.
     fn xstats(&self) -> Vec<Xstat> {
-        let s = self.stats();
-        vec![
-            Xstat::new("rx_good_packets", s.ipackets),
-            Xstat::new("tx_good_packets", s.opackets),
-            Xstat::new("rx_good_bytes", s.ibytes),
-            Xstat::new("tx_good_bytes", s.obytes),
-            Xstat::new("rx_missed_errors", s.imissed),
-            Xstat::new("rx_errors", s.ierrors),
-            Xstat::new("tx_errors", s.oerrors),
-            Xstat::new("rx_mbuf_allocation_errors", s.rx_nombuf),
-        ]
+        self.stats().xstats()
     }
 
     /// Zeroes the counters.

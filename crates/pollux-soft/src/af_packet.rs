@@ -1213,19 +1213,12 @@ impl Port for AfPacketPort {
     }
 
     fn xstats(&self) -> Vec<Xstat> {
-        let s = self.stats();
-        vec![
-            Xstat::new("rx_good_packets", s.ipackets),
-            Xstat::new("tx_good_packets", s.opackets),
-            Xstat::new("rx_good_bytes", s.ibytes),
-            Xstat::new("tx_good_bytes", s.obytes),
-            Xstat::new("rx_missed_errors", s.imissed),
-            Xstat::new("rx_errors", s.ierrors),
-            Xstat::new("tx_errors", s.oerrors),
-            Xstat::new("rx_mbuf_allocation_errors", s.rx_nombuf),
+        let mut x = self.stats().xstats();
+        x.extend([
             Xstat::new("tx_kick_errors", self.tx_kick_errors),
             Xstat::new("tx_discarded_on_stop", self.tx_discarded_on_stop),
-        ]
+        ]);
+        x
     }
 
     fn reset_stats(&mut self) {

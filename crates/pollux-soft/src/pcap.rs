@@ -536,19 +536,6 @@ fn write_record(w: &mut impl Write, ts: Duration, data: &[u8]) -> std::io::Resul
     w.write_all(data)
 }
 
-fn base_xstats(s: &PortStats) -> Vec<Xstat> {
-    vec![
-        Xstat::new("rx_good_packets", s.ipackets),
-        Xstat::new("tx_good_packets", s.opackets),
-        Xstat::new("rx_good_bytes", s.ibytes),
-        Xstat::new("tx_good_bytes", s.obytes),
-        Xstat::new("rx_missed_errors", s.imissed),
-        Xstat::new("rx_errors", s.ierrors),
-        Xstat::new("tx_errors", s.oerrors),
-        Xstat::new("rx_mbuf_allocation_errors", s.rx_nombuf),
-    ]
-}
-
 impl Port for PcapPort {
     fn info(&self) -> PortInfo {
         PortInfo {
@@ -763,7 +750,7 @@ impl Port for PcapPort {
     }
 
     fn xstats(&self) -> Vec<Xstat> {
-        let mut x = base_xstats(&self.stats);
+        let mut x = self.stats.xstats();
         x.push(Xstat::new("rx_filtered", self.rx_filtered));
         x.push(Xstat::new("rx_file_loops", self.rx_file_loops));
         x
