@@ -8,8 +8,14 @@
 //! - [`soft`]: software ports (null, ring, af_packet, pcap).
 //! - [`vfio`]: PCI discovery, VFIO containers/devices, DMA memory.
 //! - [`igbvf`]: the 82576/I350 VF poll-mode driver.
+//! - [`bond`]: bonding over any ports (balance-rr, active-backup,
+//!   balance-xor, broadcast, 802.3ad/LACP).
+//! - [`sriov`]: the host side: VF lifecycle, binding, VF configuration over
+//!   rtnetlink, and how a pod finds its VFs.
 
+pub use pollux_bond as bond;
 pub use pollux_core as core;
 pub use pollux_igbvf as igbvf;
 pub use pollux_soft as soft;
+pub use pollux_sriov as sriov;
 pub use pollux_vfio as vfio;
