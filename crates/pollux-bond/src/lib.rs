@@ -86,6 +86,8 @@
 pub mod bond;
 pub mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzz_harness;
 pub mod hash;
 pub mod lacp;
 mod port;
