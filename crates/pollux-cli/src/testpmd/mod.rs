@@ -191,11 +191,13 @@ fn open_ports(args: &TestpmdArgs) -> Result<Vec<Box<dyn Port>>> {
         .iter()
         .map(|s| pollux_soft::vdev::parse(s))
         .collect::<Result<Vec<_>, _>>()?;
-    let ports = pollux_soft::vdev::create_all(&specs)?;
-    if let Some(addr) = args.pci.first() {
-        bail!(
-            "-a {addr}: no PCI poll-mode driver is built into this pollux yet (the igbvf PMD is being added); use --vdev ports"
-        );
+    let mut ports = pollux_soft::vdev::create_all(&specs)?;
+    // --- PCI ports (igbvf PMD wiring, added by the igbvf engineer) ---
+    for addr in &args.pci {
+        let pci: pollux_vfio::pci::PciAddr = addr.parse().with_context(|| format!("-a {addr}"))?;
+        let port = pollux_igbvf::open_pci(pci, pollux_igbvf::IgbVfOpts::default())
+            .map_err(|e| anyhow::anyhow!("-a {addr}: {}", pollux_igbvf::error::chain(&e)))?;
+        ports.push(port);
     }
     Ok(ports)
 }
@@ -243,7 +245,17 @@ pub fn run(args: TestpmdArgs) -> Result<()> {
     let mut pcfg = MempoolConfig::new("testpmd", pool_size);
     pcfg.data_room = args.mbuf_size;
     pcfg.cache_size = 256.min(pool_size / 2);
-    let pool = Mempool::new(pcfg, &AnonMemory::default()).context("cannot create the mbuf pool")?;
+    // PCI ports DMA into the pool: it must be mapped into their (shared,
+    // process-wide) VFIO container. Software ports are happy with any memory.
+    let pool = if args.pci.is_empty() {
+        Mempool::new(pcfg, &AnonMemory::default())
+    } else {
+        let dma = pollux_vfio::Container::process_default()
+            .context("VFIO container")?
+            .dma_memory(pollux_core::HugePages::Prefer);
+        Mempool::new(pcfg, &dma)
+    }
+    .context("cannot create the mbuf pool")?;
 
     let mut out: Box<dyn Write> = if args.json {
         Box::new(std::io::stderr())
