@@ -438,7 +438,8 @@ impl Rtnl {
             source,
         })?;
         let mut replies = Vec::new();
-        let mut rbuf = vec![0u8; 64 * 1024];
+        // Large enough for the RTM_NEWLINK of a PF with 64 VFs and their stats.
+        let mut rbuf = vec![0u8; 256 * 1024];
         loop {
             let n = match self.sock.recv(&mut &mut rbuf[..], 0) {
                 Ok(n) => n,
