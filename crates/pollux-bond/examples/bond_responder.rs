@@ -1,0 +1,261 @@
+//! A bond that answers ARP and ICMP echo for one IPv4 address: the
+//! guest-side program of the lab tests against Linux bonding.
+//!
+//! ```text
+//! bond_responder --member af_packet0,iface=veth0 --member af_packet1,iface=veth1 \
+//!     --bond mode=802.3ad,lacp_rate=fast,xmit_hash_policy=layer3+4 \
+//!     --ip 169.254.10.1 [--seconds N] [--status-every SECS]
+//! ```
+//!
+//! Members are software-port device strings (pollux_soft::vdev); `--bond`
+//! takes the bond's device arguments (BondConfig::from_args). The bond's
+//! status, in the layout of /proc/net/bonding, is printed between
+//! `=== pollux bond status ===` and `=== end ===` every `--status-every`
+//! seconds, on SIGUSR1, and at exit (SIGINT, SIGTERM or `--seconds`),
+//! followed by one `counters:` line. Every received frame is answered or
+//! dropped; nothing else is sent.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pollux_bond::{BondConfig, BondPort};
+use pollux_core::net::{internet_checksum, ETHERTYPE_ARP, ETHERTYPE_IPV4};
+use pollux_core::{AnonMemory, Burst, MacAddr, Mbuf, Mempool, MempoolConfig, Port, PortConf};
+
+struct Opts {
+    members: Vec<String>,
+    bond: String,
+    ip: Ipv4Addr,
+    seconds: Option<u64>,
+    status_every: Option<u64>,
+}
+
+fn usage(why: &str) -> ! {
+    eprintln!("bond_responder: {why}");
+    eprintln!("usage: bond_responder --member SPEC... --bond ARGS --ip A.B.C.D [--seconds N] [--status-every S]");
+    std::process::exit(2)
+}
+
+fn opts() -> Opts {
+    let mut o = Opts {
+        members: Vec::new(),
+        bond: String::new(),
+        ip: Ipv4Addr::UNSPECIFIED,
+        seconds: None,
+        status_every: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut val = || {
+            it.next()
+                .unwrap_or_else(|| usage(&format!("{a} needs a value")))
+        };
+        match a.as_str() {
+            "--member" => o.members.push(val()),
+            "--bond" => o.bond = val(),
+            "--ip" => o.ip = val().parse().unwrap_or_else(|_| usage("bad --ip")),
+            "--seconds" => {
+                o.seconds = Some(val().parse().unwrap_or_else(|_| usage("bad --seconds")))
+            }
+            "--status-every" => {
+                o.status_every = Some(
+                    val()
+                        .parse()
+                        .unwrap_or_else(|_| usage("bad --status-every")),
+                )
+            }
+            _ => usage(&format!("unknown argument {a}")),
+        }
+    }
+    if o.members.is_empty() || o.ip.is_unspecified() {
+        usage("--member and --ip are required");
+    }
+    o
+}
+
+#[derive(Default)]
+struct Counters {
+    rx: u64,
+    arp_replies: u64,
+    echo_replies: u64,
+    ignored: u64,
+    tx_failed: u64,
+}
+
+/// Turns an ARP request for `ip` into the reply, in place.
+fn arp_reply(m: &mut Mbuf, mac: MacAddr, ip: [u8; 4]) -> bool {
+    let d = m.data_mut();
+    if d.len() < 42
+        || d[12..14] != ETHERTYPE_ARP.to_be_bytes()
+        || d[14..22] != [0, 1, 8, 0, 6, 4, 0, 1]
+        || d[38..42] != ip
+    {
+        return false;
+    }
+    let (sha, spa) = (
+        <[u8; 6]>::try_from(&d[22..28]).unwrap(),
+        <[u8; 4]>::try_from(&d[28..32]).unwrap(),
+    );
+    d[0..6].copy_from_slice(&sha);
+    d[6..12].copy_from_slice(&mac.0);
+    d[21] = 2; // reply
+    d[22..28].copy_from_slice(&mac.0);
+    d[28..32].copy_from_slice(&ip);
+    d[32..38].copy_from_slice(&sha);
+    d[38..42].copy_from_slice(&spa);
+    true
+}
+
+/// Turns an ICMP echo request to `ip` into the reply, in place.
+fn echo_reply(m: &mut Mbuf, mac: MacAddr, ip: [u8; 4]) -> bool {
+    let d = m.data_mut();
+    if d.len() < 42 || d[12..14] != ETHERTYPE_IPV4.to_be_bytes() || d[14] >> 4 != 4 {
+        return false;
+    }
+    let ihl = (d[14] & 0x0f) as usize * 4;
+    let total = u16::from_be_bytes([d[16], d[17]]) as usize;
+    if ihl < 20 || d[23] != 1 || d[30..34] != ip || 14 + total > d.len() || total < ihl + 8 {
+        return false;
+    }
+    let icmp = 14 + ihl;
+    if d[icmp] != 8 {
+        return false;
+    }
+    let src_mac = <[u8; 6]>::try_from(&d[6..12]).unwrap();
+    d[0..6].copy_from_slice(&src_mac);
+    d[6..12].copy_from_slice(&mac.0);
+    let src_ip = <[u8; 4]>::try_from(&d[26..30]).unwrap();
+    d[26..30].copy_from_slice(&ip);
+    d[30..34].copy_from_slice(&src_ip);
+    d[22] = 64;
+    d[24..26].copy_from_slice(&[0, 0]);
+    let c = internet_checksum(&d[14..14 + ihl], 0);
+    d[24..26].copy_from_slice(&c.to_be_bytes());
+    d[icmp] = 0;
+    d[icmp + 2..icmp + 4].copy_from_slice(&[0, 0]);
+    let c = internet_checksum(&d[icmp..14 + total], 0);
+    d[icmp + 2..icmp + 4].copy_from_slice(&c.to_be_bytes());
+    true
+}
+
+fn print_status(bond: &BondPort, c: &Counters) {
+    println!("=== pollux bond status ===");
+    print!("{}", bond.status());
+    println!("=== end ===");
+    let s = bond.status();
+    let per: Vec<String> = (0..s.members.len())
+        .map(|i| {
+            let st = bond.member(i).map(|m| m.stats()).unwrap_or_default();
+            format!(
+                "{}:rx={},tx={}",
+                s.members[i].name, st.ipackets, st.opackets
+            )
+        })
+        .collect();
+    println!(
+        "counters: rx={} arp_replies={} echo_replies={} ignored={} tx_failed={} members={} bond_tx_no_member={}",
+        c.rx,
+        c.arp_replies,
+        c.echo_replies,
+        c.ignored,
+        c.tx_failed,
+        per.join(","),
+        bond.shell_counters().tx_no_member
+    );
+}
+
+fn main() {
+    let o = opts();
+    let specs: Vec<_> = o
+        .members
+        .iter()
+        .map(|s| pollux_soft::vdev::parse(s).unwrap_or_else(|e| usage(&e.to_string())))
+        .collect();
+    let ports = pollux_soft::vdev::create_all(&specs).unwrap_or_else(|e| {
+        eprintln!("bond_responder: {e}");
+        std::process::exit(1)
+    });
+    let mut args: Vec<(String, String)> = Vec::new();
+    for kv in o.bond.split(',').filter(|s| !s.is_empty()) {
+        let (k, v) = kv
+            .split_once('=')
+            .unwrap_or_else(|| usage(&format!("bad bond argument {kv:?}")));
+        args.push((k.to_string(), v.to_string()));
+    }
+    let cfg = BondConfig::from_args(&args).unwrap_or_else(|e| usage(&e.to_string()));
+    let members = specs.iter().map(|s| s.name.clone()).zip(ports).collect();
+    let mut bond = BondPort::new("bond0", cfg, members).unwrap_or_else(|e| {
+        eprintln!("bond_responder: {e}");
+        std::process::exit(1)
+    });
+    let pool = Mempool::new(
+        MempoolConfig::new("responder", 4096),
+        &AnonMemory::default(),
+    )
+    .expect("mempool");
+    if let Err(e) = bond
+        .configure(&PortConf::new(pool.clone()))
+        .and_then(|_| bond.start())
+    {
+        eprintln!("bond_responder: {e}");
+        std::process::exit(1);
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let dump = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).expect("signal handler");
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, dump.clone())
+        .expect("signal handler");
+
+    let ip = o.ip.octets();
+    println!(
+        "bond_responder: {} answering for {} as {}",
+        bond.name(),
+        o.ip,
+        bond.mac_addr()
+    );
+    let start = Instant::now();
+    let end = o.seconds.map(|s| start + Duration::from_secs(s));
+    let every = o.status_every.map(Duration::from_secs);
+    let mut next_status = every.map(|e| start + e);
+    let mut c = Counters::default();
+    let mut rx = Burst::new(32);
+    let mut tx = Burst::new(32);
+    while !stop.load(Ordering::Relaxed) && end.is_none_or(|e| Instant::now() < e) {
+        let n = bond.rx_burst(0, &mut rx);
+        c.rx += n as u64;
+        let mac = bond.mac_addr();
+        while let Some(mut m) = rx.pop_front() {
+            if arp_reply(&mut m, mac, ip) {
+                c.arp_replies += 1;
+            } else if echo_reply(&mut m, mac, ip) {
+                c.echo_replies += 1;
+            } else {
+                c.ignored += 1;
+                continue;
+            }
+            let _ = tx.push(m);
+        }
+        if !tx.is_empty() {
+            bond.tx_burst(0, &mut tx);
+            c.tx_failed += tx.len() as u64;
+            tx.clear();
+        }
+        if n == 0 {
+            // Idle: af_packet has no interrupt to wait on; a short sleep
+            // keeps a TCG guest usable and still polls the bond far more
+            // often than LACP needs.
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        if dump.swap(false, Ordering::Relaxed) || next_status.is_some_and(|t| Instant::now() >= t) {
+            print_status(&bond, &c);
+            next_status = every.map(|e| Instant::now() + e);
+        }
+    }
+    print_status(&bond, &c);
+    let _ = bond.stop();
+}
