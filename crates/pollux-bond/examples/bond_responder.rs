@@ -225,7 +225,7 @@ fn main() {
     let mut c = Counters::default();
     let mut rx = Burst::new(32);
     let mut tx = Burst::new(32);
-    while !stop.load(Ordering::Relaxed) && end.is_none_or(|e| Instant::now() < e) {
+    while !stop.load(Ordering::Relaxed) && end.map_or(true, |e| Instant::now() < e) {
         let n = bond.rx_burst(0, &mut rx);
         c.rx += n as u64;
         let mac = bond.mac_addr();
