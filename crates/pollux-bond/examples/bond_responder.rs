@@ -7,7 +7,10 @@
 //!     --ip 169.254.10.1 [--seconds N] [--status-every SECS]
 //! ```
 //!
-//! Members are software-port device strings (pollux_soft::vdev); `--bond`
+//! Members are software-port device strings (pollux_soft::vdev) or, with
+//! `--vf PCI`, igbvf virtual functions bound to vfio-pci (named `vf0`,
+//! `vf1`, ... in order; the mempool then lives in their shared VFIO
+//! container). `--bond`
 //! takes the bond's device arguments (BondConfig::from_args). The bond's
 //! status, in the layout of /proc/net/bonding, is printed between
 //! `=== pollux bond status ===` and `=== end ===` every `--status-every`
@@ -26,6 +29,7 @@ use pollux_core::{AnonMemory, Burst, MacAddr, Mbuf, Mempool, MempoolConfig, Port
 
 struct Opts {
     members: Vec<String>,
+    vfs: Vec<String>,
     bond: String,
     ip: Ipv4Addr,
     seconds: Option<u64>,
@@ -41,6 +45,7 @@ fn usage(why: &str) -> ! {
 fn opts() -> Opts {
     let mut o = Opts {
         members: Vec::new(),
+        vfs: Vec::new(),
         bond: String::new(),
         ip: Ipv4Addr::UNSPECIFIED,
         seconds: None,
@@ -54,6 +59,7 @@ fn opts() -> Opts {
         };
         match a.as_str() {
             "--member" => o.members.push(val()),
+            "--vf" => o.vfs.push(val()),
             "--bond" => o.bond = val(),
             "--ip" => o.ip = val().parse().unwrap_or_else(|_| usage("bad --ip")),
             "--seconds" => {
@@ -69,8 +75,8 @@ fn opts() -> Opts {
             _ => usage(&format!("unknown argument {a}")),
         }
     }
-    if o.members.is_empty() || o.ip.is_unspecified() {
-        usage("--member and --ip are required");
+    if (o.members.is_empty() && o.vfs.is_empty()) || o.ip.is_unspecified() {
+        usage("--member or --vf, and --ip, are required");
     }
     o
 }
@@ -154,6 +160,16 @@ fn print_status(bond: &BondPort, c: &Counters) {
             )
         })
         .collect();
+    for (i, m) in s.members.iter().enumerate() {
+        if let Some(p) = bond.member(i) {
+            let x: Vec<String> = p
+                .xstats()
+                .iter()
+                .map(|x| format!("{}={}", x.name, x.value))
+                .collect();
+            println!("xstats {}: {}", m.name, x.join(" "));
+        }
+    }
     println!(
         "counters: rx={} arp_replies={} echo_replies={} ignored={} tx_failed={} members={} bond_tx_no_member={}",
         c.rx,
@@ -185,7 +201,23 @@ fn main() {
         args.push((k.to_string(), v.to_string()));
     }
     let cfg = BondConfig::from_args(&args).unwrap_or_else(|e| usage(&e.to_string()));
-    let members = specs.iter().map(|s| s.name.clone()).zip(ports).collect();
+    let mut members: Vec<(String, Box<dyn Port>)> =
+        specs.iter().map(|s| s.name.clone()).zip(ports).collect();
+    let mut memory: Option<Box<dyn pollux_core::MemoryProvider>> = None;
+    for (k, pci) in o.vfs.iter().enumerate() {
+        let addr = pci
+            .parse()
+            .unwrap_or_else(|_| usage(&format!("bad PCI address {pci}")));
+        let vf = pollux_igbvf::IgbVf::open(addr, pollux_igbvf::IgbVfOpts::default())
+            .unwrap_or_else(|e| {
+                eprintln!("bond_responder: VF {pci}: {e}");
+                std::process::exit(1)
+            });
+        if memory.is_none() {
+            memory = Some(Box::new(vf.dma_memory(pollux_core::HugePages::Never)));
+        }
+        members.push((format!("vf{k}"), Box::new(vf)));
+    }
     let mut bond = BondPort::new("bond0", cfg, members).unwrap_or_else(|e| {
         eprintln!("bond_responder: {e}");
         std::process::exit(1)

@@ -1,0 +1,609 @@
+//! Pollux bonds against the Linux kernel's bonding driver, the independent
+//! partner: inside the lab guest, two veth pairs join a Pollux bond
+//! (`bond_responder`, af_packet members on the root-namespace ends) to a
+//! Linux bond (the other ends, enslaved in namespace `lnx`). The judge is
+//! Linux: /proc/net/bonding/bond0, its slave counters, and ping.
+//!
+//! Run with `cargo xtask lab test bond` (builds the examples first).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use pollux_lab::{host_example, GuestProcess, Lab, Peer, Pf, Topology};
+
+const T: Duration = Duration::from_secs(60);
+const POLLUX_IP: &str = "169.254.10.1";
+const LINUX_IP: &str = "169.254.10.2";
+
+/// /proc/net/bonding/bondN, parsed: the bond's lines, then one map per
+/// slave, keyed by the label (with the "details actor/partner" section
+/// prefixed to its fields: `actor port state`, `partner system mac address`).
+#[derive(Debug, Default)]
+struct ProcBond {
+    bond: HashMap<String, String>,
+    slaves: Vec<HashMap<String, String>>,
+}
+
+impl ProcBond {
+    fn parse(text: &str) -> ProcBond {
+        let mut p = ProcBond::default();
+        let mut section = "";
+        for line in text.lines() {
+            if let Some(name) = line.strip_prefix("Slave Interface: ") {
+                let mut m = HashMap::new();
+                m.insert("Slave Interface".to_string(), name.trim().to_string());
+                p.slaves.push(m);
+                section = "";
+                continue;
+            }
+            if line.starts_with("details actor lacp pdu") {
+                section = "actor ";
+                continue;
+            }
+            if line.starts_with("details partner lacp pdu") {
+                section = "partner ";
+                continue;
+            }
+            let Some((k, v)) = line.split_once(':') else {
+                continue;
+            };
+            let key = format!(
+                "{}{}",
+                if line.starts_with("    ") {
+                    section
+                } else {
+                    ""
+                },
+                k.trim()
+            );
+            let v = v.trim().to_string();
+            match p.slaves.last_mut() {
+                Some(s) => {
+                    s.insert(key, v);
+                }
+                None => {
+                    p.bond.insert(key, v);
+                }
+            }
+        }
+        p
+    }
+
+    fn slave(&self, name: &str) -> &HashMap<String, String> {
+        self.slaves
+            .iter()
+            .find(|s| s["Slave Interface"] == name)
+            .unwrap_or_else(|| panic!("no slave {name} in {self:?}"))
+    }
+
+    fn num(m: &HashMap<String, String>, k: &str) -> u32 {
+        m.get(k)
+            .unwrap_or_else(|| panic!("no {k:?} in {m:?}"))
+            .parse()
+            .unwrap_or_else(|_| panic!("{k:?} is not a number in {m:?}"))
+    }
+}
+
+fn ns(cmd: &str) -> String {
+    format!("ip netns exec lnx {cmd}")
+}
+
+fn proc_bond(lab: &Lab) -> (String, ProcBond) {
+    let out = lab
+        .run_ok(&ns("cat /proc/net/bonding/bond0"), T)
+        .expect("read /proc/net/bonding/bond0");
+    let p = ProcBond::parse(&out.stdout);
+    (out.stdout, p)
+}
+
+/// Two veth pairs pv0/lv0, pv1/lv1; lv* enslaved to a Linux bond with
+/// `linux_opts` in namespace `lnx` at 169.254.10.2.
+fn boot(linux_opts: &str) -> Lab {
+    let lab = Lab::boot(&Topology::new().module("bonding")).expect("the lab boots");
+    let script = format!(
+        "set -e
+ip netns add lnx
+ip -n lnx link set lo up
+for i in 0 1; do
+  ip link add pv$i type veth peer name lv$i
+  ip link set lv$i netns lnx
+  ethtool -K pv$i tx off >/dev/null 2>&1 || true
+done
+ip -n lnx link add bond0 type bond {linux_opts}
+ip netns exec lnx sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+ip -n lnx link set lv0 master bond0
+ip -n lnx link set lv1 master bond0
+ip -n lnx link set bond0 up
+ip -n lnx addr add {LINUX_IP}/16 dev bond0
+ip link set pv0 up
+ip link set pv1 up
+sysctl -qw net.ipv6.conf.pv0.disable_ipv6=1 net.ipv6.conf.pv1.disable_ipv6=1"
+    );
+    lab.run_ok(&format!("sh -c {}", pollux_lab::shell_quote(&script)), T)
+        .expect("veth pairs and the Linux bond");
+    lab
+}
+
+/// Starts the Pollux bond over af_packet on pv0 and pv1.
+fn pollux<'a>(lab: &'a Lab, bond_args: &str) -> (GuestProcess<'a>, String) {
+    pollux_on(
+        lab,
+        "--member af_packet0,iface=pv0 --member af_packet1,iface=pv1",
+        bond_args,
+    )
+}
+
+fn pollux_on<'a>(lab: &'a Lab, members: &str, bond_args: &str) -> (GuestProcess<'a>, String) {
+    let exe = host_example("bond_responder").expect("cargo build --examples");
+    let mut p = lab
+        .spawn(&format!(
+            "{} {members} --bond {bond_args} --ip {POLLUX_IP} --status-every 2",
+            exe.display()
+        ))
+        .expect("bond_responder starts");
+    p.wait_for_output("answering for", T)
+        .expect("bond_responder is up");
+    let mac = p
+        .stdout()
+        .lines()
+        .find_map(|l| l.split(" as ").nth(1))
+        .expect("the responder prints its MAC")
+        .trim()
+        .to_string();
+    (p, mac)
+}
+
+/// Polls /proc/net/bonding/bond0 until `ok` holds.
+fn wait_proc(lab: &Lab, within: Duration, what: &str, ok: impl Fn(&ProcBond) -> bool) -> ProcBond {
+    let deadline = Instant::now() + within;
+    loop {
+        let (text, p) = proc_bond(lab);
+        if ok(&p) {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} not reached within {within:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// "N packets transmitted, M received" of a ping summary.
+fn ping_counts(out: &str) -> (u32, u32) {
+    let line = out
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_else(|| panic!("no ping summary in {out}"));
+    let n: Vec<u32> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .take(2)
+        .map(|s| s.parse().unwrap())
+        .collect();
+    (n[0], n[1])
+}
+
+fn ping(lab: &Lab, count: u32, interval: &str) -> (u32, u32) {
+    let out = lab
+        .run(
+            &ns(&format!(
+                "ping -n -c {count} -i {interval} -W 2 {POLLUX_IP}"
+            )),
+            T,
+        )
+        .expect("ping runs");
+    ping_counts(&out.stdout)
+}
+
+/// Slave `lv0`/`lv1` is fully aggregated: in the active aggregator, in
+/// sync, collecting and distributing, with the Pollux system as partner.
+fn aggregated(p: &ProcBond, slave: &str, pollux_mac: &str) -> bool {
+    let Some(agg) = p.bond.get("Aggregator ID") else {
+        return false;
+    };
+    let s = match p.slaves.iter().find(|s| s["Slave Interface"] == slave) {
+        Some(s) => s,
+        None => return false,
+    };
+    let state = |k: &str| s.get(k).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+    s.get("MII Status").map(String::as_str) == Some("up")
+        && s.get("Aggregator ID") == Some(agg)
+        && s.get("partner system mac address").map(String::as_str) == Some(pollux_mac)
+        && state("actor port state") & 0x38 == 0x38
+        && state("partner port state") & 0x38 == 0x38
+}
+
+#[test]
+fn lacp_with_linux_bonding_over_veth() {
+    let lab = boot("mode 802.3ad lacp_rate fast miimon 100 xmit_hash_policy layer3+4");
+    let (resp, mac) = pollux(
+        &lab,
+        "mode=802.3ad,lacp_rate=fast,xmit_hash_policy=layer3+4,miimon=100",
+    );
+
+    // Linux's view: both slaves in one aggregator whose partner is the
+    // Pollux system, synchronised, collecting and distributing.
+    let p = wait_proc(
+        &lab,
+        Duration::from_secs(60),
+        "both slaves aggregated with Pollux",
+        |p| aggregated(p, "lv0", &mac) && aggregated(p, "lv1", &mac),
+    );
+    assert_eq!(p.bond["Partner Mac Address"], mac);
+    assert_eq!(p.bond["Number of ports"], "2");
+    assert_eq!(
+        p.slave("lv0")["Aggregator ID"],
+        p.slave("lv1")["Aggregator ID"]
+    );
+    // Pollux's own answers as Linux recorded them: active, short timeout,
+    // aggregatable, in sync, collecting, distributing.
+    assert_eq!(ProcBond::num(p.slave("lv0"), "partner port state"), 0x3f);
+    assert_eq!(ProcBond::num(p.slave("lv1"), "partner port state"), 0x3f);
+
+    let (sent, got) = ping(&lab, 20, "0.1");
+    assert_eq!(got, sent, "ping through both bonds");
+
+    // Many flows (each ping has its own ICMP identifier) spread over both
+    // links in both directions.
+    lab.run_ok(
+        &ns(&format!("sh -c 'for i in $(seq 16); do ping -n -c 3 -i 0.1 -W 2 {POLLUX_IP} >/dev/null & done; wait'")),
+        T,
+    )
+    .expect("parallel pings");
+    let rx = |i: u8| -> u64 {
+        let o = lab
+            .run_ok(
+                &ns(&format!("cat /sys/class/net/lv{i}/statistics/tx_packets")),
+                T,
+            )
+            .unwrap();
+        o.stdout.trim().parse().unwrap()
+    };
+    let (t0, t1) = (rx(0), rx(1));
+    assert!(t0 > 20 && t1 > 20, "Linux sent on both slaves: {t0} {t1}");
+
+    // Cut one wire: traffic goes on over the other, with bounded loss.
+    let mut long = lab
+        .spawn(&ns(&format!("ping -n -c 300 -i 0.05 -W 1 {POLLUX_IP}")))
+        .expect("long ping");
+    std::thread::sleep(Duration::from_secs(4));
+    lab.run_ok("ip link set pv1 down", T).unwrap();
+    let out = long.wait(Duration::from_secs(60)).expect("long ping ends");
+    let (sent, got) = ping_counts(&out.stdout);
+    let lost = sent - got;
+    println!("802.3ad link cut: {lost} of {sent} echo requests lost");
+    assert!(
+        got > 0 && lost <= 30,
+        "loss must be bounded: {lost} of {sent}\n{}",
+        out.stdout
+    );
+    let p = wait_proc(&lab, Duration::from_secs(10), "lv1 down and out", |p| {
+        p.slave("lv1")["MII Status"] == "down"
+            && p.bond.get("Number of ports").map(String::as_str) == Some("1")
+    });
+    assert!(aggregated(&p, "lv0", &mac));
+    let (sent, got) = ping(&lab, 20, "0.1");
+    assert_eq!(got, sent, "the remaining link carries everything");
+
+    // And it rejoins.
+    lab.run_ok("ip link set pv1 up", T).unwrap();
+    wait_proc(&lab, Duration::from_secs(60), "lv1 rejoined", |p| {
+        aggregated(p, "lv0", &mac) && aggregated(p, "lv1", &mac)
+    });
+    let (sent, got) = ping(&lab, 10, "0.1");
+    assert_eq!(got, sent);
+
+    // Pollux's own view agrees.
+    let out = resp
+        .stop_with(2, Duration::from_secs(10))
+        .expect("responder stops");
+    let last = out
+        .stdout
+        .rsplit("=== pollux bond status ===")
+        .next()
+        .unwrap();
+    assert!(last.contains("Number of ports: 2"), "{last}");
+    assert_eq!(last.matches("port state: 63").count(), 4, "{last}");
+    assert!(last.contains("Link Failure Count: 1"), "{last}");
+}
+
+#[test]
+fn active_backup_with_linux_bonding_over_veth() {
+    let lab = boot("mode active-backup miimon 100");
+    let (resp, _mac) = pollux(
+        &lab,
+        "mode=active-backup,miimon=100,announce_ip=169.254.10.1",
+    );
+    wait_proc(&lab, Duration::from_secs(20), "lv0 active", |p| {
+        p.bond.get("Currently Active Slave").map(String::as_str) == Some("lv0")
+    });
+    let (sent, got) = ping(&lab, 10, "0.1");
+    assert_eq!(got, sent);
+
+    let mut long = lab
+        .spawn(&ns(&format!("ping -n -c 200 -i 0.05 -W 1 {POLLUX_IP}")))
+        .expect("long ping");
+    std::thread::sleep(Duration::from_secs(3));
+    lab.run_ok("ip link set pv0 down", T).unwrap();
+    let out = long.wait(Duration::from_secs(60)).expect("long ping ends");
+    let (sent, got) = ping_counts(&out.stdout);
+    println!("active-backup failover: {} of {sent} lost", sent - got);
+    assert!(got > 0 && sent - got <= 30, "{}", out.stdout);
+    wait_proc(&lab, Duration::from_secs(10), "lv1 active", |p| {
+        p.bond.get("Currently Active Slave").map(String::as_str) == Some("lv1")
+    });
+    let (sent, got) = ping(&lab, 10, "0.1");
+    assert_eq!(got, sent, "traffic on the backup link");
+
+    lab.run_ok("ip link set pv0 up", T).unwrap();
+    wait_proc(&lab, Duration::from_secs(20), "lv0 active again", |p| {
+        p.bond.get("Currently Active Slave").map(String::as_str) == Some("lv0")
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let (sent, got) = ping(&lab, 10, "0.1");
+    assert_eq!(got, sent, "both bonds back on the first link");
+    let out = resp
+        .stop_with(2, Duration::from_secs(10))
+        .expect("responder stops");
+    let last = out
+        .stdout
+        .rsplit("=== pollux bond status ===")
+        .next()
+        .unwrap();
+    assert!(
+        last.contains("Currently Active Slave: af_packet0"),
+        "{last}"
+    );
+}
+
+/// bonding.rst's layer3+4 formula for UDP/IPv4, ports and addresses loaded
+/// as a little-endian host loads them.
+fn layer34(sport: u16, dport: u16, sip: [u8; 4], dip: [u8; 4]) -> u32 {
+    let [s1, s0] = sport.to_be_bytes();
+    let [d1, d0] = dport.to_be_bytes();
+    let mut h =
+        u32::from_le_bytes([s1, s0, d1, d0]) ^ u32::from_le_bytes(sip) ^ u32::from_le_bytes(dip);
+    h ^= h >> 16;
+    h ^= h >> 8;
+    h >> 1
+}
+
+#[test]
+fn balance_xor_with_linux_bonding_over_veth_hashes_like_linux() {
+    let lab = boot("mode balance-xor miimon 100 xmit_hash_policy layer3+4");
+    let (resp, _mac) = pollux(
+        &lab,
+        "mode=balance-xor,miimon=100,xmit_hash_policy=layer3+4",
+    );
+    let (sent, got) = ping(&lab, 10, "0.1");
+    assert_eq!(got, sent);
+
+    // Which slave does Linux put each UDP flow on? Send three datagrams
+    // per source port and see which slave's counter moved.
+    let script = format!(
+        r#"import socket, time
+def tx():
+    return [int(open('/sys/class/net/lv%d/statistics/tx_packets' % i).read()) for i in (0, 1)]
+for sport in range(40000, 40040):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(('{LINUX_IP}', sport))
+    a = tx()
+    for _ in range(3):
+        s.sendto(b'pollux', ('{POLLUX_IP}', 9))
+    time.sleep(0.05)
+    b = tx()
+    print(sport, b[0] - a[0], b[1] - a[1])
+    s.close()
+"#
+    );
+    let out = lab
+        .run_ok(
+            &ns(&format!(
+                "/usr/bin/python3 -c {}",
+                pollux_lab::shell_quote(&script)
+            )),
+            Duration::from_secs(120),
+        )
+        .expect("udp flows");
+    let mut per_link = [0; 2];
+    for line in out.stdout.lines() {
+        let v: Vec<u32> = line
+            .split_whitespace()
+            .map(|x| x.parse().unwrap())
+            .collect();
+        let (sport, d0, d1) = (v[0] as u16, v[1], v[2]);
+        let linux = if d0 >= 3 && d1 < 3 {
+            0
+        } else if d1 >= 3 && d0 < 3 {
+            1
+        } else {
+            panic!("flow {sport}: ambiguous counters {d0} {d1}\n{}", out.stdout)
+        };
+        per_link[linux] += 1;
+        let want = layer34(sport, 9, [169, 254, 10, 2], [169, 254, 10, 1]) % 2;
+        assert_eq!(
+            linux, want as usize,
+            "flow {sport}: Linux used slave {linux}, the formula says {want}"
+        );
+    }
+    assert!(per_link[0] > 0 && per_link[1] > 0, "{per_link:?}");
+
+    // Failover in xor mode: the flows of the cut link move over.
+    lab.run_ok("ip link set pv1 down", T).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (sent, got) = ping(&lab, 10, "0.1");
+    assert_eq!(got, sent);
+    lab.run_ok("ip link set pv1 up", T).unwrap();
+    let out = resp
+        .stop_with(2, Duration::from_secs(10))
+        .expect("responder stops");
+    let last = out
+        .stdout
+        .rsplit("=== pollux bond status ===")
+        .next()
+        .unwrap();
+    assert!(
+        last.contains("Transmit Hash Policy: layer3+4 (1)"),
+        "{last}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The same against two igbvf VFs on two igb PFs, each PF's wire going to
+// one virtio-net NIC enslaved to the Linux bond (namespace `lnx`).
+
+/// Two PFs with one VF each (vfio-pci), their peers in `lnx` bonded with
+/// `linux_opts`; the host side allows what the bond needs of the VFs.
+fn boot_vfs(linux_opts: &str) -> (Lab, String) {
+    let topo = Topology::new()
+        .module("bonding")
+        .pf(Pf::new(1)
+            .peer(Peer::virtio().netns("lnx"))
+            .bind_vfs_to_vfio(true))
+        .pf(Pf::new(1)
+            .peer(Peer::virtio().netns("lnx"))
+            .bind_vfs_to_vfio(true));
+    let lab = Lab::boot(&topo).expect("the lab boots");
+    let (p0, p1) = (
+        lab.peer(0, 0).unwrap().ifname.clone(),
+        lab.peer(1, 0).unwrap().ifname.clone(),
+    );
+    let mut script = String::from("set -e\n");
+    for i in 0..2 {
+        // trust on (MAC changes, multicast), spoofchk off (the bond MAC on
+        // the second VF): `pollux vf` will do this once it exists.
+        script += &format!(
+            "ip link set {} vf 0 trust on spoofchk off\n",
+            lab.pf(i).unwrap().ifname
+        );
+    }
+    script += &format!(
+        "ip netns exec lnx ethtool -s {p0} speed 1000 duplex full
+ip netns exec lnx ethtool -s {p1} speed 1000 duplex full
+ip netns exec lnx sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+ip -n lnx link set lo up
+ip -n lnx link set {p0} down
+ip -n lnx link set {p1} down
+ip -n lnx link add bond0 type bond {linux_opts}
+ip -n lnx link set {p0} master bond0
+ip -n lnx link set {p1} master bond0
+ip -n lnx link set bond0 up
+ip -n lnx addr add {LINUX_IP}/16 dev bond0"
+    );
+    lab.run_ok(&format!("sh -c {}", pollux_lab::shell_quote(&script)), T)
+        .expect("VF policy and the Linux bond");
+    let members = format!(
+        "--vf {} --vf {}",
+        lab.vf(0, 0).unwrap().pci,
+        lab.vf(1, 0).unwrap().pci
+    );
+    (lab, members)
+}
+
+fn ping_until_ok(lab: &Lab, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (sent, got) = ping(lab, 3, "0.3");
+        if got == sent {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no clean ping within {within:?}");
+    }
+}
+
+#[test]
+fn vf_active_backup_with_linux_bonding() {
+    let (lab, members) = boot_vfs("mode active-backup miimon 100");
+    let (resp, _) = pollux_on(
+        &lab,
+        &members,
+        "mode=active-backup,miimon=100,announce_ip=169.254.10.1",
+    );
+    let p0 = lab.peer(0, 0).unwrap().ifname.clone();
+    let p1 = lab.peer(1, 0).unwrap().ifname.clone();
+    wait_proc(&lab, Duration::from_secs(20), "first peer active", |p| {
+        p.bond.get("Currently Active Slave") == Some(&p0)
+    });
+    ping_until_ok(&lab, Duration::from_secs(30));
+
+    // Cut PF 0's wire: both bonds move to the second wire.
+    lab.set_wire_link(0, false).unwrap();
+    wait_proc(&lab, Duration::from_secs(10), "second peer active", |p| {
+        p.bond.get("Currently Active Slave") == Some(&p1)
+    });
+    ping_until_ok(&lab, Duration::from_secs(20));
+    lab.set_wire_link(0, true).unwrap();
+    wait_proc(
+        &lab,
+        Duration::from_secs(20),
+        "first peer active again",
+        |p| p.bond.get("Currently Active Slave") == Some(&p0),
+    );
+    ping_until_ok(&lab, Duration::from_secs(20));
+    let out = resp
+        .stop_with(2, Duration::from_secs(10))
+        .expect("responder stops");
+    let last = out
+        .stdout
+        .rsplit("=== pollux bond status ===")
+        .next()
+        .unwrap();
+    assert!(last.contains("Currently Active Slave: vf0"), "{last}");
+    assert!(last.contains("Link Failure Count: 1"), "{last}");
+}
+
+#[test]
+fn vf_balance_xor_with_linux_bonding() {
+    let (lab, members) = boot_vfs("mode balance-xor miimon 100 xmit_hash_policy layer3+4");
+    let (resp, _) = pollux_on(
+        &lab,
+        &members,
+        "mode=balance-xor,miimon=100,xmit_hash_policy=layer3+4",
+    );
+    ping_until_ok(&lab, Duration::from_secs(30));
+    // Many flows reach Pollux over both VFs.
+    lab.run_ok(
+        &ns(&format!("sh -c 'for i in $(seq 16); do ping -n -c 2 -i 0.2 -W 2 {POLLUX_IP} >/dev/null & done; wait'")),
+        Duration::from_secs(120),
+    )
+    .expect("parallel pings");
+    lab.set_wire_link(1, false).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    ping_until_ok(&lab, Duration::from_secs(20));
+    lab.set_wire_link(1, true).unwrap();
+    let out = resp
+        .stop_with(2, Duration::from_secs(10))
+        .expect("responder stops");
+    let rx = |name: &str| -> u64 {
+        let line = out
+            .stdout
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("counters:"))
+            .expect("counters line");
+        let field = line
+            .split_whitespace()
+            .find(|f| f.starts_with("members="))
+            .unwrap();
+        let m = field
+            .trim_start_matches("members=")
+            .split(',')
+            .find(|m| m.starts_with(name))
+            .unwrap();
+        m.split(':')
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .trim_start_matches("rx=")
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        rx("vf0") > 0 && rx("vf1") > 0,
+        "both VFs received:\n{}",
+        out.stdout
+    );
+}
