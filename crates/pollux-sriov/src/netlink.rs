@@ -461,6 +461,7 @@ impl Rtnl {
                     })
                 }
             };
+            record(&rbuf[..n]);
             let (done, mut got) = decode_replies(op, seq, &rbuf[..n])?;
             replies.append(&mut got);
             if done {
@@ -621,6 +622,22 @@ pub struct LinkChange {
     pub up: Option<bool>,
     /// Move into the network namespace of this fd.
     pub netns_fd: Option<RawFd>,
+}
+
+/// With `POLLUX_NETLINK_RECORD=<file>`, every datagram received is
+/// appended to the file as one line of hex: how the kernel replies used as
+/// unit-test fixtures were recorded (in the lab, from the igb PF).
+fn record(dgram: &[u8]) {
+    let Some(path) = std::env::var_os("POLLUX_NETLINK_RECORD") else {
+        return;
+    };
+    let mut line: String = dgram.iter().map(|b| format!("{b:02x}")).collect();
+    line.push('\n');
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
 }
 
 /// Decodes one datagram of replies to request `seq`. Returns whether the
