@@ -1,12 +1,16 @@
 //! ARP and ICMP echo responder on an 82576/I350 VF.
 //!
 //! ```text
-//! responder -a <PCI address> [--ip 169.254.1.1] [--mac 02:..] [--duration SECS]
+//! responder -a <PCI address> [--ip 169.254.1.1] [--mac 02:..] [--duration SECS] [--report-link]
 //! ```
+//!
+//! With `--report-link` it prints `link up (N)` / `link down (N)` each time
+//! the port's link changes (polled every 20 ms), N counting the ups and the
+//! downs.
 //!
 //! Answers ARP requests for `--ip` and ICMP echo requests to it, in place
 //! (the request's buffer becomes the reply), until `--duration` runs out or
-//! the process is killed. Prints `responder ready mac=<MAC> ip=<IP>` once the
+//! a line `stop` arrives on stdin. Prints `responder ready mac=<MAC> ip=<IP>` once the
 //! port is started and, at the end, its counters and whether every buffer
 //! came back to the pool (`pool_free=N/N`).
 
@@ -21,6 +25,7 @@ struct Args {
     ip: [u8; 4],
     mac: Option<MacAddr>,
     duration: Option<f64>,
+    report_link: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -29,6 +34,7 @@ fn parse_args() -> Result<Args, String> {
         ip: [169, 254, 1, 1],
         mac: None,
         duration: None,
+        report_link: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -48,6 +54,7 @@ fn parse_args() -> Result<Args, String> {
                 let s = v()?;
                 a.duration = Some(s.parse().map_err(|e| format!("--duration {s}: {e}"))?);
             }
+            "--report-link" => a.report_link = true,
             _ => return Err(format!("unknown argument {k}")),
         }
     }
@@ -147,10 +154,43 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let ip = std::net::Ipv4Addr::from(args.ip);
     println!("responder ready mac={mac} ip={ip} link={}", vf.link());
     let deadline = args.duration.map(|d| Instant::now() + Duration::from_secs_f64(d));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lines() {
+                if line.map(|l| l.trim() == "stop").unwrap_or(false) {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    break;
+                }
+            }
+        });
+    }
     let mut rx = Burst::new(32);
     let mut tx = Burst::new(32);
     let mut c = Counters::default();
+    let mut link_up = vf.link().up;
+    let (mut ups, mut downs) = (u32::from(link_up), 0u32);
+    if args.report_link && link_up {
+        println!("link up ({ups})");
+    }
+    let mut next_link = Instant::now();
     loop {
+        if Instant::now() >= next_link {
+            next_link = Instant::now() + Duration::from_millis(20);
+            let up = vf.link().up;
+            if up != link_up {
+                link_up = up;
+                if up {
+                    ups += 1;
+                } else {
+                    downs += 1;
+                }
+                if args.report_link {
+                    println!("link {} ({})", if up { "up" } else { "down" }, if up { ups } else { downs });
+                }
+            }
+        }
         let n = vf.rx_burst(0, &mut rx);
         c.rx += n as u64;
         for mut m in rx.drain() {
@@ -166,7 +206,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             tx.clear();
         }
         if n == 0 {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if deadline.is_some_and(|d| Instant::now() >= d)
+                || stop.load(std::sync::atomic::Ordering::Relaxed)
+            {
                 break;
             }
             std::thread::yield_now();
@@ -174,14 +216,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     vf.stop()?;
     let s = vf.stats();
+    let recoveries = vf.recoveries();
     drop(vf);
     println!(
-        "responder done rx={} arp={} icmp={} ignored={} tx={} pool_free={}/{}",
+        "responder done rx={} arp={} icmp={} ignored={} tx={} recoveries={} pool_free={}/{}",
         c.rx,
         c.arp,
         c.icmp,
         c.ignored,
         s.opackets,
+        recoveries,
         pool.available(),
         size
     );
