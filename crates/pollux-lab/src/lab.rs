@@ -1,0 +1,1082 @@
+//! A booted guest: [`Lab::boot`] and everything a test does with it.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+
+use crate::client::{connect_unix, AgentClient};
+use crate::env::{target_dir, LabEnv};
+use crate::error::{Error, IoContext, Result};
+use crate::process::{GuestProcess, REPLY_MARGIN};
+use crate::proto::{ExitStatus, Reply, Request, PORT_NAME, VERSION};
+use crate::qmp::Qmp;
+use crate::topology::{NicModel, NicPlan, NicRole, Topology};
+
+/// What a finished guest command returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// How it ended.
+    pub status: ExitStatus,
+    /// Its stdout (UTF-8, invalid bytes replaced).
+    pub stdout: String,
+    /// Its stderr.
+    pub stderr: String,
+}
+
+impl Output {
+    /// True for exit code 0.
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+}
+
+/// How to boot, beyond the topology. `LabOptions::default()` reads the
+/// `POLLUX_LAB_*` environment.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    /// Label of the run folder (default: the current thread's name, which in
+    /// a test is the test's name).
+    pub name: String,
+    /// From starting QEMU to the agent's hello (default 300 s, or
+    /// `POLLUX_LAB_BOOT_TIMEOUT` in seconds). TCG boots take 15-40 s here,
+    /// more while the machine builds.
+    pub boot_timeout: Duration,
+    /// Each setup step after the hello (default 60 s).
+    pub setup_timeout: Duration,
+    /// Keep the run folder even when the test passes (default: set if
+    /// `POLLUX_LAB_KEEP` is set).
+    pub keep_run_dir: bool,
+    /// The parts to boot with (default: [`LabEnv::discover`]).
+    pub env: Option<LabEnv>,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        let boot_timeout = std::env::var("POLLUX_LAB_BOOT_TIMEOUT")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .map(Duration::from_secs)
+            .unwrap_or(Duration::from_secs(300));
+        LabOptions {
+            name: std::thread::current().name().unwrap_or("lab").to_owned(),
+            boot_timeout,
+            setup_timeout: Duration::from_secs(60),
+            keep_run_dir: std::env::var_os("POLLUX_LAB_KEEP").is_some(),
+            env: None,
+        }
+    }
+}
+
+/// A VF as the guest sees it after boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VfInfo {
+    /// Index of its PF.
+    pub pf: usize,
+    /// VF number on that PF (0-based, as in `ip link set <pf> vf N`).
+    pub index: usize,
+    /// PCI address, e.g. `0000:01:10.2`.
+    pub pci: String,
+    /// Its IOMMU group (the N of `/dev/vfio/N` once bound to vfio-pci).
+    pub iommu_group: Option<u32>,
+}
+
+/// A NIC driven by the guest kernel, on the far side of a wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// QEMU netdev id, for [`Lab::set_link`].
+    pub netdev: String,
+    /// Its model.
+    pub model: NicModel,
+    /// PCI address.
+    pub pci: String,
+    /// Kernel interface name (inside `netns`).
+    pub ifname: String,
+    /// MAC address.
+    pub mac: String,
+    /// Guest network namespace it lives in (None: the root namespace).
+    pub netns: Option<String>,
+}
+
+impl PeerInfo {
+    /// `cmd` wrapped to run inside the peer's namespace.
+    pub fn wrap(&self, cmd: &str) -> String {
+        in_netns(self.netns.as_deref(), cmd)
+    }
+}
+
+/// An igb PF as the guest sees it after boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PfInfo {
+    /// PF index in the topology.
+    pub index: usize,
+    /// QEMU netdev id of its port, for [`Lab::set_link`].
+    pub netdev: String,
+    /// PCI address, e.g. `0000:01:00.0`.
+    pub pci: String,
+    /// Kernel interface name (root namespace).
+    pub ifname: String,
+    /// MAC address.
+    pub mac: String,
+    /// Its VFs, by VF number.
+    pub vfs: Vec<VfInfo>,
+    /// The peers on its wire.
+    pub peers: Vec<PeerInfo>,
+}
+
+/// `cmd` wrapped in `ip netns exec NS sh -c '...'` (unchanged for None).
+pub fn in_netns(netns: Option<&str>, cmd: &str) -> String {
+    match netns {
+        Some(ns) => format!(
+            "ip netns exec {} sh -c {}",
+            shell_quote(ns),
+            shell_quote(cmd)
+        ),
+        None => cmd.to_owned(),
+    }
+}
+
+/// Quotes `s` for `/bin/sh`.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(crate::topology::is_shell_safe) {
+        return s.to_owned();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// QEMU under virtme-ng, in a process group of its own.
+#[derive(Debug)]
+struct Vm {
+    child: Mutex<Child>,
+    pgid: i32,
+}
+
+impl Vm {
+    /// Err if vng/QEMU has exited.
+    fn alive(&self) -> std::result::Result<(), String> {
+        let mut c = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        match c.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(st)) => Err(format!("vng/QEMU exited ({st})")),
+            Err(e) => Err(format!("cannot check on vng/QEMU: {e}")),
+        }
+    }
+
+    /// Kills the whole group (vng, virtme-run, QEMU) and reaps vng.
+    fn kill(&self) {
+        let _ = killpg(Pid::from_raw(self.pgid), Signal::SIGKILL);
+        let mut c = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match c.try_wait() {
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                _ => return,
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for vng to exit by itself.
+    fn wait_exit(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.alive().is_err() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A booted lab guest. Dropping it kills QEMU; the run folder (console log,
+/// transcript, shared folder) is deleted when the test passed and kept, with
+/// its path printed, when the thread is panicking or [`Lab::keep_run_dir`]
+/// was called.
+#[derive(Debug)]
+pub struct Lab {
+    topology: Topology,
+    env: LabEnv,
+    vm: Vm,
+    agent: AgentClient,
+    qmp: Qmp,
+    run_dir: PathBuf,
+    console: PathBuf,
+    shared: PathBuf,
+    transcript: Mutex<File>,
+    _sock_dir: tempfile::TempDir,
+    pfs: Vec<PfInfo>,
+    segments: Vec<Vec<PeerInfo>>,
+    boot_time: Duration,
+    ready_time: Duration,
+    keep: AtomicBool,
+    guest_kernel: String,
+}
+
+static RUN_SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn sanitize(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let s = s.trim_matches('-');
+    let tail: String = s
+        .chars()
+        .rev()
+        .take(48)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    if tail.is_empty() {
+        "lab".into()
+    } else {
+        tail
+    }
+}
+
+/// The last `lines` lines of a file.
+pub fn tail_of(path: &Path, lines: usize) -> String {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => return format!("(cannot read {}: {e})", path.display()),
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let all: Vec<&str> = text.lines().collect();
+    let start = all.len().saturating_sub(lines);
+    let mut out = all[start..].join("\n");
+    out.push('\n');
+    out
+}
+
+/// Copies vng's stdout and stderr into the console log as they arrive (and to
+/// our stderr too when `POLLUX_LAB_CONSOLE` is set). The threads end when
+/// QEMU and vng have exited.
+fn copy_console(
+    stdout: Option<std::process::ChildStdout>,
+    stderr: Option<std::process::ChildStderr>,
+    file: File,
+) {
+    let file = std::sync::Arc::new(Mutex::new(file));
+    let echo = std::env::var_os("POLLUX_LAB_CONSOLE").is_some();
+    let streams: [Option<Box<dyn Read + Send>>; 2] = [
+        stdout.map(|s| Box::new(s) as _),
+        stderr.map(|s| Box::new(s) as _),
+    ];
+    for mut s in streams.into_iter().flatten() {
+        let f = std::sync::Arc::clone(&file);
+        let _ = std::thread::Builder::new()
+            .name("pollux-lab-console".into())
+            .spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let _ = f
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .write_all(&buf[..n]);
+                    if echo {
+                        let _ = std::io::stderr().write_all(&buf[..n]);
+                    }
+                }
+            });
+    }
+}
+
+/// Asks the OS for a free TCP port on 127.0.0.1 (for socket wires).
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .ctx(|| "cannot find a free port on 127.0.0.1".into())?;
+    Ok(l.local_addr()
+        .ctx(|| "cannot read a local address".into())?
+        .port())
+}
+
+impl Lab {
+    /// Boots `topology` with [`LabOptions::default`].
+    pub fn boot(topology: &Topology) -> Result<Lab> {
+        Lab::boot_with(topology, LabOptions::default())
+    }
+
+    /// Boots `topology`: starts QEMU (TCG) under virtme-ng with the guest
+    /// agent as the guest's command, waits for the agent, loads the NIC
+    /// drivers, vfio-pci and vfio_iommu_type1, moves peers into their
+    /// namespaces, creates the VFs (with `sriov_drivers_autoprobe` off, so no
+    /// guest driver grabs them), sets PFs up, and binds VFs to vfio-pci where
+    /// the topology asks.
+    ///
+    /// On failure QEMU is killed and the error names the kept console log.
+    pub fn boot_with(topology: &Topology, opts: LabOptions) -> Result<Lab> {
+        topology.validate()?;
+        let env = match opts.env.clone() {
+            Some(e) => e,
+            None => LabEnv::discover()?,
+        };
+
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let run_dir = target_dir().join("pollux-lab/runs").join(format!(
+            "{}-{stamp}-{}-{}",
+            sanitize(&opts.name),
+            std::process::id(),
+            RUN_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let shared = run_dir.join("shared");
+        std::fs::create_dir_all(&shared)
+            .ctx(|| format!("cannot create the run folder {}", shared.display()))?;
+        let console = run_dir.join("console.log");
+        let transcript = File::create(run_dir.join("transcript.log"))
+            .ctx(|| format!("cannot create {}", run_dir.join("transcript.log").display()))?;
+        // Unix socket paths must stay short (108 bytes), so not under target/.
+        let sock_dir = tempfile::Builder::new()
+            .prefix("pollux-lab-")
+            .tempdir()
+            .ctx(|| "cannot create a socket folder".into())?;
+        let sock = sock_dir.path().to_string_lossy().into_owned();
+        for p in [&sock, &shared.to_string_lossy().into_owned()] {
+            if !p.chars().all(crate::topology::is_shell_safe) {
+                return Err(Error::Setup(format!(
+                    "path {p:?} has characters vng's shell would split; move the checkout or set TMPDIR/CARGO_TARGET_DIR to a plain path"
+                )));
+            }
+        }
+
+        let mut qemu_opts = topology.qemu_args(&sock, &mut free_port)?;
+        let qmp_path = format!("{sock}/qmp.sock");
+        let agent_path = format!("{sock}/agent.sock");
+        for (k, v) in [
+            (
+                "-chardev",
+                format!("socket,id=polluxqmp,path={qmp_path},server=on,wait=off"),
+            ),
+            ("-mon", "chardev=polluxqmp,mode=control".to_owned()),
+            ("-device", "virtio-serial-pci,id=polluxser".to_owned()),
+            (
+                "-chardev",
+                format!("socket,id=polluxagent,path={agent_path},server=on,wait=off"),
+            ),
+            (
+                "-device",
+                format!("virtserialport,bus=polluxser.0,chardev=polluxagent,name={PORT_NAME}"),
+            ),
+        ] {
+            qemu_opts.push(k.to_owned());
+            qemu_opts.push(v);
+        }
+
+        let mut append = vec!["intel_iommu=on".to_owned()];
+        append.extend(topology.kernel_args().iter().cloned());
+        let mut args: Vec<String> = vec![
+            "--run".into(),
+            env.kernel.to_string_lossy().into_owned(),
+            "--disable-kvm".into(),
+            "--verbose".into(),
+            "--name".into(),
+            "pollux-lab".into(),
+            "--qemu".into(),
+            env.qemu.to_string_lossy().into_owned(),
+            "--memory".into(),
+            format!("{}M", topology.guest_memory_mib()),
+            "--cpus".into(),
+            topology.guest_cpus().to_string(),
+            "--append".into(),
+            append.join(" "),
+            "--rwdir".into(),
+            shared.to_string_lossy().into_owned(),
+            "--exec".into(),
+            env.agent.to_string_lossy().into_owned(),
+        ];
+        // vng hands --qemu-opts to a shell as the last thing on its command line.
+        args.push(format!("--qemu-opts={}", qemu_opts.join(" ")));
+
+        let mut cmdline = String::from("# the vng command this run used\n");
+        cmdline.push_str(&shell_quote(&env.vng.to_string_lossy()));
+        for a in &args {
+            cmdline.push(' ');
+            cmdline.push_str(&shell_quote(a));
+        }
+        cmdline.push('\n');
+        std::fs::write(run_dir.join("command.sh"), cmdline)
+            .ctx(|| format!("cannot write {}", run_dir.join("command.sh").display()))?;
+
+        let con = File::create(&console).ctx(|| format!("cannot create {}", console.display()))?;
+        let venv_bin = env.vng.parent().map(Path::to_path_buf).unwrap_or_default();
+        let path = std::env::join_paths(std::iter::once(venv_bin).chain(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        )))
+        .map_err(|e| Error::Setup(format!("cannot build PATH: {e}")))?;
+
+        let start = Instant::now();
+        let child = {
+            use std::os::unix::process::CommandExt;
+            Command::new(&env.vng)
+                .args(&args)
+                .env("PATH", path)
+                .stdin(Stdio::null())
+                // Pipes, not the file: QEMU reopens /proc/self/fd/1 and /2
+                // for its console chardevs, and reopening a regular file gives
+                // each chardev its own offset (and truncates), so their
+                // writes would overwrite each other.
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .process_group(0)
+                .spawn()
+                .ctx(|| format!("cannot start {}", env.vng.display()))?
+        };
+        let mut child = child;
+        copy_console(child.stdout.take(), child.stderr.take(), con);
+        let vm = Vm {
+            pgid: child.id() as i32,
+            child: Mutex::new(child),
+        };
+        let boot_err = |reason: String| {
+            vm.kill();
+            eprintln!(
+                "pollux-lab: boot failed; run folder kept: {}",
+                run_dir.display()
+            );
+            Error::Boot {
+                reason,
+                console: console.clone(),
+                tail: tail_of(&console, 40),
+            }
+        };
+        let mut alive = || vm.alive().map_err(Error::Protocol);
+
+        let deadline = start + opts.boot_timeout;
+        let connected = (|| {
+            let qmp_stream = connect_unix(Path::new(&qmp_path), deadline, &mut alive)?;
+            let qmp = Qmp::new(qmp_stream, Duration::from_secs(30))?;
+            let agent_stream = connect_unix(Path::new(&agent_path), deadline, &mut alive)?;
+            let agent = AgentClient::new(agent_stream, console.clone())?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let hello = agent.wait_hello(left, &mut alive)?;
+            Ok::<_, Error>((qmp, agent, hello))
+        })();
+        let (qmp, agent, hello) = match connected {
+            Ok(v) => v,
+            Err(Error::Timeout { what, .. }) => {
+                return Err(boot_err(format!(
+                    "no {what} within {:.0} s (POLLUX_LAB_BOOT_TIMEOUT raises the limit)",
+                    opts.boot_timeout.as_secs_f64()
+                )))
+            }
+            Err(e) => return Err(boot_err(e.to_string())),
+        };
+        let boot_time = start.elapsed();
+        let guest_kernel = match hello {
+            Reply::Hello {
+                version, kernel, ..
+            } if version == VERSION => kernel,
+            Reply::Hello { version, .. } => {
+                return Err(boot_err(format!(
+                    "guest agent speaks protocol {version}, the host {VERSION}: rebuild with `cargo build -p pollux-lab --bins`"
+                )))
+            }
+            other => return Err(boot_err(format!("unexpected first agent message {other:?}"))),
+        };
+
+        let mut lab = Lab {
+            topology: topology.clone(),
+            env,
+            vm,
+            agent,
+            qmp,
+            run_dir,
+            console,
+            shared,
+            transcript: Mutex::new(transcript),
+            _sock_dir: sock_dir,
+            pfs: Vec::new(),
+            segments: Vec::new(),
+            boot_time,
+            ready_time: Duration::ZERO,
+            keep: AtomicBool::new(opts.keep_run_dir),
+            guest_kernel,
+        };
+        if let Err(e) = lab.setup(opts.setup_timeout) {
+            lab.keep_run_dir();
+            return Err(Error::Boot {
+                reason: format!("guest setup failed: {e}"),
+                console: lab.console.clone(),
+                tail: tail_of(&lab.console, 40),
+            });
+        }
+        lab.ready_time = start.elapsed();
+        eprintln!(
+            "pollux-lab: guest {} up in {:.1} s (agent hello), ready in {:.1} s; run folder {}",
+            lab.guest_kernel,
+            lab.boot_time.as_secs_f64(),
+            lab.ready_time.as_secs_f64(),
+            lab.run_dir.display()
+        );
+        Ok(lab)
+    }
+
+    /// Loads modules, finds every NIC, builds namespaces, VFs and bindings.
+    fn setup(&mut self, t: Duration) -> Result<()> {
+        let mods = self.topology.guest_modules().join(" ");
+        self.run_ok(&format!("modprobe -a {mods}"), t)?;
+        // Drivers loaded just now rename their netdevs through udev.
+        self.run("udevadm settle --timeout=30", t)?;
+
+        let plan = self.topology.nics();
+        let found = self.find_nics(&plan, t)?;
+        let mut pfs: Vec<PfInfo> = Vec::new();
+        let mut segments: Vec<Vec<PeerInfo>> = Vec::new();
+        let mut script = String::new();
+        for (nic, (pci, ifname)) in plan.iter().zip(found) {
+            let peer = PeerInfo {
+                netdev: nic.netdev.clone(),
+                model: nic.model,
+                pci: pci.clone(),
+                ifname: ifname.clone(),
+                mac: nic.mac.clone(),
+                netns: nic.netns.clone(),
+            };
+            if let Some(ns) = &nic.netns {
+                let q = shell_quote(ns);
+                let i = shell_quote(&ifname);
+                script.push_str(&format!(
+                    "[ -e /run/netns/{q} ] || ip netns add {q}\nip -n {q} link set lo up\nip link set {i} netns {q}\nip -n {q} link set {i} up\n"
+                ));
+            } else if !matches!(nic.role, NicRole::Pf { .. }) {
+                script.push_str(&format!("ip link set {} up\n", shell_quote(&ifname)));
+            }
+            match nic.role {
+                NicRole::Pf { pf } => pfs.push(PfInfo {
+                    index: pf,
+                    netdev: nic.netdev.clone(),
+                    pci,
+                    ifname,
+                    mac: nic.mac.clone(),
+                    vfs: Vec::new(),
+                    peers: Vec::new(),
+                }),
+                NicRole::PfPeer { pf, .. } => pfs[pf].peers.push(peer),
+                NicRole::SegmentPeer { segment, .. } => {
+                    if segments.len() <= segment {
+                        segments.resize(segment + 1, Vec::new());
+                    }
+                    segments[segment].push(peer);
+                }
+            }
+        }
+        if !script.is_empty() {
+            self.run_ok(&script, t)?;
+        }
+
+        for pf in &mut pfs {
+            let spec = self.topology.pf_spec(pf.index);
+            let n = spec.vfs();
+            if n > 0 {
+                let dev = format!("/sys/bus/pci/devices/{}", pf.pci);
+                // Autoprobe off first: otherwise the guest's igbvf grabs the
+                // VFs asynchronously and races any later unbind (LAB.md).
+                self.run_ok(
+                    &format!(
+                        "echo 0 > {dev}/sriov_drivers_autoprobe && echo {n} > {dev}/sriov_numvfs"
+                    ),
+                    t,
+                )?;
+                let out = self.run_ok(
+                    &format!(
+                        "cd {dev} && for v in virtfn*; do g=$(readlink $v/iommu_group); echo ${{v#virtfn}} $(basename $(readlink $v)) ${{g##*/}}; done"
+                    ),
+                    t,
+                )?;
+                let mut vfs: Vec<VfInfo> = out
+                    .stdout
+                    .lines()
+                    .filter_map(|l| {
+                        let mut it = l.split_whitespace();
+                        let index = it.next()?.parse().ok()?;
+                        let pci = it.next()?.to_owned();
+                        let iommu_group = it.next().and_then(|g| g.parse().ok());
+                        Some(VfInfo {
+                            pf: pf.index,
+                            index,
+                            pci,
+                            iommu_group,
+                        })
+                    })
+                    .collect();
+                vfs.sort_by_key(|v| v.index);
+                if vfs.len() != n as usize {
+                    return Err(Error::Protocol(format!(
+                        "PF {} ({}) shows {} VFs after asking for {n}: {:?}",
+                        pf.index,
+                        pf.pci,
+                        vfs.len(),
+                        out.stdout
+                    )));
+                }
+                pf.vfs = vfs;
+            }
+            if self.topology.pf_up(pf.index) {
+                // After the VFs exist: a PF open is what sets RSTD for them.
+                self.run_ok(&format!("ip link set {} up", shell_quote(&pf.ifname)), t)?;
+            }
+        }
+        self.pfs = pfs;
+        self.segments = segments;
+        for i in 0..self.pfs.len() {
+            if self.topology.pf_bind_vfio(i) {
+                for vf in self.pfs[i].vfs.clone() {
+                    self.bind_vfio(&vf)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// PCI address and interface name of each planned NIC, found under its
+    /// root port; waits (up to `t`) for the netdevs to appear.
+    fn find_nics(&self, plan: &[NicPlan], t: Duration) -> Result<Vec<(String, String)>> {
+        // Globs only: every fork costs tens of milliseconds under TCG.
+        let script = plan
+            .iter()
+            .map(|n| {
+                // virtio-net hangs its netdev one level lower, under virtioN/.
+                let d = format!("/sys/bus/pci/devices/0000:00:{}/0000:*", n.root_port);
+                format!("for p in {d}/net/* {d}/virtio*/net/*; do echo $p; done")
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let deadline = Instant::now() + t;
+        loop {
+            let out = self.run_ok(&script, t)?;
+            let mut found: Vec<Option<(String, String)>> = vec![None; plan.len()];
+            for line in out.stdout.lines() {
+                // /sys/bus/pci/devices/0000:00:10.0/0000:01:00.0/[virtio3/]net/enp1s0
+                if line.contains('*') {
+                    continue; // a glob that matched nothing (yet)
+                }
+                let parts: Vec<&str> = line.split('/').collect();
+                if let [_, "sys", "bus", "pci", "devices", rp, pci, .., "net", ifname] =
+                    parts.as_slice()
+                {
+                    if let Some(i) = plan
+                        .iter()
+                        .position(|n| *rp == format!("0000:00:{}", n.root_port))
+                    {
+                        found[i] = Some(((*pci).to_owned(), (*ifname).to_owned()));
+                    }
+                }
+            }
+            if found.iter().all(Option::is_some) {
+                return Ok(found.into_iter().flatten().collect());
+            }
+            if Instant::now() >= deadline {
+                let missing: Vec<String> = plan
+                    .iter()
+                    .zip(&found)
+                    .filter(|(_, f)| f.is_none())
+                    .map(|(n, _)| {
+                        format!("{} behind root port 0000:00:{}", n.device_id, n.root_port)
+                    })
+                    .collect();
+                return Err(Error::Timeout {
+                    what: format!(
+                        "the netdevs of {} in the guest (found: {:?})",
+                        missing.join(", "),
+                        out.stdout
+                    ),
+                    after: t,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub(crate) fn request(&self, req: Request, timeout: Duration) -> Result<Reply> {
+        self.agent.request(req, timeout)
+    }
+
+    pub(crate) fn log(&self, text: &str) {
+        let mut f = self
+            .transcript
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let _ = writeln!(f, "{text}");
+    }
+
+    /// Runs `cmd` with `/bin/sh -c` in the guest (as root, in the root
+    /// network namespace) and returns its exit status and output, whatever
+    /// the status. Kills it and fails with [`Error::Timeout`] after `timeout`.
+    pub fn run(&self, cmd: &str, timeout: Duration) -> Result<Output> {
+        self.run_input(cmd, None, timeout)
+    }
+
+    /// Like [`Lab::run`], writing `stdin` to the command's standard input.
+    pub fn run_input(&self, cmd: &str, stdin: Option<&str>, timeout: Duration) -> Result<Output> {
+        let t0 = Instant::now();
+        let reply = self.request(
+            Request::Run {
+                cmd: cmd.to_owned(),
+                stdin: stdin.map(str::to_owned),
+                timeout_ms: timeout.as_millis() as u64,
+            },
+            timeout + REPLY_MARGIN,
+        );
+        let took = t0.elapsed().as_secs_f64();
+        match reply {
+            Ok(Reply::Finished {
+                status,
+                stdout,
+                stderr,
+            }) => {
+                self.log(&format!(
+                    "$ {cmd}\n# {status} after {took:.2} s\n{stdout}{}{stderr}",
+                    if stderr.is_empty() { "" } else { "# stderr:\n" }
+                ));
+                Ok(Output {
+                    status,
+                    stdout,
+                    stderr,
+                })
+            }
+            Ok(Reply::TimedOut { stdout, stderr }) => {
+                self.log(&format!(
+                    "$ {cmd}\n# killed after {took:.2} s\n{stdout}{stderr}"
+                ));
+                Err(Error::Timeout {
+                    what: format!(
+                        "guest command {cmd:?} (killed); stdout so far:\n{stdout}\nstderr so far:\n{stderr}"
+                    ),
+                    after: timeout,
+                })
+            }
+            Ok(other) => Err(Error::Protocol(format!(
+                "guest agent answered run with {other:?}"
+            ))),
+            Err(e) => {
+                self.log(&format!("$ {cmd}\n# error: {e}"));
+                Err(e)
+            }
+        }
+    }
+
+    /// Like [`Lab::run`], but a non-zero exit is an [`Error::Command`] that
+    /// carries the output.
+    pub fn run_ok(&self, cmd: &str, timeout: Duration) -> Result<Output> {
+        let out = self.run(cmd, timeout)?;
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(Error::Command {
+                cmd: cmd.to_owned(),
+                status: out.status.to_string(),
+                stdout: out.stdout,
+                stderr: out.stderr,
+            })
+        }
+    }
+
+    /// Runs `cmd` inside a guest network namespace (None: the root one).
+    pub fn run_in(&self, netns: Option<&str>, cmd: &str, timeout: Duration) -> Result<Output> {
+        self.run(&in_netns(netns, cmd), timeout)
+    }
+
+    /// Starts `cmd` in the background (see [`GuestProcess`]).
+    pub fn spawn(&self, cmd: &str) -> Result<GuestProcess<'_>> {
+        match self.request(
+            Request::Spawn {
+                cmd: cmd.to_owned(),
+            },
+            REPLY_MARGIN,
+        )? {
+            Reply::Spawned { handle, pid } => {
+                self.log(&format!("$ {cmd} &\n# pid {pid}"));
+                Ok(GuestProcess::new(self, cmd.to_owned(), handle, pid))
+            }
+            other => Err(Error::Protocol(format!(
+                "guest agent answered spawn with {other:?}"
+            ))),
+        }
+    }
+
+    /// Runs a QMP command (`arguments` may be `Value::Null` for none) and
+    /// returns its `return` value.
+    pub fn qmp(&self, command: &str, arguments: Value) -> Result<Value> {
+        let args = if arguments.is_null() {
+            None
+        } else {
+            Some(arguments)
+        };
+        self.qmp.execute(command, args, Duration::from_secs(30))
+    }
+
+    /// Runs a human monitor (HMP) command, e.g. `info network`, and returns
+    /// what it printed.
+    pub fn hmp(&self, command_line: &str) -> Result<String> {
+        let v = self.qmp(
+            "human-monitor-command",
+            json!({ "command-line": command_line }),
+        )?;
+        Ok(v.as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Cuts (`up == false`) or restores a wire end, as QEMU's `set_link`:
+    /// the NIC on that netdev sees its link go down/up and frames stop/flow.
+    /// `netdev` is a [`PfInfo::netdev`] or [`PeerInfo::netdev`] id.
+    pub fn set_link(&self, netdev: &str, up: bool) -> Result<()> {
+        if !self.topology.nics().iter().any(|n| n.netdev == netdev) {
+            let known: Vec<String> = self.topology.nics().into_iter().map(|n| n.netdev).collect();
+            return Err(Error::Topology(format!(
+                "no netdev {netdev:?} in this topology (have {known:?})"
+            )));
+        }
+        self.log(&format!(
+            "# QMP set_link {netdev} {}",
+            if up { "on" } else { "off" }
+        ));
+        self.qmp("set_link", json!({ "name": netdev, "up": up }))
+            .map(drop)
+    }
+
+    /// Unplugs (`up == false`) or replugs PF `pf`'s cable: [`Lab::set_link`]
+    /// on the PF's netdev and on every peer's, so both ends lose carrier, as
+    /// with a real cable. With only the PF's end cut on a hub wire, the hub
+    /// holds the peer's frames while the igb cannot receive and delivers them
+    /// when the link returns (measured: pings answered 3 s late); cutting both
+    /// ends makes the peer's kernel drop them instead.
+    pub fn set_wire_link(&self, pf: usize, up: bool) -> Result<()> {
+        let p = self.pf(pf)?;
+        self.set_link(&p.netdev, up)?;
+        for peer in &p.peers {
+            self.set_link(&peer.netdev, up)?;
+        }
+        Ok(())
+    }
+
+    /// Sets a PF's netdev down or up in the guest (`ip link set`), the
+    /// guest-side fault: VFs lose their PF until it is up again.
+    pub fn set_pf_link(&self, pf: usize, up: bool) -> Result<()> {
+        let name = self.pf(pf)?.ifname.clone();
+        self.run_ok(
+            &format!(
+                "ip link set {} {}",
+                shell_quote(&name),
+                if up { "up" } else { "down" }
+            ),
+            Duration::from_secs(30),
+        )
+        .map(drop)
+    }
+
+    /// PF `i`.
+    pub fn pf(&self, i: usize) -> Result<&PfInfo> {
+        self.pfs.get(i).ok_or_else(|| {
+            Error::Topology(format!("no PF {i}; this topology has {}", self.pfs.len()))
+        })
+    }
+
+    /// All PFs.
+    pub fn pfs(&self) -> &[PfInfo] {
+        &self.pfs
+    }
+
+    /// VF `vf` of PF `pf`.
+    pub fn vf(&self, pf: usize, vf: usize) -> Result<&VfInfo> {
+        let p = self.pf(pf)?;
+        p.vfs.get(vf).ok_or_else(|| {
+            Error::Topology(format!("PF {pf} has no VF {vf}; it has {}", p.vfs.len()))
+        })
+    }
+
+    /// Peer `j` on PF `pf`'s wire.
+    pub fn peer(&self, pf: usize, j: usize) -> Result<&PeerInfo> {
+        let p = self.pf(pf)?;
+        p.peers.get(j).ok_or_else(|| {
+            Error::Topology(format!("PF {pf} has no peer {j}; it has {}", p.peers.len()))
+        })
+    }
+
+    /// The NICs of standalone segment `k`.
+    pub fn segment(&self, k: usize) -> Result<&[PeerInfo]> {
+        self.segments
+            .get(k)
+            .map(Vec::as_slice)
+            .ok_or_else(|| Error::Topology(format!("no segment {k}")))
+    }
+
+    /// Binds a VF to vfio-pci (unbinding any driver first) and returns its
+    /// `/dev/vfio/<group>` once it exists.
+    pub fn bind_vfio(&self, vf: &VfInfo) -> Result<PathBuf> {
+        self.bind_driver(&vf.pci, "vfio-pci")?;
+        let group = vf.iommu_group.ok_or_else(|| {
+            Error::Protocol(format!(
+                "VF {} has no IOMMU group (is intel_iommu on?)",
+                vf.pci
+            ))
+        })?;
+        let dev = format!("/dev/vfio/{group}");
+        self.run_ok(
+            &format!("i=0; while [ ! -c {dev} ]; do i=$((i+1)); [ $i -ge 100 ] && exit 1; sleep 0.1; done"),
+            Duration::from_secs(30),
+        )?;
+        Ok(PathBuf::from(dev))
+    }
+
+    /// Binds the PCI device `pci` to `driver` (e.g. `igbvf`, `vfio-pci`) via
+    /// `driver_override`, unbinding its current driver first.
+    pub fn bind_driver(&self, pci: &str, driver: &str) -> Result<()> {
+        let dev = format!("/sys/bus/pci/devices/{}", shell_quote(pci));
+        let drv = shell_quote(driver);
+        self.run_ok(
+            &format!(
+                "[ -e {dev}/driver ] && echo {pci} > {dev}/driver/unbind; \
+                 echo {drv} > {dev}/driver_override && echo {pci} > /sys/bus/pci/drivers_probe && \
+                 [ \"$(basename $(readlink {dev}/driver))\" = {drv} ]",
+                pci = shell_quote(pci)
+            ),
+            Duration::from_secs(30),
+        )
+        .map(drop)
+    }
+
+    /// Unbinds the PCI device `pci` from its driver and clears its override.
+    pub fn unbind_driver(&self, pci: &str) -> Result<()> {
+        let dev = format!("/sys/bus/pci/devices/{}", shell_quote(pci));
+        self.run_ok(
+            &format!(
+                "[ -e {dev}/driver ] && echo {} > {dev}/driver/unbind; echo > {dev}/driver_override",
+                shell_quote(pci)
+            ),
+            Duration::from_secs(30),
+        )
+        .map(drop)
+    }
+
+    /// The topology this guest was booted with.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// The parts it was booted with.
+    pub fn env(&self) -> &LabEnv {
+        &self.env
+    }
+
+    /// The guest's kernel release.
+    pub fn guest_kernel(&self) -> &str {
+        &self.guest_kernel
+    }
+
+    /// From starting QEMU to the agent's hello.
+    pub fn boot_time(&self) -> Duration {
+        self.boot_time
+    }
+
+    /// From starting QEMU to the end of setup (VFs made, links up).
+    pub fn ready_time(&self) -> Duration {
+        self.ready_time
+    }
+
+    /// This run's folder under `target/pollux-lab/runs/`.
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    /// The guest console log (kernel messages, agent errors).
+    pub fn console_path(&self) -> &Path {
+        &self.console
+    }
+
+    /// A host folder the guest can write, at the same path in the guest
+    /// (virtme-ng `--rwdir`): the way to bring files (pcaps, logs) back.
+    pub fn shared_dir(&self) -> &Path {
+        &self.shared
+    }
+
+    /// Keep the run folder when the lab is dropped, even if the test passes.
+    pub fn keep_run_dir(&self) {
+        self.keep.store(true, Ordering::Relaxed);
+    }
+
+    /// Asks QEMU to quit and waits up to 10 s; the lab is then dropped.
+    pub fn shutdown(self) -> Result<()> {
+        // QEMU may close the socket before answering `quit`.
+        let _ = self.qmp("quit", Value::Null);
+        if self.vm.wait_exit(Duration::from_secs(10)) {
+            Ok(())
+        } else {
+            Err(Error::Timeout {
+                what: "QEMU to quit".into(),
+                after: Duration::from_secs(10),
+            })
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.vm.kill();
+        if std::thread::panicking() || self.keep.load(Ordering::Relaxed) {
+            eprintln!(
+                "pollux-lab: run folder kept: {}\npollux-lab: console log: {}\npollux-lab: last console lines:\n{}",
+                self.run_dir.display(),
+                self.console.display(),
+                tail_of(&self.console, 20)
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.run_dir);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_keeps_shell_words_whole() {
+        assert_eq!(shell_quote("enp1s0"), "enp1s0");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(
+            in_netns(Some("pf0-peer0"), "ping -c 1 169.254.0.1 && echo 'ok'"),
+            r"ip netns exec pf0-peer0 sh -c 'ping -c 1 169.254.0.1 && echo '\''ok'\'''"
+        );
+        assert_eq!(in_netns(None, "true"), "true");
+    }
+
+    #[test]
+    fn run_folder_names_come_from_test_names() {
+        assert_eq!(sanitize("lab::two_pfs"), "lab--two-pfs");
+        assert_eq!(sanitize("???"), "lab");
+        assert_eq!(sanitize(&"x".repeat(100)).len(), 48);
+    }
+
+    #[test]
+    fn tail_reads_the_last_lines() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.log");
+        std::fs::write(&p, "a\nb\nc\nd\n").unwrap();
+        assert_eq!(tail_of(&p, 2), "c\nd\n");
+        assert!(tail_of(&d.path().join("none"), 2).contains("cannot read"));
+    }
+}

@@ -1,0 +1,765 @@
+//! What the guest's network looks like: igb PFs, their VFs, and the peer NICs
+//! wired to each igb port.
+//!
+//! A [`Topology`] is plain data. [`Topology::qemu_args`] turns it into QEMU
+//! options, and [`crate::Lab::boot`] into a running guest.
+//!
+//! Layout decisions, and why:
+//! - Every NIC (igb PF or peer) sits alone behind its own `pcie-root-port`.
+//!   An igb VF's routing ID is the PF's plus 0x80 (+2 per VF), so on the root
+//!   bus the VFs land in slots that collide with whatever else QEMU placed
+//!   there; behind its own port a PF owns its bus and its VFs are always at
+//!   `BB:10.0, BB:10.2, ... BB:11.4`. It also gives each device its own IOMMU
+//!   group. VF registers behind a root port were checked to read the same as
+//!   on the root bus (VTSTATUS, V2PMAILBOX.RSTD).
+//! - Wires are QEMU `hubport` pairs (default), TCP `socket` netdevs on
+//!   127.0.0.1, or unix-domain `dgram` netdevs. Never slirp or tap: nothing in
+//!   the lab reaches the host's network.
+//! - Each peer NIC is moved into a guest network namespace (by default one of
+//!   its own, named after its netdev id), so traffic between an igb port and
+//!   its peer crosses the wire instead of being short-cut by the guest's local
+//!   routing table.
+
+use crate::error::{Error, Result};
+
+/// Linux's igb driver enables at most 7 VFs on an 82576 (the eighth pool
+/// belongs to the PF); QEMU's model offers 8, but writing 8 to `sriov_numvfs`
+/// fails with EINVAL (measured).
+pub const MAX_VFS_PER_PF: u8 = 7;
+
+/// How many NICs the lab places behind root ports (slots 0x10..=0x1e, eight
+/// functions each).
+pub const MAX_NICS: usize = 15 * 8;
+
+/// First root-bus slot used for the lab's root ports. vng's own devices (9p,
+/// virtio-serial, watchdog) take the low slots automatically.
+const FIRST_ROOT_PORT_SLOT: usize = 0x10;
+
+/// A NIC model QEMU emulates and the guest kernel drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NicModel {
+    /// Intel 82576 with SR-IOV (`-device igb`), PF id 8086:10c9, VF id 8086:10ca.
+    Igb,
+    /// `virtio-net-pci`, driven by the guest's `virtio_net`.
+    VirtioNet,
+    /// Intel 82574 (`-device e1000e`), driven by the guest's `e1000e`; reports
+    /// 1000/full by itself (virtio-net needs `ethtool -s .. speed 1000 duplex full`
+    /// before 802.3ad bonding accepts it).
+    E1000e,
+}
+
+impl NicModel {
+    /// The QEMU `-device` driver name.
+    pub fn qemu_device(self) -> &'static str {
+        match self {
+            NicModel::Igb => "igb",
+            NicModel::VirtioNet => "virtio-net-pci",
+            NicModel::E1000e => "e1000e",
+        }
+    }
+
+    /// The guest kernel module that drives it.
+    pub fn kernel_module(self) -> &'static str {
+        match self {
+            NicModel::Igb => "igb",
+            NicModel::VirtioNet => "virtio_net",
+            NicModel::E1000e => "e1000e",
+        }
+    }
+}
+
+/// How the NICs on one wire are connected inside QEMU. All of them stay on
+/// this host: hubs inside QEMU, sockets on 127.0.0.1 or unix sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WireKind {
+    /// A QEMU hub: every NIC on the wire sees every frame (`-netdev hubport`).
+    /// The only kind that takes more than two NICs.
+    #[default]
+    Hub,
+    /// A TCP stream between two netdevs on 127.0.0.1 (`-netdev socket,listen=/connect=`).
+    Socket,
+    /// Unix-domain datagrams between two netdevs (`-netdev dgram`).
+    Dgram,
+}
+
+/// A NIC driven by the guest kernel on the far side of a wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    model: NicModel,
+    netns: NetnsChoice,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NetnsChoice {
+    /// A namespace of its own, named after the netdev id.
+    Own,
+    Named(String),
+    Root,
+}
+
+impl Peer {
+    /// A virtio-net peer.
+    pub fn virtio() -> Self {
+        Peer {
+            model: NicModel::VirtioNet,
+            netns: NetnsChoice::Own,
+        }
+    }
+
+    /// An e1000e peer.
+    pub fn e1000e() -> Self {
+        Peer {
+            model: NicModel::E1000e,
+            netns: NetnsChoice::Own,
+        }
+    }
+
+    /// Puts the peer into the guest network namespace `name` (created if
+    /// needed). Peers given the same name share a namespace: that is how a
+    /// Linux bond over two peers is built on the far side of two wires.
+    pub fn netns(mut self, name: &str) -> Self {
+        self.netns = NetnsChoice::Named(name.to_owned());
+        self
+    }
+
+    /// Leaves the peer in the guest's root namespace (next to the PFs).
+    pub fn root_netns(mut self) -> Self {
+        self.netns = NetnsChoice::Root;
+        self
+    }
+
+    /// The NIC model.
+    pub fn model(&self) -> NicModel {
+        self.model
+    }
+}
+
+/// One igb physical function: an 82576 port with its VFs and its wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pf {
+    vfs: u8,
+    peers: Vec<Peer>,
+    wire: WireKind,
+    bind_vfio: bool,
+    up: bool,
+}
+
+impl Pf {
+    /// A PF that will get `vfs` VFs at boot (0 for none; at most
+    /// [`MAX_VFS_PER_PF`]). Its netdev is brought up; VFs are left unbound.
+    pub fn new(vfs: u8) -> Self {
+        Pf {
+            vfs,
+            peers: Vec::new(),
+            wire: WireKind::Hub,
+            bind_vfio: false,
+            up: true,
+        }
+    }
+
+    /// Wires a peer NIC to this port. A hub wire takes any number of peers;
+    /// socket and dgram wires take one.
+    pub fn peer(mut self, peer: Peer) -> Self {
+        self.peers.push(peer);
+        self
+    }
+
+    /// Chooses how the port is wired to its peers (default: hub).
+    pub fn wire(mut self, wire: WireKind) -> Self {
+        self.wire = wire;
+        self
+    }
+
+    /// Binds every VF of this PF to vfio-pci at boot, so `/dev/vfio/<group>`
+    /// exists when the test starts.
+    pub fn bind_vfs_to_vfio(mut self, bind: bool) -> Self {
+        self.bind_vfio = bind;
+        self
+    }
+
+    /// Whether the PF netdev is set up at boot (default true). Nothing flows
+    /// through a VF until its PF is up.
+    pub fn link_up(mut self, up: bool) -> Self {
+        self.up = up;
+        self
+    }
+
+    /// Number of VFs created at boot.
+    pub fn vfs(&self) -> u8 {
+        self.vfs
+    }
+}
+
+/// A wire that joins peer NICs only, with no igb port on it (for example a
+/// kernel-to-kernel reference link).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    wire: WireKind,
+    peers: Vec<Peer>,
+}
+
+impl Segment {
+    /// An empty segment of the given kind.
+    pub fn new(wire: WireKind) -> Self {
+        Segment {
+            wire,
+            peers: Vec::new(),
+        }
+    }
+
+    /// Adds a NIC to the segment.
+    pub fn peer(mut self, peer: Peer) -> Self {
+        self.peers.push(peer);
+        self
+    }
+}
+
+/// The whole guest: PFs, standalone segments, guest size and kernel options.
+///
+/// ```
+/// use pollux_lab::{Pf, Peer, Topology, WireKind};
+/// let topo = Topology::new()
+///     .pf(Pf::new(2).peer(Peer::virtio()))
+///     .pf(Pf::new(2).peer(Peer::e1000e()).wire(WireKind::Dgram));
+/// assert_eq!(topo.pfs().len(), 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    pfs: Vec<Pf>,
+    segments: Vec<Segment>,
+    memory_mib: u32,
+    cpus: u8,
+    kernel_args: Vec<String>,
+    modules: Vec<String>,
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Topology {
+    /// An empty topology: 2 GiB of guest memory, 2 vCPUs.
+    pub fn new() -> Self {
+        Topology {
+            pfs: Vec::new(),
+            segments: Vec::new(),
+            memory_mib: 2048,
+            cpus: 2,
+            kernel_args: Vec::new(),
+            modules: Vec::new(),
+        }
+    }
+
+    /// The lab's default: one PF with two VFs and a virtio-net peer on a hub
+    /// wire (what `cargo xtask lab demo` boots).
+    pub fn default_demo() -> Self {
+        Topology::new().pf(Pf::new(2).peer(Peer::virtio()))
+    }
+
+    /// Adds an igb PF; PFs are numbered in the order they are added.
+    pub fn pf(mut self, pf: Pf) -> Self {
+        self.pfs.push(pf);
+        self
+    }
+
+    /// Adds a standalone wire between peer NICs.
+    pub fn segment(mut self, segment: Segment) -> Self {
+        self.segments.push(segment);
+        self
+    }
+
+    /// Guest memory in MiB (default 2048).
+    pub fn memory_mib(mut self, mib: u32) -> Self {
+        self.memory_mib = mib;
+        self
+    }
+
+    /// Guest vCPUs (default 2; TCG runs each on a host thread).
+    pub fn cpus(mut self, cpus: u8) -> Self {
+        self.cpus = cpus;
+        self
+    }
+
+    /// Appends a guest kernel command-line argument.
+    pub fn kernel_arg(mut self, arg: &str) -> Self {
+        self.kernel_args.push(arg.to_owned());
+        self
+    }
+
+    /// Loads an extra guest kernel module at boot (e.g. `bonding`, `pktgen`).
+    pub fn module(mut self, name: &str) -> Self {
+        self.modules.push(name.to_owned());
+        self
+    }
+
+    /// The PFs, in index order.
+    pub fn pfs(&self) -> &[Pf] {
+        &self.pfs
+    }
+
+    /// Guest memory in MiB.
+    pub fn guest_memory_mib(&self) -> u32 {
+        self.memory_mib
+    }
+
+    /// Guest vCPUs.
+    pub fn guest_cpus(&self) -> u8 {
+        self.cpus
+    }
+
+    /// Extra kernel arguments.
+    pub fn kernel_args(&self) -> &[String] {
+        &self.kernel_args
+    }
+
+    /// Checks the topology for things QEMU or the guest would reject later
+    /// with a less clear message.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Topology(m));
+        for (i, pf) in self.pfs.iter().enumerate() {
+            if pf.vfs > MAX_VFS_PER_PF {
+                return bad(format!(
+                    "PF {i} asks for {} VFs; Linux igb enables at most {MAX_VFS_PER_PF} on an 82576",
+                    pf.vfs
+                ));
+            }
+            if pf.bind_vfio && pf.vfs == 0 {
+                return bad(format!("PF {i} binds its VFs to vfio-pci but has no VFs"));
+            }
+            if pf.wire != WireKind::Hub && pf.peers.len() != 1 {
+                return bad(format!(
+                    "PF {i}: a {:?} wire joins exactly two NICs, but it has {} peers",
+                    pf.wire,
+                    pf.peers.len()
+                ));
+            }
+        }
+        for (k, seg) in self.segments.iter().enumerate() {
+            if seg.peers.is_empty() {
+                return bad(format!("segment {k} has no NICs"));
+            }
+            if seg.wire != WireKind::Hub && seg.peers.len() != 2 {
+                return bad(format!(
+                    "segment {k}: a {:?} wire joins exactly two NICs, but it has {}",
+                    seg.wire,
+                    seg.peers.len()
+                ));
+            }
+        }
+        let nics = self.nics().len();
+        if nics > MAX_NICS {
+            return bad(format!("{nics} NICs; the lab places at most {MAX_NICS}"));
+        }
+        if self.memory_mib < 512 {
+            return bad(format!(
+                "{} MiB of guest memory; the guest needs at least 512",
+                self.memory_mib
+            ));
+        }
+        if self.cpus == 0 {
+            return bad("0 vCPUs".to_owned());
+        }
+        for name in self
+            .modules
+            .iter()
+            .chain(&self.kernel_args)
+            .chain(self.nics().iter().filter_map(|n| n.netns.as_ref()))
+        {
+            if name.is_empty() || !name.chars().all(is_shell_safe) {
+                return bad(format!(
+                    "{name:?}: module names, kernel arguments and namespace names may only use [A-Za-z0-9._,=:/+-]"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every NIC, in PCI placement order: each PF followed by its peers, then
+    /// the segments' NICs.
+    pub fn nics(&self) -> Vec<NicPlan> {
+        let mut out = Vec::new();
+        let mut push = |role: NicRole, model: NicModel, netdev: String, mac: String, netns| {
+            let n = out.len();
+            out.push(NicPlan {
+                role,
+                model,
+                device_id: format!("nic-{netdev}"),
+                netdev,
+                mac,
+                root_port: format!("{:02x}.{}", FIRST_ROOT_PORT_SLOT + n / 8, n % 8),
+                netns,
+            });
+        };
+        for (i, pf) in self.pfs.iter().enumerate() {
+            push(
+                NicRole::Pf { pf: i },
+                NicModel::Igb,
+                format!("pf{i}"),
+                format!("52:54:00:10:{i:02x}:00"),
+                None,
+            );
+            for (j, peer) in pf.peers.iter().enumerate() {
+                let netdev = format!("pf{i}-peer{j}");
+                let ns = peer.netns.resolve(&netdev);
+                push(
+                    NicRole::PfPeer { pf: i, peer: j },
+                    peer.model,
+                    netdev,
+                    format!("52:54:00:20:{i:02x}:{j:02x}"),
+                    ns,
+                );
+            }
+        }
+        for (k, seg) in self.segments.iter().enumerate() {
+            for (j, peer) in seg.peers.iter().enumerate() {
+                let netdev = format!("seg{k}-peer{j}");
+                let ns = peer.netns.resolve(&netdev);
+                push(
+                    NicRole::SegmentPeer {
+                        segment: k,
+                        peer: j,
+                    },
+                    peer.model,
+                    netdev,
+                    format!("52:54:00:30:{k:02x}:{j:02x}"),
+                    ns,
+                );
+            }
+        }
+        out
+    }
+
+    /// Guest kernel modules to load at boot: the drivers of every NIC in the
+    /// topology, vfio-pci with its IOMMU backend, and any extra modules.
+    pub fn guest_modules(&self) -> Vec<String> {
+        let mut mods: Vec<String> = vec![
+            "igb".into(),
+            "vfio-pci".into(),
+            // modprobe vfio-pci does not pull this in (LAB.md).
+            "vfio_iommu_type1".into(),
+        ];
+        for nic in self.nics() {
+            let m = nic.model.kernel_module().to_owned();
+            if !mods.contains(&m) {
+                mods.push(m);
+            }
+        }
+        for m in &self.modules {
+            if !mods.contains(m) {
+                mods.push(m.clone());
+            }
+        }
+        mods
+    }
+
+    /// QEMU options for the devices and wires, plus the fixed machine options
+    /// that the igb VFs need. `sock_dir` holds unix sockets of dgram wires and
+    /// must be a short path; `free_port` yields a free TCP port on 127.0.0.1
+    /// for each socket wire.
+    pub fn qemu_args(
+        &self,
+        sock_dir: &str,
+        free_port: &mut dyn FnMut() -> Result<u16>,
+    ) -> Result<Vec<String>> {
+        self.validate()?;
+        let mut a: Vec<String> = Vec::new();
+        let mut opt = |k: &str, v: String| {
+            a.push(k.to_owned());
+            a.push(v);
+        };
+        // Interrupt remapping: without it VFIO_SET_IOMMU fails with EPERM
+        // (type1 refuses unsafe interrupts), which needs the split irqchip.
+        opt("-machine", "kernel-irqchip=split".into());
+        opt("-device", "intel-iommu,intremap=on,caching-mode=on".into());
+        // QEMU 10.0.2 drops the upper half of a 64-bit VF BAR; with no 64-bit
+        // hole the guest places VF BARs below 4 GiB where they work (LAB.md).
+        opt("-global", "q35-pcihost.pci-hole64-size=0".into());
+
+        let nics = self.nics();
+        for (n, nic) in nics.iter().enumerate() {
+            let (slot, func) = (FIRST_ROOT_PORT_SLOT + n / 8, n % 8);
+            let multi = if func == 0 { ",multifunction=on" } else { "" };
+            opt(
+                "-device",
+                format!(
+                    "pcie-root-port,id=rp{n},bus=pcie.0,chassis={},addr={slot:#04x}.{func}{multi}",
+                    n + 1
+                ),
+            );
+            opt(
+                "-device",
+                format!(
+                    "{},id={},netdev={},mac={},bus=rp{n}",
+                    nic.model.qemu_device(),
+                    nic.device_id,
+                    nic.netdev,
+                    nic.mac
+                ),
+            );
+        }
+
+        // Wires: (kind, netdev ids on it), one per PF and one per segment.
+        let mut wires: Vec<(WireKind, Vec<&str>)> = Vec::new();
+        let mut it = nics.iter();
+        for pf in &self.pfs {
+            let ids: Vec<&str> = it
+                .by_ref()
+                .take(1 + pf.peers.len())
+                .map(|n| n.netdev.as_str())
+                .collect();
+            wires.push((pf.wire, ids));
+        }
+        for seg in &self.segments {
+            let ids: Vec<&str> = it
+                .by_ref()
+                .take(seg.peers.len())
+                .map(|n| n.netdev.as_str())
+                .collect();
+            wires.push((seg.wire, ids));
+        }
+        for (hub, (kind, ids)) in wires.iter().enumerate() {
+            match kind {
+                WireKind::Hub => {
+                    for id in ids {
+                        opt("-netdev", format!("hubport,id={id},hubid={hub}"));
+                    }
+                }
+                WireKind::Socket => {
+                    let port = free_port()?;
+                    opt(
+                        "-netdev",
+                        format!("socket,id={},listen=127.0.0.1:{port}", ids[0]),
+                    );
+                    opt(
+                        "-netdev",
+                        format!("socket,id={},connect=127.0.0.1:{port}", ids[1]),
+                    );
+                }
+                WireKind::Dgram => {
+                    let path = |id: &str| format!("{sock_dir}/{id}.dgram");
+                    for (me, other) in [(ids[0], ids[1]), (ids[1], ids[0])] {
+                        opt(
+                            "-netdev",
+                            format!(
+                                "dgram,id={me},local.type=unix,local.path={},remote.type=unix,remote.path={}",
+                                path(me),
+                                path(other)
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        for arg in &a {
+            if !arg.chars().all(is_shell_safe) {
+                return Err(Error::Topology(format!(
+                    "QEMU option {arg:?} has characters that vng's shell would split; use paths made of [A-Za-z0-9._,=:/+-]"
+                )));
+            }
+        }
+        Ok(a)
+    }
+
+    pub(crate) fn pf_spec(&self, i: usize) -> &Pf {
+        &self.pfs[i]
+    }
+
+    pub(crate) fn pf_bind_vfio(&self, i: usize) -> bool {
+        self.pfs[i].bind_vfio
+    }
+
+    pub(crate) fn pf_up(&self, i: usize) -> bool {
+        self.pfs[i].up
+    }
+}
+
+impl NetnsChoice {
+    fn resolve(&self, netdev: &str) -> Option<String> {
+        match self {
+            NetnsChoice::Own => Some(netdev.to_owned()),
+            NetnsChoice::Named(n) => Some(n.clone()),
+            NetnsChoice::Root => None,
+        }
+    }
+}
+
+/// Characters that pass through vng's `/bin/sh` command line unquoted.
+pub(crate) fn is_shell_safe(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "._,=:/+-".contains(c)
+}
+
+/// Which part of the topology a NIC plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NicRole {
+    /// The igb PF with this index.
+    Pf {
+        /// PF index.
+        pf: usize,
+    },
+    /// Peer `peer` on PF `pf`'s wire.
+    PfPeer {
+        /// PF index.
+        pf: usize,
+        /// Peer index on that wire.
+        peer: usize,
+    },
+    /// NIC `peer` of standalone segment `segment`.
+    SegmentPeer {
+        /// Segment index.
+        segment: usize,
+        /// NIC index on that segment.
+        peer: usize,
+    },
+}
+
+/// Where and how one NIC is placed: the host-side plan, before boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NicPlan {
+    /// Its role.
+    pub role: NicRole,
+    /// Its model.
+    pub model: NicModel,
+    /// QEMU netdev id: the name to give [`crate::Lab::set_link`].
+    pub netdev: String,
+    /// QEMU device id.
+    pub device_id: String,
+    /// MAC address QEMU gives the NIC.
+    pub mac: String,
+    /// `slot.function` of its root port on bus 0.
+    pub root_port: String,
+    /// Guest network namespace the NIC is moved into (None: root namespace).
+    pub netns: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_port() -> Result<u16> {
+        Err(Error::Topology("no ports in this test".into()))
+    }
+
+    #[test]
+    fn two_pfs_with_virtio_peers_make_hub_wires_and_root_ports() {
+        let topo = Topology::new()
+            .pf(Pf::new(2).peer(Peer::virtio()))
+            .pf(Pf::new(3).peer(Peer::virtio()));
+        let args = topo.qemu_args("/tmp/s", &mut no_port).unwrap();
+        let joined = args.join(" ");
+        assert!(joined.contains("-device igb,id=nic-pf0,netdev=pf0,mac=52:54:00:10:00:00,bus=rp0"));
+        assert!(joined.contains("-device virtio-net-pci,id=nic-pf0-peer0,netdev=pf0-peer0,mac=52:54:00:20:00:00,bus=rp1"));
+        assert!(joined.contains("-device igb,id=nic-pf1,netdev=pf1,mac=52:54:00:10:01:00,bus=rp2"));
+        assert!(
+            joined.contains("-netdev hubport,id=pf0,hubid=0 -netdev hubport,id=pf0-peer0,hubid=0")
+        );
+        assert!(
+            joined.contains("-netdev hubport,id=pf1,hubid=1 -netdev hubport,id=pf1-peer0,hubid=1")
+        );
+        assert!(joined
+            .contains("pcie-root-port,id=rp0,bus=pcie.0,chassis=1,addr=0x10.0,multifunction=on"));
+        assert!(joined.contains("pcie-root-port,id=rp3,bus=pcie.0,chassis=4,addr=0x10.3 "));
+        assert!(joined.contains("q35-pcihost.pci-hole64-size=0"));
+        assert!(!joined.contains("user,"), "no slirp netdevs");
+        assert!(!joined.contains("tap"), "no tap netdevs");
+    }
+
+    #[test]
+    fn ninth_nic_moves_to_the_next_slot() {
+        let mut topo = Topology::new();
+        for _ in 0..5 {
+            topo = topo.pf(Pf::new(0).peer(Peer::e1000e()));
+        }
+        let nics = topo.nics();
+        assert_eq!(nics[7].root_port, "10.7");
+        assert_eq!(nics[8].root_port, "11.0");
+        let args = topo.qemu_args("/tmp/s", &mut no_port).unwrap().join(" ");
+        assert!(args.contains("addr=0x11.0,multifunction=on"));
+        assert!(args.contains("-device e1000e,id=nic-pf4-peer0"));
+    }
+
+    #[test]
+    fn socket_and_dgram_wires_stay_on_this_host() {
+        let topo = Topology::new()
+            .pf(Pf::new(1).peer(Peer::virtio()).wire(WireKind::Socket))
+            .pf(Pf::new(1).peer(Peer::virtio()).wire(WireKind::Dgram));
+        let mut port = 40000;
+        let args = topo
+            .qemu_args("/tmp/s", &mut || {
+                port += 1;
+                Ok(port)
+            })
+            .unwrap()
+            .join(" ");
+        assert!(args.contains("-netdev socket,id=pf0,listen=127.0.0.1:40001"));
+        assert!(args.contains("-netdev socket,id=pf0-peer0,connect=127.0.0.1:40001"));
+        assert!(args.contains("dgram,id=pf1,local.type=unix,local.path=/tmp/s/pf1.dgram,remote.type=unix,remote.path=/tmp/s/pf1-peer0.dgram"));
+        assert!(args.contains("dgram,id=pf1-peer0,local.type=unix,local.path=/tmp/s/pf1-peer0.dgram,remote.type=unix,remote.path=/tmp/s/pf1.dgram"));
+    }
+
+    #[test]
+    fn peers_get_their_own_namespace_unless_told_otherwise() {
+        let topo = Topology::new()
+            .pf(Pf::new(0).peer(Peer::virtio()))
+            .pf(Pf::new(0).peer(Peer::virtio().netns("far")))
+            .pf(Pf::new(0).peer(Peer::virtio().root_netns()));
+        let ns: Vec<_> = topo.nics().into_iter().map(|n| n.netns).collect();
+        assert_eq!(
+            ns,
+            vec![
+                None,
+                Some("pf0-peer0".to_owned()),
+                None,
+                Some("far".to_owned()),
+                None,
+                None
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_topologies_are_refused_with_a_reason() {
+        let e = Topology::new().pf(Pf::new(8)).validate().unwrap_err();
+        assert!(e.to_string().contains("at most 7"), "{e}");
+        let e = Topology::new()
+            .pf(Pf::new(1).wire(WireKind::Socket))
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("exactly two NICs"), "{e}");
+        let e = Topology::new()
+            .pf(Pf::new(0).bind_vfs_to_vfio(true))
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("no VFs"), "{e}");
+        let e = Topology::new()
+            .module("bonding; reboot")
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("may only use"), "{e}");
+        let e = Topology::new()
+            .segment(Segment::new(WireKind::Hub))
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("no NICs"), "{e}");
+    }
+
+    #[test]
+    fn modules_cover_every_nic_model_once() {
+        let topo = Topology::new()
+            .pf(Pf::new(0).peer(Peer::virtio()).peer(Peer::e1000e()))
+            .pf(Pf::new(0).peer(Peer::virtio()))
+            .module("bonding");
+        assert_eq!(
+            topo.guest_modules(),
+            vec![
+                "igb",
+                "vfio-pci",
+                "vfio_iommu_type1",
+                "virtio_net",
+                "e1000e",
+                "bonding"
+            ]
+        );
+    }
+}
