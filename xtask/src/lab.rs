@@ -1,0 +1,347 @@
+//! `cargo xtask lab demo|shell|test`.
+
+use std::io::{BufRead, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use pollux_lab::{Lab, LabEnv, LabOptions, Peer, Pf, Topology};
+
+use crate::cmd;
+
+fn lab_err(e: pollux_lab::Error) -> anyhow::Error {
+    anyhow!("{e}")
+}
+
+/// Builds the guest agent, the one host binary every boot needs.
+fn build_agent() -> Result<()> {
+    cmd::run(cmd::cargo().args(["build", "-p", "pollux-lab", "--bins"]))
+}
+
+/// Checks that the lab can start at all, saying why not.
+fn preflight() -> Result<LabEnv> {
+    let env = LabEnv::discover().map_err(lab_err)?;
+    let (a, b, c) = env.qemu_version;
+    println!(
+        "lab: QEMU {a}.{b}.{c} ({}), guest kernel {} ({}), vng {}",
+        env.qemu.display(),
+        env.kernel_release,
+        env.kernel.display(),
+        env.vng.display()
+    );
+    Ok(env)
+}
+
+/// `cargo xtask lab test [FILTER]`: builds the host binaries lab tests run in
+/// the guest, then every lab test, one at a time.
+pub fn test(filter: Option<&str>) -> Result<()> {
+    // Every binary and example a lab test may start in the guest. If another
+    // crate does not build, say so, but still run the lab's own tests.
+    let built = cmd::run(cmd::cargo().args(["build", "--workspace", "--bins", "--examples"]));
+    if let Err(e) = &built {
+        eprintln!("lab: the workspace's binaries did not all build ({e:#}); lab tests that need them will fail");
+        build_agent()?;
+    }
+    preflight()?;
+    let mut c = cmd::cargo();
+    c.args([
+        "test",
+        "-p",
+        "pollux-lab",
+        "--features",
+        "lab",
+        "--tests",
+        "--",
+    ]);
+    c.args(["--test-threads=1", "--nocapture"]);
+    if let Some(f) = filter {
+        c.arg(f);
+    }
+    let t = Instant::now();
+    let r = cmd::run(&mut c);
+    println!("lab: suite took {:.0} s", t.elapsed().as_secs_f64());
+    r?;
+    built
+}
+
+fn show(lab: &Lab, title: &str, command: &str) -> Result<String> {
+    println!("\n--- {title}\n# {command}");
+    let out = lab.run(command, Duration::from_secs(60)).map_err(lab_err)?;
+    print!("{}", out.stdout);
+    if !out.stderr.is_empty() {
+        print!("{}", out.stderr);
+    }
+    if !out.success() {
+        bail!("`{command}` failed in the guest ({})", out.status);
+    }
+    Ok(out.stdout)
+}
+
+/// `cargo xtask lab demo`: boots the default topology and runs [`demo_steps`].
+pub fn demo() -> Result<()> {
+    build_agent()?;
+    preflight()?;
+    let topo = Topology::default_demo();
+    println!("lab demo: booting 1 igb PF with 2 VFs and a virtio-net peer (TCG, 15-40 s)...");
+    let lab = Lab::boot_with(
+        &topo,
+        LabOptions {
+            name: "demo".into(),
+            ..LabOptions::default()
+        },
+    )
+    .map_err(lab_err)?;
+    println!(
+        "lab demo: guest {} answered after {:.1} s, ready after {:.1} s",
+        lab.guest_kernel(),
+        lab.boot_time().as_secs_f64(),
+        lab.ready_time().as_secs_f64()
+    );
+    let r = demo_steps(&lab);
+    if r.is_err() {
+        lab.keep_run_dir();
+    }
+    lab.shutdown().map_err(lab_err)?;
+    r
+}
+
+/// What the demo does with a booted guest. Extend it here: when the igbvf
+/// PMD lands, start `pollux` on the vfio-bound VF with `lab.spawn`, ping it
+/// from the peer, and print its stats with `GuestProcess::poll`.
+pub fn demo_steps(lab: &Lab) -> Result<()> {
+    let pf = lab.pf(0).map_err(lab_err)?.clone();
+    let peer = lab.peer(0, 0).map_err(lab_err)?.clone();
+    println!(
+        "\nPF 0: {} ({}), QEMU netdev {}; peer {} ({:?}) in netns {}",
+        pf.pci,
+        pf.ifname,
+        pf.netdev,
+        peer.ifname,
+        peer.model,
+        peer.netns.as_deref().unwrap_or("(root)")
+    );
+    show(
+        lab,
+        "the igb PF (8086:10c9) and its SR-IOV VFs (8086:10ca)",
+        "lspci -nn -d 8086:10c9; lspci -nn -d 8086:10ca",
+    )?;
+    show(
+        lab,
+        "VFs made by the PF",
+        &format!("cat /sys/bus/pci/devices/{}/sriov_numvfs; ls -l /sys/bus/pci/devices/{}/ | grep virtfn", pf.pci, pf.pci),
+    )?;
+
+    let vf = lab.vf(0, 0).map_err(lab_err)?.clone();
+    println!("\n--- binding VF 0 ({}) to vfio-pci", vf.pci);
+    let dev = lab.bind_vfio(&vf).map_err(lab_err)?;
+    show(
+        lab,
+        "VF 0's driver and its VFIO group",
+        &format!(
+            "readlink /sys/bus/pci/devices/{}/driver; ls -l /dev/vfio/",
+            vf.pci
+        ),
+    )?;
+    println!("VF 0 is ready for a userspace driver at {}", dev.display());
+
+    show(
+        lab,
+        "addresses on the wire (PF in the root namespace, peer in its own)",
+        &format!(
+            "ip addr add 169.254.10.1/24 dev {} && {}",
+            pf.ifname,
+            peer.wrap(&format!("ip addr add 169.254.10.2/24 dev {}", peer.ifname))
+        ),
+    )?;
+    let ping = peer.wrap("ping -c 3 -i 0.5 -W 2 169.254.10.1");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match show(
+            lab,
+            "kernel-to-kernel ping over the wire (peer -> PF)",
+            &ping,
+        ) {
+            Ok(_) => break,
+            Err(e) if Instant::now() < deadline => {
+                println!("(link still coming up: {e}; retrying)");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+
+    println!(
+        "\nNext: the igbvf PMD. When it lands, this demo starts the Pollux data plane on VF 0 \
+         ({}) through {} and forwards the peer's traffic with live stats.",
+        vf.pci,
+        dev.display()
+    );
+    Ok(())
+}
+
+/// Options of `cargo xtask lab shell`.
+#[derive(Debug, clap::Args)]
+pub struct ShellArgs {
+    /// Number of igb PFs.
+    #[arg(long, default_value_t = 1)]
+    pfs: u8,
+    /// VFs per PF (at most 7).
+    #[arg(long, default_value_t = 2)]
+    vfs: u8,
+    /// Use e1000e peers instead of virtio-net.
+    #[arg(long)]
+    e1000e: bool,
+    /// Bind every VF to vfio-pci at boot.
+    #[arg(long)]
+    vfio: bool,
+    /// Kill a command after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+}
+
+const SHELL_HELP: &str = "\
+Each line runs with /bin/sh -c in the guest (as root; no terminal, so no
+full-screen programs). Output streams back; Ctrl-D or :quit ends the guest.
+  :info                     PFs, VFs, peers, netdev ids, run folder
+  :link NETDEV on|off       QEMU set_link on one wire end (e.g. pf0, pf0-peer0)
+  :wire PF on|off           both ends of PF's wire (unplug/replug the cable)
+  :hmp COMMAND              QEMU monitor command (e.g. info network)
+  :quit                     shut the guest down";
+
+fn print_info(lab: &Lab) {
+    for pf in lab.pfs() {
+        println!(
+            "PF {}: {} {} mac {} (netdev {})",
+            pf.index, pf.pci, pf.ifname, pf.mac, pf.netdev
+        );
+        for vf in &pf.vfs {
+            println!(
+                "  VF {}: {} iommu group {}",
+                vf.index,
+                vf.pci,
+                vf.iommu_group.map_or("-".into(), |g| g.to_string())
+            );
+        }
+        for p in &pf.peers {
+            println!(
+                "  peer {} {:?} {} mac {} netns {} (netdev {})",
+                p.ifname,
+                p.model,
+                p.pci,
+                p.mac,
+                p.netns.as_deref().unwrap_or("(root)"),
+                p.netdev
+            );
+        }
+    }
+    println!(
+        "run folder: {} (console.log, transcript.log)",
+        lab.run_dir().display()
+    );
+}
+
+fn on_off(word: Option<&str>) -> Result<bool> {
+    match word {
+        Some("on" | "up") => Ok(true),
+        Some("off" | "down") => Ok(false),
+        other => bail!("expected on or off, got {other:?}"),
+    }
+}
+
+fn shell_line(lab: &Lab, line: &str, timeout: Duration) -> Result<bool> {
+    let mut words = line.split_whitespace();
+    match words.next() {
+        Some(":quit" | ":q" | ":exit") => return Ok(false),
+        Some(":help" | ":h") => println!("{SHELL_HELP}"),
+        Some(":info") => print_info(lab),
+        Some(":link") => {
+            let netdev = words.next().context("usage: :link NETDEV on|off")?;
+            lab.set_link(netdev, on_off(words.next())?)
+                .map_err(lab_err)?;
+        }
+        Some(":wire") => {
+            let pf: usize = words.next().context("usage: :wire PF on|off")?.parse()?;
+            lab.set_wire_link(pf, on_off(words.next())?)
+                .map_err(lab_err)?;
+        }
+        Some(":hmp") => {
+            let rest = line.trim_start().trim_start_matches(":hmp").trim();
+            print!("{}", lab.hmp(rest).map_err(lab_err)?);
+        }
+        Some(w) if w.starts_with(':') => bail!("unknown lab command {w}; :help lists them"),
+        _ => {
+            let mut p = lab.spawn(line).map_err(lab_err)?;
+            p.close_stdin().map_err(lab_err)?;
+            let deadline = Instant::now() + timeout;
+            let (mut out_seen, mut err_seen) = (0, 0);
+            loop {
+                let status = p.poll().map_err(lab_err)?;
+                print!("{}", &p.stdout()[out_seen..]);
+                eprint!("{}", &p.stderr()[err_seen..]);
+                out_seen = p.stdout().len();
+                err_seen = p.stderr().len();
+                std::io::stdout().flush()?;
+                if let Some(st) = status {
+                    if !st.success() {
+                        println!("[{st}]");
+                    }
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    println!("[still running after {} s: killed]", timeout.as_secs());
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// `cargo xtask lab shell`: a guest to poke at, with the lab's set-up done.
+pub fn shell(args: &ShellArgs) -> Result<()> {
+    build_agent()?;
+    preflight()?;
+    let mut topo = Topology::new();
+    for _ in 0..args.pfs {
+        let peer = if args.e1000e {
+            Peer::e1000e()
+        } else {
+            Peer::virtio()
+        };
+        topo = topo.pf(Pf::new(args.vfs)
+            .peer(peer)
+            .bind_vfs_to_vfio(args.vfio && args.vfs > 0));
+    }
+    println!("lab shell: booting (TCG, 15-40 s)...");
+    let lab = Lab::boot_with(
+        &topo,
+        LabOptions {
+            name: "shell".into(),
+            ..LabOptions::default()
+        },
+    )
+    .map_err(lab_err)?;
+    print_info(&lab);
+    println!("{SHELL_HELP}");
+    let timeout = Duration::from_secs(args.timeout);
+    let stdin = std::io::stdin();
+    loop {
+        print!("lab# ");
+        std::io::stdout().flush()?;
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            println!();
+            break;
+        }
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        match shell_line(&lab, line, timeout) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => println!("error: {e:#}"),
+        }
+    }
+    lab.shutdown().map_err(lab_err)
+}
