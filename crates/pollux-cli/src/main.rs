@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bond;
 mod devices;
 mod testpmd;
 mod vf;
@@ -27,6 +28,9 @@ enum Command {
     /// Create, bind, configure and show SR-IOV virtual functions.
     #[command(subcommand)]
     Vf(vf::VfCommand),
+    /// Status of the bonds of a running testpmd, as /proc/net/bonding shows it.
+    #[command(subcommand)]
+    Bond(bond::BondCommand),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
         Command::Testpmd(args) => testpmd::run(args),
         Command::Devices(args) => devices::run(&args),
         Command::Vf(cmd) => vf::run(cmd),
+        Command::Bond(cmd) => bond::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

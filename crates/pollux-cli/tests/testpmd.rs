@@ -307,9 +307,24 @@ fn mac_forwarding_through_pcap_ports_is_read_back_by_tshark() {
     let rx = format!("pcap0,rx={}", input.display());
     let tx = format!("pcap1,tx={}", output.display());
     let out = pollux(&[
-        "testpmd", "--vdev", &rx, "--vdev", &tx, "--fwd", "mac", "--eth-peer", "1,02:aa:bb:cc:dd:ee", "--duration", "1", "--json",
+        "testpmd",
+        "--vdev",
+        &rx,
+        "--vdev",
+        &tx,
+        "--fwd",
+        "mac",
+        "--eth-peer",
+        "1,02:aa:bb:cc:dd:ee",
+        "--duration",
+        "1",
+        "--json",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r = json_line(&out);
     assert_eq!(r["ports"][0]["rx_packets"], 100);
     assert_eq!(r["ports"][1]["tx_packets"], 100);
@@ -324,10 +339,23 @@ fn mac_forwarding_through_pcap_ports_is_read_back_by_tshark() {
     let t = Command::new("tshark")
         .args(["-r"])
         .arg(&output)
-        .args(["-T", "fields", "-e", "eth.dst", "-e", "eth.src", "-e", "frame.len"])
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "eth.dst",
+            "-e",
+            "eth.src",
+            "-e",
+            "frame.len",
+        ])
         .output()
         .expect("tshark is installed by `cargo xtask setup` (apt-get install tshark)");
-    assert!(t.status.success(), "tshark: {}", String::from_utf8_lossy(&t.stderr));
+    assert!(
+        t.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&t.stderr)
+    );
     let text = String::from_utf8(t.stdout).unwrap();
     let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
     assert_eq!(rows.len(), 100, "tshark counts every frame");
@@ -336,4 +364,194 @@ fn mac_forwarding_through_pcap_ports_is_read_back_by_tshark() {
         assert_eq!(row[1], src_mac, "source is port 1's MAC");
         assert_eq!(row[2], (60 + i).to_string(), "length kept, order kept");
     }
+}
+
+#[test]
+fn two_lacp_bonds_negotiate_and_pollux_bond_show_reports_it() {
+    let run = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pollux"))
+        .env("POLLUX_RUN_DIR", run.path())
+        .args([
+            "testpmd",
+            "--vdev",
+            "ring0,peer=ring2",
+            "--vdev",
+            "ring1,peer=ring3",
+            "--vdev",
+            "ring2",
+            "--vdev",
+            "ring3",
+            "--vdev",
+            "bond0,mode=802.3ad,member=ring0,member=ring1,lacp_rate=fast,xmit_hash_policy=layer3+4",
+            "--vdev",
+            "bond1,mode=802.3ad,member=ring2,member=ring3,lacp_rate=fast",
+            "--fwd",
+            "io",
+            "--duration",
+            "20",
+            "--stats-period",
+            "0",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Fast LACP converges within a few seconds; ask until both members of
+    // bond0 are collecting and distributing with bond1's system as partner.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_pollux"))
+            .env("POLLUX_RUN_DIR", run.path())
+            .args(["bond", "show", "--json"])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            // 802.1AX port state bits: sync 0x08, collecting 0x10,
+            // distributing 0x20; the partner must be bond1's system.
+            let converged = v[0]["members"].as_array().is_some_and(|m| {
+                m.len() == 2
+                    && m.iter().all(|m| {
+                        let l = &m["lacp"];
+                        l["mux_state"] == "COLLECTING_DISTRIBUTING"
+                            && l["actor"]["state"]
+                                .as_u64()
+                                .is_some_and(|s| s & 0x38 == 0x38)
+                            && l["partner"]["state"]
+                                .as_u64()
+                                .is_some_and(|s| s & 0x38 == 0x38)
+                            && l["partner"]["system"] == v[1]["mac"]
+                    })
+            });
+            if converged {
+                break v;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bonds did not converge: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(status.as_array().unwrap().len(), 2);
+    assert_eq!(status[0]["name"], "bond0");
+    assert_eq!(status[0]["mode"], "802.3ad");
+    let text = Command::new(env!("CARGO_BIN_EXE_pollux"))
+        .env("POLLUX_RUN_DIR", run.path())
+        .args(["bond", "show"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains("Bonding Mode: IEEE 802.3ad Dynamic link aggregation"),
+        "{text}"
+    );
+    assert!(text.contains("Slave Interface: ring1"), "{text}");
+    // SAFETY: plain kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    let r: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(
+        r["ports"].as_array().unwrap().len(),
+        2,
+        "members are inside their bonds"
+    );
+    assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"]);
+    assert!(
+        std::fs::read_dir(run.path()).unwrap().next().is_none(),
+        "socket removed at exit"
+    );
+}
+
+#[test]
+fn bond_show_without_a_testpmd_says_so() {
+    let run = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pollux"))
+        .env("POLLUX_RUN_DIR", run.path())
+        .args(["bond", "show"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no running pollux testpmd"));
+}
+
+#[test]
+fn bad_bonds_and_pod_devices_are_clear_errors() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "--vdev",
+                "null0",
+                "--vdev",
+                "bond0,mode=802.3ad,member=null0,member=null9",
+            ],
+            "member null9",
+        ),
+        (
+            &[
+                "--vdev",
+                "null0",
+                "--vdev",
+                "bond0,mode=fastest,member=null0",
+            ],
+            "fastest",
+        ),
+        (
+            &[
+                "--vdev",
+                "null0",
+                "--vdev",
+                "bond0,mode=balance-xor,member=null0,colour=blue",
+            ],
+            "colour",
+        ),
+        (&["--vdev", "bond0,mode=balance-rr"], "member"),
+        (
+            &["--device-info", "/nonexistent/pollux-device-info.json"],
+            "/nonexistent/pollux-device-info.json",
+        ),
+        (&["-a", "not-a-pci-address"], "not-a-pci-address"),
+    ];
+    for (args, needle) in cases {
+        let mut all = vec!["testpmd"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--duration", "0.2"]);
+        let out = pollux(&all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_pollux"))
+        .env("PCIDEVICE_INTEL_COM_SRIOV_DPDK", "0000:00:04.0,,bogus")
+        .args([
+            "testpmd",
+            "--pci-from-env",
+            "intel.com/sriov_dpdk",
+            "--duration",
+            "0.2",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("PCIDEVICE_INTEL_COM_SRIOV_DPDK"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_pollux"))
+        .env_remove("PCIDEVICE_INTEL_COM_SRIOV_DPDK")
+        .args([
+            "testpmd",
+            "--pci-from-env",
+            "intel.com/sriov_dpdk",
+            "--duration",
+            "0.2",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not set"), "{err}");
 }

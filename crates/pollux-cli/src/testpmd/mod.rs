@@ -9,6 +9,7 @@
 //! JSON line.
 
 mod fwd;
+mod telemetry;
 
 use std::io::Write;
 use std::sync::atomic::Ordering;
@@ -24,6 +25,7 @@ use serde::Serialize;
 
 pub use fwd::FwdMode;
 use fwd::{build_streams, FwdConfig, Shared, StreamSpec};
+pub use telemetry::run_dir;
 
 #[derive(clap::Args, Debug)]
 pub struct TestpmdArgs {
@@ -34,6 +36,19 @@ pub struct TestpmdArgs {
     /// PCI address of a NIC function bound to vfio-pci (repeatable).
     #[arg(short = 'a', long = "allow", value_name = "PCI")]
     pci: Vec<String>,
+    /// Also drive the VFs the SR-IOV device plugin gave this pod: the PCI
+    /// addresses in PCIDEVICE_<RESOURCE> (every PCIDEVICE_* variable when no
+    /// resource name is given).
+    #[arg(long = "pci-from-env", value_name = "RESOURCE", num_args = 0..=1, default_missing_value = "")]
+    pci_from_env: Option<String>,
+    /// Also drive the VF named in this device-info file (Network Plumbing
+    /// WG device-info-spec, as pollux-cni writes it); repeatable.
+    #[arg(long = "device-info", value_name = "FILE")]
+    device_info: Vec<std::path::PathBuf>,
+    /// Control socket for `pollux bond show` (default:
+    /// <run dir>/testpmd-<pid>.sock).
+    #[arg(long)]
+    socket: Option<std::path::PathBuf>,
     /// Forwarding mode.
     #[arg(long, value_enum, default_value = "io")]
     fwd: FwdMode,
@@ -155,7 +170,11 @@ impl TestpmdArgs {
     }
 
     fn validate(&self) -> Result<()> {
-        if self.vdevs.is_empty() && self.pci.is_empty() {
+        if self.vdevs.is_empty()
+            && self.pci.is_empty()
+            && self.pci_from_env.is_none()
+            && self.device_info.is_empty()
+        {
             bail!("no ports: give at least one --vdev (e.g. --vdev null0) or -a <PCI address>");
         }
         if let Some(d) = self.duration {
@@ -184,22 +203,112 @@ impl TestpmdArgs {
     }
 }
 
-/// Opens every port the arguments name.
-fn open_ports(args: &TestpmdArgs) -> Result<Vec<Box<dyn Port>>> {
-    let specs = args
-        .vdevs
-        .iter()
-        .map(|s| pollux_soft::vdev::parse(s))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut ports = pollux_soft::vdev::create_all(&specs)?;
-    // --- PCI ports (igbvf PMD wiring, added by the igbvf engineer) ---
-    for addr in &args.pci {
-        let pci: pollux_vfio::pci::PciAddr = addr.parse().with_context(|| format!("-a {addr}"))?;
-        let port = pollux_igbvf::open_pci(pci, pollux_igbvf::IgbVfOpts::default())
-            .map_err(|e| anyhow::anyhow!("-a {addr}: {}", pollux_igbvf::error::chain(&e)))?;
-        ports.push(port);
+/// PCI addresses from -a, the device plugin's environment and device-info
+/// files, in that order, without duplicates.
+fn pci_addresses(args: &TestpmdArgs) -> Result<Vec<pollux_vfio::pci::PciAddr>> {
+    let mut out = Vec::new();
+    for a in &args.pci {
+        out.push(a.parse().with_context(|| format!("-a {a}"))?);
     }
-    Ok(ports)
+    if let Some(resource) = &args.pci_from_env {
+        let r = (!resource.is_empty()).then_some(resource.as_str());
+        out.extend(pollux_sriov::pod::vfs_from_env(std::env::vars(), r)?);
+    }
+    if !args.device_info.is_empty() {
+        out.extend(pollux_sriov::pod::vfs_from_device_info_files(
+            &args.device_info,
+        )?);
+    }
+    let mut seen = Vec::new();
+    out.retain(|a| {
+        let new = !seen.contains(a);
+        seen.push(*a);
+        new
+    });
+    Ok(out)
+}
+
+/// A `--vdev` string that names a bond (`bond0,...` or DPDK's
+/// `net_bonding0,...`): its name and arguments.
+fn bond_spec(spec: &str) -> Option<(String, Vec<(String, String)>)> {
+    let mut parts = spec.split(',');
+    let name = parts.next()?.trim();
+    let id = name
+        .strip_prefix("net_bonding")
+        .or_else(|| name.strip_prefix("bond"))?;
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return None;
+    }
+    let args = parts
+        .filter(|a| !a.trim().is_empty())
+        .map(|a| {
+            let (k, v) = a.split_once('=').unwrap_or((a, ""));
+            (k.trim().to_string(), v.trim().to_string())
+        })
+        .collect();
+    Some((format!("bond{id}"), args))
+}
+
+/// Opens every port the arguments name: software ports, then PCI ports,
+/// then bonds, which take their members out of the list.
+/// The ports of a run, and the status snapshots of its bonds.
+struct Opened {
+    ports: Vec<Box<dyn Port>>,
+    bonds: Vec<telemetry::Snapshot>,
+}
+
+fn open_ports(args: &TestpmdArgs) -> Result<Opened> {
+    let mut soft = Vec::new();
+    let mut bonds = Vec::new();
+    for v in &args.vdevs {
+        match bond_spec(v) {
+            Some(b) => bonds.push(b),
+            None => soft.push(pollux_soft::vdev::parse(v)?),
+        }
+    }
+    let mut ports: Vec<(String, Box<dyn Port>)> = pollux_soft::vdev::create_all(&soft)?
+        .into_iter()
+        .zip(&soft)
+        .map(|(p, s)| (s.name.clone(), p))
+        .collect();
+    for pci in pci_addresses(args)? {
+        let port = pollux_igbvf::open_pci(pci, pollux_igbvf::IgbVfOpts::default())
+            .map_err(|e| anyhow::anyhow!("-a {pci}: {}", pollux_igbvf::error::chain(&e)))?;
+        ports.push((pci.to_string(), port));
+    }
+    let mut snapshots = Vec::new();
+    for (name, bargs) in bonds {
+        let config =
+            pollux_bond::BondConfig::from_args(&bargs).with_context(|| format!("--vdev {name}"))?;
+        if config.members.is_empty() {
+            bail!("--vdev {name}: a bond needs member=<port> arguments (port names as given to --vdev or -a)");
+        }
+        let mut members = Vec::new();
+        for m in &config.members {
+            let i = ports
+                .iter()
+                .position(|(n, _)| n == m || n.strip_prefix("0000:") == Some(m))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--vdev {name}: member {m} is not a port given before it with --vdev or -a"
+                    )
+                })?;
+            let (n, p) = ports.remove(i);
+            members.push((if n == *m { n } else { m.clone() }, p));
+        }
+        let bond = pollux_bond::BondPort::new(&name, config, members)
+            .with_context(|| format!("--vdev {name}"))?;
+        let (published, snapshot) = telemetry::Published::new(bond);
+        snapshots.push(snapshot);
+        ports.push((name, Box::new(published)));
+    }
+    if ports.is_empty() {
+        bail!("no ports: give at least one --vdev (e.g. --vdev null0) or -a <PCI address>");
+    }
+    Ok(Opened {
+        ports: ports.into_iter().map(|(_, p)| p).collect(),
+        bonds: snapshots,
+    })
 }
 
 fn default_pool_size(args: &TestpmdArgs, nb_ports: usize) -> usize {
@@ -236,8 +345,10 @@ fn fwd_cpus(args: &TestpmdArgs, n: usize) -> Vec<Option<usize>> {
 pub fn run(args: TestpmdArgs) -> Result<()> {
     args.validate()?;
     let udp = args.udp_spec()?;
-    let mut ports = open_ports(&args)?;
+    let Opened { mut ports, bonds } = open_ports(&args)?;
     let nb_ports = ports.len();
+    let uses_pci =
+        !(args.pci.is_empty() && args.pci_from_env.is_none() && args.device_info.is_empty());
 
     let pool_size = args
         .total_num_mbufs
@@ -247,7 +358,7 @@ pub fn run(args: TestpmdArgs) -> Result<()> {
     pcfg.cache_size = 256.min(pool_size / 2);
     // PCI ports DMA into the pool: it must be mapped into their (shared,
     // process-wide) VFIO container. Software ports are happy with any memory.
-    let pool = if args.pci.is_empty() {
+    let pool = if !uses_pci {
         Mempool::new(pcfg, &AnonMemory::default())
     } else {
         let dma = pollux_vfio::Container::process_default()
@@ -342,6 +453,24 @@ pub fn run(args: TestpmdArgs) -> Result<()> {
             .context("cannot install signal handler")?;
     }
     let cpus = fwd_cpus(&args, nb_cores);
+    let socket_path = args
+        .socket
+        .clone()
+        .unwrap_or_else(|| run_dir().join(format!("testpmd-{}.sock", std::process::id())));
+    let server = match telemetry::Server::bind(&socket_path, bonds.clone()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("no control socket at {}: {e}", socket_path.display());
+            None
+        }
+    };
+    if let (Some(s), false) = (&server, bonds.is_empty()) {
+        writeln!(
+            out,
+            "bond status: pollux bond show --socket {}",
+            s.path().display()
+        )?;
+    }
 
     let start = Instant::now();
     enum Owned {
@@ -391,6 +520,9 @@ pub fn run(args: TestpmdArgs) -> Result<()> {
                 next_tick = Some(t + p);
             }
         }
+        if let Some(s) = &server {
+            s.serve_pending();
+        }
         let mut wake = now + Duration::from_millis(50);
         if let Some(d) = deadline {
             wake = wake.min(d);
@@ -430,6 +562,10 @@ pub fn run(args: TestpmdArgs) -> Result<()> {
     drop(ports);
     let report = build_report(&names, &stats, &flows, elapsed, &args, &pool);
     print_summary(&mut out, &report)?;
+    for b in &bonds {
+        writeln!(out, "{}", b.lock().unwrap_or_else(|e| e.into_inner()))?;
+    }
+    drop(server);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     }
