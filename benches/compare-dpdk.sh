@@ -25,11 +25,12 @@ pollux="$root/target/release/pollux"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# dpdk_rate LOG FIELD -> sum over ports of the last "FIELD: N" throughput line
+# dpdk_rate LOG FIELD [PORT] -> the last "FIELD: N" throughput line, summed
+# over ports, or of PORT only
 dpdk_rate() {
-  awk -v f="$2:" '
+  awk -v f="$2:" -v only="${3:-}" '
     /NIC statistics for port/ { for (i = 1; i < NF; i++) if ($i == "port") port = $(i + 1) + 0 }
-    $1 == f { last[port] = $2 }
+    $1 == f && (only == "" || port == only + 0) { last[port] = $2 }
     END { s=0; for (p in last) s += last[p]; printf "%d\n", s }' "$1"
 }
 
@@ -88,10 +89,11 @@ run_dpdk macswap macswap net_null0 net_null1
 run_pollux macswap macswap null0 null1
 report "macswap null0<->null1 (rx)" "$(dpdk_rate "$tmp/dpdk-macswap.log" Rx-pps)" "$(pollux_rate macswap rx)"
 
-# Bond: balance-xor layer3+4 over two null members, txonly on the bond.
-if "$pollux" testpmd --help | grep -q bond; then
-  run_dpdk bond txonly net_null0 net_null1 'net_bonding0,mode=2,slave=net_null0,slave=net_null1,xmit_policy=l34' -- --portmask=0x4
-  run_pollux bond txonly null0 null1 'bond0,mode=balance-xor,member=null0,member=null1,xmit_hash_policy=layer3+4'
-  report "bond balance-xor l3+4 txonly" "$(dpdk_rate "$tmp/dpdk-bond.log" Tx-pps)" "$(pollux_rate bond tx)"
-fi
+# Bond: balance-xor layer3+4 over two null members, one flow per packet
+# source address (DPDK: txonly --txonly-multi-flow on the bond, port 2;
+# Pollux: flowgen on the bond, whose members are inside it).
+run_dpdk bond txonly net_null0 net_null1 'net_bonding0,mode=2,slave=net_null0,slave=net_null1,xmit_policy=l34' \
+  -- --txonly-multi-flow --portmask=0x4 --port-topology=loop
+run_pollux bond flowgen null0 null1 'bond0,mode=balance-xor,member=null0,member=null1,xmit_hash_policy=layer3+4'
+report "bond balance-xor l3+4, 2 null (tx)" "$(dpdk_rate "$tmp/dpdk-bond.log" Tx-pps 2)" "$(pollux_rate bond tx)"
 echo "(rows written to $out_md)"
