@@ -31,8 +31,26 @@ fn preflight() -> Result<LabEnv> {
     Ok(env)
 }
 
+/// Names of the `[[test]]` targets declared in pollux-lab's Cargo.toml.
+fn lab_test_targets() -> Vec<String> {
+    let manifest = std::fs::read_to_string(cmd::root().join("crates/pollux-lab/Cargo.toml"))
+        .unwrap_or_default();
+    manifest
+        .split("[[test]]")
+        .skip(1)
+        .filter_map(|block| {
+            block.lines().find_map(|l| {
+                let v = l.trim().strip_prefix("name")?.trim().strip_prefix('=')?;
+                Some(v.trim().trim_matches('"').to_owned())
+            })
+        })
+        .collect()
+}
+
 /// `cargo xtask lab test [FILTER]`: builds the host binaries lab tests run in
-/// the guest, then every lab test, one at a time.
+/// the guest, then every lab test, one at a time. A FILTER that names a test
+/// file (`lab`, `igbvf`, `bond`, `sriov`, ...) runs that file; any other
+/// FILTER selects tests whose name contains it.
 pub fn test(filter: Option<&str>) -> Result<()> {
     // Every binary and example a lab test may start in the guest. If another
     // crate does not build, say so, but still run the lab's own tests.
@@ -43,19 +61,28 @@ pub fn test(filter: Option<&str>) -> Result<()> {
     }
     preflight()?;
     let mut c = cmd::cargo();
+    // --no-fail-fast: one failing test file must not hide the others' results.
     c.args([
         "test",
         "-p",
         "pollux-lab",
         "--features",
         "lab",
-        "--tests",
-        "--",
+        "--no-fail-fast",
     ]);
-    c.args(["--test-threads=1", "--nocapture"]);
-    if let Some(f) = filter {
-        c.arg(f);
+    match filter {
+        Some(f) if lab_test_targets().iter().any(|t| t == f) => {
+            c.args(["--test", f, "--"]);
+        }
+        Some(f) => {
+            c.args(["--tests", "--", f]);
+        }
+        None => {
+            c.args(["--tests", "--"]);
+        }
     }
+    // One guest at a time: two TCG guests on 2 cores starve each other.
+    c.args(["--test-threads=1", "--nocapture"]);
     let t = Instant::now();
     let r = cmd::run(&mut c);
     println!("lab: suite took {:.0} s", t.elapsed().as_secs_f64());
