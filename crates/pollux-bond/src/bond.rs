@@ -227,6 +227,7 @@ impl Bond {
     /// `miimon` tick (see [`Bond::link_check_due`]).
     pub fn handle_links(&mut self, now: Instant, links: &[LinkStatus]) {
         let mut changed = false;
+        let mut primary_up = false;
         let mut lacp_changes = Vec::new();
         for (i, l) in links.iter().enumerate().take(self.members.len()) {
             let m = &mut self.members[i];
@@ -256,6 +257,9 @@ impl Bond {
                     m.link_failures += 1;
                 }
                 let was_usable = m.link.usable();
+                if n == LinkState::Up && Some(i) == self.primary {
+                    primary_up = true;
+                }
                 m.link = n;
                 m.since = Some(now);
                 changed = true;
@@ -275,7 +279,12 @@ impl Bond {
             Some(now + self.cfg.miimon)
         };
         if changed {
-            self.reselect(now, true);
+            // bond_miimon_commit(): a new active member is chosen when the
+            // active one is gone, or when the primary comes up; a member
+            // that comes back does not take over otherwise (members have
+            // equal priority), so there is no failback without a primary.
+            let active_gone = self.active.map_or(true, |a| !self.members[a].link.usable());
+            self.reselect(now, active_gone || primary_up);
         }
     }
 
@@ -425,13 +434,12 @@ impl Bond {
     }
 
     /// Recomputes the active member and the transmit and receive sets.
-    fn reselect(&mut self, now: Instant, link_event: bool) {
+    fn reselect(&mut self, now: Instant, choose_active: bool) {
         let n = self.members.len();
         let usable = |b: &Bond, i: usize| b.members[i].link.usable();
         match self.cfg.mode {
             Mode::ActiveBackup => {
-                // Linux reselects on link events only (bond_select_active_slave()).
-                if link_event {
+                if choose_active {
                     let best = self.find_best();
                     if best != self.active {
                         self.change_active(best, now);
@@ -474,8 +482,8 @@ impl Bond {
     /// bond_choose_primary_or_current() of Linux 6.x: the primary when it
     /// is up and primary_reselect allows; without a usable primary the
     /// first usable member plays its part (every member has the same
-    /// priority), so with `always` the bond returns to the first member
-    /// when it recovers, as Linux 6.x does.
+    /// priority). Only called when the active member is gone or the
+    /// primary came up (see handle_links).
     fn choose_primary_or_current(&self) -> Option<usize> {
         let usable = |i: usize| self.members[i].link.usable();
         let curr = self.active;
