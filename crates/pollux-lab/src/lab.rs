@@ -1,6 +1,6 @@
 //! A booted guest: [`Lab::boot`] and everything a test does with it.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -56,23 +56,32 @@ pub struct LabOptions {
     pub keep_run_dir: bool,
     /// The parts to boot with (default: [`LabEnv::discover`]).
     pub env: Option<LabEnv>,
+    /// How long to wait for another process's lab guest to end before
+    /// booting (default 3600 s, or `POLLUX_LAB_LOCK_TIMEOUT` in seconds).
+    pub lock_timeout: Duration,
 }
 
 impl Default for LabOptions {
     fn default() -> Self {
-        let boot_timeout = std::env::var("POLLUX_LAB_BOOT_TIMEOUT")
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .map(Duration::from_secs)
-            .unwrap_or(Duration::from_secs(300));
+        let boot_timeout =
+            secs_from_env("POLLUX_LAB_BOOT_TIMEOUT").unwrap_or(Duration::from_secs(300));
         LabOptions {
             name: std::thread::current().name().unwrap_or("lab").to_owned(),
             boot_timeout,
             setup_timeout: Duration::from_secs(60),
             keep_run_dir: std::env::var_os("POLLUX_LAB_KEEP").is_some(),
             env: None,
+            lock_timeout: secs_from_env("POLLUX_LAB_LOCK_TIMEOUT")
+                .unwrap_or(Duration::from_secs(3600)),
         }
     }
+}
+
+fn secs_from_env(name: &str) -> Option<Duration> {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 /// A VF as the guest sees it after boot.
@@ -223,9 +232,83 @@ pub struct Lab {
     ready_time: Duration,
     keep: AtomicBool,
     guest_kernel: String,
+    // Last: released only after `vm` (declared earlier) has been dropped.
+    _machine: MachineLock,
 }
 
 static RUN_SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// One lab guest per machine at a time, across processes: two TCG guests on
+/// two cores starve each other into RCU stalls and boot timeouts (seen when
+/// two engineers' suites overlapped). Guests of the same process share the
+/// lock, so a test may hold two labs.
+static MACHINE_LOCK: Mutex<Option<(nix::fcntl::Flock<File>, usize)>> = Mutex::new(None);
+
+/// Holds [`MACHINE_LOCK`] while a guest lives.
+#[derive(Debug)]
+struct MachineLock;
+
+impl MachineLock {
+    fn acquire(timeout: Duration) -> Result<MachineLock> {
+        use nix::fcntl::{Flock, FlockArg};
+        let mut held = MACHINE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, n)) = held.as_mut() {
+            *n += 1;
+            return Ok(MachineLock);
+        }
+        let path = std::env::temp_dir().join("pollux-lab.lock");
+        let deadline = Instant::now() + timeout;
+        let mut told = false;
+        loop {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .ctx(|| format!("cannot open {}", path.display()))?;
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => {
+                    *held = Some((lock, 1));
+                    return Ok(MachineLock);
+                }
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                    if Instant::now() >= deadline {
+                        return Err(Error::Timeout {
+                            what: format!(
+                                "another process's lab guest to finish ({} is locked; POLLUX_LAB_LOCK_TIMEOUT raises the limit)",
+                                path.display()
+                            ),
+                            after: timeout,
+                        });
+                    }
+                    if !told {
+                        eprintln!(
+                            "pollux-lab: another lab guest runs on this machine; waiting for it ({})",
+                            path.display()
+                        );
+                        told = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err((_, e)) => {
+                    return Err(Error::Setup(format!("cannot lock {}: {e}", path.display())))
+                }
+            }
+        }
+    }
+}
+
+impl Drop for MachineLock {
+    fn drop(&mut self) {
+        let mut held = MACHINE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, n)) = held.as_mut() {
+            *n -= 1;
+            if *n == 0 {
+                *held = None; // unlocks
+            }
+        }
+    }
+}
 
 fn sanitize(name: &str) -> String {
     let s: String = name
@@ -332,6 +415,7 @@ impl Lab {
             None => LabEnv::discover()?,
         };
 
+        let machine = MachineLock::acquire(opts.lock_timeout)?;
         let stamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -514,6 +598,7 @@ impl Lab {
             ready_time: Duration::ZERO,
             keep: AtomicBool::new(opts.keep_run_dir),
             guest_kernel,
+            _machine: machine,
         };
         if let Err(e) = lab.setup(opts.setup_timeout) {
             lab.keep_run_dir();
