@@ -316,18 +316,11 @@ fn sanitize(name: &str) -> String {
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
     let s = s.trim_matches('-');
-    let tail: String = s
-        .chars()
-        .rev()
-        .take(48)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    if tail.is_empty() {
+    let head: String = s.chars().take(48).collect();
+    if head.is_empty() {
         "lab".into()
     } else {
-        tail
+        head
     }
 }
 
