@@ -199,11 +199,26 @@ fn vf_lifecycle_and_every_attribute_judged_by_iproute2() {
     lab.run_ok(&format!("{p} vf set {ifn} 1 vlan 0"), T)
         .unwrap();
     assert_eq!(ip_vf(&lab, ifn, 1), pristine());
-    // link state auto is accepted by nothing on igb but reads back as auto.
+
+    // A maximum TX rate up to the link speed is accepted by the 82576 PF
+    // (igb_ndo_set_vf_bw; the QEMU model does not enforce it), and reads
+    // back; 0 removes it.
+    lab.run_ok(&format!("{p} vf set {ifn} 1 max_tx_rate 100"), T)
+        .unwrap();
+    assert_eq!(
+        ip_vf(&lab, ifn, 1),
+        IpVf {
+            max_tx: 100,
+            ..pristine()
+        }
+    );
+    lab.run_ok(&format!("{p} vf set {ifn} 1 max_tx_rate 0"), T)
+        .unwrap();
+    assert_eq!(ip_vf(&lab, ifn, 1), pristine());
 
     // What igb refuses: clear errors naming the attribute, no change.
     for (args, needle) in [
-        ("max_tx_rate 100", "rate"),
+        ("max_tx_rate 5000", "rate"),
         ("min_tx_rate 10", "rate"),
         ("state disable", "state"),
         ("state enable", "state"),
@@ -495,7 +510,7 @@ fn cni_dpdk_and_netdevice_mode_through_libcni() {
     let devinfo = "/run/k8s.cni.cncf.io/devinfo/cni/pod1-net1-device.json";
     let conf = cni.conflist(
         "dpdk",
-        json!({"deviceID": vf0, "vlan": 100, "vlanQoS": 3, "mac": "02:00:00:00:00:11",
+        json!({"deviceID": vf0, "vlan": 100, "vlanQoS": 3, "mac": "02:00:00:00:00:11", "max_tx_rate": 100,
                "spoofchk": "off", "trust": "on", "logLevel": "debug", "logFile": "/tmp/pollux-cni.log",
                "capabilities": {"mac": true, "CNIDeviceInfoFile": true}, "ipam": ipam()}),
     );
@@ -522,6 +537,7 @@ fn cni_dpdk_and_netdevice_mode_through_libcni() {
             qos: 3,
             spoofchk: Some(false),
             trust: Some(true),
+            max_tx: 100,
             ..pristine()
         }
     );
@@ -587,7 +603,7 @@ fn cni_dpdk_and_netdevice_mode_through_libcni() {
 
     // What igb refuses, through libcni: clear errors and the VF untouched.
     for (extra, needle) in [
-        (json!({"max_tx_rate": 100}), "rate"),
+        (json!({"max_tx_rate": 5000}), "rate"),
         (json!({"min_tx_rate": 10}), "rate"),
         (json!({"link_state": "disable"}), "state"),
         (json!({"vlan": 5, "vlanProto": "802.1ad"}), "vlan"),
