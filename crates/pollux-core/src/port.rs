@@ -280,6 +280,27 @@ impl PortError {
     }
 }
 
+/// Checks an address for `Port::set_mac_addr`: unicast and not all zero.
+pub fn require_unicast(mac: MacAddr) -> Result<(), PortError> {
+    if mac.is_valid_unicast() {
+        Ok(())
+    } else {
+        Err(PortError::InvalidConfig(format!(
+            "{mac} is not a unicast address"
+        )))
+    }
+}
+
+/// Checks a list for `Port::set_mc_addr_list`: multicast addresses only.
+pub fn require_multicast(addrs: &[MacAddr]) -> Result<(), PortError> {
+    match addrs.iter().find(|a| !a.is_multicast()) {
+        Some(a) => Err(PortError::InvalidConfig(format!(
+            "{a} is not a multicast address"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// A network port: NIC driver, software port or bond.
 ///
 /// Control calls return errors; burst calls never fail and never block.

@@ -1108,11 +1108,7 @@ impl Port for AfPacketPort {
     }
 
     fn set_mac_addr(&mut self, mac: MacAddr) -> Result<(), PortError> {
-        if !mac.is_valid_unicast() {
-            return Err(PortError::InvalidConfig(format!(
-                "{mac} is not a unicast address"
-            )));
-        }
+        pollux_core::port::require_unicast(mac)?;
         sys::set_hw_addr(self.fd0(), &self.iface, mac.0).map_err(|e| {
             PortError::io(
                 format!("{}: setting the MAC address of {} (needs CAP_NET_ADMIN; some drivers need the interface down)", self.name, self.iface),
@@ -1140,11 +1136,7 @@ impl Port for AfPacketPort {
     }
 
     fn set_mc_addr_list(&mut self, addrs: &[MacAddr]) -> Result<(), PortError> {
-        if let Some(a) = addrs.iter().find(|a| !a.is_multicast()) {
-            return Err(PortError::InvalidConfig(format!(
-                "{a} is not a multicast address"
-            )));
-        }
+        pollux_core::port::require_multicast(addrs)?;
         if addrs.len() > MAX_MC_ADDRS as usize {
             return Err(PortError::InvalidConfig(format!(
                 "{} multicast addresses, at most {MAX_MC_ADDRS}",

@@ -189,11 +189,7 @@ impl Port for NullPort {
     }
 
     fn set_mac_addr(&mut self, mac: MacAddr) -> Result<(), PortError> {
-        if !mac.is_valid_unicast() {
-            return Err(PortError::InvalidConfig(format!(
-                "{mac} is not a unicast address"
-            )));
-        }
+        pollux_core::port::require_unicast(mac)?;
         self.mac = mac;
         Ok(())
     }
@@ -207,12 +203,7 @@ impl Port for NullPort {
     }
 
     fn set_mc_addr_list(&mut self, addrs: &[MacAddr]) -> Result<(), PortError> {
-        match addrs.iter().find(|a| !a.is_multicast()) {
-            Some(a) => Err(PortError::InvalidConfig(format!(
-                "{a} is not a multicast address"
-            ))),
-            None => Ok(()),
-        }
+        pollux_core::port::require_multicast(addrs)
     }
 
     fn stats(&self) -> PortStats {

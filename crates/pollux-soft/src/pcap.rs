@@ -699,11 +699,7 @@ impl Port for PcapPort {
     }
 
     fn set_mac_addr(&mut self, mac: MacAddr) -> Result<(), PortError> {
-        if !mac.is_valid_unicast() {
-            return Err(PortError::InvalidConfig(format!(
-                "{mac} is not a unicast address"
-            )));
-        }
+        pollux_core::port::require_unicast(mac)?;
         self.mac = mac;
         Ok(())
     }
@@ -719,11 +715,7 @@ impl Port for PcapPort {
     }
 
     fn set_mc_addr_list(&mut self, addrs: &[MacAddr]) -> Result<(), PortError> {
-        if let Some(a) = addrs.iter().find(|a| !a.is_multicast()) {
-            return Err(PortError::InvalidConfig(format!(
-                "{a} is not a multicast address"
-            )));
-        }
+        pollux_core::port::require_multicast(addrs)?;
         let max = self.info().capabilities.max_mc_addrs as usize;
         if addrs.len() > max {
             return Err(PortError::InvalidConfig(format!(
