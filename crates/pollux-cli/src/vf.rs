@@ -29,6 +29,7 @@ impl Common {
         Timeouts {
             write: t,
             settle: t,
+            ..Timeouts::default()
         }
     }
 }
@@ -285,6 +286,10 @@ pub fn run(cmd: VfCommand) -> anyhow::Result<()> {
             )?;
             match d {
                 Some(d) => println!("{vf} bound to {d}"),
+                None if !no_probe && lifecycle::autoprobe_blocked(&common.sysfs(), vf)? => println!(
+                    "{vf} has no driver: its PF has sriov_drivers_autoprobe off, so the kernel binds \
+                     none without an override; use `pollux vf bind {vf} <driver>`"
+                ),
                 None => println!("{vf} has no driver"),
             }
         }

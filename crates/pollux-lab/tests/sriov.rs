@@ -296,6 +296,25 @@ fn vf_lifecycle_and_every_attribute_judged_by_iproute2() {
         .stdout
         .starts_with('2'));
     lab.run_ok(&format!("{p} vf reset {vf0}"), T).unwrap();
+    // With the PF's sriov_drivers_autoprobe off the kernel binds no driver
+    // to a VF without an override: unbind says so.
+    let out = lab.run_ok(&format!("{p} vf unbind {vf0}"), T).unwrap();
+    assert_eq!(driver_of(&lab, &vf0), "", "{}", show(&out));
+    assert!(
+        out.stdout.contains("sriov_drivers_autoprobe off"),
+        "{}",
+        show(&out)
+    );
+    lab.run_ok(&format!("{p} vf bind {vf0} vfio-pci"), T)
+        .unwrap();
+    lab.run_ok(
+        &format!(
+            "echo 1 > /sys/bus/pci/devices/{}/sriov_drivers_autoprobe",
+            pf.pci
+        ),
+        T,
+    )
+    .unwrap();
     let out = lab.run_ok(&format!("{p} vf unbind {vf0}"), T).unwrap();
     assert_eq!(
         driver_of(&lab, &vf0),

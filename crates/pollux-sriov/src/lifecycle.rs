@@ -32,6 +32,9 @@ pub struct Timeouts {
     pub write: Duration,
     /// The kernel finishing what a write started (links appearing).
     pub settle: Duration,
+    /// How long to look for a default driver after `drivers_probe` (which
+    /// the kernel runs synchronously; this covers deferred probes).
+    pub probe: Duration,
 }
 
 impl Default for Timeouts {
@@ -41,6 +44,7 @@ impl Default for Timeouts {
         Self {
             write: Duration::from_secs(30),
             settle: Duration::from_secs(30),
+            probe: Duration::from_secs(1),
         }
     }
 }
@@ -262,7 +266,8 @@ pub fn bind(sysfs: &Sysfs, addr: PciAddr, driver: &str, t: Timeouts) -> Result<(
 /// Unbinds `addr`, clears `driver_override` and, if `probe`, asks the bus
 /// to probe so the default driver (igbvf for an 82576 VF) takes it again.
 /// Returns the driver that took it, if any did within the settle timeout
-/// (none may: the default driver may not be loaded, or autoprobe be off).
+/// (none may: the default driver may not be loaded, or the PF's
+/// `sriov_drivers_autoprobe` be off, see [`autoprobe_blocked`]).
 pub fn restore_default_driver(
     sysfs: &Sysfs,
     addr: PciAddr,
@@ -287,7 +292,7 @@ pub fn restore_default_driver(
     // drivers_probe is synchronous: when the write returns, a driver that
     // matched has bound. Look once more after a short settle for drivers
     // that defer their probe.
-    let deadline = Instant::now() + t.settle.min(Duration::from_millis(500));
+    let deadline = Instant::now() + t.probe;
     loop {
         if let Some(d) = sysfs.driver(addr)? {
             return Ok(Some(d));
@@ -297,6 +302,17 @@ pub fn restore_default_driver(
         }
         thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// True when `addr` is a VF whose PF has `sriov_drivers_autoprobe` off: the
+/// kernel then binds no driver to it except through `driver_override`
+/// (drivers/pci/pci-driver.c, pci_device_can_probe), so
+/// [`restore_default_driver`] leaves it without one.
+pub fn autoprobe_blocked(sysfs: &Sysfs, addr: PciAddr) -> Result<bool> {
+    let Some(pf) = sysfs.physfn(addr)? else {
+        return Ok(false);
+    };
+    Ok(sysfs.read_attr(pf, "sriov_drivers_autoprobe")?.as_deref() == Some("0"))
 }
 
 /// Resets the function through its `reset` attribute (FLR or whatever
@@ -458,6 +474,9 @@ pub(crate) mod tests {
         Timeouts {
             write: Duration::from_secs(5),
             settle: Duration::from_secs(5),
+            // The fake kernel answers drivers_probe from a polling thread,
+            // not synchronously as Linux does.
+            probe: Duration::from_secs(5),
         }
     }
 
@@ -473,6 +492,7 @@ pub(crate) mod tests {
         let vfs = create_vfs(&s, a(PF), 2, &opts).unwrap();
         assert_eq!(vfs, vec![(0, a("0000:00:10.0")), (1, a("0000:00:10.1"))]);
         assert_eq!(s.driver(a("0000:00:10.0")).unwrap(), None, "autoprobe off");
+        assert!(autoprobe_blocked(&s, a("0000:00:10.0")).unwrap());
         // 2 -> 3 goes through 0: the old VFs disappear and come back.
         let vfs = create_vfs(&s, a(PF), 3, &opts).unwrap();
         assert_eq!(vfs.len(), 3);
@@ -492,6 +512,7 @@ pub(crate) mod tests {
             ..Default::default()
         };
         let e = create_vfs(&s, a(PF), 5, &opts).unwrap_err();
+        assert!(!autoprobe_blocked(&s, a(PF)).unwrap(), "a PF is no VF");
         assert!(e.to_string().contains("at most 4 VFs"), "{e}");
         create_vfs(&s, a(PF), 2, &opts).unwrap();
         fs::create_dir_all(t.path().join("alloc")).unwrap();
@@ -530,6 +551,7 @@ pub(crate) mod tests {
         // In use now: a count change needs --force.
         let e = create_vfs(&s, a(PF), 0, &opts).unwrap_err();
         assert!(e.to_string().contains("bound to vfio-pci"), "{e}");
+        assert!(!autoprobe_blocked(&s, vf).unwrap());
         let back = restore_default_driver(&s, vf, true, quick()).unwrap();
         assert_eq!(back.as_deref(), Some("igbvf"));
         assert_eq!(s.driver_override(vf).unwrap(), None);
@@ -551,6 +573,7 @@ pub(crate) mod tests {
             timeouts: Timeouts {
                 write: Duration::from_secs(2),
                 settle: Duration::from_millis(100),
+                probe: Duration::from_millis(100),
             },
             ..Default::default()
         };
