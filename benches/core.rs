@@ -35,7 +35,10 @@ fn mempool_bulk(c: &mut Criterion) {
 
 fn ring_burst(c: &mut Criterion) {
     let mut g = c.benchmark_group("ring_burst");
-    for (label, pm, cm) in [("spsc", Mode::Single, Mode::Single), ("mpmc", Mode::Multi, Mode::Multi)] {
+    for (label, pm, cm) in [
+        ("spsc", Mode::Single, Mode::Single),
+        ("mpmc", Mode::Multi, Mode::Multi),
+    ] {
         for n in [8usize, 32] {
             g.throughput(Throughput::Elements(n as u64));
             let (mut tx, mut rx) = channel::<u64>(1024, pm, cm).expect("ring");
@@ -60,7 +63,8 @@ fn io_forward(c: &mut Criterion) {
     let mut a = NullPort::new("null0", NullOpts::default());
     let mut b = NullPort::new("null1", NullOpts::default());
     for port in [&mut a, &mut b] {
-        port.configure(&PortConf::new(p.clone())).expect("configure");
+        port.configure(&PortConf::new(p.clone()))
+            .expect("configure");
         port.start().expect("start");
     }
     let mut g = c.benchmark_group("io_forward_null");

@@ -14,7 +14,11 @@ use pollux::core::{AnonMemory, Burst, Mempool, MempoolConfig, Port, PortConf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let specs = if args.is_empty() { vec!["null0".to_string(), "null1".to_string()] } else { args };
+    let specs = if args.is_empty() {
+        vec!["null0".to_string(), "null1".to_string()]
+    } else {
+        args
+    };
     let specs = specs
         .iter()
         .map(|s| pollux::soft::vdev::parse(s))
@@ -30,7 +34,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         conf.port_id = id as u16;
         port.configure(&conf)?;
         port.start()?;
-        println!("port {id}: {} {} link {}", port.info().name, port.mac_addr(), port.link());
+        println!(
+            "port {id}: {} {} link {}",
+            port.info().name,
+            port.mac_addr(),
+            port.link()
+        );
     }
 
     let stop = StopFlag::new();
@@ -53,9 +62,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (id, port) in ports.iter_mut().enumerate() {
         port.stop()?;
         let s = port.stats();
-        println!("port {id}: rx {} tx {} ({:.1} Mpps each way)", s.ipackets, s.opackets, s.opackets as f64 / 3e6);
+        println!(
+            "port {id}: rx {} tx {} ({:.1} Mpps each way)",
+            s.ipackets,
+            s.opackets,
+            s.opackets as f64 / 3e6
+        );
     }
     drop(ports);
-    assert_eq!(pool.available(), pool.size(), "every mbuf is back in the pool");
+    assert_eq!(
+        pool.available(),
+        pool.size(),
+        "every mbuf is back in the pool"
+    );
     Ok(())
 }

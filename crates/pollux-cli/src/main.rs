@@ -1,5 +1,9 @@
 //! `pollux`: testpmd-style forwarding, device status, VF control, bond status.
 
+// Doc comments on the argument structs are clap's help text, written for a
+// terminal (`SRC[,DST]`, `PCIDEVICE_<RESOURCE>`), not rustdoc markup.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

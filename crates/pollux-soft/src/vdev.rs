@@ -8,8 +8,8 @@
 //! | `null0[,size=64][,no_rx=1]` | [`NullPort`] |
 //! | `ring0` | a [`ring_loopback`] port |
 //! | `ring0,peer=ring1` + `ring1` | the two ends of a [`ring_pair`] |
-//! | `af_packet0,iface=veth0[,...]` | [`AfPacketPort`](crate::af_packet::AfPacketPort) |
-//! | `pcap0,rx=in.pcap[,tx=out.pcap][,infinite_rx=1]` | [`PcapPort`](crate::pcap::PcapPort) |
+//! | `af_packet0,iface=veth0[,...]` | [`AfPacketPort`] |
+//! | `pcap0,rx=in.pcap[,tx=out.pcap][,infinite_rx=1]` | [`PcapPort`] |
 //!
 //! Unknown keys are errors, so a typo never silently changes a benchmark.
 
