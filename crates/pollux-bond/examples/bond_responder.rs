@@ -33,6 +33,7 @@ struct Opts {
     bond: String,
     ip: Ipv4Addr,
     seconds: Option<u64>,
+    pool: usize,
     status_every: Option<u64>,
 }
 
@@ -49,6 +50,7 @@ fn opts() -> Opts {
         bond: String::new(),
         ip: Ipv4Addr::UNSPECIFIED,
         seconds: None,
+        pool: 2048,
         status_every: None,
     };
     let mut it = std::env::args().skip(1);
@@ -62,6 +64,7 @@ fn opts() -> Opts {
             "--vf" => o.vfs.push(val()),
             "--bond" => o.bond = val(),
             "--ip" => o.ip = val().parse().unwrap_or_else(|_| usage("bad --ip")),
+            "--pool" => o.pool = val().parse().unwrap_or_else(|_| usage("bad --pool")),
             "--seconds" => {
                 o.seconds = Some(val().parse().unwrap_or_else(|_| usage("bad --seconds")))
             }
@@ -160,7 +163,26 @@ fn print_status(bond: &BondPort, c: &Counters) {
             )
         })
         .collect();
+    let bx: Vec<String> = bond
+        .xstats()
+        .iter()
+        .filter(|x| x.name.starts_with("bond_"))
+        .map(|x| format!("{}={}", x.name, x.value))
+        .collect();
+    println!("xstats bond: {}", bx.join(" "));
     for (i, m) in s.members.iter().enumerate() {
+        if let Some(l) = &m.lacp {
+            println!(
+                "lacp {}: lacpdu_rx={} lacpdu_tx={} illegal={} loopback={} mux={:?} rx={:?}",
+                m.name,
+                l.stats.lacpdu_rx,
+                l.stats.lacpdu_tx,
+                l.stats.lacpdu_illegal_rx,
+                l.stats.lacpdu_loopback_rx,
+                l.mux_state,
+                l.rx_state
+            );
+        }
         if let Some(p) = bond.member(i) {
             let x: Vec<String> = p
                 .xstats()
@@ -214,7 +236,7 @@ fn main() {
                 std::process::exit(1)
             });
         if memory.is_none() {
-            memory = Some(Box::new(vf.dma_memory(pollux_core::HugePages::Never)));
+            memory = Some(Box::new(vf.dma_memory(pollux_core::HugePages::Prefer)));
         }
         members.push((format!("vf{k}"), Box::new(vf)));
     }
@@ -222,10 +244,14 @@ fn main() {
         eprintln!("bond_responder: {e}");
         std::process::exit(1)
     });
-    let pool = Mempool::new(
-        MempoolConfig::new("responder", 4096),
-        &AnonMemory::default(),
-    )
+    // VF members need their buffers in the VFIO container's IOVA space.
+    let pool = match &memory {
+        Some(m) => Mempool::new(MempoolConfig::new("responder", o.pool), m.as_ref()),
+        None => Mempool::new(
+            MempoolConfig::new("responder", o.pool),
+            &AnonMemory::default(),
+        ),
+    }
     .expect("mempool");
     if let Err(e) = bond
         .configure(&PortConf::new(pool.clone()))
