@@ -19,7 +19,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::lcore::{self, MAX_LCORES};
 use crate::mbuf::{MbufHeader, HEADROOM};
-use crate::mem::{DmaRegion, MemError, MemoryProvider};
+use crate::mem::{DmaRegion, Iova, MemError, MemoryProvider};
 use crate::ring::Ring;
 use crate::{Burst, Mbuf};
 
@@ -320,6 +320,13 @@ impl Mempool {
     /// Buffers currently held by mbufs.
     pub fn in_use(&self) -> usize {
         self.size() - self.available()
+    }
+
+    /// Device address and length of the memory the buffers are carved from,
+    /// so a driver can check that its device can reach it.
+    pub fn iova_range(&self) -> (Iova, usize) {
+        let r = &self.inner().region;
+        (r.iova(), r.len())
     }
 
     /// Whether the buffers are backed by huge pages.

@@ -663,6 +663,15 @@ impl Port for IgbVf {
             return Err(PortError::Started);
         }
         conf.validate(&self.info().capabilities)?;
+        let (pool_iova, pool_len) = conf.rx_pool.iova_range();
+        if !self.container().maps(pool_iova, pool_len as u64) {
+            return Err(PortError::InvalidConfig(format!(
+                "rx pool {:?} is not DMA memory of this VF's VFIO container, so the VF cannot \
+                 write into it; build the pool with IgbVf::dma_memory (or Container::dma_memory \
+                 of the same container)",
+                conf.rx_pool.name()
+            )));
+        }
         let data =
             (conf.rx_pool.data_room() as u32).saturating_sub(pollux_core::mbuf::HEADROOM as u32);
         if data < 1024 {

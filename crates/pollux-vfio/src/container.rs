@@ -89,6 +89,18 @@ impl Container {
             .allocated()
     }
 
+    /// Whether `[iova, iova + len)` is DMA memory mapped into this
+    /// container, so its devices can reach it. Drivers check their receive
+    /// pool with it: a pool in other memory would have the device write to
+    /// addresses the IOMMU refuses.
+    pub fn maps(&self, iova: pollux_core::Iova, len: u64) -> bool {
+        self.inner
+            .iova
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(iova.0, len)
+    }
+
     /// Whether two handles name the same container.
     pub fn same_as(&self, other: &Container) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)

@@ -89,6 +89,14 @@ impl IovaAllocator {
         true
     }
 
+    /// Whether `[start, start + len)` lies inside one allocated range.
+    pub fn contains(&self, start: u64, len: u64) -> bool {
+        self.used
+            .range(..=start)
+            .next_back()
+            .is_some_and(|(&s, &l)| start.checked_add(len).is_some_and(|e| e <= s + l))
+    }
+
     /// Bytes currently allocated.
     pub fn allocated(&self) -> u64 {
         self.used.values().sum()
@@ -126,6 +134,15 @@ mod tests {
             Some(0x1000),
             "whole range is back"
         );
+    }
+
+    #[test]
+    fn contains_only_inside_one_allocation() {
+        let mut a = IovaAllocator::new(0x1000, 0x10000);
+        let x = a.alloc(0x2000, 0x1000).unwrap();
+        assert!(a.contains(x, 0x2000) && a.contains(x + 0x100, 0x100));
+        assert!(!a.contains(x, 0x2001) && !a.contains(x - 1, 2));
+        assert!(!a.contains(0xf000, 1) && !a.contains(u64::MAX, 2));
     }
 
     #[test]
