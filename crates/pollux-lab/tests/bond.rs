@@ -626,3 +626,68 @@ fn vf_balance_xor_with_linux_bonding() {
         out.stdout
     );
 }
+
+/// 802.3ad over two VFs: the slow-protocols address reaches each VF
+/// through the multicast filter the driver programs with SET_MULTICAST
+/// (the Linux PF puts the hash in the MTA and sets VMOLR.ROMPE for the
+/// VF), so Linux and Pollux negotiate over the VFs as over veth.
+#[test]
+fn vf_lacp_with_linux_bonding() {
+    let (lab, members) =
+        boot_vfs("mode 802.3ad lacp_rate fast miimon 100 xmit_hash_policy layer3+4");
+    let (resp, mac) = pollux_on(
+        &lab,
+        &members,
+        "mode=802.3ad,lacp_rate=fast,xmit_hash_policy=layer3+4,miimon=100",
+    );
+    let p0 = lab.peer(0, 0).unwrap().ifname.clone();
+    let p1 = lab.peer(1, 0).unwrap().ifname.clone();
+    let p = wait_proc(
+        &lab,
+        Duration::from_secs(90),
+        "both VF links aggregated with Pollux",
+        |p| aggregated(p, &p0, &mac) && aggregated(p, &p1, &mac),
+    );
+    assert_eq!(p.bond["Partner Mac Address"], mac);
+    assert_eq!(p.bond["Number of ports"], "2");
+    ping_until_ok(&lab, Duration::from_secs(30));
+
+    // Cut PF 1's wire: the aggregation goes on with one link, then rejoins.
+    lab.set_wire_link(1, false).unwrap();
+    wait_proc(&lab, Duration::from_secs(20), "one link left", |p| {
+        p.bond.get("Number of ports").map(String::as_str) == Some("1") && aggregated(p, &p0, &mac)
+    });
+    ping_until_ok(&lab, Duration::from_secs(20));
+    lab.set_wire_link(1, true).unwrap();
+    wait_proc(
+        &lab,
+        Duration::from_secs(60),
+        "the second link rejoined",
+        |p| aggregated(p, &p0, &mac) && aggregated(p, &p1, &mac),
+    );
+    ping_until_ok(&lab, Duration::from_secs(20));
+    let out = resp
+        .stop_with(2, Duration::from_secs(10))
+        .expect("responder stops");
+    let last = out
+        .stdout
+        .rsplit("=== pollux bond status ===")
+        .next()
+        .unwrap();
+    assert!(last.contains("Number of ports: 2"), "{last}");
+    assert_eq!(last.matches("port state: 63").count(), 4, "{last}");
+    // The VFs counted the LACPDUs as multicast frames (VFMPRC).
+    for vf in ["vf0", "vf1"] {
+        let line = last
+            .lines()
+            .find(|l| l.starts_with(&format!("xstats {vf}:")))
+            .expect("xstats line");
+        let mc: u64 = line
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("hw_rx_multicast_packets="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(mc > 3, "{vf} received {mc} multicast frames: {line}");
+    }
+}
