@@ -14,6 +14,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -26,7 +27,9 @@ import (
 
 func fail(err error) {
 	out := map[string]interface{}{"msg": err.Error()}
-	if e, ok := err.(*types.Error); ok {
+	// libcni wraps the plugin's error ("plugin ... failed (add): %w").
+	var e *types.Error
+	if errors.As(err, &e) {
 		out["code"] = e.Code
 		out["msg"] = e.Msg
 		out["details"] = e.Details
