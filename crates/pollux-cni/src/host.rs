@@ -161,11 +161,13 @@ impl Host for RealHost {
             let l = r.link_by_name(&ifname)?.ok_or_else(|| {
                 pollux_sriov::Error::Invalid(format!("{ifname} vanished after the move"))
             })?;
+            // Only what differs: a VF netdev's MAC change is a request to
+            // the PF, which may refuse it.
             r.set_link(
                 l.index,
                 &LinkChange {
-                    mac,
-                    mtu,
+                    mac: mac.filter(|m| Some(*m) != l.mac),
+                    mtu: mtu.filter(|m| Some(*m) != l.mtu),
                     ..Default::default()
                 },
             )?;

@@ -268,6 +268,11 @@ fn ipam_type(ipam: &Option<Value>) -> Option<&str> {
 pub fn release<H: Host>(host: &mut H, cache: &Cache, rec: &Record, path: &[PathBuf]) -> Result<()> {
     let vf = rec.conf.device_id;
     let mut errs: Vec<Error> = Vec::new();
+    // The PF side first: putting back a zero administrative MAC is what lets
+    // the VF netdev take its own MAC back (the reverse of ADD's order).
+    if let Err(e) = restore_vf(host, &rec.pf_ifname, rec.vf_index, &rec.orig_vf) {
+        errs.push(e);
+    }
     if let Mode::Netdev { host_ifname } = &rec.mode {
         let orig = rec.orig_link.clone().unwrap_or(LinkOrig {
             name: host_ifname.clone(),
@@ -298,9 +303,6 @@ pub fn release<H: Host>(host: &mut H, cache: &Cache, rec: &Record, path: &[PathB
                 Err(e) => errs.push(pollux_sriov::Error::from(e).into()),
             }
         }
-    }
-    if let Err(e) = restore_vf(host, &rec.pf_ifname, rec.vf_index, &rec.orig_vf) {
-        errs.push(e);
     }
     if let Some(t) = ipam_type(&rec.conf.ipam) {
         let inv = invocation(
@@ -497,7 +499,20 @@ fn add_apply<H: Host>(
     pf_if: &str,
     idx: u32,
 ) -> Result<CNIResult> {
-    apply_vf(host, pf_if, idx, conf, &rec.orig_vf)?;
+    // A PF driver may refuse a VF netdev's own MAC change once an
+    // administrative MAC is set (igb: "VF attempted to override
+    // administratively set MAC address"), so in netdevice mode the netdev
+    // gets its MAC first and the PF's administrative MAC follows.
+    let netdev_mode = matches!(rec.mode, Mode::Netdev { .. });
+    let vf_conf = if netdev_mode {
+        Conf {
+            mac: None,
+            ..conf.clone()
+        }
+    } else {
+        conf.clone()
+    };
+    apply_vf(host, pf_if, idx, &vf_conf, &rec.orig_vf)?;
     let mut result = CNIResult::default();
     if let Some(t) = ipam_type(&conf.ipam) {
         let inv = invocation(
@@ -564,6 +579,9 @@ fn add_apply<H: Host>(
             )?;
             iface.mac = l.mac.map(mac_string).unwrap_or_default();
             iface.mtu = l.mtu;
+            if let Some(m) = conf.mac {
+                host.set_vf(pf_if, idx, VfAttr::Mac(m))?;
+            }
         }
         Mode::Dpdk { .. } => {
             // sriov-cni's GetMacAddressForResult: the configured MAC, else

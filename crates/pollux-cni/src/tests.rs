@@ -106,6 +106,11 @@ impl Host for FakeHost {
         _ip: &IpSetup,
     ) -> Result<LinkInfo> {
         let mut m = self.m.lock().unwrap();
+        let admin = m.vfs[&1].mac;
+        // igb refuses every VF SET_MAC while an administrative MAC is set.
+        if mac.is_some() && !admin.is_zero() {
+            return Err(refused("netdev mac (administratively set)"));
+        }
         let mut l = m.host.remove(host_name).unwrap();
         // The kernel hides a moved netdev from the host's sysfs.
         std::fs::remove_dir_all(self.fake.real_dir(a(VF1)).join("net").join(host_name)).unwrap();
@@ -120,6 +125,10 @@ impl Host for FakeHost {
     }
     fn detach_netdev(&mut self, netns: &Path, ifname: &str, orig: &LinkOrig) -> Result<bool> {
         let mut m = self.m.lock().unwrap();
+        let admin = m.vfs[&1].mac;
+        if orig.mac.is_some() && !admin.is_zero() {
+            return Err(refused("netdev mac (administratively set)"));
+        }
         let Some(mut l) = m.ns.get_mut(netns).and_then(|n| n.remove(ifname)) else {
             return Ok(false);
         };
