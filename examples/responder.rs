@@ -1,8 +1,11 @@
 //! ARP and ICMP echo responder on an 82576/I350 VF.
 //!
 //! ```text
-//! responder -a <PCI address> [--ip 169.254.1.1] [--mac 02:..] [--duration SECS] [--report-link]
+//! responder -a <PCI address> [--ip 169.254.1.1] [--mac 02:..] [--duration SECS] [--report-link] [--mcast MAC]...
 //! ```
+//!
+//! `--mcast MAC` (repeatable) joins multicast groups through the PF
+//! (SET_MULTICAST); frames to any multicast address are counted as `mcast`.
 //!
 //! With `--report-link` it prints `link up (N)` / `link down (N)` each time
 //! the port's link changes (polled every 20 ms), N counting the ups and the
@@ -26,6 +29,7 @@ struct Args {
     mac: Option<MacAddr>,
     duration: Option<f64>,
     report_link: bool,
+    mcast: Vec<MacAddr>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -35,6 +39,7 @@ fn parse_args() -> Result<Args, String> {
         mac: None,
         duration: None,
         report_link: false,
+        mcast: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -55,6 +60,10 @@ fn parse_args() -> Result<Args, String> {
                 a.duration = Some(s.parse().map_err(|e| format!("--duration {s}: {e}"))?);
             }
             "--report-link" => a.report_link = true,
+            "--mcast" => {
+                let s = v()?;
+                a.mcast.push(s.parse().map_err(|e| format!("--mcast {s}: {e:?}"))?);
+            }
             _ => return Err(format!("unknown argument {k}")),
         }
     }
@@ -70,6 +79,7 @@ struct Counters {
     arp: u64,
     icmp: u64,
     ignored: u64,
+    mcast: u64,
 }
 
 /// Turns a request in `m` into its reply in place; false if `m` is not a
@@ -146,6 +156,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let size = pool.size();
     vf.configure(&PortConf::new(pool.clone()))?;
     vf.start()?;
+    if !args.mcast.is_empty() {
+        vf.set_mc_addr_list(&args.mcast)?;
+    }
     let t0 = Instant::now();
     while !vf.link().up && t0.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(20));
@@ -194,6 +207,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let n = vf.rx_burst(0, &mut rx);
         c.rx += n as u64;
         for mut m in rx.drain() {
+            if m.data().first().is_some_and(|b| b & 1 == 1) && m.data()[..6] != [0xff; 6] {
+                c.mcast += 1;
+            }
             if answer(&mut m, mac, args.ip, &mut c) {
                 let _ = tx.push(m);
             } else {
@@ -219,11 +235,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let recoveries = vf.recoveries();
     drop(vf);
     println!(
-        "responder done rx={} arp={} icmp={} ignored={} tx={} recoveries={} pool_free={}/{}",
+        "responder done rx={} arp={} icmp={} ignored={} mcast={} tx={} recoveries={} pool_free={}/{}",
         c.rx,
         c.arp,
         c.icmp,
         c.ignored,
+        c.mcast,
         s.opackets,
         recoveries,
         pool.available(),

@@ -543,14 +543,142 @@ fn dpdk_stat(text: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key} in DPDK output:\n{text}"))
 }
 
-/// Test 4 (and the performance goal): txonly and rxonly packets per second
-/// of `pollux testpmd` and of DPDK's own igbvf PMD (`dpdk-testpmd`), on the
-/// same VF in the same boot, both driven and counted the same way: txonly
-/// for 5 s (frames counted by the peer kernel too), rxonly while the peer's
-/// pktgen sends 200k frames (pps = frames received / pktgen's time). The
-/// VF gets an administrator MAC so both PMDs use the same one. Prints the
-/// table for docs/performance.md; asserts that both PMDs really moved
-/// traffic and that ours is not slower.
+/// Parses testpmd-style rates: `86.9k`, `1.20M`, `512`.
+fn parse_si(v: &str) -> Option<f64> {
+    let (num, mul) = match v.chars().last()? {
+        'k' => (&v[..v.len() - 1], 1e3),
+        'M' => (&v[..v.len() - 1], 1e6),
+        'G' => (&v[..v.len() - 1], 1e9),
+        _ => (v, 1.0),
+    };
+    num.parse::<f64>().ok().map(|x| x * mul)
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.retain(|x| *x > 0.0);
+    v.sort_by(|a, b| a.total_cmp(b));
+    (!v.is_empty()).then(|| v[v.len() / 2])
+}
+
+struct Bench<'a> {
+    lab: &'a Lab,
+    vf: VfInfo,
+    peer: PeerInfo,
+    pf_if: String,
+    pollux: String,
+    vf_mac: &'static str,
+}
+
+impl Bench<'_> {
+    /// pollux txonly for `secs`: the median of its per-second tx rates
+    /// (the live table on stderr), like DPDK's below.
+    fn ours_tx(&self, secs: u64) -> f64 {
+        let out = self
+            .lab
+            .run(
+                &format!(
+                    "{} testpmd -a {} --fwd txonly --eth-peer 0,{} --duration {secs} --json --stats-period 1",
+                    self.pollux, self.vf.pci, self.peer.mac
+                ),
+                Duration::from_secs(120),
+            )
+            .expect("pollux txonly");
+        assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains(&format!("MAC {}", self.vf_mac)), "{}", out.stderr);
+        let rates: Vec<f64> = out
+            .stderr
+            .lines()
+            .filter_map(|l| {
+                let c: Vec<&str> = l.split_whitespace().collect();
+                (c.len() == 7 && c[0] == "0").then(|| parse_si(c[5])).flatten()
+            })
+            .skip(1)
+            .collect();
+        let r = report(&out.stdout);
+        median(rates).unwrap_or_else(|| r["ports"][0]["tx_pps"].as_f64().expect("tx_pps"))
+    }
+
+    /// pollux rxonly while pktgen sends `n`: (received, offered, pktgen s).
+    fn ours_rx(&self, n: u64) -> (u64, u64, f64) {
+        let mut tp = self
+            .lab
+            .spawn(&format!(
+                "exec {} testpmd -a {} --fwd rxonly --json --stats-period 0",
+                self.pollux, self.vf.pci
+            ))
+            .expect("pollux rxonly");
+        tp.wait_for_output("forwarding:", T).expect("testpmd started");
+        let (sent, t) = pktgen_run(self.lab, &self.peer, self.vf_mac, n);
+        std::thread::sleep(Duration::from_secs(1));
+        let out = tp.stop_with(2, Duration::from_secs(20)).expect("pollux rxonly ended");
+        let r = report(&out.stdout);
+        assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{r}");
+        (port0(&r, "rx_packets"), sent, t)
+    }
+
+    /// DPDK's igbvf PMD (dpdk-testpmd, non-interactive like
+    /// benches/compare-dpdk.sh, ended by SIGINT). LAB.md's recipe: the PF is
+    /// bounced right before the PMD resets the VF (DPDK reports the link up
+    /// only after a PF message with clear-to-send). stdbuf: stdout is a pipe.
+    fn dpdk(&self, mode: &str) -> pollux_lab::GuestProcess<'_> {
+        self.lab
+            .run_ok(&format!("ip link set {0} down; sleep 1; ip link set {0} up; sleep 3", self.pf_if), T)
+            .expect("bounce PF");
+        let mut p = self
+            .lab
+            .spawn(&format!(
+                "exec stdbuf -o0 -e0 dpdk-testpmd -l 0-1 -n 1 --no-huge -m 512 --iova-mode=va -a {} -- \
+                 --forward-mode={mode} --eth-peer=0,{} --total-num-mbufs=8192 --burst=32 --stats-period 1",
+                self.vf.pci, self.peer.mac
+            ))
+            .expect("dpdk-testpmd");
+        if let Err(e) = p.wait_for_output("pps", T) {
+            panic!("dpdk-testpmd {mode} did not start: {e}");
+        }
+        p
+    }
+
+    /// DPDK txonly for `secs`: the median of its per-second Tx-pps.
+    fn dpdk_tx(&self, secs: u64) -> f64 {
+        let dp = self.dpdk("txonly");
+        std::thread::sleep(Duration::from_secs(secs));
+        let d = dp.stop_with(2, Duration::from_secs(30)).expect("dpdk txonly ended");
+        let n = dpdk_stat(&d.stdout, "TX-packets:");
+        assert!(n > 0, "DPDK sent nothing:\n{}", d.stdout);
+        let rates: Vec<f64> = d
+            .stdout
+            .split("Tx-pps:")
+            .skip(2)
+            .filter_map(|s| s.split_whitespace().next()?.parse().ok())
+            .collect();
+        median(rates).expect("DPDK Tx-pps lines")
+    }
+
+    /// DPDK rxonly while pktgen sends `n`: (received, offered, pktgen s).
+    fn dpdk_rx(&self, n: u64) -> (u64, u64, f64) {
+        let dp = self.dpdk("rxonly");
+        let (sent, t) = pktgen_run(self.lab, &self.peer, self.vf_mac, n);
+        std::thread::sleep(Duration::from_secs(1));
+        let d = dp.stop_with(2, Duration::from_secs(30)).expect("dpdk rxonly ended");
+        (dpdk_stat(&d.stdout, "RX-packets:"), sent, t)
+    }
+}
+
+/// Test 4 (and the performance goal): txonly and rxonly rates of
+/// `pollux testpmd` (release build) and of DPDK's own igbvf PMD
+/// (`dpdk-testpmd`) on the same VF in the same boot, measured the same way
+/// and interleaved over two rounds (best of each kept) so that the host's
+/// load drifts over both alike:
+/// - txonly, 64-byte frames: median of the per-second rates each testpmd
+///   prints (the QEMU model transmits synchronously on the tail write, so
+///   accepted = sent);
+/// - rxonly: the peer kernel's pktgen sends 200k 60-byte frames to the VF's
+///   MAC as fast as it can; pps = frames received / pktgen's time, and the
+///   share of the offered frames each PMD received.
+/// The VF gets an administrator MAC so both PMDs use the same one. Prints
+/// the table for docs/performance.md; asserts both PMDs moved traffic and
+/// that ours is at least as fast (txonly) and loses no more (rxonly, where
+/// the generator, not the PMD, sets the rate under TCG).
 #[test]
 fn side_by_side_with_dpdk_igbvf() {
     let lab = boot(2);
@@ -559,121 +687,51 @@ fn side_by_side_with_dpdk_igbvf() {
     let vf_mac = "02:00:00:00:00:10";
     lab.run_ok(&format!("ip link set {} vf 0 mac {vf_mac}", pf.ifname), T)
         .expect("admin MAC");
-    let pollux = pollux_release();
-    let secs = 5;
+    let b = Bench {
+        lab: &lab,
+        vf,
+        peer,
+        pf_if: pf.ifname.clone(),
+        pollux: pollux_release(),
+        vf_mac,
+    };
+    let secs = 6;
     let n_rx = 200_000;
-
-    // Ours, txonly.
-    let before = peer_rx(&lab, &peer);
-    let out = lab
-        .run(
-            &format!(
-                "{pollux} testpmd -a {} --fwd txonly --eth-peer 0,{} --duration {secs} --json --stats-period 0",
-                vf.pci, peer.mac
-            ),
-            Duration::from_secs(120),
-        )
-        .expect("pollux txonly");
-    assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
-    let r = report(&out.stdout);
-    assert!(
-        out.stderr.contains(&format!("MAC {vf_mac}")),
-        "{}",
-        out.stderr
-    );
-    let ours_tx = r["ports"][0]["tx_pps"].as_f64().expect("tx_pps");
-    std::thread::sleep(Duration::from_secs(1));
-    // At this rate the virtio-net peer cannot take every frame (QEMU's net
-    // layer drops what its rx ring has no room for); the device-side count
-    // is testpmd's, as for DPDK below. The peer's count is reported.
-    let peer_got = peer_rx(&lab, &peer) - before;
-    assert!(peer_got > 0, "the peer got nothing: {r}");
-
-    // Ours, rxonly.
-    let mut tp = lab
-        .spawn(&format!(
-            "exec {pollux} testpmd -a {} --fwd rxonly --json --stats-period 0",
-            vf.pci
-        ))
-        .expect("pollux rxonly");
-    tp.wait_for_output("forwarding:", T)
-        .expect("testpmd started");
-    let (sent, t_rx) = pktgen_run(&lab, &peer, vf_mac, n_rx);
-    std::thread::sleep(Duration::from_secs(1));
-    let out = tp
-        .stop_with(2, Duration::from_secs(20))
-        .expect("pollux rxonly ended");
-    let r = report(&out.stdout);
-    let ours_rx_n = port0(&r, "rx_packets");
-    let ours_rx = ours_rx_n as f64 / t_rx;
-    let gen_pps_1 = sent as f64 / t_rx;
-
-    // DPDK's igbvf PMD on the same VF. LAB.md's recipe: start the port
-    // only after the PF was bounced (the PMD wants a CTS message from the
-    // PF before it calls the link up).
-    let mut dp = lab
-        .spawn(&format!(
-            "exec dpdk-testpmd -l 0-1 -n 1 --no-huge -m 512 --iova-mode=va -a {} -- -i --disable-device-start --total-num-mbufs=8192",
-            vf.pci
-        ))
-        .expect("dpdk-testpmd");
-    if let Err(e) = dp.wait_for_output("testpmd>", T) {
-        panic!("dpdk-testpmd did not start: {e}");
+    let (mut ours_tx, mut dpdk_tx) = (0f64, 0f64);
+    let (mut ours_rx, mut dpdk_rx) = ((0, 1, 1.0), (0, 1, 1.0));
+    let share = |r: (u64, u64, f64)| r.0 as f64 / r.1 as f64;
+    for round in 0..2 {
+        ours_tx = ours_tx.max(b.ours_tx(secs));
+        dpdk_tx = dpdk_tx.max(b.dpdk_tx(secs));
+        let o = b.ours_rx(n_rx);
+        let d = b.dpdk_rx(n_rx);
+        eprintln!("round {round}: tx {ours_tx:.0} / {dpdk_tx:.0}; rx {o:?} / {d:?}");
+        if share(o) > share(ours_rx) {
+            ours_rx = o;
+        }
+        if share(d) > share(dpdk_rx) {
+            dpdk_rx = d;
+        }
     }
-    lab.run_ok(
-        &format!(
-            "ip link set {0} down; sleep 1; ip link set {0} up; sleep 3",
-            pf.ifname
-        ),
-        T,
-    )
-    .expect("bounce PF");
-    dp.write_stdin("port start all\n").expect("stdin");
-    std::thread::sleep(Duration::from_secs(5));
-    dp.write_stdin(&format!("set eth-peer 0 {}\nset fwd txonly\n", peer.mac))
-        .expect("stdin");
-    let before = peer_rx(&lab, &peer);
-    let t0 = Instant::now();
-    dp.write_stdin("start\n").expect("stdin");
-    std::thread::sleep(Duration::from_secs(secs));
-    dp.write_stdin("stop\n").expect("stdin");
-    let dt = t0.elapsed().as_secs_f64();
-    std::thread::sleep(Duration::from_secs(2));
-    let text = dp.stdout().to_string();
-    let dpdk_tx_n = dpdk_stat(&text, "TX-packets:");
-    let dpdk_tx = dpdk_tx_n as f64 / dt;
-    let peer_got_dpdk = peer_rx(&lab, &peer) - before;
-
-    dp.write_stdin("set fwd rxonly\nstart\n").expect("stdin");
-    std::thread::sleep(Duration::from_secs(1));
-    let (sent2, t_rx2) = pktgen_run(&lab, &peer, vf_mac, n_rx);
-    std::thread::sleep(Duration::from_secs(1));
-    let mark = dp.stdout().len();
-    dp.write_stdin("stop\n").expect("stdin");
-    std::thread::sleep(Duration::from_secs(2));
-    let text = dp.stdout()[mark..].to_string();
-    let dpdk_rx_n = dpdk_stat(&text, "RX-packets:");
-    let dpdk_rx = dpdk_rx_n as f64 / t_rx2;
-    let gen_pps_2 = sent2 as f64 / t_rx2;
-    dp.write_stdin("quit\n").expect("stdin");
-    let _ = dp.wait(Duration::from_secs(30));
-
+    let pps = |r: (u64, u64, f64)| r.0 as f64 / r.2;
     let table = format!(
-        "| mode | pollux igbvf (pps) | DPDK igbvf (pps) | ratio |\n| --- | ---: | ---: | ---: |\n\
-         | txonly, 64 B | {ours_tx:.0} | {dpdk_tx:.0} | {:.2} |\n\
-         | rxonly, 60 B from pktgen | {ours_rx:.0} | {dpdk_rx:.0} | {:.2} |\n\
-         pktgen offered {gen_pps_1:.0} / {gen_pps_2:.0} pps; pollux received {ours_rx_n} of {sent}, DPDK {dpdk_rx_n} of {sent2}; \
-         the peer counted {peer_got} (pollux) and {peer_got_dpdk} (DPDK) frames in txonly",
+        "| mode | pollux igbvf | DPDK igbvf | pollux / DPDK |\n| --- | ---: | ---: | ---: |\n\
+         | txonly, 64 B (pps) | {ours_tx:.0} | {dpdk_tx:.0} | {:.2} |\n\
+         | rxonly, 60 B (pps, bounded by pktgen) | {:.0} | {:.0} | {:.2} |\n\
+         | rxonly, share of pktgen's 200k frames received | {:.2}% | {:.2}% | {:.3} |\n\
+         pktgen offered {:.0} and {:.0} pps in the kept runs",
         ours_tx / dpdk_tx,
-        ours_rx / dpdk_rx
+        pps(ours_rx),
+        pps(dpdk_rx),
+        pps(ours_rx) / pps(dpdk_rx),
+        100.0 * share(ours_rx),
+        100.0 * share(dpdk_rx),
+        share(ours_rx) / share(dpdk_rx),
+        ours_rx.1 as f64 / ours_rx.2,
+        dpdk_rx.1 as f64 / dpdk_rx.2,
     );
     println!("SIDE-BY-SIDE\n{table}");
-    assert!(
-        dpdk_tx_n > 0 && peer_got_dpdk > 0,
-        "DPDK did not send:\n{text}"
-    );
-    assert!(dpdk_rx_n > 0, "DPDK did not receive");
-    assert!(ours_rx_n > 0 && ours_tx > 0.0);
+    assert!(ours_rx.0 > 0 && dpdk_rx.0 > 0, "a PMD received nothing:\n{table}");
     assert!(ours_tx / dpdk_tx >= 1.0, "txonly below DPDK:\n{table}");
-    assert!(ours_rx / dpdk_rx >= 1.0, "rxonly below DPDK:\n{table}");
+    assert!(share(ours_rx) >= share(dpdk_rx), "rxonly lost more than DPDK:\n{table}");
 }
