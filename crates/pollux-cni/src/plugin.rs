@@ -878,6 +878,27 @@ pub fn gc<H: Host>(
             errs.push(e);
         }
     }
+    // Allocations left without an attachment record (the record was lost):
+    // nothing to restore from, but the VF is free again.
+    for (vf, a) in cache.allocs()? {
+        let valid_one = valid
+            .iter()
+            .any(|(c, i)| *c == a.container_id && *i == a.ifname);
+        if a.network != network || valid_one {
+            continue;
+        }
+        let r = cache
+            .lock_vf(vf, std::time::Duration::from_secs(10))
+            .and_then(|_lock| {
+                match cache.read_state(&a.container_id, &a.ifname)? {
+                    Some(_) => Ok(()), // an attachment being made right now
+                    None => cache.remove_alloc(vf),
+                }
+            });
+        if let Err(e) = r {
+            errs.push(e);
+        }
+    }
     match errs.into_iter().next() {
         Some(e) => Err(e),
         None => Ok(()),

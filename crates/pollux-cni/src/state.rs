@@ -253,6 +253,26 @@ impl Cache {
         remove(&self.alloc_path(vf))
     }
 
+    /// Every allocation record, by VF.
+    pub fn allocs(&self) -> Result<Vec<(PciAddr, Alloc)>> {
+        let dir = self.alloc_dir();
+        let mut out = Vec::new();
+        for e in fs::read_dir(&dir).map_err(io_err("listing", &dir))? {
+            let e = e.map_err(io_err("listing", &dir))?;
+            let Some(vf) = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<PciAddr>().ok())
+            else {
+                continue;
+            };
+            if let Some(a) = read_json::<Alloc>(&e.path())? {
+                out.push((vf, a));
+            }
+        }
+        Ok(out)
+    }
+
     pub fn read_state(&self, container_id: &str, ifname: &str) -> Result<Option<Record>> {
         read_json(&self.state_path(container_id, ifname)?)
     }

@@ -556,6 +556,10 @@ fn gc_releases_what_is_not_valid() {
     assert!(cache.read_state("stale", "net1").unwrap().is_none());
     assert!(cache.read_alloc(a(VF2)).unwrap().is_none());
     assert!(cache.read_state("keep", "net1").unwrap().is_some());
+    // An allocation whose record was lost is freed too.
+    std::fs::remove_file(w.t.path().join("cache/state/keep:net1.json")).unwrap();
+    plugin::gc(&mut w.host.clone(), &cache, "sriov-net", &[], &[]).unwrap();
+    assert!(cache.read_alloc(a(VF0)).unwrap().is_none());
 }
 
 #[test]
