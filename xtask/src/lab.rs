@@ -106,6 +106,7 @@ fn show(lab: &Lab, title: &str, command: &str) -> Result<String> {
 /// `cargo xtask lab demo`: boots the default topology and runs [`demo_steps`].
 pub fn demo() -> Result<()> {
     build_agent()?;
+    cmd::run(cmd::cargo().args(["build", "-p", "pollux-cli"]))?;
     preflight()?;
     let topo = Topology::default_demo();
     println!("lab demo: booting 1 igb PF with 2 VFs and a virtio-net peer (TCG, 15-40 s)...");
@@ -196,13 +197,72 @@ pub fn demo_steps(lab: &Lab) -> Result<()> {
         }
     }
 
-    println!(
-        "\nNext: the igbvf PMD. When it lands, this demo starts the Pollux data plane on VF 0 \
-         ({}) through {} and forwards the peer's traffic with live stats.",
-        vf.pci,
-        dev.display()
+    igbvf_demo(lab, &vf, &peer)
+}
+
+/// The main job: `pollux testpmd` on VF 0 with the igbvf PMD, macswap
+/// forwarding, while the peer's kernel (pktgen) sends it frames; live stats
+/// every second, then the summary and what the peer got back.
+fn igbvf_demo(lab: &Lab, vf: &pollux_lab::VfInfo, peer: &pollux_lab::PeerInfo) -> Result<()> {
+    let pollux = pollux_lab::host_binary("pollux").map_err(lab_err)?;
+    println!("\n--- pollux testpmd on VF 0 ({}) with the igbvf PMD, macswap forwarding", vf.pci);
+    let mut tp = lab
+        .spawn(&format!(
+            "exec {} testpmd -a {} --fwd macswap --stats-period 1",
+            pollux.display(),
+            vf.pci
+        ))
+        .map_err(lab_err)?;
+    tp.wait_for_output("forwarding:", Duration::from_secs(60))
+        .map_err(lab_err)?;
+    let mac = tp
+        .stdout()
+        .lines()
+        .find_map(|l| l.split("MAC ").nth(1).map(|r| r[..17].to_string()))
+        .ok_or_else(|| anyhow!("testpmd printed no MAC:\n{}", tp.stdout()))?;
+    print!("{}", tp.stdout());
+    let rx_before = peer_counter(lab, peer, "rx_packets")?;
+    let pktgen = format!(
+        "modprobe pktgen && PG=/proc/net/pktgen && echo rem_device_all > $PG/kpktgend_0 && \
+         echo 'add_device {if}' > $PG/kpktgend_0 && echo 'count 50000' > $PG/{if} && \
+         echo 'pkt_size 60' > $PG/{if} && echo 'delay 20000' > $PG/{if} && \
+         echo 'dst 169.254.10.1' > $PG/{if} && echo 'dst_mac {mac}' > $PG/{if} && \
+         echo start > $PG/pgctrl && grep Result $PG/{if}",
+        if = peer.ifname
     );
+    println!("--- the peer's kernel sends 50000 frames to {mac} with pktgen; testpmd swaps the MACs and sends them back");
+    let mut gen = lab.spawn(&peer.wrap(&pktgen)).map_err(lab_err)?;
+    let mut shown = tp.stdout().len();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        tp.poll().map_err(lab_err)?;
+        let out = tp.stdout();
+        if out.len() > shown {
+            print!("{}", &out[shown..]);
+            shown = out.len();
+        }
+        if gen.poll().map_err(lab_err)?.is_some() || Instant::now() > deadline {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let g = gen.wait(Duration::from_secs(10)).map_err(lab_err)?;
+    println!("pktgen: {}", g.stdout.trim());
+    let out = tp.stop_with(2, Duration::from_secs(20)).map_err(lab_err)?;
+    print!("{}", &out.stdout[shown.min(out.stdout.len())..]);
+    let back = peer_counter(lab, peer, "rx_packets")? - rx_before;
+    println!("the peer's kernel received {back} frames back from the VF");
+    if !out.status.success() {
+        bail!("pollux testpmd failed ({}):\n{}", out.status, out.stderr);
+    }
     Ok(())
+}
+
+fn peer_counter(lab: &Lab, peer: &pollux_lab::PeerInfo, name: &str) -> Result<u64> {
+    let cmd = peer.wrap(&format!("cat /sys/class/net/{}/statistics/{name}", peer.ifname));
+    let out = lab.run(&cmd, Duration::from_secs(60)).map_err(lab_err)?;
+    out.stdout.trim().parse().with_context(|| format!("{name}: {}", out.stdout))
 }
 
 /// Options of `cargo xtask lab shell`.
