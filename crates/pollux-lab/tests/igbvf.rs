@@ -784,3 +784,64 @@ fn multicast_joined_through_the_pf_is_delivered() {
     );
     assert!(out.stdout.contains("pool_free=2048/2048"), "{}", out.stdout);
 }
+
+/// The newest `vf_throughput` criterion bench executable (release), built by
+/// `cargo bench -p pollux-igbvf --bench vf_throughput --no-run`.
+fn vf_bench_binary() -> std::path::PathBuf {
+    let deps = pollux_lab::target_dir().join("release/deps");
+    let mut found: Vec<(std::time::SystemTime, std::path::PathBuf)> = std::fs::read_dir(&deps)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    let n = e.file_name().to_string_lossy().to_string();
+                    n.starts_with("vf_throughput-") && !n.ends_with(".d")
+                })
+                .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found.pop().map(|(_, p)| p).unwrap_or_else(|| {
+        panic!(
+            "no vf_throughput bench in {}: run `cargo bench -p pollux-igbvf --bench vf_throughput --no-run` first",
+            deps.display()
+        )
+    })
+}
+
+/// The hardware throughput bench (`POLLUX_BENCH_VF`) runs once on the
+/// emulated VF so it cannot rot: it opens the VF, sends, polls, and reports
+/// frames the VF accepted; the peer kernel counts them arriving.
+#[test]
+fn vf_throughput_bench_runs_on_the_emulated_vf() {
+    let bench = vf_bench_binary();
+    let lab = boot(2);
+    let (vf, peer) = setup(&lab);
+    let before = peer_rx(&lab, &peer);
+    let out = lab
+        .run(
+            &format!(
+                "POLLUX_BENCH_VF={} {} --bench --warm-up-time 1 --measurement-time 2",
+                vf.pci,
+                bench.display()
+            ),
+            Duration::from_secs(300),
+        )
+        .expect("bench ran");
+    eprintln!("{}", out.stdout);
+    assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("vf_throughput on"))
+        .unwrap_or_else(|| panic!("no summary:\n{}", out.stdout));
+    let sent: u64 = line
+        .split("tx ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {line}"));
+    assert!(sent > 0, "{line}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(peer_rx(&lab, &peer) > before, "the peer saw none of the bench's frames");
+}
