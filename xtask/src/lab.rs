@@ -54,7 +54,15 @@ fn lab_test_targets() -> Vec<String> {
 pub fn test(filter: Option<&str>) -> Result<()> {
     // Every binary and example a lab test may start in the guest. If another
     // crate does not build, say so, but still run the lab's own tests.
-    let built = cmd::run(cmd::cargo().args(["build", "--workspace", "--bins", "--examples"]));
+    let built = cmd::run(cmd::cargo().args(["build", "--workspace", "--bins", "--examples"]))
+        // The igbvf tests measure against DPDK with the release `pollux` and
+        // run the VF throughput bench once (added by the igbvf engineer).
+        .and_then(|()| cmd::run(cmd::cargo().args(["build", "--release", "-p", "pollux-cli"])))
+        .and_then(|()| {
+            cmd::run(cmd::cargo().args([
+                "bench", "-p", "pollux-igbvf", "--bench", "vf_throughput", "--no-run",
+            ]))
+        });
     if let Err(e) = &built {
         eprintln!("lab: the workspace's binaries did not all build ({e:#}); lab tests that need them will fail");
         build_agent()?;
