@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use crossbeam_utils::CachePadded;
 use pollux_core::lcore::StopFlag;
-use pollux_core::net::{internet_checksum, udp_frame, UdpFrameSpec};
+use pollux_core::net::{udp_frame, UdpFrameSpec};
 use pollux_core::{Burst, MacAddr, Mbuf, Mempool, Port};
 
 /// Forwarding modes, named as in dpdk-testpmd.
@@ -231,14 +231,21 @@ fn generate<P: PortAccess>(ports: &mut P, s: &mut Stream, cfg: &FwdConfig, flows
         d[..s.template.len()].copy_from_slice(&s.template);
         if flows {
             // Vary the low 16 bits of the source IPv4 address (bytes 28..30
-            // of the frame) over `flows` flows and redo the header checksum.
-            let f = (s.next_flow % cfg.flows) as u16;
-            s.next_flow = s.next_flow.wrapping_add(1);
-            let base = u16::from_be_bytes([cfg.udp.src_ip[2], cfg.udp.src_ip[3]]);
-            d[28..30].copy_from_slice(&base.wrapping_add(f).to_be_bytes());
-            d[24..26].copy_from_slice(&[0, 0]);
-            let c = internet_checksum(&d[14..34], 0);
-            d[24..26].copy_from_slice(&c.to_be_bytes());
+            // of the frame) over `flows` flows, and update the header
+            // checksum incrementally (RFC 1624: HC' = ~(~HC + ~m + m')).
+            let f = s.next_flow as u16;
+            s.next_flow += 1;
+            if s.next_flow == cfg.flows {
+                s.next_flow = 0;
+            }
+            let m = u16::from_be_bytes([s.template[28], s.template[29]]);
+            let m2 = m.wrapping_add(f);
+            let hc = u16::from_be_bytes([s.template[24], s.template[25]]);
+            let mut sum = (!hc) as u32 + (!m) as u32 + m2 as u32;
+            sum = (sum & 0xffff) + (sum >> 16);
+            sum = (sum & 0xffff) + (sum >> 16);
+            d[28..30].copy_from_slice(&m2.to_be_bytes());
+            d[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
         }
     }
     let sent = ports.tx(s.spec.tx_port, s.spec.tx_queue, &mut s.burst);
@@ -285,6 +292,86 @@ pub fn build_streams(nb_ports: usize, queues: u16, mode: FwdMode) -> Vec<StreamS
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pollux_core::net::internet_checksum;
+    use pollux_core::{AnonMemory, MempoolConfig};
+
+    #[test]
+    fn flowgen_headers_verify_for_every_flow() {
+        let pool = Mempool::new(MempoolConfig::new("t", 1024), &AnonMemory::default()).unwrap();
+        let mut null: Vec<Box<dyn Port>> = vec![Box::new(CapturePort::default())];
+        let cfg = FwdConfig {
+            mode: FwdMode::Flowgen,
+            burst: 32,
+            txpkts: 64,
+            pool: pool.clone(),
+            port_macs: vec![MacAddr([2, 0, 0, 0, 0, 1])],
+            peer_macs: vec![MacAddr([2, 0, 0, 0, 0, 2])],
+            // 255.255 low bytes: adding the flow number wraps the word.
+            udp: UdpFrameSpec {
+                src_ip: [10, 0, 0xff, 0xf0],
+                ..UdpFrameSpec::default()
+            },
+            flows: 100,
+        };
+        let streams = build_streams(1, 1, FwdMode::Flowgen);
+        let stop = StopFlag::new();
+        let stop2 = stop.clone();
+        let t = std::thread::spawn(move || {
+            run_lcore(&mut null, streams, &cfg, &stop2);
+            null
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        stop.stop();
+        drop(t.join().unwrap());
+        assert_eq!(pool.available(), pool.size());
+    }
+
+    /// Checks every frame it is given, then frees it.
+    #[derive(Default)]
+    struct CapturePort {
+        seen: std::collections::HashSet<[u8; 4]>,
+    }
+
+    impl Port for CapturePort {
+        fn info(&self) -> pollux_core::PortInfo {
+            Default::default()
+        }
+        fn configure(&mut self, _: &pollux_core::PortConf) -> Result<(), pollux_core::PortError> {
+            Ok(())
+        }
+        fn start(&mut self) -> Result<(), pollux_core::PortError> {
+            Ok(())
+        }
+        fn stop(&mut self) -> Result<(), pollux_core::PortError> {
+            Ok(())
+        }
+        fn rx_burst(&mut self, _: u16, _: &mut Burst<Mbuf>) -> usize {
+            0
+        }
+        fn tx_burst(&mut self, _: u16, pkts: &mut Burst<Mbuf>) -> usize {
+            let n = pkts.len();
+            for m in pkts.drain() {
+                let d = m.data();
+                assert_eq!(internet_checksum(&d[14..34], 0), 0, "IPv4 header checksum");
+                self.seen.insert([d[26], d[27], d[28], d[29]]);
+            }
+            assert!(self.seen.len() <= 100, "at most `flows` sources");
+            n
+        }
+        fn link(&mut self) -> pollux_core::LinkStatus {
+            pollux_core::LinkStatus::up(1)
+        }
+        fn mac_addr(&self) -> MacAddr {
+            MacAddr::ZERO
+        }
+        fn set_mac_addr(&mut self, _: MacAddr) -> Result<(), pollux_core::PortError> {
+            Ok(())
+        }
+        fn stats(&self) -> pollux_core::PortStats {
+            Default::default()
+        }
+        fn reset_stats(&mut self) {}
+    }
 
     #[test]
     fn streams_pair_ports_like_testpmd() {
