@@ -80,6 +80,8 @@ struct Counters {
     icmp: u64,
     ignored: u64,
     mcast: u64,
+    /// Multicast frames per destination address.
+    mcast_by_dst: std::collections::BTreeMap<[u8; 6], u64>,
 }
 
 /// Turns a request in `m` into its reply in place; false if `m` is not a
@@ -207,8 +209,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let n = vf.rx_burst(0, &mut rx);
         c.rx += n as u64;
         for mut m in rx.drain() {
-            if m.data().first().is_some_and(|b| b & 1 == 1) && m.data()[..6] != [0xff; 6] {
+            let d = m.data();
+            if d.len() >= 6 && d[0] & 1 == 1 && d[..6] != [0xff; 6] {
                 c.mcast += 1;
+                let dst: [u8; 6] = d[..6].try_into().unwrap_or_default();
+                *c.mcast_by_dst.entry(dst).or_default() += 1;
             }
             if answer(&mut m, mac, args.ip, &mut c) {
                 let _ = tx.push(m);
@@ -234,6 +239,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let s = vf.stats();
     let recoveries = vf.recoveries();
     drop(vf);
+    for (dst, n) in &c.mcast_by_dst {
+        println!("responder mcast {}={n}", MacAddr(*dst));
+    }
     println!(
         "responder done rx={} arp={} icmp={} ignored={} mcast={} tx={} recoveries={} pool_free={}/{}",
         c.rx,
