@@ -52,6 +52,18 @@
 //! PF and has no effect); a VF reset never raises RSTD
 //! (see `reset_handshake` in [`vf`]); the PF forgets a VF's MAC at every VF
 //! reset unless the administrator set one ([`IgbVfOpts::mac`]).
+//!
+//! # Multicast
+//!
+//! [`Port::set_mc_addr_list`] sends SET_MULTICAST with one 12-bit hash per
+//! group ([`mbx::mc_hash`]); the Linux PF sets those bits in the MTA (one
+//! table shared by every pool) and VMOLR.ROMPE for the VF's pool, and the
+//! device then delivers every multicast frame whose hash bit is set, QEMU's
+//! model included (lab test `multicast_joined_through_the_pf_is_delivered`:
+//! 500 of 500 frames to 01:80:c2:00:00:02). Filtering is by hash, so groups
+//! that collide arrive too: 33:33:00:00:00:02 hashes like
+//! 01:80:c2:00:00:02, and any group the PF's own stack joins is delivered
+//! to every pool with ROMPE. Applications filter on the destination.
 
 #[cfg(target_endian = "big")]
 compile_error!("pollux-igbvf assumes a little-endian host, like the device's descriptors");
