@@ -656,8 +656,32 @@ fn cni_dpdk_and_netdevice_mode_through_libcni() {
             .0
     );
     // The second one through a spec-1.1.0 ADD, whose result carries pciID.
+    // Without IPAM: Debian's host-local (1.1.1) refuses 1.1.0 configurations
+    // ("incompatible CNI versions"), and the plugin passes that on as is.
     let add_b = json!({"cniVersion": "1.1.0", "name": "gcnet", "type": "pollux-cni", "deviceID": vf1,
+        "vlan": 12});
+    let with_ipam = json!({"cniVersion": "1.1.0", "name": "gcnet", "type": "pollux-cni", "deviceID": vf1,
         "vlan": 12, "ipam": ipam()});
+    let out = cni.direct(
+        "ADD",
+        &[
+            ("CNI_CONTAINERID", "v11"),
+            ("CNI_NETNS", "/var/run/netns/pod5"),
+            ("CNI_IFNAME", "net1"),
+        ],
+        &with_ipam,
+    );
+    let v: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
+    assert!(!out.success() && v["code"] == 1, "{}", show(&out));
+    assert!(
+        v["msg"]
+            .as_str()
+            .unwrap()
+            .contains("IPAM plugin host-local"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(ip_vf(&lab, ifn, 1), pristine(), "undone");
     let env_b = [
         ("CNI_CONTAINERID", "stale"),
         ("CNI_NETNS", "/var/run/netns/pod5"),
@@ -669,7 +693,6 @@ fn cni_dpdk_and_netdevice_mode_through_libcni() {
     assert_eq!(r["cniVersion"], "1.1.0");
     assert_eq!(r["interfaces"][0]["pciID"], vf1.as_str(), "{r}");
     assert_eq!(r["interfaces"][0]["sandbox"], "/var/run/netns/pod5");
-    assert_eq!(r["ips"][0]["interface"], 0);
     assert_eq!(ip_vf(&lab, ifn, 1).vlan, 12);
     let gc = json!({"cniVersion": "1.1.0", "name": "gcnet", "type": "pollux-cni", "deviceID": vf1,
         "ipam": ipam(), "cni.dev/valid-attachments": [{"containerID": "keep", "ifname": "net1"}]});
