@@ -266,6 +266,18 @@ fn ipam_type(ipam: &Option<Value>) -> Option<&str> {
 /// Every step is tried; the first failure is returned and the records stay
 /// so a later DEL can finish.
 pub fn release<H: Host>(host: &mut H, cache: &Cache, rec: &Record, path: &[PathBuf]) -> Result<()> {
+    release_with(host, cache, rec, path, true)
+}
+
+/// [`release`], with IPAM DEL only if `ipam` (an ADD whose IPAM ADD failed
+/// holds no lease, and its IPAM plugin may refuse DEL the same way).
+fn release_with<H: Host>(
+    host: &mut H,
+    cache: &Cache,
+    rec: &Record,
+    path: &[PathBuf],
+    ipam: bool,
+) -> Result<()> {
     let vf = rec.conf.device_id;
     let mut errs: Vec<Error> = Vec::new();
     // The PF side first: putting back a zero administrative MAC is what lets
@@ -304,7 +316,7 @@ pub fn release<H: Host>(host: &mut H, cache: &Cache, rec: &Record, path: &[PathB
             }
         }
     }
-    if let Some(t) = ipam_type(&rec.conf.ipam) {
+    if let Some(t) = ipam_type(&rec.conf.ipam).filter(|_| ipam) {
         let inv = invocation(
             "DEL",
             &rec.container_id,
@@ -459,7 +471,8 @@ pub fn add<H: Host>(host: &mut H, conf: &Conf, stdin: &Value, env: &Env) -> Resu
         },
     )?;
 
-    let outcome = add_apply(host, conf, stdin, env, &rec, &pf_if, idx);
+    let mut ipam_failed = false;
+    let outcome = add_apply(host, conf, stdin, env, &rec, &mut ipam_failed);
     match outcome {
         Ok(result) => {
             rec.phase = Phase::Added;
@@ -478,7 +491,7 @@ pub fn add<H: Host>(host: &mut H, conf: &Conf, stdin: &Value, env: &Env) -> Resu
                 LogLevel::Error,
                 &format!("ADD {vf} failed: {e}; undoing"),
             );
-            if let Err(e2) = release(host, &cache, &rec, &env.path) {
+            if let Err(e2) = release_with(host, &cache, &rec, &env.path, !ipam_failed) {
                 log(
                     Some(conf),
                     LogLevel::Error,
@@ -496,9 +509,9 @@ fn add_apply<H: Host>(
     stdin: &Value,
     env: &Env,
     rec: &Record,
-    pf_if: &str,
-    idx: u32,
+    ipam_failed: &mut bool,
 ) -> Result<CNIResult> {
+    let (pf_if, idx) = (rec.pf_ifname.as_str(), rec.vf_index);
     // A PF driver may refuse a VF netdev's own MAC change once an
     // administrative MAC is set (igb: "VF attempted to override
     // administratively set MAC address"), so in netdevice mode the netdev
@@ -523,12 +536,14 @@ fn add_apply<H: Host>(
             env.args.as_deref(),
             &env.path,
         );
-        let r = ipam::exec(t, &inv, stdin, IPAM_TIMEOUT)?.ok_or_else(|| Error::Ipam {
-            plugin: t.to_owned(),
-            code: crate::codes::IPAM,
-            msg: "ADD printed no result".into(),
-            details: String::new(),
-        })?;
+        let r = ipam::exec(t, &inv, stdin, IPAM_TIMEOUT)
+            .inspect_err(|_| *ipam_failed = true)?
+            .ok_or_else(|| Error::Ipam {
+                plugin: t.to_owned(),
+                code: crate::codes::IPAM,
+                msg: "ADD printed no result".into(),
+                details: String::new(),
+            })?;
         result = serde_json::from_value(r).map_err(|e| Error::Ipam {
             plugin: t.to_owned(),
             code: crate::codes::IPAM,
