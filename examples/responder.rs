@@ -62,13 +62,16 @@ fn parse_args() -> Result<Args, String> {
             "--report-link" => a.report_link = true,
             "--mcast" => {
                 let s = v()?;
-                a.mcast.push(s.parse().map_err(|e| format!("--mcast {s}: {e:?}"))?);
+                a.mcast
+                    .push(s.parse().map_err(|e| format!("--mcast {s}: {e:?}"))?);
             }
             _ => return Err(format!("unknown argument {k}")),
         }
     }
     if a.pci.is_empty() {
-        return Err("usage: responder -a <PCI address> [--ip A.B.C.D] [--mac MAC] [--duration SECS]".into());
+        return Err(
+            "usage: responder -a <PCI address> [--ip A.B.C.D] [--mac MAC] [--duration SECS]".into(),
+        );
     }
     Ok(a)
 }
@@ -99,7 +102,10 @@ fn answer(m: &mut Mbuf, mac: MacAddr, ip: [u8; 4], c: &mut Counters) -> bool {
             if a[0..2] != [0, 1] || a[2..4] != [8, 0] || a[6..8] != [0, 1] || a[24..28] != ip {
                 return false;
             }
-            let (sha, spa) = (<[u8; 6]>::try_from(&a[8..14]).unwrap_or_default(), [a[14], a[15], a[16], a[17]]);
+            let (sha, spa) = (
+                <[u8; 6]>::try_from(&a[8..14]).unwrap_or_default(),
+                [a[14], a[15], a[16], a[17]],
+            );
             d[0..6].copy_from_slice(&sha);
             d[6..12].copy_from_slice(&mac.0);
             let a = &mut d[14..42];
@@ -168,7 +174,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mac = vf.mac_addr();
     let ip = std::net::Ipv4Addr::from(args.ip);
     println!("responder ready mac={mac} ip={ip} link={}", vf.link());
-    let deadline = args.duration.map(|d| Instant::now() + Duration::from_secs_f64(d));
+    let deadline = args
+        .duration
+        .map(|d| Instant::now() + Duration::from_secs_f64(d));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -202,7 +210,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                     downs += 1;
                 }
                 if args.report_link {
-                    println!("link {} ({})", if up { "up" } else { "down" }, if up { ups } else { downs });
+                    println!(
+                        "link {} ({})",
+                        if up { "up" } else { "down" },
+                        if up { ups } else { downs }
+                    );
                 }
             }
         }

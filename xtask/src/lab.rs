@@ -60,7 +60,12 @@ pub fn test(filter: Option<&str>) -> Result<()> {
         .and_then(|()| cmd::run(cmd::cargo().args(["build", "--release", "-p", "pollux-cli"])))
         .and_then(|()| {
             cmd::run(cmd::cargo().args([
-                "bench", "-p", "pollux-igbvf", "--bench", "vf_throughput", "--no-run",
+                "bench",
+                "-p",
+                "pollux-igbvf",
+                "--bench",
+                "vf_throughput",
+                "--no-run",
             ]))
         });
     if let Err(e) = &built {
@@ -213,7 +218,10 @@ pub fn demo_steps(lab: &Lab) -> Result<()> {
 /// every second, then the summary and what the peer got back.
 fn igbvf_demo(lab: &Lab, vf: &pollux_lab::VfInfo, peer: &pollux_lab::PeerInfo) -> Result<()> {
     let pollux = pollux_lab::host_binary("pollux").map_err(lab_err)?;
-    println!("\n--- pollux testpmd on VF 0 ({}) with the igbvf PMD, macswap forwarding", vf.pci);
+    println!(
+        "\n--- pollux testpmd on VF 0 ({}) with the igbvf PMD, macswap forwarding",
+        vf.pci
+    );
     let mut tp = lab
         .spawn(&format!(
             "exec {} testpmd -a {} --fwd macswap --stats-period 1",
@@ -268,9 +276,15 @@ fn igbvf_demo(lab: &Lab, vf: &pollux_lab::VfInfo, peer: &pollux_lab::PeerInfo) -
 }
 
 fn peer_counter(lab: &Lab, peer: &pollux_lab::PeerInfo, name: &str) -> Result<u64> {
-    let cmd = peer.wrap(&format!("cat /sys/class/net/{}/statistics/{name}", peer.ifname));
+    let cmd = peer.wrap(&format!(
+        "cat /sys/class/net/{}/statistics/{name}",
+        peer.ifname
+    ));
     let out = lab.run(&cmd, Duration::from_secs(60)).map_err(lab_err)?;
-    out.stdout.trim().parse().with_context(|| format!("{name}: {}", out.stdout))
+    out.stdout
+        .trim()
+        .parse()
+        .with_context(|| format!("{name}: {}", out.stdout))
 }
 
 /// Options of `cargo xtask lab shell`.

@@ -584,13 +584,19 @@ impl Bench<'_> {
             )
             .expect("pollux txonly");
         assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
-        assert!(out.stderr.contains(&format!("MAC {}", self.vf_mac)), "{}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("MAC {}", self.vf_mac)),
+            "{}",
+            out.stderr
+        );
         let rates: Vec<f64> = out
             .stderr
             .lines()
             .filter_map(|l| {
                 let c: Vec<&str> = l.split_whitespace().collect();
-                (c.len() == 7 && c[0] == "0").then(|| parse_si(c[5])).flatten()
+                (c.len() == 7 && c[0] == "0")
+                    .then(|| parse_si(c[5]))
+                    .flatten()
             })
             .skip(1)
             .collect();
@@ -607,10 +613,13 @@ impl Bench<'_> {
                 self.pollux, self.vf.pci
             ))
             .expect("pollux rxonly");
-        tp.wait_for_output("forwarding:", T).expect("testpmd started");
+        tp.wait_for_output("forwarding:", T)
+            .expect("testpmd started");
         let (sent, t) = pktgen_run(self.lab, &self.peer, self.vf_mac, n);
         std::thread::sleep(Duration::from_secs(1));
-        let out = tp.stop_with(2, Duration::from_secs(20)).expect("pollux rxonly ended");
+        let out = tp
+            .stop_with(2, Duration::from_secs(20))
+            .expect("pollux rxonly ended");
         let r = report(&out.stdout);
         assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{r}");
         (port0(&r, "rx_packets"), sent, t)
@@ -622,7 +631,13 @@ impl Bench<'_> {
     /// only after a PF message with clear-to-send). stdbuf: stdout is a pipe.
     fn dpdk(&self, mode: &str) -> pollux_lab::GuestProcess<'_> {
         self.lab
-            .run_ok(&format!("ip link set {0} down; sleep 1; ip link set {0} up; sleep 3", self.pf_if), T)
+            .run_ok(
+                &format!(
+                    "ip link set {0} down; sleep 1; ip link set {0} up; sleep 3",
+                    self.pf_if
+                ),
+                T,
+            )
             .expect("bounce PF");
         let mut p = self
             .lab
@@ -642,7 +657,9 @@ impl Bench<'_> {
     fn dpdk_tx(&self, secs: u64) -> f64 {
         let dp = self.dpdk("txonly");
         std::thread::sleep(Duration::from_secs(secs));
-        let d = dp.stop_with(2, Duration::from_secs(30)).expect("dpdk txonly ended");
+        let d = dp
+            .stop_with(2, Duration::from_secs(30))
+            .expect("dpdk txonly ended");
         let n = dpdk_stat(&d.stdout, "TX-packets:");
         assert!(n > 0, "DPDK sent nothing:\n{}", d.stdout);
         let rates: Vec<f64> = d
@@ -659,7 +676,9 @@ impl Bench<'_> {
         let dp = self.dpdk("rxonly");
         let (sent, t) = pktgen_run(self.lab, &self.peer, self.vf_mac, n);
         std::thread::sleep(Duration::from_secs(1));
-        let d = dp.stop_with(2, Duration::from_secs(30)).expect("dpdk rxonly ended");
+        let d = dp
+            .stop_with(2, Duration::from_secs(30))
+            .expect("dpdk rxonly ended");
         (dpdk_stat(&d.stdout, "RX-packets:"), sent, t)
     }
 }
@@ -675,6 +694,7 @@ impl Bench<'_> {
 /// - rxonly: the peer kernel's pktgen sends 200k 60-byte frames to the VF's
 ///   MAC as fast as it can; pps = frames received / pktgen's time, and the
 ///   share of the offered frames each PMD received.
+///
 /// The VF gets an administrator MAC so both PMDs use the same one. Prints
 /// the table for docs/performance.md; asserts both PMDs moved traffic and
 /// that ours is not measurably slower (txonly, within the lab's 10 %
@@ -750,11 +770,17 @@ fn side_by_side_with_dpdk_igbvf() {
         dpdk_rx.1 as f64 / dpdk_rx.2,
     );
     println!("SIDE-BY-SIDE\n{table}");
-    assert!(ours_rx.0 > 0 && dpdk_rx.0 > 0, "a PMD received nothing:\n{table}");
+    assert!(
+        ours_rx.0 > 0 && dpdk_rx.0 > 0,
+        "a PMD received nothing:\n{table}"
+    );
     // The goal is ratio >= 1.0; this lab resolves throughput to about 10 %
     // (best of three rounds on a shared 2-core host under TCG), so the test
     // fails only when ours is measurably slower or loses measurably more.
-    assert!(ours_tx / dpdk_tx >= 0.9, "txonly measurably below DPDK:\n{table}");
+    assert!(
+        ours_tx / dpdk_tx >= 0.9,
+        "txonly measurably below DPDK:\n{table}"
+    );
     assert!(
         share(ours_rx) >= share(dpdk_rx) - 0.005,
         "rxonly lost measurably more than DPDK:\n{table}"
@@ -791,8 +817,17 @@ fn multicast_joined_through_the_pf_is_delivered() {
     app.write_stdin("stop\n").expect("stop");
     let out = app.wait(T).expect("responder ended");
     eprintln!("{}", out.stdout);
-    assert!(out.stdout.contains("responder mcast 01:80:c2:00:00:02=500\n"), "{}", out.stdout);
-    assert!(!out.stdout.contains("responder mcast 01:00:5e:12:34:56="), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("responder mcast 01:80:c2:00:00:02=500\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("responder mcast 01:00:5e:12:34:56="),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("pool_free=2048/2048"), "{}", out.stdout);
 }
 
@@ -854,5 +889,8 @@ fn vf_throughput_bench_runs_on_the_emulated_vf() {
         .unwrap_or_else(|| panic!("no count in {line}"));
     assert!(sent > 0, "{line}");
     std::thread::sleep(Duration::from_secs(1));
-    assert!(peer_rx(&lab, &peer) > before, "the peer saw none of the bench's frames");
+    assert!(
+        peer_rx(&lab, &peer) > before,
+        "the peer saw none of the bench's frames"
+    );
 }
