@@ -720,7 +720,7 @@ fn cni_dpdk_and_netdevice_mode_through_libcni() {
     );
     assert_eq!(ip_vf(&lab, ifn, 0), pristine());
 
-    // Netdevice mode: VF 2 on igbvf has a netdev; it moves into the pod as
+    // Netdevice mode (its name read after udev has renamed it): VF 2 on igbvf has a netdev; it moves into the pod as
     // net1 with its MTU and the host-local address, and comes back under its
     // old name. No MAC here: a VF netdev's MAC change is a mailbox request
     // to the PF, and in this model igbvf's second reset at probe never gets
@@ -728,7 +728,7 @@ fn cni_dpdk_and_netdevice_mode_through_libcni() {
     // the unit tests judge the MAC ordering against an igb-like PF model.
     lab.run_ok(&format!("{p} vf bind {vf2} igbvf"), T).unwrap();
     let host_if = lab
-        .run_ok(&format!("i=0; until ls /sys/bus/pci/devices/{vf2}/net 2>/dev/null | grep .; do i=$((i+1)); [ $i -gt 100 ] && exit 1; sleep 0.1; done"), T)
+        .run_ok(&format!("i=0; until ls /sys/bus/pci/devices/{vf2}/net 2>/dev/null | grep -q .; do i=$((i+1)); [ $i -gt 100 ] && exit 1; sleep 0.1; done; udevadm settle -t 30 2>/dev/null; sleep 1; ls /sys/bus/pci/devices/{vf2}/net"), T)
         .unwrap()
         .stdout
         .trim()
