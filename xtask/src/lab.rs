@@ -118,6 +118,9 @@ fn show(lab: &Lab, title: &str, command: &str) -> Result<String> {
 
 /// `cargo xtask lab demo`: boots the default topology and runs [`demo_steps`].
 pub fn demo() -> Result<()> {
+    // The README's one command for the main job: provision on a fresh
+    // machine too (idempotent; half a second when everything is there).
+    crate::setup::setup()?;
     build_agent()?;
     cmd::run(cmd::cargo().args(["build", "-p", "pollux-cli"]))?;
     preflight()?;
