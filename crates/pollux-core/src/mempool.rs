@@ -377,11 +377,22 @@ impl Mempool {
                 return true;
             }
         }
-        let mut addrs = vec![0usize; n];
-        if !self.take(&mut addrs) {
+        // Bursts larger than the cache (or threads without a cache) go to the
+        // shared ring. Up to testpmd's largest burst the addresses fit on the
+        // stack, so this path does not allocate either.
+        const STACK: usize = 512;
+        let mut on_stack = [0usize; STACK];
+        let mut on_heap = Vec::new();
+        let addrs: &mut [usize] = if n <= STACK {
+            &mut on_stack[..n]
+        } else {
+            on_heap.resize(n, 0);
+            &mut on_heap
+        };
+        if !self.take(addrs) {
             return false;
         }
-        dst.extend(addrs.into_iter().map(PoolInner::make_mbuf));
+        dst.extend(addrs.iter().map(|&a| PoolInner::make_mbuf(a)));
         true
     }
 
