@@ -94,11 +94,7 @@ impl AgentClient {
         loop {
             match rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(r) => return Ok(r),
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(Error::Disconnected {
-                        console: self.console.clone(),
-                    })
-                }
+                Err(RecvTimeoutError::Disconnected) => return Err(self.disconnected()),
                 Err(RecvTimeoutError::Timeout) => {
                     alive()?;
                     if Instant::now() >= deadline {
@@ -119,9 +115,7 @@ impl AgentClient {
         {
             let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
             if routes.closed {
-                return Err(Error::Disconnected {
-                    console: self.console.clone(),
-                });
+                return Err(self.disconnected());
             }
             routes.waiting.insert(id, tx);
         }
@@ -135,9 +129,7 @@ impl AgentClient {
         };
         if sent.is_err() {
             self.forget(id);
-            return Err(Error::Disconnected {
-                console: self.console.clone(),
-            });
+            return Err(self.disconnected());
         }
         match rx.recv_timeout(timeout) {
             Ok(Reply::Error { message }) => {
@@ -151,9 +143,14 @@ impl AgentClient {
                     after: timeout,
                 })
             }
-            Err(RecvTimeoutError::Disconnected) => Err(Error::Disconnected {
-                console: self.console.clone(),
-            }),
+            Err(RecvTimeoutError::Disconnected) => Err(self.disconnected()),
+        }
+    }
+
+    fn disconnected(&self) -> Error {
+        Error::Disconnected {
+            console: self.console.clone(),
+            detail: String::new(),
         }
     }
 

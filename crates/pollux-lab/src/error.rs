@@ -60,10 +60,14 @@ pub enum Error {
     Protocol(String),
 
     /// The agent connection is gone: the guest crashed, powered off or QEMU died.
-    #[error("guest agent connection lost (guest crashed or QEMU exited); console log: {}", console.display())]
+    #[error("guest agent connection lost (guest crashed or QEMU exited){detail}; console log: {}", console.display())]
     Disconnected {
         /// The console log, kept on disk.
         console: PathBuf,
+        /// What the lab found out afterwards: how QEMU ended and the last
+        /// console lines once every console byte was written (empty when
+        /// the connection broke before the lab could look).
+        detail: String,
     },
 
     /// A host-side I/O operation failed.

@@ -165,6 +165,10 @@ pub fn shell_quote(s: &str) -> String {
 struct Vm {
     child: Mutex<Child>,
     pgid: i32,
+    /// The threads copying vng's stdout and stderr (the guest console and
+    /// QEMU's own messages) into console.log; they end when QEMU has exited
+    /// and every byte is in the file.
+    console_copiers: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl Vm {
@@ -188,6 +192,28 @@ impl Vm {
                 Ok(None) => std::thread::sleep(Duration::from_millis(20)),
                 _ => return,
             }
+        }
+    }
+
+    /// Waits up to `timeout` for every console byte to reach console.log
+    /// (QEMU must have exited); true if they all did.
+    fn flush_console(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut copiers = self
+            .console_copiers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if copiers.iter().all(|h| h.is_finished()) {
+                for h in copiers.drain(..) {
+                    let _ = h.join();
+                }
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -349,7 +375,8 @@ fn copy_console(
     stdout: Option<std::process::ChildStdout>,
     stderr: Option<std::process::ChildStderr>,
     file: File,
-) {
+) -> Vec<std::thread::JoinHandle<()>> {
+    let mut copiers = Vec::new();
     let file = std::sync::Arc::new(Mutex::new(file));
     let echo = std::env::var_os("POLLUX_LAB_CONSOLE").is_some();
     let streams: [Option<Box<dyn Read + Send>>; 2] = [
@@ -358,7 +385,7 @@ fn copy_console(
     ];
     for mut s in streams.into_iter().flatten() {
         let f = std::sync::Arc::clone(&file);
-        let _ = std::thread::Builder::new()
+        let copier = std::thread::Builder::new()
             .name("pollux-lab-console".into())
             .spawn(move || {
                 let mut buf = [0u8; 8192];
@@ -375,7 +402,9 @@ fn copy_console(
                     }
                 }
             });
+        copiers.extend(copier);
     }
+    copiers
 }
 
 /// Asks the OS for a free TCP port on 127.0.0.1 (for socket wires).
@@ -522,13 +551,15 @@ impl Lab {
                 .ctx(|| format!("cannot start {}", env.vng.display()))?
         };
         let mut child = child;
-        copy_console(child.stdout.take(), child.stderr.take(), con);
+        let copiers = copy_console(child.stdout.take(), child.stderr.take(), con);
         let vm = Vm {
             pgid: child.id() as i32,
             child: Mutex::new(child),
+            console_copiers: Mutex::new(copiers),
         };
         let boot_err = |reason: String| {
             vm.kill();
+            vm.flush_console(Duration::from_secs(5));
             eprintln!(
                 "pollux-lab: boot failed; run folder kept: {}",
                 run_dir.display()
@@ -789,7 +820,37 @@ impl Lab {
     }
 
     pub(crate) fn request(&self, req: Request, timeout: Duration) -> Result<Reply> {
-        self.agent.request(req, timeout)
+        match self.agent.request(req, timeout) {
+            Err(Error::Disconnected { console, .. }) => Err(Error::Disconnected {
+                console,
+                detail: self.why_disconnected(),
+            }),
+            r => r,
+        }
+    }
+
+    /// After the agent connection broke: how QEMU ended (given a few
+    /// seconds to finish dying) and the console's last lines once QEMU's
+    /// final output (a kernel panic, an assertion in a device model) is in
+    /// the file.
+    fn why_disconnected(&self) -> String {
+        let qemu = if self.vm.wait_exit(Duration::from_secs(10)) {
+            self.vm
+                .alive()
+                .err()
+                .unwrap_or_else(|| "vng/QEMU exited".into())
+        } else {
+            "QEMU still running 10 s after the connection broke (the guest agent died?)".into()
+        };
+        let flushed = if self.vm.flush_console(Duration::from_secs(5)) {
+            ""
+        } else {
+            " (console still being written)"
+        };
+        format!(
+            ": {qemu}\nlast console lines{flushed}:\n{}",
+            tail_of(&self.console, 40)
+        )
     }
 
     pub(crate) fn log(&self, text: &str) {
@@ -964,6 +1025,26 @@ impl Lab {
         .map(drop)
     }
 
+    /// Waits up to `timeout` for PF `pf`'s netdev to report carrier (the
+    /// igb model's link comes up a second or more after `ip link set up`,
+    /// longer on a loaded host) and returns how long it took. Frames a VF
+    /// sends before that are dropped by the model without reaching the wire.
+    pub fn wait_pf_carrier(&self, pf: usize, timeout: Duration) -> Result<Duration> {
+        let name = shell_quote(&self.pf(pf)?.ifname);
+        let t0 = Instant::now();
+        let tenths = timeout.as_millis().div_ceil(100);
+        self.run_ok(
+            &format!(
+                "i=0; while [ \"$(cat /sys/class/net/{name}/carrier 2>/dev/null)\" != 1 ]; do \
+                 i=$((i+1)); [ $i -gt {tenths} ] && {{ echo \"{name}: no carrier after {} s\" >&2; exit 1; }}; \
+                 sleep 0.1; done",
+                timeout.as_secs()
+            ),
+            timeout + Duration::from_secs(30),
+        )?;
+        Ok(t0.elapsed())
+    }
+
     /// PF `i`.
     pub fn pf(&self, i: usize) -> Result<&PfInfo> {
         self.pfs.get(i).ok_or_else(|| {
@@ -1113,11 +1194,12 @@ impl Drop for Lab {
     fn drop(&mut self) {
         self.vm.kill();
         if std::thread::panicking() || self.keep.load(Ordering::Relaxed) {
+            self.vm.flush_console(Duration::from_secs(5));
             eprintln!(
                 "pollux-lab: run folder kept: {}\npollux-lab: console log: {}\npollux-lab: last console lines:\n{}",
                 self.run_dir.display(),
                 self.console.display(),
-                tail_of(&self.console, 20)
+                tail_of(&self.console, 40)
             );
         } else {
             let _ = std::fs::remove_dir_all(&self.run_dir);
