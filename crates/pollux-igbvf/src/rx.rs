@@ -56,7 +56,10 @@ impl RxQueue {
         let n = ring.len();
         RxQueue {
             sw: (0..n).map(|_| None).collect(),
-            free_thresh: (n / 4).clamp(1, 64),
+            // At most 32 held back, DPDK's IGB_DEFAULT_RX_FREE_THRESH: the
+            // more the driver holds, the fewer buffers the device has while
+            // the polling thread is descheduled, when frames are lost.
+            free_thresh: (n / 4).clamp(1, 32),
             ring,
             pool,
             next: 0,
