@@ -152,6 +152,13 @@ pub fn available_cpus() -> Vec<usize> {
         .unwrap_or_default()
 }
 
+/// Pins the calling thread to `cpu` (the main lcore, in DPDK's terms), so
+/// that it and the threads it starts afterwards stay off the forwarding
+/// CPUs. False if the OS refused.
+pub fn pin_current(cpu: usize) -> bool {
+    core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
+}
+
 /// Starts a polling loop on its own thread, pinned to `cpu` when given.
 ///
 /// The thread takes its lcore slot before calling `f`, so the first packet

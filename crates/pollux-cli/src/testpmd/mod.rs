@@ -341,6 +341,16 @@ fn fwd_cpus(args: &TestpmdArgs, n: usize) -> Vec<Option<usize>> {
         .collect()
 }
 
+/// The main lcore's CPU when testpmd picks the CPUs itself: the first one,
+/// which [`fwd_cpus`] leaves out (DPDK pins its main lcore the same way).
+fn main_cpu(args: &TestpmdArgs) -> Option<usize> {
+    if args.no_pin || !args.cpus.is_empty() {
+        return None;
+    }
+    let cpus = lcore::available_cpus();
+    (cpus.len() > 1).then(|| cpus[0])
+}
+
 /// Runs `pollux testpmd`.
 pub fn run(args: TestpmdArgs) -> Result<()> {
     args.validate()?;
@@ -453,6 +463,13 @@ pub fn run(args: TestpmdArgs) -> Result<()> {
             .context("cannot install signal handler")?;
     }
     let cpus = fwd_cpus(&args, nb_cores);
+    // The stats loop, the control socket and the signal handling then never
+    // interrupt a forwarding lcore.
+    if let Some(c) = main_cpu(&args) {
+        if !lcore::pin_current(c) {
+            tracing::warn!(cpu = c, "could not pin the main lcore; it runs unpinned");
+        }
+    }
     let socket_path = args
         .socket
         .clone()
