@@ -753,8 +753,8 @@ impl Bench<'_> {
 /// PMD, sets the rate under TCG).
 #[test]
 fn side_by_side_with_dpdk_igbvf() {
-    // The default 2 GiB: with 3 GiB the VF could not take its mailbox
-    // buffer right after boot, three resets in a row (seen twice).
+    // The default 2 GiB: with 3 GiB no VF driver, ours, the kernel's igbvf
+    // or DPDK's, gets through the mailbox handshake (docs/lab.md).
     let lab = boot(2);
     let (vf, peer) = setup(&lab);
     let pf = lab.pf(0).expect("PF").clone();
