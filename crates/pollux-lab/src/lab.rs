@@ -1025,24 +1025,37 @@ impl Lab {
         .map(drop)
     }
 
+    /// Runs the shell `condition` in the guest every 100 ms until it
+    /// succeeds, for up to `timeout`, and returns how long that took; fails
+    /// with the condition in the message. One guest command, however long
+    /// the wait.
+    pub fn wait_until(&self, condition: &str, timeout: Duration) -> Result<Duration> {
+        let t0 = Instant::now();
+        let tries = timeout.as_millis().div_ceil(100);
+        let why = shell_quote(&format!(
+            "still false after {:.1} s: {condition}",
+            timeout.as_secs_f64()
+        ));
+        self.run_ok(
+            &format!(
+                "i=0; until {condition}; do i=$((i+1)); \
+                 [ $i -ge {tries} ] && {{ echo {why} >&2; exit 1; }}; sleep 0.1; done"
+            ),
+            timeout + Duration::from_secs(30),
+        )?;
+        Ok(t0.elapsed())
+    }
+
     /// Waits up to `timeout` for PF `pf`'s netdev to report carrier (the
     /// igb model's link comes up a second or more after `ip link set up`,
     /// longer on a loaded host) and returns how long it took. Frames a VF
     /// sends before that are dropped by the model without reaching the wire.
     pub fn wait_pf_carrier(&self, pf: usize, timeout: Duration) -> Result<Duration> {
         let name = shell_quote(&self.pf(pf)?.ifname);
-        let t0 = Instant::now();
-        let tenths = timeout.as_millis().div_ceil(100);
-        self.run_ok(
-            &format!(
-                "i=0; while [ \"$(cat /sys/class/net/{name}/carrier 2>/dev/null)\" != 1 ]; do \
-                 i=$((i+1)); [ $i -gt {tenths} ] && {{ echo \"{name}: no carrier after {} s\" >&2; exit 1; }}; \
-                 sleep 0.1; done",
-                timeout.as_secs()
-            ),
-            timeout + Duration::from_secs(30),
-        )?;
-        Ok(t0.elapsed())
+        self.wait_until(
+            &format!("[ \"$(cat /sys/class/net/{name}/carrier 2>/dev/null)\" = 1 ]"),
+            timeout,
+        )
     }
 
     /// PF `i`.
@@ -1092,10 +1105,7 @@ impl Lab {
             ))
         })?;
         let dev = format!("/dev/vfio/{group}");
-        self.run_ok(
-            &format!("i=0; while [ ! -c {dev} ]; do i=$((i+1)); [ $i -ge 100 ] && exit 1; sleep 0.1; done"),
-            Duration::from_secs(30),
-        )?;
+        self.wait_until(&format!("[ -c {dev} ]"), Duration::from_secs(10))?;
         Ok(PathBuf::from(dev))
     }
 

@@ -133,6 +133,19 @@ fn pollux<'a>(lab: &'a Lab, bond_args: &str) -> (GuestProcess<'a>, String) {
     )
 }
 
+/// Stops the responder (SIGINT) and returns the last bond status block it
+/// printed on the way out.
+fn final_status(resp: GuestProcess<'_>) -> String {
+    let out = resp
+        .stop_with(2, Duration::from_secs(10))
+        .expect("responder stops");
+    out.stdout
+        .rsplit("=== pollux bond status ===")
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 fn pollux_on<'a>(lab: &'a Lab, members: &str, bond_args: &str) -> (GuestProcess<'a>, String) {
     let exe = host_example("bond_responder").expect("cargo build --examples");
     let mut p = lab
@@ -295,14 +308,7 @@ fn lacp_with_linux_bonding_over_veth() {
     assert_eq!(got, sent);
 
     // Pollux's own view agrees.
-    let out = resp
-        .stop_with(2, Duration::from_secs(10))
-        .expect("responder stops");
-    let last = out
-        .stdout
-        .rsplit("=== pollux bond status ===")
-        .next()
-        .unwrap();
+    let last = final_status(resp);
     assert!(last.contains("Number of ports: 2"), "{last}");
     assert_eq!(last.matches("port state: 63").count(), 4, "{last}");
     assert!(last.contains("Link Failure Count: 1"), "{last}");
@@ -355,14 +361,7 @@ fn active_backup_with_linux_bonding_over_veth() {
     });
     let (sent, got) = ping(&lab, 10, "0.1");
     assert_eq!(got, sent, "both bonds back on the first link");
-    let out = resp
-        .stop_with(2, Duration::from_secs(10))
-        .expect("responder stops");
-    let last = out
-        .stdout
-        .rsplit("=== pollux bond status ===")
-        .next()
-        .unwrap();
+    let last = final_status(resp);
     assert!(
         last.contains("Currently Active Slave: af_packet0"),
         "{last}"
@@ -448,14 +447,7 @@ for sport in range(40000, 40040):
     let (sent, got) = ping(&lab, 10, "0.1");
     assert_eq!(got, sent);
     lab.run_ok("ip link set pv1 up", T).unwrap();
-    let out = resp
-        .stop_with(2, Duration::from_secs(10))
-        .expect("responder stops");
-    let last = out
-        .stdout
-        .rsplit("=== pollux bond status ===")
-        .next()
-        .unwrap();
+    let last = final_status(resp);
     assert!(
         last.contains("Transmit Hash Policy: layer3+4 (1)"),
         "{last}"
@@ -560,14 +552,7 @@ fn vf_active_backup_with_linux_bonding() {
         |p| p.bond.get("Currently Active Slave") == Some(&p0),
     );
     ping_until_ok(&lab, Duration::from_secs(20));
-    let out = resp
-        .stop_with(2, Duration::from_secs(10))
-        .expect("responder stops");
-    let last = out
-        .stdout
-        .rsplit("=== pollux bond status ===")
-        .next()
-        .unwrap();
+    let last = final_status(resp);
     assert!(last.contains("Currently Active Slave: vf0"), "{last}");
     assert_eq!(last.matches("Link Failure Count: 1").count(), 2, "{last}");
 }
@@ -666,14 +651,7 @@ fn vf_lacp_with_linux_bonding() {
         |p| aggregated(p, &p0, &mac) && aggregated(p, &p1, &mac),
     );
     ping_until_ok(&lab, Duration::from_secs(20));
-    let out = resp
-        .stop_with(2, Duration::from_secs(10))
-        .expect("responder stops");
-    let last = out
-        .stdout
-        .rsplit("=== pollux bond status ===")
-        .next()
-        .unwrap();
+    let last = final_status(resp);
     assert!(last.contains("Number of ports: 2"), "{last}");
     assert_eq!(last.matches("port state: 63").count(), 4, "{last}");
     // The VFs counted the LACPDUs as multicast frames (VFMPRC).

@@ -75,36 +75,7 @@ fn port_mac(text: &str) -> String {
 /// Sends `count` 60-byte frames to `dst_mac` with the kernel's pktgen from
 /// the peer; returns how many pktgen says it sent.
 fn pktgen(lab: &Lab, peer: &PeerInfo, dst_mac: &str, count: u64) -> u64 {
-    let script = format!(
-        "modprobe pktgen || exit 1
-PG=/proc/net/pktgen
-echo rem_device_all > $PG/kpktgend_0
-echo 'add_device {if}' > $PG/kpktgend_0
-echo 'count {count}' > $PG/{if}
-echo 'pkt_size 60' > $PG/{if}
-echo 'delay 0' > $PG/{if}
-echo 'dst {VF_IP}' > $PG/{if}
-echo 'dst_mac {dst_mac}' > $PG/{if}
-echo start > $PG/pgctrl
-cat $PG/{if}",
-        if = peer.ifname
-    );
-    let out = lab
-        .run_ok(&peer.wrap(&script), Duration::from_secs(300))
-        .expect("pktgen ran");
-    // "Result: OK: 1234(c1200+d34) usec, 1000 (60byte,0frags)"
-    let line = out
-        .stdout
-        .lines()
-        .find(|l| l.contains("Result: OK"))
-        .unwrap_or_else(|| panic!("pktgen did not report OK:\n{}", out.stdout));
-    let sent: u64 = line
-        .split(", ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("cannot read pktgen's count from {line}"));
-    sent
+    pktgen_run(lab, peer, dst_mac, count).0
 }
 
 /// Test 1: the guest kernel pings `examples/responder` on a VF over a
@@ -491,7 +462,8 @@ fn pollux_release() -> String {
     p.display().to_string()
 }
 
-/// pktgen's elapsed time in seconds from its `Result: OK: N(...) usec` line.
+/// Like [`pktgen`], also returning pktgen's elapsed time in seconds, from
+/// its "Result: OK: 1234(c1200+d34) usec, 1000 (60byte,0frags)" line.
 fn pktgen_run(lab: &Lab, peer: &PeerInfo, dst_mac: &str, count: u64) -> (u64, f64) {
     let script = format!(
         "modprobe pktgen || exit 1

@@ -728,7 +728,18 @@ fn cni_dpdk_and_netdevice_mode_through_libcni() {
     // the unit tests judge the MAC ordering against an igb-like PF model.
     lab.run_ok(&format!("{p} vf bind {vf2} igbvf"), T).unwrap();
     let host_if = lab
-        .run_ok(&format!("i=0; until ls /sys/bus/pci/devices/{vf2}/net 2>/dev/null | grep -q .; do i=$((i+1)); [ $i -gt 100 ] && exit 1; sleep 0.1; done; udevadm settle -t 30 2>/dev/null; sleep 1; ls /sys/bus/pci/devices/{vf2}/net"), T)
+        .wait_until(
+            &format!("ls /sys/bus/pci/devices/{vf2}/net 2>/dev/null | grep -q ."),
+            Duration::from_secs(10),
+        )
+        .and_then(|_| {
+            lab.run_ok(
+                &format!(
+                    "udevadm settle -t 30 2>/dev/null; sleep 1; ls /sys/bus/pci/devices/{vf2}/net"
+                ),
+                T,
+            )
+        })
         .unwrap()
         .stdout
         .trim()
