@@ -320,35 +320,30 @@ fn default_pool_size(args: &TestpmdArgs, nb_ports: usize) -> usize {
     (per_port * nb_ports + per_core * args.nb_cores as usize).max(8192)
 }
 
-fn fwd_cpus(args: &TestpmdArgs, n: usize) -> Vec<Option<usize>> {
+/// CPUs for the main lcore and for `n` forwarding lcores. Like `-l 0,1`
+/// when testpmd picks them: the first CPU is the main lcore's (DPDK pins
+/// its main lcore the same way), forwarding starts after it and wraps
+/// around when there are too few. With `--cpus` the main lcore stays
+/// unpinned.
+fn lcore_cpus(args: &TestpmdArgs, n: usize) -> (Option<usize>, Vec<Option<usize>>) {
     if args.no_pin {
-        return vec![None; n];
+        return (None, vec![None; n]);
     }
     if !args.cpus.is_empty() {
-        return (0..n)
+        let fwd = (0..n)
             .map(|i| Some(args.cpus[i % args.cpus.len()]))
             .collect();
+        return (None, fwd);
     }
     let cpus = lcore::available_cpus();
     if cpus.is_empty() {
-        return vec![None; n];
+        return (None, vec![None; n]);
     }
-    // Like `-l 0,1`: the first CPU is the main lcore's, forwarding starts
-    // after it; with too few CPUs they wrap around.
     let skip = usize::from(cpus.len() > 1);
-    (0..n)
+    let fwd = (0..n)
         .map(|i| Some(cpus[(skip + i) % cpus.len()]))
-        .collect()
-}
-
-/// The main lcore's CPU when testpmd picks the CPUs itself: the first one,
-/// which [`fwd_cpus`] leaves out (DPDK pins its main lcore the same way).
-fn main_cpu(args: &TestpmdArgs) -> Option<usize> {
-    if args.no_pin || !args.cpus.is_empty() {
-        return None;
-    }
-    let cpus = lcore::available_cpus();
-    (cpus.len() > 1).then(|| cpus[0])
+        .collect();
+    ((skip == 1).then(|| cpus[0]), fwd)
 }
 
 /// Runs `pollux testpmd`.
@@ -462,10 +457,10 @@ pub fn run(args: TestpmdArgs) -> Result<()> {
         signal_hook::flag::register(sig, stop.as_atomic())
             .context("cannot install signal handler")?;
     }
-    let cpus = fwd_cpus(&args, nb_cores);
+    let (main_cpu, cpus) = lcore_cpus(&args, nb_cores);
     // The stats loop, the control socket and the signal handling then never
     // interrupt a forwarding lcore.
-    if let Some(c) = main_cpu(&args) {
+    if let Some(c) = main_cpu {
         if !lcore::pin_current(c) {
             tracing::warn!(cpu = c, "could not pin the main lcore; it runs unpinned");
         }
