@@ -723,8 +723,29 @@ impl Bench<'_> {
 /// that ours is not measurably slower on the wire (txonly, within the lab's
 /// 10 % resolution) and loses no more (rxonly, where the generator, not the
 /// PMD, sets the rate under TCG).
+///
+/// The guest of this test (the longest and busiest in the suite) died in 3
+/// of 7 CI runs with vCPU 1's timer no longer firing and QEMU exiting 255
+/// (docs/lab.md). When, and only when, the guest is lost that way, the
+/// measurement is repeated once in a fresh boot; the first attempt's
+/// failure is printed. Any other failure, and a second guest loss, fails.
 #[test]
 fn side_by_side_with_dpdk_igbvf() {
+    let first = std::panic::catch_unwind(side_by_side_once);
+    let Err(e) = first else { return };
+    let msg = e
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    if !(msg.contains("Disconnected {") && msg.contains("vng/QEMU exited")) {
+        std::panic::resume_unwind(e);
+    }
+    eprintln!("side by side: the guest was lost (QEMU exited); measuring again in a fresh boot. First attempt:\n{msg}");
+    side_by_side_once();
+}
+
+fn side_by_side_once() {
     // The default 2 GiB: with 3 GiB no VF driver, ours, the kernel's igbvf
     // or DPDK's, gets through the mailbox handshake (docs/lab.md).
     let lab = boot(2);
