@@ -398,12 +398,12 @@ pub(crate) mod tests {
             let pfdir = f.real_dir(pf);
             let mut created = 0u32;
             while !st.load(Ordering::SeqCst) {
-                // sriov_numvfs
-                let want: u32 = fs::read_to_string(pfdir.join("sriov_numvfs"))
+                // sriov_numvfs; an empty read is a write caught between
+                // truncate and data, not a request for 0.
+                let want: Option<u32> = fs::read_to_string(pfdir.join("sriov_numvfs"))
                     .ok()
-                    .and_then(|s| s.trim().parse().ok())
-                    .unwrap_or(0);
-                if want != created {
+                    .and_then(|s| s.trim().parse().ok());
+                if let Some(want) = want.filter(|&w| w != created) {
                     if want == 0 {
                         for i in 0..created {
                             let vf = a(&format!("0000:00:10.{i}"));
@@ -428,11 +428,12 @@ pub(crate) mod tests {
                                 netdevs: &[],
                                 total_vfs: None,
                             };
-                            f.add_vf(pf, i, &vf).unwrap();
+                            // Never rewrites sriov_numvfs: the code under
+                            // test may write it again as soon as the last
+                            // link is there, and that write must not be lost.
+                            f.attach_vf(pf, i, &vf).unwrap();
                         }
                     }
-                    // add_vf rewrites sriov_numvfs; keep what was asked.
-                    fs::write(pfdir.join("sriov_numvfs"), format!("{want}\n")).unwrap();
                     created = want;
                 }
                 // unbind and drivers_probe
@@ -441,8 +442,11 @@ pub(crate) mod tests {
                         let ub = d.path().join("unbind");
                         if let Ok(s) = fs::read_to_string(&ub) {
                             if let Ok(addr) = s.trim().parse::<PciAddr>() {
-                                let _ = f.unbind(addr);
+                                // Consume the request before acting on it,
+                                // so a next request written once the effect
+                                // shows is not wiped.
                                 fs::write(&ub, "").unwrap();
+                                let _ = f.unbind(addr);
                             }
                         }
                     }
@@ -450,6 +454,7 @@ pub(crate) mod tests {
                 let probe = root.join("bus/pci/drivers_probe");
                 if let Ok(s) = fs::read_to_string(&probe) {
                     if let Ok(addr) = s.trim().parse::<PciAddr>() {
+                        fs::write(&probe, "").unwrap();
                         let ov = fs::read_to_string(f.real_dir(addr).join("driver_override"))
                             .unwrap_or_default();
                         let ov = ov.trim();
@@ -461,7 +466,6 @@ pub(crate) mod tests {
                         if root.join("bus/pci/drivers").join(drv).is_dir() {
                             f.bind(addr, drv).unwrap();
                         }
-                        fs::write(&probe, "").unwrap();
                     }
                 }
                 thread::sleep(Duration::from_millis(2));

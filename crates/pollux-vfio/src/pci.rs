@@ -789,19 +789,29 @@ pub mod fake {
         /// Adds a VF `index` at `vf` under `pf`: the function, `physfn`,
         /// `virtfnN`, and updates `sriov_numvfs` to the count of links.
         pub fn add_vf(&self, pf: PciAddr, index: u32, vf: &FakeFn<'_>) -> io::Result<()> {
-            self.add(vf)?;
-            let vdir = self.real_dir(vf.addr);
+            self.attach_vf(pf, index, vf)?;
             let pdir = self.real_dir(pf);
-            symlink(format!("../{pf}"), vdir.join("physfn"))?;
-            symlink(
-                format!("../{}", vf.addr),
-                pdir.join(format!("virtfn{index}")),
-            )?;
             let n = fs::read_dir(&pdir)?
                 .filter_map(|e| e.ok())
                 .filter(|e| e.file_name().to_string_lossy().starts_with("virtfn"))
                 .count();
             fs::write(pdir.join("sriov_numvfs"), format!("{n}\n"))
+        }
+
+        /// Like [`add_vf`](Self::add_vf) but leaves `sriov_numvfs` alone:
+        /// for code that plays the kernel while someone else writes that
+        /// file, where a rewrite after the links appear could undo their
+        /// next write.
+        pub fn attach_vf(&self, pf: PciAddr, index: u32, vf: &FakeFn<'_>) -> io::Result<()> {
+            self.add(vf)?;
+            let vdir = self.real_dir(vf.addr);
+            let pdir = self.real_dir(pf);
+            symlink(format!("../{pf}"), vdir.join("physfn"))?;
+            // The virtfn link last: code under test waits for it.
+            symlink(
+                format!("../{}", vf.addr),
+                pdir.join(format!("virtfn{index}")),
+            )
         }
     }
 }
