@@ -1,5 +1,6 @@
 //! A booted guest: [`Lab::boot`] and everything a test does with it.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -351,6 +352,39 @@ fn sanitize(name: &str) -> String {
 }
 
 /// The last `lines` lines of a file.
+/// QEMU's trace event for a frame the igb model could not write to a
+/// receive queue for lack of descriptors (hw/net/trace-events:
+/// `e1000e_rx_not_written_to_guest(int queue_idx) "Received packet NOT
+/// written to guest (queue %d)"`).
+const RX_DROP_EVENT: &str = "e1000e_rx_not_written_to_guest";
+
+/// Where in the run folder QEMU logs [`RX_DROP_EVENT`].
+const RX_DROPS_TRACE: &str = "qemu-rx-drops.trace";
+
+/// Counts [`RX_DROP_EVENT`] lines of QEMU's log trace backend by the queue
+/// index, the line's last number (`... (queue 3)`). A line of that event
+/// with no `(queue N)` is an error (the event's format changed), not a
+/// silent zero; a partial last line (QEMU writing as we read) is skipped.
+fn parse_rx_drops(text: &str) -> Result<BTreeMap<u32, u64>> {
+    let mut out = BTreeMap::new();
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..i],
+        None => "",
+    };
+    for line in complete.lines().filter(|l| l.contains(RX_DROP_EVENT)) {
+        let q: u32 = line
+            .rsplit_once("(queue ")
+            .and_then(|(_, w)| w.trim_end().strip_suffix(')')?.parse().ok())
+            .ok_or_else(|| {
+                Error::Setup(format!(
+                    "QEMU's {RX_DROP_EVENT} line does not end in a queue number: {line:?}"
+                ))
+            })?;
+        *out.entry(q).or_insert(0) += 1;
+    }
+    Ok(out)
+}
+
 pub fn tail_of(path: &Path, lines: usize) -> String {
     let mut f = match File::open(path) {
         Ok(f) => f,
@@ -460,7 +494,11 @@ impl Lab {
             .tempdir()
             .ctx(|| "cannot create a socket folder".into())?;
         let sock = sock_dir.path().to_string_lossy().into_owned();
-        for p in [&sock, &shared.to_string_lossy().into_owned()] {
+        for p in [
+            &sock,
+            &shared.to_string_lossy().into_owned(),
+            &run_dir.to_string_lossy().into_owned(),
+        ] {
             if !p.chars().all(crate::topology::is_shell_safe) {
                 return Err(Error::Setup(format!(
                     "path {p:?} has characters vng's shell would split; move the checkout or set TMPDIR/CARGO_TARGET_DIR to a plain path"
@@ -469,6 +507,17 @@ impl Lab {
         }
 
         let mut qemu_opts = topology.qemu_args(&sock, &mut free_port)?;
+        // The igb model's own record of every frame it had to drop because
+        // the target queue had no free descriptor (QEMU's trace event
+        // `e1000e_rx_not_written_to_guest`, logged with the queue index):
+        // the judge of whether a receive test's missing frames were lost
+        // in a driver or never reached its ring. See `rx_queue_drops`.
+        let drops = run_dir.join(RX_DROPS_TRACE);
+        qemu_opts.push("-trace".to_owned());
+        qemu_opts.push(format!(
+            "enable={RX_DROP_EVENT},file={}",
+            drops.to_string_lossy()
+        ));
         let qmp_path = format!("{sock}/qmp.sock");
         let agent_path = format!("{sock}/agent.sock");
         for (k, v) in [
@@ -1058,6 +1107,48 @@ impl Lab {
         )
     }
 
+    /// Frames the igb model dropped since boot because the receive queue
+    /// they were for had no free descriptor, by queue index, as QEMU's own
+    /// trace recorded them (it counts nothing else for a VF's queue: the
+    /// VF's good-packets counter only sees frames written to the ring).
+    /// Queue `n` of the igb model is VF `n`'s queue 0 (`n + 8` its queue 1,
+    /// QEMU `igb_vf_reset`), or a queue of the PF's own pool.
+    ///
+    /// The trace names no device, so with two or more PFs the counts are
+    /// sums over all of them; [`vf_rx_drops`](Self::vf_rx_drops) refuses
+    /// that case.
+    pub fn rx_queue_drops(&self) -> Result<BTreeMap<u32, u64>> {
+        let path = self.run_dir.join(RX_DROPS_TRACE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            // QEMU creates the file at its first event.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                return Err(Error::Setup(format!(
+                    "cannot read QEMU's rx-drop trace {}: {e}",
+                    path.display()
+                )))
+            }
+        };
+        parse_rx_drops(&text)
+    }
+
+    /// Frames the igb model dropped since boot for lack of descriptors on
+    /// either receive queue of `vf` (see [`rx_queue_drops`](Self::rx_queue_drops)).
+    /// Fails on a topology with more than one PF, where the trace cannot
+    /// tell the PFs apart.
+    pub fn vf_rx_drops(&self, vf: &VfInfo) -> Result<u64> {
+        if self.pfs.len() != 1 {
+            return Err(Error::Topology(format!(
+                "QEMU's rx-drop trace names no device: per-VF counts need a single PF, this topology has {}",
+                self.pfs.len()
+            )));
+        }
+        let q = vf.index as u32;
+        let d = self.rx_queue_drops()?;
+        Ok(d.get(&q).copied().unwrap_or(0) + d.get(&(q + 8)).copied().unwrap_or(0))
+    }
+
     /// PF `i`.
     pub fn pf(&self, i: usize) -> Result<&PfInfo> {
         self.pfs.get(i).ok_or_else(|| {
@@ -1248,5 +1339,20 @@ mod tests {
         std::fs::write(&p, "a\nb\nc\nd\n").unwrap();
         assert_eq!(tail_of(&p, 2), "c\nd\n");
         assert!(tail_of(&d.path().join("none"), 2).contains("cannot read"));
+    }
+
+    #[test]
+    fn rx_drop_trace_is_counted_by_queue() {
+        // As QEMU 10.0's log backend writes them (seen in the lab), with
+        // and without the pid@time prefix, and a line cut mid-write.
+        let text = "e1000e_rx_not_written_to_guest Received packet NOT written to guest (queue 0)\n\
+                    e1000e_rx_not_written_to_guest Received packet NOT written to guest (queue 8)\n\
+                    12@1.5:e1000e_rx_not_written_to_guest Received packet NOT written to guest (queue 0)\n\
+                    e1000e_rx_not_written_to_guest Received packet NOT written to gue";
+        let d = parse_rx_drops(text).unwrap();
+        assert_eq!(d, BTreeMap::from([(0, 2), (8, 1)]));
+        assert!(parse_rx_drops("").unwrap().is_empty());
+        let e = parse_rx_drops("e1000e_rx_not_written_to_guest (queue x)\n").unwrap_err();
+        assert!(e.to_string().contains("queue number"), "{e}");
     }
 }

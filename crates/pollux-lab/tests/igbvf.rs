@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use pollux_lab::{host_binary, host_example, Lab, Peer, PeerInfo, Pf, Topology, VfInfo};
 use serde_json::Value;
 
@@ -124,7 +125,13 @@ fn kernel_ping_answered_by_the_responder() {
 }
 
 /// Test 2: pktgen in the guest kernel sends N frames to the VF's MAC;
-/// `pollux testpmd --fwd rxonly` counts exactly N. Test 7: no mbuf leaked.
+/// `pollux testpmd --fwd rxonly` counts exactly N, less what the igb model
+/// itself recorded dropping for want of a free descriptor (QEMU's trace,
+/// `Lab::vf_rx_drops`): every frame that reached the ring is counted once.
+/// pktgen floods, so when the host keeps guest CPU 1 off a core for a few
+/// milliseconds the 480 descriptors we leave to the device fill up (seen
+/// once in CI: 1938 of 2000); more than 10 % dropped fails as a poller
+/// that does not keep up. Test 7: no mbuf leaked.
 #[test]
 fn rxonly_counts_exactly_what_pktgen_sent() {
     let lab = boot(2);
@@ -141,6 +148,7 @@ fn rxonly_counts_exactly_what_pktgen_sent() {
     }
     let mac = port_mac(tp.stderr());
     let n = 2000;
+    let dropped_before = lab.vf_rx_drops(&vf).expect("the model's rx drops");
     let sent = pktgen(&lab, &peer, &mac, n);
     assert_eq!(sent, n, "pktgen sent {sent}");
     std::thread::sleep(Duration::from_secs(2));
@@ -153,9 +161,54 @@ fn rxonly_counts_exactly_what_pktgen_sent() {
         out.stdout,
         out.stderr
     );
+    let dropped = lab.vf_rx_drops(&vf).expect("the model's rx drops") - dropped_before;
     let r = report(&out.stdout);
-    eprintln!("{r}");
-    assert_eq!(port0(&r, "rx_packets"), n, "{r}");
+    eprintln!("{r}\nthe igb model dropped {dropped} for want of descriptors");
+    assert_eq!(
+        port0(&r, "rx_packets") + dropped,
+        n,
+        "received + dropped by the model != sent: {r}"
+    );
+    assert!(
+        dropped <= n / 10,
+        "the poller fell behind: {dropped} of {n} dropped by the model"
+    );
+    assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{r}");
+
+    // The judge itself: with the poller stopped (SIGSTOP) the ring fills
+    // and the model must record dropping the rest; after SIGCONT testpmd
+    // counts what the ring held, and the two still add up to what was sent.
+    let mut tp = lab
+        .spawn(&format!(
+            "exec {} testpmd -a {} --fwd rxonly --json --stats-period 0",
+            pollux(),
+            vf.pci
+        ))
+        .expect("start testpmd");
+    if let Err(e) = tp.wait_for_output("forwarding:", T) {
+        panic!("testpmd did not start: {e}");
+    }
+    let dropped_before = lab.vf_rx_drops(&vf).expect("the model's rx drops");
+    tp.signal(Signal::SIGSTOP as i32).expect("SIGSTOP testpmd");
+    assert_eq!(pktgen(&lab, &peer, &mac, n), n);
+    tp.signal(Signal::SIGCONT as i32).expect("SIGCONT testpmd");
+    std::thread::sleep(Duration::from_secs(2));
+    let out = tp
+        .stop_with(2, Duration::from_secs(20))
+        .expect("testpmd ended");
+    let dropped = lab.vf_rx_drops(&vf).expect("the model's rx drops") - dropped_before;
+    let r = report(&out.stdout);
+    eprintln!("stopped poller: {r}\nthe igb model dropped {dropped}");
+    let rx = port0(&r, "rx_packets");
+    assert_eq!(
+        rx + dropped,
+        n,
+        "received + dropped by the model != sent: {r}"
+    );
+    assert!(
+        (400..=512).contains(&rx),
+        "a stopped poller's 512-descriptor ring took {rx}"
+    );
     assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{r}");
 }
 
