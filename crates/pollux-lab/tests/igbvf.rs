@@ -125,20 +125,22 @@ fn kernel_ping_answered_by_the_responder() {
 }
 
 /// Test 2: pktgen in the guest kernel sends N frames to the VF's MAC;
-/// `pollux testpmd --fwd rxonly` counts exactly N, less what the igb model
-/// itself recorded dropping for want of a free descriptor (QEMU's trace,
-/// `Lab::vf_rx_drops`): every frame that reached the ring is counted once.
-/// pktgen floods, so when the host keeps guest CPU 1 off a core for a few
-/// milliseconds the 480 descriptors we leave to the device fill up (seen
-/// once in CI: 1938 of 2000); more than 10 % dropped fails as a poller
-/// that does not keep up. Test 7: no mbuf leaked.
+/// `pollux testpmd --fwd rxonly` counts exactly N. pktgen floods and the
+/// host may keep guest CPU 1 off a core for milliseconds, so the ring is
+/// 4096 descriptors (the 82576's maximum) and N = 10,000 wraps it twice:
+/// with the default 512 one CI run counted 1938 of 2000. Every miss is
+/// also checked against what the igb model itself recorded dropping for
+/// want of a free descriptor (QEMU's trace, `Lab::vf_rx_drops`), so a
+/// failure says whether the ring overflowed or a frame got lost in the
+/// driver; and that judge is checked with the poller stopped. Test 7: no
+/// mbuf leaked.
 #[test]
 fn rxonly_counts_exactly_what_pktgen_sent() {
     let lab = boot(2);
     let (vf, peer) = setup(&lab);
     let mut tp = lab
         .spawn(&format!(
-            "exec {} testpmd -a {} --fwd rxonly --json --stats-period 0",
+            "exec {} testpmd -a {} --fwd rxonly --rxd 4096 --json --stats-period 0",
             pollux(),
             vf.pci
         ))
@@ -147,7 +149,7 @@ fn rxonly_counts_exactly_what_pktgen_sent() {
         panic!("testpmd did not start: {e}");
     }
     let mac = port_mac(tp.stderr());
-    let n = 2000;
+    let n = 10_000;
     let dropped_before = lab.vf_rx_drops(&vf).expect("the model's rx drops");
     let sent = pktgen(&lab, &peer, &mac, n);
     assert_eq!(sent, n, "pktgen sent {sent}");
@@ -164,14 +166,15 @@ fn rxonly_counts_exactly_what_pktgen_sent() {
     let dropped = lab.vf_rx_drops(&vf).expect("the model's rx drops") - dropped_before;
     let r = report(&out.stdout);
     eprintln!("{r}\nthe igb model dropped {dropped} for want of descriptors");
+    let rx = port0(&r, "rx_packets");
     assert_eq!(
-        port0(&r, "rx_packets") + dropped,
+        rx + dropped,
         n,
-        "received + dropped by the model != sent: {r}"
+        "received + dropped by the model != sent, so frames were lost or counted twice in the driver: {r}"
     );
-    assert!(
-        dropped <= n / 10,
-        "the poller fell behind: {dropped} of {n} dropped by the model"
+    assert_eq!(
+        rx, n,
+        "the model dropped {dropped} at a full 4096-descriptor ring: the poller was off the CPU for thousands of frames"
     );
     assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{r}");
 
