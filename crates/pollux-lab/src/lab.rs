@@ -358,8 +358,34 @@ fn sanitize(name: &str) -> String {
 /// written to guest (queue %d)"`).
 const RX_DROP_EVENT: &str = "e1000e_rx_not_written_to_guest";
 
-/// Where in the run folder QEMU logs [`RX_DROP_EVENT`].
-const RX_DROPS_TRACE: &str = "qemu-rx-drops.trace";
+/// QEMU's log in the run folder: [`RX_DROP_EVENT`] lines and CPU resets.
+const QEMU_LOG: &str = "qemu.log";
+
+/// What QEMU's log says about CPU resets: how many, whether one was a
+/// triple fault, and the last one's header and instruction pointer.
+fn reset_summary(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    let resets: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].starts_with("CPU Reset"))
+        .collect();
+    let triple = lines.iter().filter(|l| l.contains("Triple fault")).count();
+    let mut out = format!(
+        "{} CPU resets logged (a boot makes a few), {triple} triple faults",
+        resets.len()
+    );
+    if let Some(&i) = resets.last() {
+        let ip = lines[i..]
+            .iter()
+            .take(8)
+            .flat_map(|l| l.split_whitespace())
+            .find(|w| w.starts_with("RIP=") || w.starts_with("EIP="));
+        out.push_str(&format!("; last: {}", lines[i]));
+        if let Some(ip) = ip {
+            out.push_str(&format!(" at {ip}"));
+        }
+    }
+    out
+}
 
 /// Counts [`RX_DROP_EVENT`] lines of QEMU's log trace backend by the queue
 /// index, the line's last number (`... (queue 3)`). A line of that event
@@ -507,17 +533,23 @@ impl Lab {
         }
 
         let mut qemu_opts = topology.qemu_args(&sock, &mut free_port)?;
-        // The igb model's own record of every frame it had to drop because
-        // the target queue had no free descriptor (QEMU's trace event
-        // `e1000e_rx_not_written_to_guest`, logged with the queue index):
-        // the judge of whether a receive test's missing frames were lost
-        // in a driver or never reached its ring. See `rx_queue_drops`.
-        let drops = run_dir.join(RX_DROPS_TRACE);
-        qemu_opts.push("-trace".to_owned());
-        qemu_opts.push(format!(
-            "enable={RX_DROP_EVENT},file={}",
-            drops.to_string_lossy()
-        ));
+        // QEMU's own log, in the run folder: the igb model's record of
+        // every frame it had to drop because the target queue had no free
+        // descriptor (trace event `e1000e_rx_not_written_to_guest`, with the
+        // queue index; the judge of whether a receive test's missing frames
+        // were lost in a driver or never reached its ring, see
+        // `rx_queue_drops`), and every CPU reset with the registers before
+        // it, "Triple fault" included (`-d cpu_reset`), for the post-mortem
+        // of a guest that went down.
+        let qemu_log = run_dir.join(QEMU_LOG);
+        for o in [
+            "-trace".to_owned(),
+            format!("enable={RX_DROP_EVENT},file={}", qemu_log.to_string_lossy()),
+            "-d".to_owned(),
+            "cpu_reset".to_owned(),
+        ] {
+            qemu_opts.push(o);
+        }
         let qmp_path = format!("{sock}/qmp.sock");
         let agent_path = format!("{sock}/agent.sock");
         for (k, v) in [
@@ -896,8 +928,23 @@ impl Lab {
         } else {
             " (console still being written)"
         };
+        let events: Vec<String> = self
+            .qmp
+            .take_events(Duration::from_secs(1))
+            .iter()
+            .filter(|e| e["event"] != "NIC_RX_FILTER_CHANGED")
+            .map(|e| format!("{} {}", e["event"].as_str().unwrap_or("?"), e["data"]))
+            .collect();
+        let events = if events.is_empty() {
+            "none".to_owned()
+        } else {
+            events.join("; ")
+        };
+        let resets = std::fs::read_to_string(self.run_dir.join(QEMU_LOG))
+            .map(|l| reset_summary(&l))
+            .unwrap_or_else(|e| format!("no QEMU log: {e}"));
         format!(
-            ": {qemu}\nlast console lines{flushed}:\n{}",
+            ": {qemu}\nQEMU's QMP events: {events}\nQEMU's log: {resets}\nlast console lines{flushed}:\n{}",
             tail_of(&self.console, 40)
         )
     }
@@ -1118,7 +1165,7 @@ impl Lab {
     /// sums over all of them; [`vf_rx_drops`](Self::vf_rx_drops) refuses
     /// that case.
     pub fn rx_queue_drops(&self) -> Result<BTreeMap<u32, u64>> {
-        let path = self.run_dir.join(RX_DROPS_TRACE);
+        let path = self.run_dir.join(QEMU_LOG);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             // QEMU creates the file at its first event.
@@ -1339,6 +1386,22 @@ mod tests {
         std::fs::write(&p, "a\nb\nc\nd\n").unwrap();
         assert_eq!(tail_of(&p, 2), "c\nd\n");
         assert!(tail_of(&d.path().join("none"), 2).contains("cannot read"));
+    }
+
+    #[test]
+    fn resets_are_summarised_with_the_triple_fault() {
+        let log = "CPU Reset (CPU 0)\nEAX=00000000 EBX=00000000\nEIP=0000fff0 EFL=00000002\n\
+                   e1000e_rx_not_written_to_guest Received packet NOT written to guest (queue 0)\n\
+                   Triple fault\nCPU Reset (CPU 1)\nRAX=0000000000000000 RBX=0000000000000001\n\
+                   RIP=ffffffff81e5a4c2 RFL=00000046 [---Z-P-] CPL=0 II=0 A20=1 SMM=0 HLT=1\n";
+        let s = reset_summary(log);
+        assert!(s.starts_with("2 CPU resets logged"), "{s}");
+        assert!(s.contains("1 triple faults"), "{s}");
+        assert!(
+            s.contains("last: CPU Reset (CPU 1) at RIP=ffffffff81e5a4c2"),
+            "{s}"
+        );
+        assert!(reset_summary("").starts_with("0 CPU resets"));
     }
 
     #[test]

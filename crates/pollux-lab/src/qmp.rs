@@ -20,7 +20,13 @@ struct Conn {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
     next_id: u64,
+    /// The last [`MAX_EVENTS`] asynchronous events seen while waiting for
+    /// answers, kept for a post-mortem (how QEMU ended, `SHUTDOWN`'s reason).
+    events: std::collections::VecDeque<Value>,
 }
+
+/// How many asynchronous events a session keeps.
+const MAX_EVENTS: usize = 64;
 
 impl Conn {
     /// Reads one JSON line, giving up at `deadline`.
@@ -61,6 +67,13 @@ impl Conn {
         }
     }
 
+    fn keep_event(&mut self, v: Value) {
+        if self.events.len() == MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(v);
+    }
+
     fn execute(&mut self, cmd: &str, args: Option<Value>, timeout: Duration) -> Result<Value> {
         let deadline = Instant::now() + timeout;
         // QMP echoes "id": a late answer to a command that timed out is
@@ -78,8 +91,12 @@ impl Conn {
             .ctx(|| format!("cannot send QMP command {cmd}"))?;
         loop {
             let v = self.read_value(deadline, cmd)?;
-            if v.get("event").is_some() || v.get("id") != Some(&json!(id)) {
-                continue; // asynchronous events, or a late answer
+            if v.get("event").is_some() {
+                self.keep_event(v);
+                continue;
+            }
+            if v.get("id") != Some(&json!(id)) {
+                continue; // a late answer to a command that timed out
             }
             if let Some(r) = v.get("return") {
                 return Ok(r.clone());
@@ -109,6 +126,7 @@ impl Qmp {
             reader: BufReader::new(stream),
             writer,
             next_id: 0,
+            events: Default::default(),
         };
         let deadline = Instant::now() + timeout;
         let greeting = conn.read_value(deadline, "the QMP greeting")?;
@@ -121,6 +139,23 @@ impl Qmp {
         Ok(Qmp {
             conn: Mutex::new(conn),
         })
+    }
+
+    /// The events QEMU sent without being asked: those seen while waiting
+    /// for answers, then whatever is still unread on the socket, read for up
+    /// to `wait` or until QEMU closes it. After QEMU died this is how it
+    /// ended: its last words on QMP are a `SHUTDOWN` event with the reason
+    /// (`guest-reset`, `guest-panic`, `host-signal`, ...).
+    pub(crate) fn take_events(&self, wait: Duration) -> Vec<Value> {
+        let mut c = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let deadline = Instant::now() + wait;
+        // Ends at EOF, at the deadline, or at a line that is not JSON.
+        while let Ok(v) = c.read_value(deadline, "events") {
+            if v.get("event").is_some() {
+                c.keep_event(v);
+            }
+        }
+        c.events.drain(..).collect()
     }
 
     pub(crate) fn execute(
@@ -200,5 +235,39 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, Error::Timeout { .. }), "{e}");
         assert!(t.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn events_are_kept_for_the_post_mortem() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qmp.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            let mut w = s.try_clone().unwrap();
+            w.write_all(b"{\"QMP\": {}}\n").unwrap();
+            let mut r = BufReader::new(s);
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap(); // qmp_capabilities
+            let id = serde_json::from_str::<Value>(&l).unwrap()["id"].to_string();
+            w.write_all(b"{\"event\": \"NIC_RX_FILTER_CHANGED\"}\n")
+                .unwrap();
+            w.write_all(format!("{{\"return\": {{}}, \"id\": {id}}}\n").as_bytes())
+                .unwrap();
+            // How QEMU ends when the guest resets under -no-reboot.
+            w.write_all(
+                b"{\"event\": \"SHUTDOWN\", \"data\": {\"guest\": true, \"reason\": \"guest-reset\"}}\n",
+            )
+            .unwrap();
+            // Dropping both ends closes the connection.
+        });
+        let qmp = Qmp::new(UnixStream::connect(&path).unwrap(), Duration::from_secs(5)).unwrap();
+        let t = Instant::now();
+        let ev = qmp.take_events(Duration::from_secs(5));
+        assert!(t.elapsed() < Duration::from_secs(3), "EOF ends the wait");
+        let names: Vec<&str> = ev.iter().filter_map(|e| e["event"].as_str()).collect();
+        assert_eq!(names, ["NIC_RX_FILTER_CHANGED", "SHUTDOWN"]);
+        assert_eq!(ev[1]["data"]["reason"], "guest-reset");
+        assert!(qmp.take_events(Duration::from_millis(50)).is_empty());
     }
 }

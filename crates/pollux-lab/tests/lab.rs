@@ -257,22 +257,44 @@ fn two_pfs_give_vfio_vfs_and_wires_that_set_link_cuts() {
     );
 }
 
+/// A lab test that fails keeps its run folder; and a guest that goes down
+/// under a test is reported with how it ended. The inner test resets its
+/// guest (sysrq `b`, an immediate reboot, which `-no-reboot` turns into
+/// QEMU exiting): the error must carry QEMU's own word on it, the QMP
+/// `SHUTDOWN` event with reason `guest-reset`, and QEMU's CPU-reset log.
 #[test]
 fn console_log_is_kept_when_a_lab_test_fails() {
-    let (tx, rx) = mpsc::channel::<(PathBuf, PathBuf)>();
+    let (tx, rx) = mpsc::channel::<(PathBuf, PathBuf, String)>();
     let failing = std::thread::Builder::new()
         .name("deliberately-failing-lab-test".into())
         .spawn(move || {
             let lab = Lab::boot(&Topology::new().pf(Pf::new(1))).expect("the lab boots");
-            tx.send((lab.console_path().to_owned(), lab.run_dir().to_owned()))
-                .unwrap();
+            let e = lab
+                .run("echo b > /proc/sysrq-trigger", Duration::from_secs(60))
+                .expect_err("the guest went down under the command");
+            tx.send((
+                lab.console_path().to_owned(),
+                lab.run_dir().to_owned(),
+                e.to_string(),
+            ))
+            .unwrap();
             panic!(
                 "deliberate panic: this test checks that a failed lab run keeps its console log"
             );
         })
         .unwrap();
     assert!(failing.join().is_err(), "the inner test failed");
-    let (console, run_dir) = rx.recv().expect("the inner test booted");
+    let (console, run_dir, err) = rx.recv().expect("the inner test booted");
+    eprintln!(
+        "the guest's reset as the lab reported it:\n{}",
+        err.lines().take(3).collect::<Vec<_>>().join("\n")
+    );
+    assert!(err.contains("connection lost"), "{err}");
+    assert!(
+        err.contains("SHUTDOWN {\"guest\":true,\"reason\":\"guest-reset\"}"),
+        "QEMU's reason is in the error: {err}"
+    );
+    assert!(err.contains("CPU resets logged"), "{err}");
     let text = std::fs::read_to_string(&console).expect("console log kept");
     assert!(
         text.contains("Linux version"),
