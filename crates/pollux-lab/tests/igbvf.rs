@@ -138,16 +138,7 @@ fn kernel_ping_answered_by_the_responder() {
 fn rxonly_counts_exactly_what_pktgen_sent() {
     let lab = boot(2);
     let (vf, peer) = setup(&lab);
-    let mut tp = lab
-        .spawn(&format!(
-            "exec {} testpmd -a {} --fwd rxonly --rxd 4096 --json --stats-period 0",
-            pollux(),
-            vf.pci
-        ))
-        .expect("start testpmd");
-    if let Err(e) = tp.wait_for_output("forwarding:", T) {
-        panic!("testpmd did not start: {e}");
-    }
+    let tp = start_rxonly(&lab, &vf, 4096);
     let mac = port_mac(tp.stderr());
     let n = 10_000;
     let dropped_before = lab.vf_rx_drops(&vf).expect("the model's rx drops");
@@ -181,16 +172,7 @@ fn rxonly_counts_exactly_what_pktgen_sent() {
     // The judge itself: with the poller stopped (SIGSTOP) the ring fills
     // and the model must record dropping the rest; after SIGCONT testpmd
     // counts what the ring held, and the two still add up to what was sent.
-    let mut tp = lab
-        .spawn(&format!(
-            "exec {} testpmd -a {} --fwd rxonly --json --stats-period 0",
-            pollux(),
-            vf.pci
-        ))
-        .expect("start testpmd");
-    if let Err(e) = tp.wait_for_output("forwarding:", T) {
-        panic!("testpmd did not start: {e}");
-    }
+    let tp = start_rxonly(&lab, &vf, 512);
     let dropped_before = lab.vf_rx_drops(&vf).expect("the model's rx drops");
     tp.signal(Signal::SIGSTOP as i32).expect("SIGSTOP testpmd");
     assert_eq!(pktgen(&lab, &peer, &mac, n), n);
@@ -213,6 +195,22 @@ fn rxonly_counts_exactly_what_pktgen_sent() {
         "a stopped poller's 512-descriptor ring took {rx}"
     );
     assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{r}");
+}
+
+/// `pollux testpmd --fwd rxonly` (debug build) on `vf` with `rxd`
+/// descriptors, started and forwarding.
+fn start_rxonly<'a>(lab: &'a Lab, vf: &VfInfo, rxd: u16) -> pollux_lab::GuestProcess<'a> {
+    let mut tp = lab
+        .spawn(&format!(
+            "exec {} testpmd -a {} --fwd rxonly --rxd {rxd} --json --stats-period 0",
+            pollux(),
+            vf.pci
+        ))
+        .expect("start testpmd");
+    if let Err(e) = tp.wait_for_output("forwarding:", T) {
+        panic!("testpmd did not start: {e}");
+    }
+    tp
 }
 
 /// Test 3: `pollux testpmd --fwd txonly` frames, captured on the peer by
