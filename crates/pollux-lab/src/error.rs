@@ -97,3 +97,40 @@ impl<T> IoContext<T> for std::io::Result<T> {
         })
     }
 }
+
+/// Whether a panic message is that of a test that lost its guest: an
+/// [`Error::Disconnected`] (as `expect`/`unwrap` print it, `{:?}`) after
+/// which vng/QEMU had exited. A test whose measurement is worth one more
+/// boot when the emulator dies under it (docs/lab.md's known fault) uses it
+/// to tell that case from every other failure, which must stand.
+pub fn is_guest_loss(panic_message: &str) -> bool {
+    panic_message.contains("Disconnected {") && panic_message.contains("vng/QEMU exited")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_lost_guest_counts_as_one() {
+        let lost = Error::Disconnected {
+            console: "/r/console.log".into(),
+            detail: ": vng/QEMU exited (exit status: 255)\nQEMU's QMP events: none".into(),
+        };
+        assert!(is_guest_loss(&format!("pollux rxonly: {lost:?}")));
+        // The agent died but QEMU did not: a real failure.
+        let agent = Error::Disconnected {
+            console: "/r/console.log".into(),
+            detail: ": QEMU still running 10 s after the connection broke".into(),
+        };
+        assert!(!is_guest_loss(&format!("{agent:?}")));
+        let t = Error::Timeout {
+            what: "vng/QEMU exited".into(),
+            after: std::time::Duration::from_secs(1),
+        };
+        assert!(!is_guest_loss(&format!("{t:?}")));
+        assert!(!is_guest_loss(
+            "assertion failed: ours_wire / dpdk_wire >= 0.9"
+        ));
+    }
+}

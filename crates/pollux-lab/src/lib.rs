@@ -115,7 +115,7 @@ mod qmp;
 pub mod topology;
 
 pub use env::{host_binary, host_example, target_dir, LabEnv};
-pub use error::{Error, Result};
+pub use error::{is_guest_loss, Error, Result};
 pub use lab::{in_netns, shell_quote, tail_of, Lab, LabOptions, Output, PeerInfo, PfInfo, VfInfo};
 pub use process::GuestProcess;
 pub use proto::ExitStatus;

@@ -804,7 +804,7 @@ fn side_by_side_with_dpdk_igbvf() {
         .cloned()
         .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_default();
-    if !(msg.contains("Disconnected {") && msg.contains("vng/QEMU exited")) {
+    if !pollux_lab::is_guest_loss(&msg) {
         std::panic::resume_unwind(e);
     }
     eprintln!("side by side: the guest was lost (QEMU exited); measuring again in a fresh boot. First attempt:\n{msg}");

@@ -264,7 +264,7 @@ fn two_pfs_give_vfio_vfs_and_wires_that_set_link_cuts() {
 /// `SHUTDOWN` event with reason `guest-reset`, and QEMU's CPU-reset log.
 #[test]
 fn console_log_is_kept_when_a_lab_test_fails() {
-    let (tx, rx) = mpsc::channel::<(PathBuf, PathBuf, String)>();
+    let (tx, rx) = mpsc::channel::<(PathBuf, PathBuf, String, bool)>();
     let failing = std::thread::Builder::new()
         .name("deliberately-failing-lab-test".into())
         .spawn(move || {
@@ -272,10 +272,14 @@ fn console_log_is_kept_when_a_lab_test_fails() {
             let e = lab
                 .run("echo b > /proc/sysrq-trigger", Duration::from_secs(60))
                 .expect_err("the guest went down under the command");
+            // What a test's `.expect()` would panic with: the side-by-side
+            // test retries once on exactly this.
+            let panic_msg = format!("command ran: {e:?}");
             tx.send((
                 lab.console_path().to_owned(),
                 lab.run_dir().to_owned(),
                 e.to_string(),
+                pollux_lab::is_guest_loss(&panic_msg),
             ))
             .unwrap();
             panic!(
@@ -284,7 +288,8 @@ fn console_log_is_kept_when_a_lab_test_fails() {
         })
         .unwrap();
     assert!(failing.join().is_err(), "the inner test failed");
-    let (console, run_dir, err) = rx.recv().expect("the inner test booted");
+    let (console, run_dir, err, guest_loss) = rx.recv().expect("the inner test booted");
+    assert!(guest_loss, "is_guest_loss knows a real guest loss: {err}");
     eprintln!(
         "the guest's reset as the lab reported it:\n{}",
         err.lines().take(3).collect::<Vec<_>>().join("\n")
