@@ -146,6 +146,43 @@ fn final_status(resp: GuestProcess<'_>) -> String {
         .to_owned()
 }
 
+/// Waits until the Pollux responder's own latest complete status block
+/// (printed every 2 s) satisfies `ok`. Linux's /proc view alone is not
+/// enough after a link returns: it may still show the partner state it
+/// recorded before the cut while the Pollux port sits out 802.1AX's 2 s
+/// Aggregate_Wait_Time in WAITING.
+fn wait_pollux(
+    resp: &mut GuestProcess<'_>,
+    within: Duration,
+    what: &str,
+    ok: impl Fn(&str) -> bool,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        resp.poll().expect("poll the responder");
+        let out = resp.stdout();
+        let last = out
+            .rsplit("=== pollux bond status ===")
+            .find_map(|b| b.split_once("=== end ===").map(|(block, _)| block))
+            .unwrap_or_default();
+        if ok(last) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Pollux's view: {what} not reached within {within:?}:\n{last}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Both ports of the Pollux bond in one aggregator, each in sync,
+/// collecting and distributing on both sides (state 63 = 0x3f, actor and
+/// partner of both ports).
+fn pollux_both_aggregated(status: &str) -> bool {
+    status.contains("Number of ports: 2") && status.matches("port state: 63").count() == 4
+}
+
 fn pollux_on<'a>(lab: &'a Lab, members: &str, bond_args: &str) -> (GuestProcess<'a>, String) {
     let exe = host_example("bond_responder").expect("cargo build --examples");
     let mut p = lab
@@ -230,7 +267,7 @@ fn aggregated(p: &ProcBond, slave: &str, pollux_mac: &str) -> bool {
 #[test]
 fn lacp_with_linux_bonding_over_veth() {
     let lab = boot("mode 802.3ad lacp_rate fast miimon 100 xmit_hash_policy layer3+4");
-    let (resp, mac) = pollux(
+    let (mut resp, mac) = pollux(
         &lab,
         "mode=802.3ad,lacp_rate=fast,xmit_hash_policy=layer3+4,miimon=100",
     );
@@ -299,11 +336,17 @@ fn lacp_with_linux_bonding_over_veth() {
     let (sent, got) = ping(&lab, 20, "0.1");
     assert_eq!(got, sent, "the remaining link carries everything");
 
-    // And it rejoins.
+    // And it rejoins, as both sides see it.
     lab.run_ok("ip link set pv1 up", T).unwrap();
     wait_proc(&lab, Duration::from_secs(60), "lv1 rejoined", |p| {
         aggregated(p, "lv0", &mac) && aggregated(p, "lv1", &mac)
     });
+    wait_pollux(
+        &mut resp,
+        Duration::from_secs(60),
+        "both ports aggregated again",
+        pollux_both_aggregated,
+    );
     let (sent, got) = ping(&lab, 10, "0.1");
     assert_eq!(got, sent);
 
@@ -620,7 +663,7 @@ fn vf_balance_xor_with_linux_bonding() {
 fn vf_lacp_with_linux_bonding() {
     let (lab, members) =
         boot_vfs("mode 802.3ad lacp_rate fast miimon 100 xmit_hash_policy layer3+4");
-    let (resp, mac) = pollux_on(
+    let (mut resp, mac) = pollux_on(
         &lab,
         &members,
         "mode=802.3ad,lacp_rate=fast,xmit_hash_policy=layer3+4,miimon=100",
@@ -649,6 +692,12 @@ fn vf_lacp_with_linux_bonding() {
         Duration::from_secs(60),
         "the second link rejoined",
         |p| aggregated(p, &p0, &mac) && aggregated(p, &p1, &mac),
+    );
+    wait_pollux(
+        &mut resp,
+        Duration::from_secs(60),
+        "both VF ports aggregated again",
+        pollux_both_aggregated,
     );
     ping_until_ok(&lab, Duration::from_secs(20));
     let last = final_status(resp);
