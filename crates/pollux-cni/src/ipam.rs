@@ -220,12 +220,9 @@ pub fn supported_versions(name: &str, path: &[PathBuf], timeout: Duration) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     fn script(dir: &Path, name: &str, body: &str) {
-        let p = dir.join(name);
-        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        crate::write_test_script(&dir.join(name), &format!("#!/bin/sh\n{body}\n"));
     }
 
     fn inv(dir: &Path, cmd: &'static str) -> Invocation {

@@ -653,19 +653,16 @@ fn unusable_devices_are_clear_errors() {
 
 #[test]
 fn failed_ipam_add_is_undone_without_ipam_del() {
-    use std::os::unix::fs::PermissionsExt;
     let w = world();
     // An IPAM plugin that refuses every command, DEL included (as Debian's
     // host-local 1.1.1 refuses a 1.1.0 configuration).
     let bin = w.t.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let p = bin.join("refuser");
-    std::fs::write(
+    crate::write_test_script(
         &p,
         "#!/bin/sh\ncat >/dev/null\necho '{\"code\":1,\"msg\":\"incompatible CNI versions\"}'\nexit 1\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let (c, stdin) = w.conf(json!({"deviceID": VF0, "vlan": 8, "ipam": {"type": "refuser"}}));
     let mut env = w.env("c1", "ns1");
     env.path = vec![bin];
