@@ -222,7 +222,7 @@ mod tests {
     use super::*;
 
     fn script(dir: &Path, name: &str, body: &str) {
-        crate::write_test_script(&dir.join(name), &format!("#!/bin/sh\n{body}\n"));
+        crate::tests::write_test_script(&dir.join(name), &format!("#!/bin/sh\n{body}\n"));
     }
 
     fn inv(dir: &Path, cmd: &'static str) -> Invocation {

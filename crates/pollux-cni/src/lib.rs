@@ -169,23 +169,3 @@ impl Error {
 
 #[cfg(test)]
 mod tests;
-
-/// Writes an executable script for a test to run, without this process
-/// ever holding a writable descriptor to it: a sibling test thread that
-/// forks while one is open hands it to its child until that child execs,
-/// and exec of the script then fails with ETXTBSY ("Text file busy"). So
-/// the bytes go to a side file and `install` (coreutils, its own process)
-/// creates the script.
-#[cfg(test)]
-pub(crate) fn write_test_script(path: &std::path::Path, text: &str) {
-    let side = path.with_extension("src");
-    std::fs::write(&side, text).unwrap();
-    let st = std::process::Command::new("install")
-        .args(["-m", "0755"])
-        .arg(&side)
-        .arg(path)
-        .status()
-        .expect("run install(1)");
-    assert!(st.success(), "install {} failed", path.display());
-    std::fs::remove_file(&side).unwrap();
-}

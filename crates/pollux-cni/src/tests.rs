@@ -659,7 +659,7 @@ fn failed_ipam_add_is_undone_without_ipam_del() {
     let bin = w.t.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let p = bin.join("refuser");
-    crate::write_test_script(
+    write_test_script(
         &p,
         "#!/bin/sh\ncat >/dev/null\necho '{\"code\":1,\"msg\":\"incompatible CNI versions\"}'\nexit 1\n",
     );
@@ -674,4 +674,23 @@ fn failed_ipam_add_is_undone_without_ipam_del() {
         w.cache().read_alloc(a(VF0)).unwrap().is_none(),
         "the VF is free again"
     );
+}
+
+/// Writes an executable script for a test to run, without this process
+/// ever holding a writable descriptor to it: a sibling test thread that
+/// forks while one is open hands it to its child until that child execs,
+/// and exec of the script then fails with ETXTBSY ("Text file busy"). So
+/// the bytes go to a side file and `install` (coreutils, its own process)
+/// creates the script.
+pub(crate) fn write_test_script(path: &std::path::Path, text: &str) {
+    let side = path.with_extension("src");
+    std::fs::write(&side, text).unwrap();
+    let st = std::process::Command::new("install")
+        .args(["-m", "0755"])
+        .arg(&side)
+        .arg(path)
+        .status()
+        .expect("run install(1)");
+    assert!(st.success(), "install {} failed", path.display());
+    std::fs::remove_file(&side).unwrap();
 }

@@ -351,7 +351,6 @@ fn sanitize(name: &str) -> String {
     }
 }
 
-/// The last `lines` lines of a file.
 /// QEMU's trace event for a frame the igb model could not write to a
 /// receive queue for lack of descriptors (hw/net/trace-events:
 /// `e1000e_rx_not_written_to_guest(int queue_idx) "Received packet NOT
@@ -411,6 +410,7 @@ fn parse_rx_drops(text: &str) -> Result<BTreeMap<u32, u64>> {
     Ok(out)
 }
 
+/// The last `lines` lines of a file.
 pub fn tail_of(path: &Path, lines: usize) -> String {
     let mut f = match File::open(path) {
         Ok(f) => f,
@@ -542,14 +542,12 @@ impl Lab {
         // it, "Triple fault" included (`-d cpu_reset`), for the post-mortem
         // of a guest that went down.
         let qemu_log = run_dir.join(QEMU_LOG);
-        for o in [
+        qemu_opts.extend([
             "-trace".to_owned(),
             format!("enable={RX_DROP_EVENT},file={}", qemu_log.to_string_lossy()),
             "-d".to_owned(),
             "cpu_reset".to_owned(),
-        ] {
-            qemu_opts.push(o);
-        }
+        ]);
         let qmp_path = format!("{sock}/qmp.sock");
         let agent_path = format!("{sock}/agent.sock");
         for (k, v) in [

@@ -138,7 +138,7 @@ fn kernel_ping_answered_by_the_responder() {
 fn rxonly_counts_exactly_what_pktgen_sent() {
     let lab = boot(2);
     let (vf, peer) = setup(&lab);
-    let tp = start_rxonly(&lab, &vf, 4096);
+    let tp = start_rxonly(&lab, &pollux(), &vf, 4096);
     let mac = port_mac(tp.stderr());
     let n = 10_000;
     let dropped_before = lab.vf_rx_drops(&vf).expect("the model's rx drops");
@@ -172,7 +172,7 @@ fn rxonly_counts_exactly_what_pktgen_sent() {
     // The judge itself: with the poller stopped (SIGSTOP) the ring fills
     // and the model must record dropping the rest; after SIGCONT testpmd
     // counts what the ring held, and the two still add up to what was sent.
-    let tp = start_rxonly(&lab, &vf, 512);
+    let tp = start_rxonly(&lab, &pollux(), &vf, 512);
     let dropped_before = lab.vf_rx_drops(&vf).expect("the model's rx drops");
     tp.signal(Signal::SIGSTOP as i32).expect("SIGSTOP testpmd");
     assert_eq!(pktgen(&lab, &peer, &mac, n), n);
@@ -197,18 +197,23 @@ fn rxonly_counts_exactly_what_pktgen_sent() {
     assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{r}");
 }
 
-/// `pollux testpmd --fwd rxonly` (debug build) on `vf` with `rxd`
-/// descriptors, started and forwarding.
-fn start_rxonly<'a>(lab: &'a Lab, vf: &VfInfo, rxd: u16) -> pollux_lab::GuestProcess<'a> {
+/// `<pollux> testpmd --fwd rxonly` on `vf` with `rxd` descriptors,
+/// started and forwarding.
+fn start_rxonly<'a>(
+    lab: &'a Lab,
+    pollux: &str,
+    vf: &VfInfo,
+    rxd: u16,
+) -> pollux_lab::GuestProcess<'a> {
     let mut tp = lab
         .spawn(&format!(
-            "exec {} testpmd -a {} --fwd rxonly --rxd {rxd} --json --stats-period 0",
-            pollux(),
+            "exec {pollux} testpmd -a {} --fwd rxonly --rxd {rxd} --json --stats-period 0",
             vf.pci
         ))
         .expect("start testpmd");
+    // `{e:?}`, as `expect` prints it: `is_guest_loss` reads that form.
     if let Err(e) = tp.wait_for_output("forwarding:", T) {
-        panic!("testpmd did not start: {e}");
+        panic!("testpmd did not start: {e:?}");
     }
     tp
 }
@@ -669,15 +674,8 @@ impl Bench<'_> {
 
     /// pollux rxonly while pktgen sends `n`: (received, offered, pktgen s).
     fn ours_rx(&self, n: u64) -> (u64, u64, f64) {
-        let mut tp = self
-            .lab
-            .spawn(&format!(
-                "exec {} testpmd -a {} --fwd rxonly --json --stats-period 0",
-                self.pollux, self.vf.pci
-            ))
-            .expect("pollux rxonly");
-        tp.wait_for_output("forwarding:", T)
-            .expect("testpmd started");
+        // 512 descriptors, testpmd's default, like DPDK's.
+        let tp = start_rxonly(self.lab, &self.pollux, &self.vf, 512);
         let before = self.lab.vf_rx_drops(&self.vf).expect("model drops");
         let (sent, t) = pktgen_run(self.lab, &self.peer, self.vf_mac, n);
         std::thread::sleep(Duration::from_secs(1));
