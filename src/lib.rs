@@ -6,7 +6,8 @@
 //! - [`core`]: mbufs, mempools, rings, bursts, the [`Port`](core::Port) trait
 //!   and the lcore runtime.
 //! - [`soft`]: software ports (null, ring, af_packet, pcap).
-//! - [`vfio`]: PCI discovery, VFIO containers/devices, DMA memory.
+//! - [`pci`]: PCI addresses and sysfs discovery (no VFIO).
+//! - [`vfio`]: VFIO containers/devices, BARs, DMA memory.
 //! - [`igbvf`]: the 82576/I350 VF poll-mode driver.
 //! - [`bond`]: bonding over any ports (balance-rr, active-backup,
 //!   balance-xor, broadcast, 802.3ad/LACP).
@@ -16,6 +17,7 @@
 pub use pollux_bond as bond;
 pub use pollux_core as core;
 pub use pollux_igbvf as igbvf;
+pub use pollux_pci as pci;
 pub use pollux_soft as soft;
 pub use pollux_sriov as sriov;
 pub use pollux_vfio as vfio;

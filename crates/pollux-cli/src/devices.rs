@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use pollux_vfio::pci::{self, DriverKind, PciAddr, PciFunction, Sysfs};
+use pollux_pci::{self as pci, DriverKind, PciAddr, PciFunction, Sysfs};
 use serde::Serialize;
 
 #[derive(clap::Args, Debug)]
@@ -173,7 +173,7 @@ pub fn run(args: &DevicesArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pollux_vfio::pci::fake::{FakeFn, FakeSysfs};
+    use pollux_pci::fake::{FakeFn, FakeSysfs};
 
     fn a(s: &str) -> PciAddr {
         s.parse().unwrap()

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use pollux_sriov::lifecycle::{self, CreateOpts, Timeouts};
 use pollux_sriov::netlink::{LinkState, Mac, Rtnl, VfAttr, VfState, Vlan, VlanProto};
-use pollux_vfio::pci::{PciAddr, Sysfs};
+use pollux_pci::{PciAddr, Sysfs};
 
 /// Options every `pollux vf` subcommand shares.
 #[derive(clap::Args, Debug, Clone)]
@@ -443,7 +443,7 @@ mod tests {
 
     #[test]
     fn pf_resolution_on_fake_tree() {
-        use pollux_vfio::pci::fake::{FakeFn, FakeSysfs};
+        use pollux_pci::fake::{FakeFn, FakeSysfs};
         let t = tempfile::tempdir().unwrap();
         let f = FakeSysfs::new(t.path()).unwrap();
         f.add(&FakeFn {

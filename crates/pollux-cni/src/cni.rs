@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use pollux_vfio::pci::Sysfs;
+use pollux_pci::Sysfs;
 use rscni_plugin::cni::Cni;
 use rscni_plugin::types::{Args, CNIResult, NetConf};
 use serde_json::Value;

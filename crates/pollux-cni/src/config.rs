@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use pollux_sriov::netlink::{LinkState, Mac, Vlan, VlanProto};
-use pollux_vfio::pci::PciAddr;
+use pollux_pci::PciAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

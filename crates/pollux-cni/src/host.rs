@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pollux_sriov::netlink::{LinkChange, LinkInfo, Mac, Rtnl, VfAttr, VfState};
 use pollux_sriov::netns;
-use pollux_vfio::pci::Sysfs;
+use pollux_pci::Sysfs;
 
 use crate::state::LinkOrig;
 use crate::{Error, Result};

@@ -121,7 +121,7 @@ impl Error {
             Error::Sriov(e) => match e {
                 pollux_sriov::Error::Invalid(_) => codes::INVALID_CONFIG,
                 pollux_sriov::Error::NotVf(_) | pollux_sriov::Error::NoNetdev(_) => codes::DEVICE,
-                pollux_sriov::Error::Pci(pollux_vfio::pci::Error::NoSuchFunction { .. }) => {
+                pollux_sriov::Error::Pci(pollux_pci::Error::NoSuchFunction { .. }) => {
                     codes::DEVICE
                 }
                 pollux_sriov::Error::Timeout { .. } => codes::TRY_AGAIN_LATER,

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use pollux_sriov::netlink::{Mac, VfAttr, VfState, Vlan};
 use pollux_sriov::pod::DeviceInfo;
-use pollux_vfio::pci::{DriverKind, PciAddr};
+use pollux_pci::{DriverKind, PciAddr};
 use rscni_plugin::types::{CNIResult, Interface};
 use serde_json::Value;
 

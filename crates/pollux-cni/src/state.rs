@@ -24,7 +24,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use pollux_sriov::netlink::{Mac, VfState};
-use pollux_vfio::pci::PciAddr;
+use pollux_pci::PciAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use pollux_sriov::netlink::{LinkInfo, LinkState, Mac, VfAttr, VfState, Vlan, VlanProto};
-use pollux_vfio::pci::fake::{FakeFn, FakeSysfs};
-use pollux_vfio::pci::{PciAddr, Sysfs};
+use pollux_pci::fake::{FakeFn, FakeSysfs};
+use pollux_pci::{PciAddr, Sysfs};
 use serde_json::{json, Value};
 
 use crate::config::Conf;

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use pollux_cni::host::{Host, IpSetup, RealHost};
 use pollux_cni::state::LinkOrig;
-use pollux_vfio::pci::Sysfs;
+use pollux_pci::Sysfs;
 use serde_json::Value;
 
 fn ip(args: &str) -> (bool, String) {

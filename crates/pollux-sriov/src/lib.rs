@@ -14,20 +14,20 @@
 //!   WG device-info-spec 1.1.0).
 //!
 //! PCI discovery itself (addresses, `physfn`/`virtfnN`, drivers, IOMMU
-//! groups) is [`pollux_vfio::pci`].
+//! groups) is the `pollux-pci` crate, re-exported as [`pci`].
 
 use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pollux_vfio::pci::PciAddr;
+use pollux_pci::PciAddr;
 
 pub mod lifecycle;
 pub mod netlink;
 pub mod netns;
 pub mod pod;
 
-pub use pollux_vfio::pci;
+pub use pollux_pci as pci;
 
 /// Errors of VF control.
 #[derive(Debug, thiserror::Error)]

@@ -21,7 +21,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pollux_vfio::pci::{DriverKind, PciAddr, Sysfs};
+use pollux_pci::{DriverKind, PciAddr, Sysfs};
 
 use crate::{Error, Result};
 
@@ -333,7 +333,7 @@ pub fn reset(sysfs: &Sysfs, addr: PciAddr, t: Timeouts) -> Result<()> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use pollux_vfio::pci::fake::{FakeFn, FakeSysfs};
+    use pollux_pci::fake::{FakeFn, FakeSysfs};
     use std::fs;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;

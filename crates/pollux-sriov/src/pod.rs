@@ -14,7 +14,7 @@
 
 use std::path::Path;
 
-use pollux_vfio::pci::PciAddr;
+use pollux_pci::PciAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};

@@ -1,6 +1,6 @@
 //! PCI functions in sysfs and, through VFIO, their registers and DMA.
 //!
-//! - [`pci`]: PCI addresses and sysfs discovery (vendor, device, class,
+//! - [`pci`] (the `pollux-pci` crate): PCI addresses and sysfs discovery (vendor, device, class,
 //!   driver, IOMMU group, NUMA node, SR-IOV `physfn`/`virtfnN` links) under a
 //!   configurable sysfs root, so tests run on a fake tree.
 //! - [`Container`]: one IOMMU domain (VFIO type1 container, through rust-vmm's
@@ -33,7 +33,8 @@ pub mod device;
 pub mod dma;
 pub mod error;
 pub mod iova;
-pub mod pci;
+/// PCI discovery lives in `pollux-pci`; re-exported so `pollux_vfio::pci` keeps working.
+pub use pollux_pci as pci;
 
 pub use bar::Bar;
 pub use container::Container;

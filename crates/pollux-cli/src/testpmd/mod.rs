@@ -205,7 +205,7 @@ impl TestpmdArgs {
 
 /// PCI addresses from -a, the device plugin's environment and device-info
 /// files, in that order, without duplicates.
-fn pci_addresses(args: &TestpmdArgs) -> Result<Vec<pollux_vfio::pci::PciAddr>> {
+fn pci_addresses(args: &TestpmdArgs) -> Result<Vec<pollux_pci::PciAddr>> {
     let mut out = Vec::new();
     for a in &args.pci {
         out.push(a.parse().with_context(|| format!("-a {a}"))?);

@@ -641,7 +641,9 @@ impl Sysfs {
 
 /// Builds fake sysfs trees laid out as the kernel lays them out. Public so
 /// that other crates' unit tests (pollux-sriov, pollux-cni, the CLI) use the
-/// same layout; it only ever writes below the root it is given.
+/// same layout; it only ever writes below the root it is given. Behind the
+/// `testing` feature: it is a test double, not something an application links.
+#[cfg(any(test, feature = "testing"))]
 pub mod fake {
     use super::PciAddr;
     use std::fs;
