@@ -13,8 +13,9 @@
 //!   of DPDK's `rte_ring` (bulk = all or nothing, burst = as many as fit).
 //! - [`Burst`]: the fixed-capacity packet vector that `rx_burst` fills and
 //!   `tx_burst` drains from the front; what a port could not send stays in it.
-//! - [`Port`]: the ethdev-like trait implemented by hardware PMDs, software
-//!   ports and the bond.
+//! - [`Port`]: the ethdev-like control trait implemented by hardware PMDs,
+//!   software ports and the bond, and the per-queue [`RxQueue`] and
+//!   [`TxQueue`] handles its data path is split into, one lcore each.
 //! - [`lcore`]: polling threads pinned to cores, with a clean stop signal.
 //!
 //! Unsafe code is confined to the modules that manage raw memory (`ring`,
@@ -36,7 +37,8 @@ pub use mem::{AnonMemory, DmaRegion, HugePages, Iova, MemError, MemoryProvider};
 pub use mempool::{Mempool, MempoolConfig, MempoolError};
 pub use net::MacAddr;
 pub use port::{
-    Capabilities, Duplex, LinkStatus, Port, PortConf, PortError, PortInfo, PortStats, QueueStats,
-    RxOffloads, TxOffloads, Xstat,
+    Capabilities, Duplex, Lease, Leases, LinkStatus, Polled, Port, PortConf, PortError, PortInfo,
+    PortStats, QueueCounters, QueueCounts, QueueStats, Queues, RunFlag, RxOffloads, RxQueue,
+    StatsBase, TxOffloads, TxQueue, Xstat,
 };
 pub use ring::Ring;

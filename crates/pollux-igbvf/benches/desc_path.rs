@@ -14,9 +14,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pollux_core::{AnonMemory, Burst, HugePages, MemoryProvider, Mempool, MempoolConfig};
 use pollux_igbvf::desc::DescRing;
 use pollux_igbvf::regs;
-use pollux_igbvf::rx::RxQueue;
+use pollux_igbvf::rx::RxRing;
 use pollux_igbvf::testing::{SimRx, SimTx};
-use pollux_igbvf::tx::TxQueue;
+use pollux_igbvf::tx::TxRing;
 use pollux_vfio::Bar;
 
 const BURST: usize = 32;
@@ -40,7 +40,7 @@ fn pool(n: usize) -> Mempool {
 fn bench_rx(c: &mut Criterion) {
     let bar = Bar::plain_memory(0x4000);
     let pool = pool(4096);
-    let mut q = RxQueue::new(ring(RING), pool.clone(), 0, 0);
+    let mut q = RxRing::new(ring(RING), pool.clone(), 0, 0);
     assert_eq!(q.arm(), 0);
     bar.write32(regs::rdt(0), q.initial_tail());
     let mut dev = SimRx::default();
@@ -70,7 +70,7 @@ fn bench_rx(c: &mut Criterion) {
 fn bench_tx(c: &mut Criterion) {
     let bar = Bar::plain_memory(0x4000);
     let pool = pool(4096);
-    let mut q = TxQueue::new(ring(RING), 0);
+    let mut q = TxRing::new(ring(RING), 0);
     let mut dev = SimTx::default();
     let mut sent = Vec::with_capacity(1024);
     let mut b = Burst::new(BURST);
@@ -106,7 +106,7 @@ fn cycles_summary(_: &mut Criterion) {
         let tsc = || unsafe { core::arch::x86_64::_rdtsc() };
         let bar = Bar::plain_memory(0x4000);
         let pool = pool(4096);
-        let mut rxq = RxQueue::new(ring(RING), pool.clone(), 0, 0);
+        let mut rxq = RxRing::new(ring(RING), pool.clone(), 0, 0);
         rxq.arm();
         bar.write32(regs::rdt(0), rxq.initial_tail());
         let mut dev = SimRx::default();
@@ -122,7 +122,7 @@ fn cycles_summary(_: &mut Criterion) {
             rx_cycles += tsc() - s;
             out.clear();
         }
-        let mut txq = TxQueue::new(ring(RING), 0);
+        let mut txq = TxRing::new(ring(RING), 0);
         let mut tdev = SimTx::default();
         let mut sent = Vec::new();
         let (mut tx_cycles, mut tx_pkts) = (0u64, 0u64);

@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use pollux_core::{Burst, HugePages, Mempool, MempoolConfig, Port, PortConf};
+use pollux_core::{Burst, HugePages, Mempool, MempoolConfig, Port, PortConf, RxQueue, TxQueue};
 use pollux_igbvf::{IgbVf, IgbVfOpts};
 
 fn vf_bench(c: &mut Criterion) {
@@ -36,6 +36,7 @@ fn vf_bench(c: &mut Criterion) {
     vf.configure(&PortConf::new(pool.clone()))
         .expect("configure");
     vf.start().expect("start");
+    let mut queues = vf.take_queues().expect("queues");
     let deadline = Instant::now() + Duration::from_secs(5);
     while !vf.link().up && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
@@ -59,7 +60,7 @@ fn vf_bench(c: &mut Criterion) {
                 m.copy_from(&frame);
                 let _ = burst.push(m);
             }
-            sent += vf.tx_burst(0, &mut burst) as u64;
+            sent += queues.tx[0].tx_burst(&mut burst) as u64;
         })
     });
     let secs = start.elapsed().as_secs_f64();
@@ -68,7 +69,7 @@ fn vf_bench(c: &mut Criterion) {
     let mut got = 0u64;
     g.bench_function("rx_poll", |b| {
         b.iter(|| {
-            got += vf.rx_burst(0, &mut rx) as u64;
+            got += queues.rx[0].rx_burst(&mut rx) as u64;
             rx.clear();
         })
     });

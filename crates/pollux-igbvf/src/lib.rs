@@ -4,7 +4,7 @@
 //! # Using it
 //!
 //! ```no_run
-//! use pollux_core::{Burst, HugePages, Mempool, MempoolConfig, Port, PortConf};
+//! use pollux_core::{Burst, HugePages, Mempool, MempoolConfig, Port, PortConf, RxQueue};
 //! use pollux_igbvf::{IgbVf, IgbVfOpts};
 //!
 //! // The VF must be bound to vfio-pci; the error says how if it is not.
@@ -13,8 +13,12 @@
 //! let pool = Mempool::new(MempoolConfig::new("rx", 4096), &vf.dma_memory(HugePages::Prefer))?;
 //! vf.configure(&PortConf::new(pool))?;
 //! vf.start()?;
+//! // One handle per queue, for the lcore that polls it:
+//! let mut queues = vf.take_queues()?;
 //! let mut burst = Burst::new(32);
-//! let n = vf.rx_burst(0, &mut burst);
+//! let n = queues.rx[0].rx_burst(&mut burst);
+//! // Meanwhile the control side runs the mailbox watch and PF-reset recovery:
+//! vf.service();
 //! # let _ = n;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -39,7 +43,7 @@
 //! administrator assigned, if any; then SET_MAC_ADDR, SET_LPE (max frame),
 //! SET_MULTICAST, SET_VLAN and SET_PROMISC (multicast) as configured. The
 //! PF forgets all of it at every VF reset, so it is sent again after each.
-//! While polled the driver watches the mailbox: after a PF reset (RSTI/RSTD,
+//! From [`Port::service`] the driver watches the mailbox: after a PF reset (RSTI/RSTD,
 //! or a PF message without clear-to-send) it re-initialises the VF by
 //! itself once the PF is back.
 //!
@@ -79,7 +83,7 @@ pub mod tx;
 pub mod vf;
 
 pub use error::IgbVfError;
-pub use vf::{default_mac, identify, IgbVf, IgbVfOpts, Model};
+pub use vf::{default_mac, identify, IgbVf, IgbVfOpts, IgbVfRx, IgbVfTx, Model};
 
 use pollux_core::Port;
 use pollux_vfio::pci::PciAddr;

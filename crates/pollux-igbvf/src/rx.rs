@@ -20,7 +20,7 @@ use crate::regs::{self, Regs};
 
 /// Counters of one receive queue.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RxQueueStats {
+pub struct RxRingStats {
     pub packets: u64,
     pub bytes: u64,
     /// Frames dropped for device-reported errors, bad lengths or scatter.
@@ -30,7 +30,7 @@ pub struct RxQueueStats {
 }
 
 /// One receive queue.
-pub struct RxQueue {
+pub struct RxRing {
     ring: DescRing<AdvRxDesc>,
     sw: Box<[Option<Mbuf>]>,
     pool: Mempool,
@@ -46,15 +46,15 @@ pub struct RxQueue {
     tail_reg: u32,
     /// I350 writes the VLAN tag of loopback frames big endian.
     vlan_swap_on_lb: bool,
-    pub stats: RxQueueStats,
+    pub stats: RxRingStats,
 }
 
-impl RxQueue {
+impl RxRing {
     /// A queue over `ring` taking buffers from `pool`; `queue` is the VF
     /// queue number (its tail register), `port` what mbufs are stamped with.
-    pub fn new(ring: DescRing<AdvRxDesc>, pool: Mempool, port: u16, queue: u16) -> RxQueue {
+    pub fn new(ring: DescRing<AdvRxDesc>, pool: Mempool, port: u16, queue: u16) -> RxRing {
         let n = ring.len();
-        RxQueue {
+        RxRing {
             sw: (0..n).map(|_| None).collect(),
             // At most 32 held back, DPDK's IGB_DEFAULT_RX_FREE_THRESH: the
             // more the driver holds, the fewer buffers the device has while
@@ -69,7 +69,7 @@ impl RxQueue {
             queue,
             tail_reg: regs::rdt(queue),
             vlan_swap_on_lb: false,
-            stats: RxQueueStats::default(),
+            stats: RxRingStats::default(),
         }
     }
 
@@ -274,9 +274,9 @@ pub fn packet_type(pkt_info: u16, status: u32) -> PacketType {
     t
 }
 
-impl std::fmt::Debug for RxQueue {
+impl std::fmt::Debug for RxRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RxQueue")
+        f.debug_struct("RxRing")
             .field("queue", &self.queue)
             .field("ring", &self.ring)
             .field("next", &self.next)

@@ -22,7 +22,7 @@ const MAX_DATA_LEN: usize = 16383;
 
 /// Counters of one transmit queue.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TxQueueStats {
+pub struct TxRingStats {
     pub packets: u64,
     pub bytes: u64,
     /// Packets taken but dropped (empty, too long, or flushed by a reset).
@@ -30,7 +30,7 @@ pub struct TxQueueStats {
 }
 
 /// One transmit queue.
-pub struct TxQueue {
+pub struct TxRing {
     ring: DescRing<AdvTxDesc>,
     sw: Box<[Option<Mbuf>]>,
     /// Next descriptor to fill.
@@ -47,14 +47,14 @@ pub struct TxQueue {
     /// The context descriptor the device holds in slot 0, if any.
     ctx: Option<AdvTxCtxDesc>,
     tail_reg: u32,
-    pub stats: TxQueueStats,
+    pub stats: TxRingStats,
 }
 
-impl TxQueue {
+impl TxRing {
     /// A queue over `ring`; `queue` is the VF queue number.
-    pub fn new(ring: DescRing<AdvTxDesc>, queue: u16) -> TxQueue {
+    pub fn new(ring: DescRing<AdvTxDesc>, queue: u16) -> TxRing {
         let n = ring.len();
-        TxQueue {
+        TxRing {
             sw: (0..n).map(|_| None).collect(),
             tail: 0,
             clean: 0,
@@ -65,7 +65,7 @@ impl TxQueue {
             ctx: None,
             ring,
             tail_reg: regs::tdt(queue),
-            stats: TxQueueStats::default(),
+            stats: TxRingStats::default(),
         }
     }
 
@@ -268,9 +268,9 @@ fn context_for(off: &pollux_core::TxOffload) -> Option<AdvTxCtxDesc> {
     })
 }
 
-impl std::fmt::Debug for TxQueue {
+impl std::fmt::Debug for TxRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TxQueue")
+        f.debug_struct("TxRing")
             .field("ring", &self.ring)
             .field("tail", &self.tail)
             .field("clean", &self.clean)

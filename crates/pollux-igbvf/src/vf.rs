@@ -8,21 +8,31 @@
 //! 2. [`Port::configure`]: descriptor rings in DMA memory of the container.
 //! 3. [`Port::start`]: max frame size, multicast, VLAN and multicast
 //!    promiscuous requests to the PF, then the rings, armed with buffers.
-//! 4. Bursts. Every few dozen bursts the driver looks at the mailbox: a PF
-//!    reset (RSTI/RSTD) or a PF message without clear-to-send means the PF
-//!    forgot this VF, and the driver re-initialises the VF by itself (reset
-//!    handshake, filters, rings) once the PF is back, so traffic resumes
-//!    without the application doing anything.
-//! 5. [`Port::stop`] / drop: queues disabled, the VF reset (which stops its
-//!    DMA), bus mastering off, buffers back to their pools, rings unmapped.
+//! 4. [`Port::take_queues`]: one [`IgbVfRx`] and one [`IgbVfTx`] per queue,
+//!    each owning its descriptor ring and buffers, polled by one lcore. A
+//!    burst touches its ring and its own tail register, nothing else: no
+//!    mailbox, no lock, no clock.
+//! 5. [`Port::service`] on the control thread (every 10 to 100 ms) looks at
+//!    the mailbox: a PF reset (RSTI/RSTD) or a PF message without
+//!    clear-to-send means the PF forgot this VF, and the driver
+//!    re-initialises the VF by itself once the PF is back, so traffic
+//!    resumes without the application doing anything. That recovery is a
+//!    handshake with the handles, described at [`QueueSet`]; no burst waits
+//!    for it.
+//! 6. [`Port::stop`] / drop: the VF reset (which stops its DMA), bus
+//!    mastering off; buffers go back to their pools only after that, when
+//!    the rings are released or their handles dropped.
 
 use std::cell::Cell;
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use pollux_core::{
-    Burst, Capabilities, Duplex, HugePages, LinkStatus, MacAddr, Mbuf, Port, PortConf, PortError,
-    PortInfo, PortStats, QueueStats, RxOffloads, TxOffloads, Xstat,
+    Burst, Capabilities, Duplex, HugePages, Lease, Leases, LinkStatus, MacAddr, Mbuf, Port,
+    PortConf, PortError, PortInfo, PortStats, QueueCounters, QueueCounts, QueueStats, Queues,
+    RxOffloads, RxQueue, StatsBase, TxOffloads, TxQueue, Xstat,
 };
 use pollux_vfio::pci::{PciAddr, Sysfs};
 use pollux_vfio::{Bar, Container, Device, DmaMemory, OpenOpts};
@@ -31,9 +41,9 @@ use crate::desc::DescRing;
 use crate::error::IgbVfError;
 use crate::mbx::{self, Mailbox};
 use crate::regs;
-use crate::rx::RxQueue;
+use crate::rx::RxRing;
 use crate::stats::HwStats;
-use crate::tx::TxQueue;
+use crate::tx::TxRing;
 
 /// Which VF this is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,16 +131,301 @@ const QUEUE_TIMEOUT: Duration = Duration::from_millis(100);
 /// Ethernet header + FCS + one VLAN tag, added to the MTU for RLPML.
 const FRAME_OVERHEAD: u32 = 14 + 4 + 4;
 
-struct Queues {
-    rx: Vec<RxQueue>,
-    tx: Vec<TxQueue>,
+/// One queue of a [`QueueSet`]: its ring while no handle holds it, the
+/// counters its handle publishes, and the epoch its handle last re-armed
+/// its ring for.
+struct Slot<R> {
+    ring: Mutex<Option<R>>,
+    counters: QueueCounters,
+    ack: AtomicU32,
+}
+
+impl<R> Slot<R> {
+    fn new(ring: R) -> Slot<R> {
+        Slot {
+            ring: Mutex::new(Some(ring)),
+            counters: QueueCounters::default(),
+            ack: AtomicU32::new(0),
+        }
+    }
+
+    /// The ring, if no handle holds it. A poisoned lock (a handle panicked
+    /// while giving its ring back) still holds a consistent `Option`.
+    fn parked(&self) -> MutexGuard<'_, Option<R>> {
+        self.ring.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Where a ring is, for its registers: fixed from configure on.
+#[derive(Clone, Copy, Debug)]
+struct RingLayout {
+    iova: u64,
+    bytes: u32,
+    initial_tail: u32,
+}
+
+/// Running bit of [`QueueSet::state`]; the other bits are the epoch.
+const RUNNING: u32 = 1;
+const EPOCH: u32 = 2;
+
+/// The queues of one configuration, shared by the control side and the
+/// handles.
+///
+/// `state` is the only thing a burst reads besides its own ring: one
+/// acquire load. Its low bit says whether the queues run; the rest is an
+/// epoch that the control side advances whenever it has reset the VF (stop,
+/// PF-reset recovery), which stops the device's DMA and forgets the
+/// rings' positions. A handle that sees a new epoch re-arms its own ring in
+/// software (every descriptor rewritten, positions back to 0, in-flight
+/// transmits freed: the device no longer owns them) and stores the epoch in
+/// its slot's `ack`. The control side programs the registers and sets the
+/// running bit again only when every ring is re-armed: acknowledged by its
+/// handle, or parked in its slot and re-armed by the control side itself.
+/// So the device never sees a descriptor the driver is rewriting, no burst
+/// ever waits, and buffers are freed only after the reset.
+struct QueueSet {
+    bar: Arc<Bar>,
+    state: AtomicU32,
+    rx_layout: Vec<RingLayout>,
+    tx_layout: Vec<RingLayout>,
+    /// Bytes of each rx buffer the device may write.
+    rx_buf_size: u32,
+    rx: Vec<Slot<RxRing>>,
+    tx: Vec<Slot<TxRing>>,
+}
+
+impl QueueSet {
+    fn epoch(&self) -> u32 {
+        self.state.load(Ordering::Acquire) & !RUNNING
+    }
+
+    /// Advances the epoch with the queues stopped; returns the new epoch.
+    /// Call after the VF reset that stopped the device.
+    fn next_epoch(&self) -> u32 {
+        let e = self.epoch().wrapping_add(EPOCH);
+        // Release: the VF reset above happens before any handle acts on
+        // the new epoch (frees transmit buffers, rewrites descriptors).
+        self.state.store(e, Ordering::Release);
+        e
+    }
+
+    fn set_running(&self, epoch: u32) {
+        // Release: the ring registers and tails written before this are in
+        // place before a handle moves a tail again.
+        self.state.store(epoch | RUNNING, Ordering::Release);
+    }
+
+    /// Whether every ring is ready for `epoch`; parked rings are re-armed
+    /// here. `Err` with the queue whose pool ran dry.
+    fn rings_ready(&self, epoch: u32) -> Result<bool, (u16, usize)> {
+        let mut ready = true;
+        for (i, s) in self.rx.iter().enumerate() {
+            match s.parked().as_mut() {
+                Some(r) if s.ack.load(Ordering::Acquire) != epoch => {
+                    let missing = r.arm();
+                    if missing > 0 {
+                        return Err((i as u16, missing));
+                    }
+                    s.ack.store(epoch, Ordering::Release);
+                }
+                Some(_) => {}
+                None => ready &= s.ack.load(Ordering::Acquire) == epoch,
+            }
+        }
+        for s in &self.tx {
+            match s.parked().as_mut() {
+                Some(t) if s.ack.load(Ordering::Acquire) != epoch => {
+                    t.reset();
+                    s.counters.store(counts_tx(t));
+                    s.ack.store(epoch, Ordering::Release);
+                }
+                Some(_) => {}
+                None => ready &= s.ack.load(Ordering::Acquire) == epoch,
+            }
+        }
+        Ok(ready)
+    }
+
+    /// Returns the buffers of every parked ring. Only after a VF reset.
+    fn release_parked(&self) {
+        for s in &self.rx {
+            if let Some(r) = s.parked().as_mut() {
+                r.release();
+            }
+        }
+        for s in &self.tx {
+            if let Some(t) = s.parked().as_mut() {
+                t.reset();
+                s.counters.store(counts_tx(t));
+            }
+        }
+    }
+
+    fn counters(&self) -> PortStats {
+        pollux_core::port::sum_queue_counters(
+            self.rx.iter().map(|s| &s.counters),
+            self.tx.iter().map(|s| &s.counters),
+        )
+    }
+}
+
+fn counts_rx(r: &RxRing) -> QueueCounts {
+    QueueCounts {
+        packets: r.stats.packets,
+        bytes: r.stats.bytes,
+        errors: r.stats.errors,
+        dropped: r.stats.nombuf,
+    }
+}
+
+fn counts_tx(t: &TxRing) -> QueueCounts {
+    QueueCounts {
+        packets: t.stats.packets,
+        bytes: t.stats.bytes,
+        errors: t.stats.errors,
+        dropped: 0,
+    }
+}
+
+/// A receive queue of an [`IgbVf`], owned by the lcore that polls it.
+pub struct IgbVfRx {
+    ring: Option<RxRing>,
+    set: Arc<QueueSet>,
+    queue: usize,
+    seen: u32,
+    _lease: Lease,
+}
+
+/// A transmit queue of an [`IgbVf`], owned by the lcore that polls it.
+pub struct IgbVfTx {
+    ring: Option<TxRing>,
+    set: Arc<QueueSet>,
+    queue: usize,
+    seen: u32,
+    _lease: Lease,
+}
+
+impl IgbVfRx {
+    /// A state change: re-arm for a new epoch (the VF was reset, see
+    /// [`QueueSet`]). Not inlined: it runs once per stop or recovery.
+    #[cold]
+    fn sync(&mut self, st: u32) {
+        let epoch = st & !RUNNING;
+        if epoch != self.seen & !RUNNING {
+            if let Some(r) = self.ring.as_mut() {
+                // Every slot of a ring a handle holds has its buffer (a
+                // burst swaps in a fresh one before it gives one away), so
+                // this only rewrites descriptors. Should one be missing, the
+                // ring is not acknowledged, the queues stay down, and the
+                // next burst tries again: the device is never given a
+                // descriptor without a buffer.
+                if r.arm() > 0 {
+                    return;
+                }
+            }
+            self.set.rx[self.queue].ack.store(epoch, Ordering::Release);
+        }
+        self.seen = st;
+    }
+}
+
+impl RxQueue for IgbVfRx {
+    #[inline]
+    fn rx_burst(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
+        let st = self.set.state.load(Ordering::Acquire);
+        if st != self.seen {
+            self.sync(st);
+        }
+        if st & RUNNING == 0 {
+            return 0;
+        }
+        let Some(r) = self.ring.as_mut() else {
+            return 0;
+        };
+        let n = r.rx_burst(&*self.set.bar, pkts);
+        self.set.rx[self.queue].counters.store(counts_rx(r));
+        n
+    }
+}
+
+impl IgbVfTx {
+    #[cold]
+    fn sync(&mut self, st: u32) {
+        let epoch = st & !RUNNING;
+        if epoch != self.seen & !RUNNING {
+            let s = &self.set.tx[self.queue];
+            if let Some(t) = self.ring.as_mut() {
+                // The VF reset stopped the device before the epoch moved:
+                // what it had not sent is freed here.
+                t.reset();
+                s.counters.store(counts_tx(t));
+            }
+            s.ack.store(epoch, Ordering::Release);
+        }
+        self.seen = st;
+    }
+}
+
+impl TxQueue for IgbVfTx {
+    #[inline]
+    fn tx_burst(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
+        let st = self.set.state.load(Ordering::Acquire);
+        if st != self.seen {
+            self.sync(st);
+        }
+        if st & RUNNING == 0 {
+            return 0;
+        }
+        let Some(t) = self.ring.as_mut() else {
+            return 0;
+        };
+        let n = t.tx_burst(&*self.set.bar, pkts);
+        self.set.tx[self.queue].counters.store(counts_tx(t));
+        n
+    }
+}
+
+// A dropped handle parks its ring in its slot: the device may still own its
+// buffers, so they are freed only by the control side after a VF reset.
+impl Drop for IgbVfRx {
+    fn drop(&mut self) {
+        let s = &self.set.rx[self.queue];
+        // The handle re-armed (or not) for `seen`; the control side checks
+        // parked rings against the epoch itself.
+        *s.parked() = self.ring.take();
+    }
+}
+
+impl Drop for IgbVfTx {
+    fn drop(&mut self) {
+        *self.set.tx[self.queue].parked() = self.ring.take();
+    }
+}
+
+impl std::fmt::Debug for IgbVfRx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IgbVfRx").field("queue", &self.queue).finish()
+    }
+}
+
+impl std::fmt::Debug for IgbVfTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IgbVfTx").field("queue", &self.queue).finish()
+    }
+}
+
+/// A PF-reset recovery in progress: the VF was reset and the epoch moved;
+/// waiting for the handles to re-arm their rings.
+#[derive(Clone, Copy, Debug)]
+struct Recovery {
+    epoch: u32,
 }
 
 /// An 82576 or I350 virtual function. See the [module docs](self).
 pub struct IgbVf {
     addr: PciAddr,
     model: Model,
-    bar: Bar,
+    bar: Arc<Bar>,
     dev: Device,
     mbx: Mailbox,
     opts: IgbVfOpts,
@@ -143,16 +438,18 @@ pub struct IgbVf {
     vlans: BTreeSet<u16>,
     allmulti: bool,
     max_frame: u32,
-    queues: Option<Queues>,
+    queues: Option<Arc<QueueSet>>,
     started: bool,
+    leases: Leases,
+    taken: bool,
     /// The PF reset or lost our clear-to-send: re-initialise when it is back.
     pf_lost: bool,
+    recovery: Option<Recovery>,
     next_check: Instant,
     next_stats: Instant,
-    polls: u32,
     recoveries: u64,
     hw: Cell<HwStats>,
-    base: PortStats,
+    base: StatsBase,
 }
 
 impl IgbVf {
@@ -165,7 +462,7 @@ impl IgbVf {
         };
         let dev = Device::open(&container, addr, &opts.vfio)?;
         dev.set_bus_master(true)?;
-        let bar = dev.map_bar(0)?;
+        let bar = Arc::new(dev.map_bar(0)?);
         if bar.len() < regs::BAR0_MIN_LEN {
             return Err(IgbVfError::Config(format!(
                 "{addr}: BAR 0 is {} bytes, an igb VF has {}",
@@ -188,13 +485,15 @@ impl IgbVf {
             max_frame: 1500 + FRAME_OVERHEAD,
             queues: None,
             started: false,
+            leases: Leases::new(),
+            taken: false,
             pf_lost: false,
+            recovery: None,
             next_check: Instant::now(),
             next_stats: Instant::now(),
-            polls: 0,
             recoveries: 0,
             hw: Cell::new(HwStats::default()),
-            base: PortStats::default(),
+            base: StatsBase::default(),
             opts,
         };
         // Polled driver: no interrupts, ever.
@@ -202,7 +501,7 @@ impl IgbVf {
         vf.reset_handshake(vf.opts.reset_timeout)?;
         vf.restore_filters()?;
         let mut hw = vf.hw.get();
-        hw.sample(&vf.bar);
+        hw.sample(&*vf.bar);
         vf.hw.set(hw);
         tracing::info!(vf = %addr, mac = %vf.mac, pf_assigned = vf.pf_mac.is_some(), "igbvf up");
         Ok(vf)
@@ -273,7 +572,7 @@ impl IgbVf {
     ) -> Result<u32, IgbVfError> {
         let mut reply = [0u32; 3];
         let mut pings = Vec::new();
-        let r = self.mbx.request(&self.bar, msg, &mut reply, &mut pings);
+        let r = self.mbx.request(&*self.bar, msg, &mut reply, &mut pings);
         for p in pings {
             self.note_pf_message(p);
         }
@@ -318,11 +617,11 @@ impl IgbVf {
     fn reset_handshake(&mut self, rsti_timeout: Duration) -> Result<(), IgbVfError> {
         // Stale bits (an RSTD from the PF's open long ago, an old PFSTS) say
         // nothing about the reset about to happen.
-        self.mbx.read_ctl(&self.bar);
+        self.mbx.read_ctl(&*self.bar);
         self.mbx.forget();
         self.bar.write32(regs::CTRL, regs::CTRL_RST);
         let deadline = Instant::now() + rsti_timeout;
-        while self.mbx.read_ctl(&self.bar) & regs::MBX_RSTI != 0 {
+        while self.mbx.read_ctl(&*self.bar) & regs::MBX_RSTI != 0 {
             if Instant::now() >= deadline {
                 return Err(IgbVfError::PfNotReady {
                     addr: self.addr,
@@ -336,7 +635,7 @@ impl IgbVf {
         let mut pings = Vec::new();
         let r = self
             .mbx
-            .request(&self.bar, &[regs::MSG_VF_RESET], &mut reply, &mut pings)?;
+            .request(&*self.bar, &[regs::MSG_VF_RESET], &mut reply, &mut pings)?;
         // Pings before the reset reply are about the state we are leaving.
         drop(pings);
         self.pf_mac = match r & !regs::MSGTYPE_CTS {
@@ -463,31 +762,36 @@ impl IgbVf {
         res
     }
 
-    /// Programs and enables every queue (after a reset of the VF: the model
-    /// and the hardware keep or lose ring registers differently, so all are
-    /// rewritten).
-    fn program_queues(&mut self) -> Result<(), IgbVfError> {
-        self.disable_queues()?;
-        let addr = self.addr;
-        let Some(q) = self.queues.as_mut() else {
+    /// Stops the device's DMA: a VF reset (VTCTRL.RST), which also clears
+    /// the VF's queue enables and VFRE/VFTE in the PF, read back so the
+    /// posted write has reached the device, then the queue disables waited
+    /// for. After this the device writes no buffer and reads no descriptor
+    /// of ours until the queues are programmed again.
+    fn quiesce(&mut self) -> Result<(), IgbVfError> {
+        self.bar.write32(regs::CTRL, regs::CTRL_RST);
+        let _ = self.bar.read32(regs::STATUS);
+        // The PF has to redo the reset handshake with us after this.
+        self.pf_lost = true;
+        self.disable_queues()
+    }
+
+    /// Writes the ring registers of every queue and enables them; the rings
+    /// must be re-armed for the current epoch (see [`QueueSet`]). The rx
+    /// tails go last, giving the device every descriptor but one.
+    fn program_queues(&self) -> Result<(), IgbVfError> {
+        let Some(q) = &self.queues else {
             return Err(IgbVfError::Config("not configured".into()));
         };
-        for (i, rx) in q.rx.iter_mut().enumerate() {
+        self.disable_queues()?;
+        // Ring addresses and sizes are fixed by configure; the handles may
+        // hold the rings, so take them from the layout, not the rings.
+        let rx_buf = q.rx_buf_size;
+        for (i, l) in q.rx_layout.iter().enumerate() {
             let i = i as u16;
-            let missing = rx.arm();
-            if missing > 0 {
-                return Err(IgbVfError::PoolEmpty {
-                    addr,
-                    queue: i,
-                    need: missing,
-                });
-            }
-            let ring = rx.ring();
-            self.bar.write32(regs::rdbal(i), ring.iova().0 as u32);
-            self.bar
-                .write32(regs::rdbah(i), (ring.iova().0 >> 32) as u32);
-            self.bar.write32(regs::rdlen(i), ring.bytes());
-            let kib = (rx.buf_size() >> regs::SRRCTL_BSIZEPKT_SHIFT) & regs::SRRCTL_BSIZEPKT_MASK;
+            self.bar.write32(regs::rdbal(i), l.iova as u32);
+            self.bar.write32(regs::rdbah(i), (l.iova >> 32) as u32);
+            self.bar.write32(regs::rdlen(i), l.bytes);
+            let kib = (rx_buf >> regs::SRRCTL_BSIZEPKT_SHIFT) & regs::SRRCTL_BSIZEPKT_MASK;
             self.bar.write32(
                 regs::srrctl(i),
                 kib | regs::SRRCTL_DESCTYPE_ADV_ONEBUF | regs::SRRCTL_DROP_EN,
@@ -495,53 +799,100 @@ impl IgbVf {
             self.bar.write32(regs::rdh(i), 0);
             self.bar.write32(regs::rdt(i), 0);
         }
-        for (i, tx) in q.tx.iter_mut().enumerate() {
+        for (i, l) in q.tx_layout.iter().enumerate() {
             let i = i as u16;
-            tx.reset();
-            let ring = tx.ring();
-            self.bar.write32(regs::tdbal(i), ring.iova().0 as u32);
-            self.bar
-                .write32(regs::tdbah(i), (ring.iova().0 >> 32) as u32);
-            self.bar.write32(regs::tdlen(i), ring.bytes());
+            self.bar.write32(regs::tdbal(i), l.iova as u32);
+            self.bar.write32(regs::tdbah(i), (l.iova >> 32) as u32);
+            self.bar.write32(regs::tdlen(i), l.bytes);
             self.bar.write32(regs::tdh(i), 0);
             self.bar.write32(regs::tdt(i), 0);
         }
-        let (nrx, ntx) = (q.rx.len() as u16, q.tx.len() as u16);
-        let tails: Vec<u32> = q.rx.iter().map(|r| r.initial_tail()).collect();
         // Thresholds as Linux igbvf and DPDK use them for this VF: prefetch
         // 16/8, host 8/1, write back 1 (the 82576 needs WTHRESH 1 for the
         // DD-based completion used here).
-        for i in 0..nrx {
+        for i in 0..q.rx_layout.len() as u16 {
             self.bar.write32(
                 regs::rxdctl(i),
                 regs::DCTL_ENABLE | regs::dctl_thresholds(16, 8, 1),
             );
             self.wait_dctl(regs::rxdctl(i), true, "rx", i)?;
         }
-        for i in 0..ntx {
+        for i in 0..q.tx_layout.len() as u16 {
             self.bar.write32(
                 regs::txdctl(i),
                 regs::DCTL_ENABLE | regs::dctl_thresholds(8, 1, 1),
             );
             self.wait_dctl(regs::txdctl(i), true, "tx", i)?;
         }
-        // Descriptors were written above; the device may fetch them once
-        // the tail moves.
+        // The descriptors were rewritten by arm(), on this thread or on a
+        // handle's whose ack we read with acquire; they must be visible to
+        // the device before the tail lets it fetch them.
         crate::desc::wmb_before_doorbell();
-        for (i, t) in tails.into_iter().enumerate() {
-            self.bar.write32(regs::rdt(i as u16), t);
+        for (i, l) in q.rx_layout.iter().enumerate() {
+            self.bar.write32(regs::rdt(i as u16), l.initial_tail);
         }
         Ok(())
     }
 
-    /// The PF came back from a reset: redo everything it forgot.
-    fn recover(&mut self) -> Result<(), IgbVfError> {
-        // A short wait: this runs from the data path, and the next
-        // housekeeping round retries.
-        self.reset_handshake(Duration::from_millis(10))?;
-        self.restore_filters()?;
+    /// Brings the queues up for a new epoch once every ring is re-armed:
+    /// `Ok(false)` while a handle has yet to re-arm its ring.
+    fn bring_up(&mut self, epoch: u32) -> Result<bool, IgbVfError> {
+        let addr = self.addr;
+        let Some(q) = self.queues.clone() else {
+            return Err(IgbVfError::Config("not configured".into()));
+        };
+        match q.rings_ready(epoch) {
+            Ok(true) => {}
+            Ok(false) => return Ok(false),
+            Err((queue, need)) => return Err(IgbVfError::PoolEmpty { addr, queue, need }),
+        }
         self.program_queues()?;
-        Ok(())
+        q.set_running(epoch);
+        Ok(true)
+    }
+
+    /// One step of PF-reset recovery; never waits for the handles.
+    fn recovery_step(&mut self, now: Instant) {
+        let Some(q) = self.queues.clone() else { return };
+        let rec = match self.recovery {
+            Some(r) => r,
+            None => {
+                // Stop the device and the handles: the PF reset left the
+                // rings where the device no longer expects them.
+                let _ = self.quiesce();
+                let r = Recovery {
+                    epoch: q.next_epoch(),
+                };
+                self.recovery = Some(r);
+                r
+            }
+        };
+        let res = (|| {
+            if !q.rings_ready(rec.epoch).map_err(|(queue, need)| IgbVfError::PoolEmpty {
+                addr: self.addr,
+                queue,
+                need,
+            })? {
+                return Ok(false);
+            }
+            // A short wait: the next service call retries.
+            self.reset_handshake(Duration::from_millis(10))?;
+            self.restore_filters()?;
+            self.bring_up(rec.epoch)
+        })();
+        match res {
+            Ok(true) => {
+                self.recovery = None;
+                self.recoveries += 1;
+                tracing::info!(vf = %self.addr, mac = %self.mac, "re-initialised after PF reset");
+            }
+            Ok(false) => {}
+            Err(e) => {
+                self.pf_lost = true;
+                self.next_check = now + RETRY_AFTER;
+                tracing::debug!(vf = %self.addr, error = %e, "re-initialisation failed; will retry");
+            }
+        }
     }
 
     /// Mailbox watch and recovery at most every [`CHECK_EVERY`], statistics
@@ -551,15 +902,15 @@ impl IgbVf {
             return;
         }
         self.next_check = now + CHECK_EVERY;
-        let ctl = self.mbx.read_ctl(&self.bar);
-        if ctl & regs::MBX_RSTI != 0 || self.mbx.take(&self.bar, regs::MBX_RSTD) {
+        let ctl = self.mbx.read_ctl(&*self.bar);
+        if ctl & regs::MBX_RSTI != 0 || self.mbx.take(&*self.bar, regs::MBX_RSTD) {
             if !self.pf_lost {
                 tracing::warn!(vf = %self.addr, "PF reset detected");
             }
             self.pf_lost = true;
         }
         loop {
-            match self.mbx.poll_message(&self.bar) {
+            match self.mbx.poll_message(&*self.bar) {
                 Ok(Some(w)) => self.note_pf_message(w),
                 Ok(None) => break,
                 Err(e) => {
@@ -571,48 +922,19 @@ impl IgbVf {
         if now >= self.next_stats {
             self.next_stats = now + STATS_EVERY;
             let mut hw = self.hw.get();
-            hw.sample(&self.bar);
+            hw.sample(&*self.bar);
             self.hw.set(hw);
         }
-        if self.pf_lost && self.started && ctl & regs::MBX_RSTI == 0 {
-            match self.recover() {
-                Ok(()) => {
-                    self.recoveries += 1;
-                    tracing::info!(vf = %self.addr, mac = %self.mac, "re-initialised after PF reset");
-                }
-                Err(e) => {
-                    self.pf_lost = true;
-                    self.next_check = now + RETRY_AFTER;
-                    tracing::debug!(vf = %self.addr, error = %e, "re-initialisation failed; will retry");
-                }
-            }
-        }
-    }
-
-    #[inline(always)]
-    fn tick(&mut self) {
-        self.polls = self.polls.wrapping_add(1);
-        if self.polls % 64 == 0 {
-            self.housekeeping(Instant::now());
+        if (self.pf_lost || self.recovery.is_some()) && self.started && ctl & regs::MBX_RSTI == 0 {
+            self.recovery_step(now);
         }
     }
 
     fn sw_stats(&self) -> PortStats {
-        let mut s = PortStats::default();
-        if let Some(q) = &self.queues {
-            for r in &q.rx {
-                s.ipackets += r.stats.packets;
-                s.ibytes += r.stats.bytes;
-                s.ierrors += r.stats.errors;
-                s.rx_nombuf += r.stats.nombuf;
-            }
-            for t in &q.tx {
-                s.opackets += t.stats.packets;
-                s.obytes += t.stats.bytes;
-                s.oerrors += t.stats.errors;
-            }
-        }
-        s
+        self.queues
+            .as_ref()
+            .map(|q| q.counters())
+            .unwrap_or_default()
     }
 }
 
@@ -702,39 +1024,67 @@ impl Port for IgbVf {
                 conf.mtu.unwrap_or(1500)
             )));
         }
-        self.queues = None;
+        self.leases.check_none(&self.addr.to_string())?;
+        if let Some(q) = self.queues.take() {
+            // The old rings are parked (no handle is alive) and the VF is
+            // stopped; their buffers go back now.
+            q.release_parked();
+        }
         let mem = self.dma_memory(self.opts.ring_pages);
         let ring_mem = |n: u16| -> Result<pollux_core::DmaRegion, PortError> {
             mem.allocate_region((n as usize * 16).next_multiple_of(4096))
                 .map_err(|e| PortError::Other(crate::error::chain(&e)))
         };
         let mut rx = Vec::new();
+        let mut rx_layout = Vec::new();
         for q in 0..conf.rx_queues {
             let ring = DescRing::new(ring_mem(conf.rx_desc)?, conf.rx_desc)
                 .ok_or_else(|| PortError::Other("rx ring region too small".into()))?;
-            let mut r = RxQueue::new(ring, conf.rx_pool.clone(), conf.port_id, q);
+            let mut r = RxRing::new(ring, conf.rx_pool.clone(), conf.port_id, q);
             r.set_vlan_swap_on_loopback(self.model == Model::I350);
-            rx.push(r);
+            rx_layout.push(RingLayout {
+                iova: r.ring().iova().0,
+                bytes: r.ring().bytes(),
+                initial_tail: r.initial_tail(),
+            });
+            rx.push(Slot::new(r));
         }
         let mut tx = Vec::new();
+        let mut tx_layout = Vec::new();
         for q in 0..conf.tx_queues {
             let ring = DescRing::new(ring_mem(conf.tx_desc)?, conf.tx_desc)
                 .ok_or_else(|| PortError::Other("tx ring region too small".into()))?;
-            tx.push(TxQueue::new(ring, q));
+            let t = TxRing::new(ring, q);
+            tx_layout.push(RingLayout {
+                iova: t.ring().iova().0,
+                bytes: t.ring().bytes(),
+                initial_tail: 0,
+            });
+            tx.push(Slot::new(t));
         }
-        self.queues = Some(Queues { rx, tx });
+        self.queues = Some(Arc::new(QueueSet {
+            bar: self.bar.clone(),
+            // Epoch 0 is "never armed": the first start arms every ring.
+            state: AtomicU32::new(0),
+            rx_layout,
+            tx_layout,
+            rx_buf_size: data,
+            rx,
+            tx,
+        }));
         self.max_frame = max_frame;
-        self.base = PortStats::default();
+        self.base.clear();
         Ok(())
     }
 
     fn start(&mut self) -> Result<(), PortError> {
-        if self.queues.is_none() {
+        let Some(q) = self.queues.clone() else {
             return Err(PortError::NotConfigured);
-        }
+        };
         if self.started {
             return Ok(());
         }
+        self.leases.check_none(&self.addr.to_string())?;
         if self.pf_lost {
             self.reset_handshake(self.opts.reset_timeout)?;
             self.restore_filters()?;
@@ -742,14 +1092,25 @@ impl Port for IgbVf {
             // The max frame size may have changed with configure.
             self.request("SET_LPE", &[regs::MSG_SET_LPE, self.max_frame], "")?;
         }
-        if let Err(e) = self.program_queues() {
-            let _ = self.disable_queues();
-            if let Some(q) = self.queues.as_mut() {
-                q.rx.iter_mut().for_each(RxQueue::release);
+        // Every ring is parked (no handle is alive): a new epoch re-arms
+        // them all here.
+        let epoch = q.next_epoch();
+        match self.bring_up(epoch) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(PortError::Other(
+                    "a queue handle is still alive (cannot happen: leases are checked)".into(),
+                ))
             }
-            return Err(e.into());
+            Err(e) => {
+                let _ = self.quiesce();
+                q.release_parked();
+                return Err(e.into());
+            }
         }
         self.started = true;
+        self.taken = false;
+        self.recovery = None;
         self.next_check = Instant::now() + CHECK_EVERY;
         Ok(())
     }
@@ -759,48 +1120,56 @@ impl Port for IgbVf {
             return Ok(());
         }
         self.started = false;
-        let res = self.disable_queues();
-        if let Some(q) = self.queues.as_mut() {
-            for r in &mut q.rx {
-                r.release();
-            }
-            for t in &mut q.tx {
-                t.reset();
-            }
+        self.recovery = None;
+        let res = self.quiesce();
+        if let Some(q) = &self.queues {
+            // Handles still out see the new epoch, stop, and free what
+            // they had in flight; parked rings give their buffers back now.
+            q.next_epoch();
+            q.release_parked();
         }
         res.map_err(PortError::from)
     }
 
-    #[inline]
-    fn rx_burst(&mut self, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
-        self.tick();
+    fn take_queues(&mut self) -> Result<Queues, PortError> {
         if !self.started {
-            return 0;
+            return Err(PortError::NotStarted);
         }
-        match self
-            .queues
-            .as_mut()
-            .and_then(|q| q.rx.get_mut(queue as usize))
-        {
-            Some(rx) => rx.rx_burst(&self.bar, pkts),
-            None => 0,
+        let Some(q) = self.queues.clone() else {
+            return Err(PortError::NotConfigured);
+        };
+        if self.taken {
+            return Err(PortError::QueuesTaken(self.addr.to_string()));
         }
+        self.taken = true;
+        let seen = q.state.load(Ordering::Acquire);
+        let rx = (0..q.rx.len())
+            .map(|i| {
+                Box::new(IgbVfRx {
+                    ring: q.rx[i].parked().take(),
+                    set: q.clone(),
+                    queue: i,
+                    seen,
+                    _lease: self.leases.lease(),
+                }) as Box<dyn RxQueue>
+            })
+            .collect();
+        let tx = (0..q.tx.len())
+            .map(|i| {
+                Box::new(IgbVfTx {
+                    ring: q.tx[i].parked().take(),
+                    set: q.clone(),
+                    queue: i,
+                    seen,
+                    _lease: self.leases.lease(),
+                }) as Box<dyn TxQueue>
+            })
+            .collect();
+        Ok(Queues { rx, tx })
     }
 
-    #[inline]
-    fn tx_burst(&mut self, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
-        self.tick();
-        if !self.started {
-            return 0;
-        }
-        match self
-            .queues
-            .as_mut()
-            .and_then(|q| q.tx.get_mut(queue as usize))
-        {
-            Some(tx) => tx.tx_burst(&self.bar, pkts),
-            None => 0,
-        }
+    fn service(&mut self) {
+        self.housekeeping(Instant::now());
     }
 
     fn link(&mut self) -> LinkStatus {
@@ -882,29 +1251,19 @@ impl Port for IgbVf {
     }
 
     fn stats(&self) -> PortStats {
-        let s = self.sw_stats();
-        let b = &self.base;
-        PortStats {
-            ipackets: s.ipackets - b.ipackets,
-            opackets: s.opackets - b.opackets,
-            ibytes: s.ibytes - b.ibytes,
-            obytes: s.obytes - b.obytes,
-            imissed: 0,
-            ierrors: s.ierrors - b.ierrors,
-            oerrors: s.oerrors - b.oerrors,
-            rx_nombuf: s.rx_nombuf - b.rx_nombuf,
-        }
+        let mut s = self.base.since(self.sw_stats());
+        s.imissed = 0;
+        s
     }
 
     fn queue_stats(&self) -> Vec<QueueStats> {
         let Some(q) = &self.queues else {
             return Vec::new();
         };
-        let n = q.rx.len().max(q.tx.len());
-        (0..n)
+        (0..q.rx.len().max(q.tx.len()))
             .map(|i| {
-                let r = q.rx.get(i).map(|r| r.stats).unwrap_or_default();
-                let t = q.tx.get(i).map(|t| t.stats).unwrap_or_default();
+                let r = q.rx.get(i).map(|s| s.counters.get()).unwrap_or_default();
+                let t = q.tx.get(i).map(|s| s.counters.get()).unwrap_or_default();
                 QueueStats {
                     rx_packets: r.packets,
                     rx_bytes: r.bytes,
@@ -919,7 +1278,7 @@ impl Port for IgbVf {
     fn xstats(&self) -> Vec<Xstat> {
         let s = self.stats();
         let mut hw = self.hw.get();
-        hw.sample(&self.bar);
+        hw.sample(&*self.bar);
         self.hw.set(hw);
         vec![
             Xstat::new("rx_good_packets", s.ipackets),
@@ -941,9 +1300,9 @@ impl Port for IgbVf {
     }
 
     fn reset_stats(&mut self) {
-        self.base = self.sw_stats();
+        self.base.reset(self.sw_stats());
         let mut hw = self.hw.get();
-        hw.sample(&self.bar);
+        hw.sample(&*self.bar);
         hw.reset();
         self.hw.set(hw);
     }
@@ -951,15 +1310,16 @@ impl Port for IgbVf {
 
 impl Drop for IgbVf {
     fn drop(&mut self) {
-        // Queues off, then a VF reset, which also clears the VF's rx/tx
-        // enables in the PF: after it the device issues no more DMA to our
-        // buffers and rings, which are unmapped when the fields drop.
-        let _ = self.disable_queues();
-        self.bar.write32(regs::CTRL, regs::CTRL_RST);
+        // A VF reset first: after it the device issues no more DMA to our
+        // buffers and rings. Parked rings give their buffers back now;
+        // handles still alive free theirs when dropped (they see the new
+        // epoch and stop). The rings' memory stays mapped until the last
+        // handle is gone.
+        let _ = self.quiesce();
         let _ = self.dev.set_bus_master(false);
-        if let Some(q) = self.queues.as_mut() {
-            q.rx.iter_mut().for_each(RxQueue::release);
-            q.tx.iter_mut().for_each(TxQueue::reset);
+        if let Some(q) = &self.queues {
+            q.next_epoch();
+            q.release_parked();
         }
     }
 }

@@ -7,9 +7,9 @@ use pollux_core::{
 };
 use pollux_igbvf::desc::{AdvRxDesc, AdvTxDesc, DescRing};
 use pollux_igbvf::regs;
-use pollux_igbvf::rx::RxQueue;
+use pollux_igbvf::rx::RxRing;
 use pollux_igbvf::testing::{SentFrame, SimRx, SimTx};
-use pollux_igbvf::tx::TxQueue;
+use pollux_igbvf::tx::TxRing;
 use pollux_vfio::Bar;
 
 fn pool(n: usize) -> Mempool {
@@ -35,7 +35,7 @@ fn frame(len: usize, seed: u8) -> Vec<u8> {
 
 struct Rx {
     bar: Bar,
-    q: RxQueue,
+    q: RxRing,
     dev: SimRx,
     pool: Mempool,
 }
@@ -43,7 +43,7 @@ struct Rx {
 fn rx_setup(n: u16, pool_size: usize) -> Rx {
     let bar = Bar::plain_memory(0x4000);
     let pool = pool(pool_size);
-    let mut q = RxQueue::new(ring(n), pool.clone(), 3, 0);
+    let mut q = RxRing::new(ring(n), pool.clone(), 3, 0);
     assert_eq!(q.arm(), 0);
     bar.write32(regs::rdt(0), q.initial_tail());
     Rx {
@@ -202,7 +202,7 @@ fn rx_pool_exhaustion_counts_and_recovers() {
 
 struct Tx {
     bar: Bar,
-    q: TxQueue,
+    q: TxRing,
     dev: SimTx,
     pool: Mempool,
 }
@@ -210,7 +210,7 @@ struct Tx {
 fn tx_setup(n: u16, pool_size: usize) -> Tx {
     Tx {
         bar: Bar::plain_memory(0x4000),
-        q: TxQueue::new(ring(n), 0),
+        q: TxRing::new(ring(n), 0),
         dev: SimTx::default(),
         pool: pool(pool_size),
     }
@@ -352,7 +352,7 @@ fn tx_reset_returns_in_flight_buffers() {
 #[test]
 fn rx_to_tx_forwarding_round_trip_keeps_every_buffer() {
     let mut rx = rx_setup(128, 512);
-    let mut tx = TxQueue::new(ring(128), 0);
+    let mut tx = TxRing::new(ring(128), 0);
     let mut dev_tx = SimTx::default();
     let bar_tx = Bar::plain_memory(0x4000);
     let mut b = Burst::new(32);

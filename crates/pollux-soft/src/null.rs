@@ -4,9 +4,12 @@
 //! allocated mbufs whose length is set and whose bytes are left as they are;
 //! tx frees what it is given. The two can be compared packet for packet.
 
+use std::sync::Arc;
+
 use pollux_core::{
-    Burst, Capabilities, LinkStatus, MacAddr, Mbuf, Mempool, Port, PortConf, PortError, PortInfo,
-    PortStats, QueueStats, RxOffloads, TxOffloads,
+    Burst, Capabilities, Lease, Leases, LinkStatus, MacAddr, Mbuf, Mempool, Port, PortConf,
+    PortError, PortInfo, PortStats, QueueCounters, QueueStats, Queues, RunFlag, RxOffloads,
+    RxQueue, StatsBase, TxOffloads, TxQueue,
 };
 
 /// Largest queue count a null port accepts.
@@ -30,14 +33,6 @@ impl Default for NullOpts {
     }
 }
 
-#[derive(Clone, Copy, Default)]
-struct QueueCounters {
-    rx_packets: u64,
-    rx_bytes: u64,
-    tx_packets: u64,
-    tx_bytes: u64,
-}
-
 /// A null port. See the [module docs](self).
 #[derive(Debug)]
 pub struct NullPort {
@@ -46,18 +41,15 @@ pub struct NullPort {
     mac: MacAddr,
     port_id: u16,
     pool: Option<Mempool>,
+    rx_queues: u16,
+    tx_queues: u16,
     started: bool,
-    queues: Vec<QueueCounters>,
-    rx_nombuf: u64,
-}
-
-impl std::fmt::Debug for QueueCounters {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueueCounters")
-            .field("rx", &self.rx_packets)
-            .field("tx", &self.tx_packets)
-            .finish()
-    }
+    run: RunFlag,
+    leases: Leases,
+    taken: bool,
+    rx: Vec<Arc<QueueCounters>>,
+    tx: Vec<Arc<QueueCounters>>,
+    base: StatsBase,
 }
 
 impl NullPort {
@@ -69,10 +61,75 @@ impl NullPort {
             mac: crate::next_mac(),
             port_id: 0,
             pool: None,
+            rx_queues: 0,
+            tx_queues: 0,
             started: false,
-            queues: vec![QueueCounters::default(); MAX_QUEUES as usize],
-            rx_nombuf: 0,
+            run: RunFlag::new(),
+            leases: Leases::new(),
+            taken: false,
+            rx: Vec::new(),
+            tx: Vec::new(),
+            base: StatsBase::default(),
         }
+    }
+}
+
+/// Receive queue of a [`NullPort`]: fresh mbufs of the configured size.
+struct NullRx {
+    pool: Mempool,
+    size: usize,
+    no_rx: bool,
+    port_id: u16,
+    queue: u16,
+    run: RunFlag,
+    counters: Arc<QueueCounters>,
+    _lease: Lease,
+}
+
+impl RxQueue for NullRx {
+    #[inline]
+    fn rx_burst(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
+        if self.no_rx || !self.run.is_running() {
+            return 0;
+        }
+        let n = pkts.spare();
+        if n == 0 {
+            return 0;
+        }
+        if !self.pool.alloc_bulk(pkts, n) {
+            self.counters.add_dropped(n as u64);
+            return 0;
+        }
+        let first = pkts.len() - n;
+        for m in &mut pkts.as_mut_slice()[first..] {
+            m.set_len(self.size);
+            let rx = m.rx_mut();
+            rx.port = self.port_id;
+            rx.queue = self.queue;
+        }
+        self.counters.add(n as u64, (n * self.size) as u64);
+        n
+    }
+}
+
+/// Transmit queue of a [`NullPort`]: frees what it is given.
+struct NullTx {
+    run: RunFlag,
+    counters: Arc<QueueCounters>,
+    _lease: Lease,
+}
+
+impl TxQueue for NullTx {
+    #[inline]
+    fn tx_burst(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
+        if !self.run.is_running() {
+            return 0;
+        }
+        let n = pkts.len();
+        let bytes: usize = pkts.iter().map(Mbuf::len).sum();
+        pkts.clear();
+        self.counters.add(n as u64, bytes as u64);
+        n
     }
 }
 
@@ -113,6 +170,15 @@ impl Port for NullPort {
         }
         self.pool = Some(conf.rx_pool.clone());
         self.port_id = conf.port_id;
+        self.rx_queues = conf.rx_queues;
+        self.tx_queues = conf.tx_queues;
+        self.rx = (0..conf.rx_queues)
+            .map(|_| QueueCounters::new_shared())
+            .collect();
+        self.tx = (0..conf.tx_queues)
+            .map(|_| QueueCounters::new_shared())
+            .collect();
+        self.base.clear();
         Ok(())
     }
 
@@ -120,59 +186,61 @@ impl Port for NullPort {
         if self.pool.is_none() {
             return Err(PortError::NotConfigured);
         }
+        if !self.started {
+            self.leases.check_none(&self.name)?;
+            self.taken = false;
+        }
         self.started = true;
+        self.run.set(true);
         Ok(())
     }
 
     fn stop(&mut self) -> Result<(), PortError> {
         self.started = false;
+        self.run.set(false);
         Ok(())
     }
 
-    #[inline]
-    fn rx_burst(&mut self, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
-        if !self.started || self.opts.no_rx {
-            return 0;
-        }
-        let Some(pool) = &self.pool else { return 0 };
-        let Some(q) = self.queues.get_mut(queue as usize) else {
-            return 0;
-        };
-        let n = pkts.spare();
-        if n == 0 {
-            return 0;
-        }
-        if !pool.alloc_bulk(pkts, n) {
-            self.rx_nombuf += n as u64;
-            return 0;
-        }
-        let size = self.opts.size as usize;
-        let first = pkts.len() - n;
-        for m in &mut pkts.as_mut_slice()[first..] {
-            m.set_len(size);
-            let rx = m.rx_mut();
-            rx.port = self.port_id;
-            rx.queue = queue;
-        }
-        q.rx_packets += n as u64;
-        q.rx_bytes += (n * size) as u64;
-        n
-    }
-
-    #[inline]
-    fn tx_burst(&mut self, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
+    fn take_queues(&mut self) -> Result<Queues, PortError> {
         if !self.started {
-            return 0;
+            return Err(PortError::NotStarted);
         }
-        let Some(q) = self.queues.get_mut(queue as usize) else {
-            return 0;
+        if self.taken {
+            return Err(PortError::QueuesTaken(self.name.clone()));
+        }
+        let Some(pool) = &self.pool else {
+            return Err(PortError::NotConfigured);
         };
-        let n = pkts.len();
-        let bytes: usize = pkts.iter().map(Mbuf::len).sum();
-        pkts.clear();
-        q.tx_packets += n as u64;
-        q.tx_bytes += bytes as u64;
-        n
+        self.taken = true;
+        let rx = self
+            .rx
+            .iter()
+            .enumerate()
+            .map(|(q, c)| {
+                Box::new(NullRx {
+                    pool: pool.clone(),
+                    size: self.opts.size as usize,
+                    no_rx: self.opts.no_rx,
+                    port_id: self.port_id,
+                    queue: q as u16,
+                    run: self.run.clone(),
+                    counters: c.clone(),
+                    _lease: self.leases.lease(),
+                }) as Box<dyn RxQueue>
+            })
+            .collect();
+        let tx = self
+            .tx
+            .iter()
+            .map(|c| {
+                Box::new(NullTx {
+                    run: self.run.clone(),
+                    counters: c.clone(),
+                    _lease: self.leases.lease(),
+                }) as Box<dyn TxQueue>
+            })
+            .collect();
+        Ok(Queues { rx, tx })
     }
 
     fn link(&mut self) -> LinkStatus {
@@ -207,42 +275,29 @@ impl Port for NullPort {
     }
 
     fn stats(&self) -> PortStats {
-        let mut s = PortStats {
-            rx_nombuf: self.rx_nombuf,
-            ..Default::default()
-        };
-        for q in &self.queues {
-            s.ipackets += q.rx_packets;
-            s.ibytes += q.rx_bytes;
-            s.opackets += q.tx_packets;
-            s.obytes += q.tx_bytes;
-        }
-        s
+        self.base.since(pollux_core::port::sum_queue_counters(
+            self.rx.iter().map(|c| &**c),
+            self.tx.iter().map(|c| &**c),
+        ))
     }
 
     fn queue_stats(&self) -> Vec<QueueStats> {
-        self.queues
-            .iter()
-            .map(|q| QueueStats {
-                rx_packets: q.rx_packets,
-                rx_bytes: q.rx_bytes,
-                tx_packets: q.tx_packets,
-                tx_bytes: q.tx_bytes,
-                rx_errors: 0,
-            })
-            .collect()
+        pollux_core::port::queue_stats_of(&self.rx, &self.tx)
     }
 
     fn reset_stats(&mut self) {
-        self.queues.fill(QueueCounters::default());
-        self.rx_nombuf = 0;
+        let now = pollux_core::port::sum_queue_counters(
+            self.rx.iter().map(|c| &**c),
+            self.tx.iter().map(|c| &**c),
+        );
+        self.base.reset(now);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pollux_core::{AnonMemory, MempoolConfig};
+    use pollux_core::{AnonMemory, MempoolConfig, Polled};
 
     fn pool(n: usize) -> Mempool {
         Mempool::new(MempoolConfig::new("null-test", n), &AnonMemory::default()).unwrap()
@@ -258,11 +313,11 @@ mod tests {
                 no_rx: false,
             },
         );
-        assert_eq!(p.rx_burst(0, &mut Burst::new(4)), 0, "not started");
+        assert!(matches!(p.take_queues(), Err(PortError::NotStarted)));
         let mut conf = PortConf::new(pool.clone());
         conf.port_id = 3;
         p.configure(&conf).unwrap();
-        p.start().unwrap();
+        let mut p = Polled::start(p).unwrap();
         let mut b = Burst::new(32);
         assert_eq!(p.rx_burst(0, &mut b), 32);
         assert!(b.iter().all(|m| m.len() == 60 && m.rx().port == 3));
@@ -270,11 +325,76 @@ mod tests {
         assert_eq!(p.tx_burst(0, &mut b), 32);
         assert!(b.is_empty());
         assert_eq!(pool.available(), 256);
-        let s = p.stats();
+        let s = p.port().stats();
         assert_eq!(
             (s.ipackets, s.opackets, s.ibytes, s.obytes),
             (32, 32, 32 * 60, 32 * 60)
         );
+        p.port_mut().reset_stats();
+        assert_eq!(p.port().stats(), PortStats::default());
+        // Stopped: the handles still out do nothing.
+        p.port_mut().stop().unwrap();
+        assert_eq!(p.rx_burst(0, &mut b), 0);
+    }
+
+    #[test]
+    fn queues_are_handed_out_once_per_start() {
+        let mut p = NullPort::new("null0", NullOpts::default());
+        let mut conf = PortConf::new(pool(64));
+        conf.rx_queues = 2;
+        conf.tx_queues = 3;
+        p.configure(&conf).unwrap();
+        p.start().unwrap();
+        let q = p.take_queues().unwrap();
+        assert_eq!((q.rx.len(), q.tx.len()), (2, 3));
+        assert!(matches!(p.take_queues(), Err(PortError::QueuesTaken(_))));
+        p.stop().unwrap();
+        assert!(
+            matches!(p.start(), Err(PortError::QueuesTaken(_))),
+            "handles of the last start are alive"
+        );
+        drop(q);
+        p.start().unwrap();
+        assert!(p.take_queues().is_ok());
+    }
+
+    #[test]
+    fn two_threads_poll_their_own_queues_while_control_reads_stats() {
+        let pool = pool(4096);
+        let mut p = NullPort::new("null0", NullOpts::default());
+        let mut conf = PortConf::new(pool.clone());
+        conf.rx_queues = 2;
+        conf.tx_queues = 2;
+        p.configure(&conf).unwrap();
+        p.start().unwrap();
+        let q = p.take_queues().unwrap();
+        let threads: Vec<_> =
+            q.rx.into_iter()
+                .zip(q.tx)
+                .map(|(mut rx, mut tx)| {
+                    std::thread::spawn(move || {
+                        let mut b = Burst::new(32);
+                        for _ in 0..10_000 {
+                            rx.rx_burst(&mut b);
+                            tx.tx_burst(&mut b);
+                            assert!(b.is_empty());
+                        }
+                    })
+                })
+                .collect();
+        let mut last = 0;
+        while !threads.iter().all(|t| t.is_finished()) {
+            let s = p.stats().ipackets;
+            assert!(s >= last, "counters never go back");
+            last = s;
+        }
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        let s = p.stats();
+        assert_eq!((s.ipackets, s.opackets), (2 * 320_000, 2 * 320_000));
+        let qs = p.queue_stats();
+        assert_eq!(qs.len(), 2);
+        assert!(qs.iter().all(|q| q.rx_packets == 320_000));
+        assert_eq!(pool.available(), pool.size());
     }
 
     #[test]
@@ -282,10 +402,10 @@ mod tests {
         let pool = pool(16);
         let mut p = NullPort::new("null0", NullOpts::default());
         p.configure(&PortConf::new(pool.clone())).unwrap();
-        p.start().unwrap();
+        let mut p = Polled::start(p).unwrap();
         let mut b = Burst::new(32);
         assert_eq!(p.rx_burst(0, &mut b), 0);
-        assert_eq!(p.stats().rx_nombuf, 32);
+        assert_eq!(p.port().stats().rx_nombuf, 32);
         drop(b);
         assert_eq!(pool.available(), 16);
     }
