@@ -87,10 +87,38 @@ pub use vf::{default_mac, identify, IgbVf, IgbVfOpts, IgbVfRx, IgbVfTx, Model};
 
 use pollux_core::Port;
 use pollux_vfio::pci::PciAddr;
+use pollux_vfio::{PciDriver, PciOpenOpts};
 
-/// Opens the PCI function at `addr` with the driver for its ID, as a boxed
-/// [`Port`]. Fails with [`IgbVfError::UnknownDevice`] for functions no
-/// Pollux PCI driver handles.
+/// This driver, for the registry (`pollux::PCI_DRIVERS`).
+pub static DRIVER: PciDriver = PciDriver {
+    name: "net_igbvf",
+    description: "Intel 82576 / I350 SR-IOV virtual function",
+    ids: &[
+        (regs::VENDOR_INTEL, regs::DEV_ID_82576_VF),
+        (regs::VENDOR_INTEL, regs::DEV_ID_82576_VF_HV),
+        (regs::VENDOR_INTEL, regs::DEV_ID_I350_VF),
+        (regs::VENDOR_INTEL, regs::DEV_ID_I350_VF_HV),
+    ],
+    open: open_for_registry,
+};
+
+fn open_for_registry(
+    addr: PciAddr,
+    o: &PciOpenOpts,
+) -> Result<Box<dyn Port>, pollux_vfio::driver::DriverError> {
+    let opts = IgbVfOpts {
+        vfio: o.vfio.clone(),
+        container: o.container.clone(),
+        mac: o.mac,
+        ..IgbVfOpts::default()
+    };
+    Ok(open_pci(addr, opts)?)
+}
+
+/// Opens the PCI function at `addr` with this driver, as a boxed [`Port`].
+/// Fails with [`IgbVfError::UnknownDevice`] for functions it does not
+/// drive. Applications that take any PCI function use the registry in the
+/// facade (`pollux::open`).
 pub fn open_pci(addr: PciAddr, opts: IgbVfOpts) -> Result<Box<dyn Port>, IgbVfError> {
     identify(addr, &opts.vfio)?;
     Ok(Box::new(IgbVf::open(addr, opts)?))

@@ -404,13 +404,17 @@ impl Drop for IgbVfTx {
 
 impl std::fmt::Debug for IgbVfRx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IgbVfRx").field("queue", &self.queue).finish()
+        f.debug_struct("IgbVfRx")
+            .field("queue", &self.queue)
+            .finish()
     }
 }
 
 impl std::fmt::Debug for IgbVfTx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IgbVfTx").field("queue", &self.queue).finish()
+        f.debug_struct("IgbVfTx")
+            .field("queue", &self.queue)
+            .finish()
     }
 }
 
@@ -868,11 +872,14 @@ impl IgbVf {
             }
         };
         let res = (|| {
-            if !q.rings_ready(rec.epoch).map_err(|(queue, need)| IgbVfError::PoolEmpty {
-                addr: self.addr,
-                queue,
-                need,
-            })? {
+            if !q
+                .rings_ready(rec.epoch)
+                .map_err(|(queue, need)| IgbVfError::PoolEmpty {
+                    addr: self.addr,
+                    queue,
+                    need,
+                })?
+            {
                 return Ok(false);
             }
             // A short wait: the next service call retries.
@@ -1333,5 +1340,149 @@ impl std::fmt::Debug for IgbVf {
             .field("started", &self.started)
             .field("pf_lost", &self.pf_lost)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pollux_core::{AnonMemory, MemoryProvider, Mempool, MempoolConfig};
+    use std::sync::atomic::AtomicBool;
+
+    fn ring<D: Copy>(n: u16) -> DescRing<D> {
+        let r = AnonMemory::new(HugePages::Never)
+            .allocate(n as usize * 16)
+            .unwrap();
+        DescRing::new(r, n).unwrap()
+    }
+
+    /// A queue set over rings in plain memory, as configure builds it.
+    fn set(pool: &Mempool) -> Arc<QueueSet> {
+        let rx = RxRing::new(ring(64), pool.clone(), 0, 0);
+        let tx = TxRing::new(ring(64), 0);
+        let layout = |iova: u64, initial_tail| RingLayout {
+            iova,
+            bytes: 64 * 16,
+            initial_tail,
+        };
+        Arc::new(QueueSet {
+            bar: Arc::new(Bar::plain_memory(0x4000)),
+            state: AtomicU32::new(0),
+            rx_layout: vec![layout(rx.ring().iova().0, rx.initial_tail())],
+            tx_layout: vec![layout(tx.ring().iova().0, 0)],
+            rx_buf_size: 2048,
+            rx: vec![Slot::new(rx)],
+            tx: vec![Slot::new(tx)],
+        })
+    }
+
+    fn handles(q: &Arc<QueueSet>, leases: &Leases) -> (IgbVfRx, IgbVfTx) {
+        let seen = q.state.load(Ordering::Acquire);
+        (
+            IgbVfRx {
+                ring: q.rx[0].parked().take(),
+                set: q.clone(),
+                queue: 0,
+                seen,
+                _lease: leases.lease(),
+            },
+            IgbVfTx {
+                ring: q.tx[0].parked().take(),
+                set: q.clone(),
+                queue: 0,
+                seen,
+                _lease: leases.lease(),
+            },
+        )
+    }
+
+    /// PF-reset recovery against handles polled on another thread: the
+    /// control side never waits inside a burst and the burst never waits
+    /// for the control side, in-flight transmits are freed at each new
+    /// epoch, and every buffer is back at the end. Under the old design
+    /// the recovery ran inside the burst and took the whole port.
+    #[test]
+    fn recovery_handshakes_with_handles_polled_elsewhere() {
+        let mut cfg = MempoolConfig::new("vf-test", 512);
+        cfg.cache_size = 0;
+        let pool = Mempool::new(cfg, &AnonMemory::new(HugePages::Never)).unwrap();
+        let q = set(&pool);
+        let leases = Leases::new();
+        // Start: every ring parked, armed by the control side.
+        let e = q.next_epoch();
+        assert_eq!(q.rings_ready(e), Ok(true));
+        q.set_running(e);
+        assert_eq!(pool.available(), 512 - 64, "rx ring armed");
+        let (mut rx, mut tx) = handles(&q, &leases);
+        let done = Arc::new(AtomicBool::new(false));
+        let (done2, pool2) = (done.clone(), pool.clone());
+        let poller = std::thread::spawn(move || {
+            let mut bursts = 0u64;
+            let mut stopped = 0u64;
+            let mut b = Burst::new(8);
+            while !done2.load(Ordering::Relaxed) {
+                assert_eq!(rx.rx_burst(&mut b), 0, "no device writes here");
+                pool2.alloc_bulk(&mut b, 8);
+                if tx.tx_burst(&mut b) == 0 && !b.is_empty() {
+                    stopped += 1;
+                }
+                b.clear();
+                bursts += 1;
+            }
+            (bursts, stopped, rx, tx)
+        });
+        for _ in 0..50 {
+            // What recovery_step does around the VF reset.
+            let e = q.next_epoch();
+            let t0 = Instant::now();
+            while q.rings_ready(e) != Ok(true) {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(5),
+                    "handles never re-armed"
+                );
+                std::thread::yield_now();
+            }
+            q.set_running(e);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        done.store(true, Ordering::Relaxed);
+        let (bursts, stopped, rx, tx) = poller.join().unwrap();
+        assert!(
+            bursts > 50 && stopped > 0,
+            "{bursts} bursts, {stopped} refused"
+        );
+        // The transmit ring never completes here (no device): it only ever
+        // held 63 buffers, freed at each epoch and at the end.
+        assert!(
+            q.tx[0].counters.get().errors > 0,
+            "in-flight frames dropped"
+        );
+        drop((rx, tx));
+        assert!(q.rx[0].parked().is_some() && q.tx[0].parked().is_some());
+        assert_eq!(leases.outstanding(), 0);
+        q.next_epoch();
+        q.release_parked();
+        assert_eq!(pool.available(), 512, "every buffer back");
+    }
+
+    /// A handle that sees a stopped port leaves the caller's packets alone.
+    #[test]
+    fn stopped_handles_take_nothing() {
+        let pool = Mempool::new(
+            MempoolConfig::new("vf-test2", 256),
+            &AnonMemory::new(HugePages::Never),
+        )
+        .unwrap();
+        let q = set(&pool);
+        let leases = Leases::new();
+        let e = q.next_epoch();
+        assert_eq!(q.rings_ready(e), Ok(true));
+        let (_rx, mut tx) = handles(&q, &leases);
+        let mut b = Burst::new(4);
+        assert!(pool.alloc_bulk(&mut b, 4));
+        assert_eq!(tx.tx_burst(&mut b), 0, "armed but not running");
+        assert_eq!(b.len(), 4);
+        q.set_running(e);
+        assert_eq!(tx.tx_burst(&mut b), 4);
     }
 }

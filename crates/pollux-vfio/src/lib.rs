@@ -31,6 +31,7 @@ pub mod bar;
 pub mod container;
 pub mod device;
 pub mod dma;
+pub mod driver;
 pub mod error;
 pub mod iova;
 /// PCI discovery lives in `pollux-pci`; re-exported so `pollux_vfio::pci` keeps working.
@@ -40,5 +41,6 @@ pub use bar::Bar;
 pub use container::Container;
 pub use device::{preflight, Device, OpenOpts, Preflight};
 pub use dma::DmaMemory;
+pub use driver::{PciDriver, PciOpenOpts};
 pub use error::{bind_commands, VfioError};
 pub use iova::IovaAllocator;
