@@ -230,6 +230,10 @@ impl AdSelect {
     }
 }
 
+/// Most members a bond has. The queue handles see the members in use as
+/// two 32-bit masks in one atomic word (see [`BondPort`](crate::BondPort)).
+pub const MAX_MEMBERS: usize = 32;
+
 /// Everything a bond is configured with.
 ///
 /// Defaults are Linux's, except `miimon`, which Linux also forces to 100 ms
@@ -516,6 +520,9 @@ impl BondConfig {
 
     /// Checks what can be checked without the member ports.
     pub fn validate(&self) -> Result<(), BondError> {
+        if self.members.len() > MAX_MEMBERS {
+            return Err(BondError::TooManyMembers(self.members.len()));
+        }
         if let Some(p) = &self.primary {
             if !self.members.is_empty() && !self.members.contains(p) {
                 return Err(BondError::UnknownPrimary(p.clone()));
@@ -623,6 +630,27 @@ mod tests {
         assert!(matches!(e, BondError::DuplicateMember(_)));
         let e = BondConfig::from_args(&args(&[("member", "a"), ("primary", "b")])).unwrap_err();
         assert!(matches!(e, BondError::UnknownPrimary(_)));
+    }
+
+    #[test]
+    fn at_most_32_members() {
+        let names: Vec<String> = (0..=MAX_MEMBERS).map(|i| format!("m{i}")).collect();
+        let kv = |n: usize| -> Vec<(String, String)> {
+            names[..n]
+                .iter()
+                .map(|m| ("member".to_string(), m.clone()))
+                .collect()
+        };
+        assert_eq!(
+            BondConfig::from_args(&kv(MAX_MEMBERS))
+                .unwrap()
+                .members
+                .len(),
+            32
+        );
+        let e = BondConfig::from_args(&kv(MAX_MEMBERS + 1)).unwrap_err();
+        assert!(matches!(e, BondError::TooManyMembers(33)), "{e}");
+        assert!(e.to_string().contains("at most 32 members"), "{e}");
     }
 
     #[test]

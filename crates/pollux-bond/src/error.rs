@@ -22,6 +22,9 @@ pub enum BondError {
     /// A bond needs members.
     #[error("a bond needs at least one member")]
     NoMembers,
+    /// More members than [`MAX_MEMBERS`](crate::config::MAX_MEMBERS).
+    #[error("a bond has at most 32 members, {0} were given")]
+    TooManyMembers(usize),
     /// Two members with one name.
     #[error("member {0:?} given more than once")]
     DuplicateMember(String),

@@ -17,14 +17,56 @@
 //!   `miimon`/`updelay`/`downdelay`, active member selection, the sets of
 //!   members that send and receive, MAC policy, `min_links`. Also no I/O:
 //!   it takes `now` and link samples and returns [`bond::Action`]s.
-//! - [`BondPort`]: the I/O shell. It owns the member ports, reads a
-//!   [`Clock`], and implements `Port`.
+//! - [`BondPort`]: the I/O shell, split as every [`Port`](pollux_core::Port)
+//!   is into a control side and per-queue handles (next section).
+//!
+//! # Control side and queue handles
+//!
+//! A bond is used like any port: configure, start,
+//! [`take_queues`](pollux_core::Port::take_queues), bursts on the handles
+//! from the lcores that own them, [`service`](pollux_core::Port::service)
+//! from the thread that owns the [`BondPort`], stop, drop the handles. It
+//! follows DPDK's bonding PMD:
+//!
+//! - **Control side.** [`BondPort`] owns the members' control sides, the
+//!   protocol core, the clock and the receive filters. `status`, `stats`,
+//!   `xstats`, `link`, MAC and filter changes and `service` work while the
+//!   queues run.
+//! - **Queues.** Bond receive queue `q` owns receive queue `q` of every
+//!   member; bond transmit queue `q` owns transmit queue `q` of every
+//!   member. The handles are `Send` and take no lock: what they need of the
+//!   core (which members transmit, which members' frames go up) the
+//!   control side publishes after every change as two 32-bit masks in one
+//!   atomic word, which a handle loads once per burst and turns into its
+//!   own member list only when it changed. Transmit spreads packets exactly
+//!   as the core's [`Bond::tx_index`] would (balance-xor and 802.3ad put a
+//!   flow on the member Linux picks); balance-rr keeps one rotation per
+//!   transmit queue. Hence at most [`config::MAX_MEMBERS`] (32) members.
+//! - **Slow protocols.** In 802.3ad mode a receive handle takes LACPDUs and
+//!   marker PDUs out of the stream (the order of the rest is kept) and
+//!   passes them to the control side through a single-producer,
+//!   single-consumer ring, one per receive queue; `service` feeds them to
+//!   LACP. A ring that is full (no `service` for a long time, or a flood)
+//!   drops and counts ([`ShellCounters::slow_rx_dropped`]).
+//! - **Control transmissions.** Every member is configured with one
+//!   transmit queue more than the bond has, and the control side keeps
+//!   that last queue of each member: LACPDUs, marker responses and
+//!   failover announcements go out from `service`, on the control thread,
+//!   whether or not the application is sending (DPDK's "dedicated
+//!   queues"). So a bond offers one transmit queue less than its members;
+//!   members with a single transmit queue cannot be bonded, and
+//!   `configure` says so.
+//! - **Stop.** `stop` stops the members and the handles (they return 0
+//!   from then on). The bond starts again once the handles of the last
+//!   start are dropped; they hold the members' queues.
 //!
 //! # Entry points for applications
 //!
 //! ```no_run
 //! # use pollux_bond::{BondConfig, BondPort};
+//! # use pollux_core::{Burst, Port, PortConf, Mempool};
 //! # fn members() -> Vec<(String, Box<dyn pollux_core::Port>)> { unimplemented!() }
+//! # fn pool() -> Mempool { unimplemented!() }
 //! // `--vdev 'bond0,mode=802.3ad,member=vf0,member=vf1,lacp_rate=fast'`:
 //! // everything after the name, as key/value pairs.
 //! let args: Vec<(String, String)> = vec![
@@ -36,10 +78,17 @@
 //! let config = BondConfig::from_args(&args)?;
 //! // The ports named by `member=`, built by the caller, in any order.
 //! let mut bond = BondPort::new("bond0", config, members())?;
-//! // ... configure and start it like any Port, then:
+//! bond.configure(&PortConf::new(pool()))?; // members get 2 tx queues each
+//! bond.start()?;
+//! let mut queues = bond.take_queues()?;
+//! let (mut rx, mut tx) = (queues.rx.remove(0), queues.tx.remove(0));
+//! // An lcore: `rx.rx_burst(&mut burst)`, `tx.tx_burst(&mut burst)`.
+//! // Meanwhile, on the thread that owns `bond`, every 10 to 100 ms:
+//! bond.service();
 //! println!("{}", bond.status()); // /proc/net/bonding/bond0 layout
 //! let json = serde_json::to_string(&bond.status()).unwrap();
-//! # Ok::<(), pollux_bond::BondError>(())
+//! # let mut burst = Burst::new(32); rx.rx_burst(&mut burst); tx.tx_burst(&mut burst);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! - [`BondConfig::from_args`] takes the device arguments. Keys: `mode`,
@@ -58,16 +107,17 @@
 //!
 //! # Time
 //!
-//! The bond needs periodic work (link polling every `miimon`, LACP
-//! transmissions every second and its timeouts). The core never reads a
-//! clock; [`BondPort`] reads its [`Clock`] at the start of every
-//! `rx_burst`, `tx_burst` and `link` call (one vDSO `clock_gettime`, then
-//! a comparison with the next deadline) and does the work that is due. A
-//! forwarding loop that calls `rx_burst` or `tx_burst` on the bond runs
-//! LACP correctly with nothing else to do. A program that stops calling
-//! them for more than about 100 ms must call [`BondPort::poll`] instead,
-//! or link failures are noticed late and, with `lacp_rate=fast`, partners
-//! time the bond out after 3 s.
+//! The bond needs periodic work: link polling every `miimon`, LACP
+//! transmissions every second (fast) or 30 seconds (slow) and its
+//! timeouts, failover announcements. The core never reads a clock; the
+//! queue handles never do either. [`Port::service`](pollux_core::Port::service)
+//! reads the bond's [`Clock`] and does what is due; `link` services too,
+//! and [`BondPort::poll`] is another name for `service`. Call it every 10
+//! to 100 ms: a link failure is noticed at the first call after `miimon`,
+//! received LACPDUs are processed at the next call, and with
+//! `lacp_rate=fast` a partner times the bond out after 3 s without one.
+//! The application must also keep polling the bond's receive queues in
+//! 802.3ad mode, or no LACPDU reaches the control side.
 //!
 //! # Differences from Linux, on purpose
 //!

@@ -1,18 +1,41 @@
-//! [`BondPort`]: the I/O shell around the [`Bond`] core. It is itself a
-//! [`Port`], so anything that drives a port drives a bond.
+//! [`BondPort`]: the I/O shell around the [`Bond`] core, split as DPDK's
+//! bonding PMD is: a control side that is a [`Port`], and per-queue
+//! [`RxQueue`] and [`TxQueue`] handles that the lcores own.
+//!
+//! - The control side owns the members' control sides, the protocol core,
+//!   the clock and the receive filters. [`Port::service`] samples links,
+//!   runs the core's timers, feeds it the slow-protocol frames the receive
+//!   handles passed up, and sends what the core asks for.
+//! - After every change of the core's transmit members or receive set,
+//!   the control side publishes both as two 32-bit masks in one
+//!   `AtomicU64`. A handle loads it once per burst (Acquire) and rebuilds
+//!   its own member list only when the word changed: no lock, no atomic
+//!   read-modify-write on the burst path.
+//! - Bond receive handle `q` owns receive handle `q` of every member, bond
+//!   transmit handle `q` transmit handle `q` of every member. In 802.3ad
+//!   mode a receive handle takes slow-protocol frames out of the stream
+//!   and passes them to the control side through a single-producer,
+//!   single-consumer ring.
+//! - Every member is configured with one transmit queue more than the
+//!   bond has; the control side keeps that last queue of each member for
+//!   LACPDUs, marker responses and failover announcements (DPDK's
+//!   "dedicated queues"), so they never wait for the application's
+//!   `tx_burst`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pollux_core::ring::{channel, Consumer, Mode as RingMode, Producer};
 use pollux_core::{
-    Burst, Capabilities, Duplex, LinkStatus, MacAddr, Mbuf, Mempool, Port, PortConf, PortError,
-    PortInfo, PortStats, RxOffloads, TxFlags, TxOffloads, Xstat,
+    Burst, Capabilities, Duplex, Lease, Leases, LinkStatus, MacAddr, Mbuf, Mempool, Port, PortConf,
+    PortError, PortInfo, PortStats, QueueStats, Queues, RunFlag, RxOffloads, RxQueue, TxFlags,
+    TxOffloads, TxQueue, Xstat,
 };
 
 use crate::bond::{Action, Bond, MemberSpec};
-use crate::config::{BondConfig, Mode};
-use crate::hash::xmit_hash;
+use crate::config::{BondConfig, Mode, XmitHashPolicy, MAX_MEMBERS};
+use crate::hash::{xmit_hash, FastMod};
 use crate::status::BondStatus;
 use crate::wire::{self, SLOW_PROTOCOLS_MAC};
 use crate::BondError;
@@ -77,23 +100,150 @@ impl Clock for ManualClock {
 const TX_CHUNK: usize = 256;
 /// Receive scratch room for members whose frames are not delivered.
 const RX_SCRATCH: usize = 64;
+/// Slow-protocol frames one receive handle can pass up between two
+/// [`Port::service`] calls; more are dropped and counted. LACP sends at
+/// most three a second per member, so only a flood fills it.
+const SLOW_RING: usize = 256;
 
 /// Counters of the I/O shell.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ShellCounters {
     /// Frames received on members that do not deliver (backups,
-    /// non-collecting ports) and dropped.
+    /// non-collecting ports) and dropped. Counted by the receive handles.
     pub rx_dropped_inactive: u64,
-    /// Transmit calls that found no usable member (packets left with the caller).
+    /// Transmit calls that found no usable member (packets left with the
+    /// caller). Counted by the transmit handles.
     pub tx_no_member: u64,
     /// Control frames (LACPDUs, marker responses, announcements) sent.
     pub ctrl_tx: u64,
     /// Control frames that could not be sent (no buffer, member ring full).
     pub ctrl_tx_failed: u64,
-    /// Broadcast copies that could not be made (pool empty).
+    /// Broadcast copies that could not be made (pool empty). Counted by
+    /// the transmit handles.
     pub broadcast_copy_failed: u64,
     /// Member control operations that failed after start (set MAC, filters).
     pub member_op_failed: u64,
+    /// Slow-protocol frames a receive handle dropped because the control
+    /// side had not taken the earlier ones yet (`service` not called, or a
+    /// flood). Counted by the receive handles.
+    pub slow_rx_dropped: u64,
+}
+
+impl ShellCounters {
+    fn since(self, base: ShellCounters) -> ShellCounters {
+        ShellCounters {
+            rx_dropped_inactive: self
+                .rx_dropped_inactive
+                .wrapping_sub(base.rx_dropped_inactive),
+            tx_no_member: self.tx_no_member.wrapping_sub(base.tx_no_member),
+            ctrl_tx: self.ctrl_tx.wrapping_sub(base.ctrl_tx),
+            ctrl_tx_failed: self.ctrl_tx_failed.wrapping_sub(base.ctrl_tx_failed),
+            broadcast_copy_failed: self
+                .broadcast_copy_failed
+                .wrapping_sub(base.broadcast_copy_failed),
+            member_op_failed: self.member_op_failed.wrapping_sub(base.member_op_failed),
+            slow_rx_dropped: self.slow_rx_dropped.wrapping_sub(base.slow_rx_dropped),
+        }
+    }
+}
+
+/// A counter with one writer, the queue handle that owns it: an update is
+/// a relaxed load and a relaxed store, not a read-modify-write. The
+/// control side only reads it.
+#[derive(Debug, Default)]
+struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    fn add(&self, n: u64) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The shell counters one receive handle writes.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct RxCounters {
+    dropped_inactive: Counter,
+    slow_dropped: Counter,
+}
+
+/// The shell counters one transmit handle writes.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct TxCounters {
+    no_member: Counter,
+    broadcast_copy_failed: Counter,
+}
+
+/// The members the data path uses, as published by the control side: bit
+/// `i` of the low half is set when member `i` transmits, bit `i` of the
+/// high half when member `i`'s received frames go up.
+fn view_word(core: &Bond) -> u64 {
+    let tx = core.tx_members().iter().fold(0u32, |m, &i| m | 1 << i);
+    let rx = (0..core.member_count())
+        .filter(|&i| core.rx_enabled(i))
+        .fold(0u32, |m, i| m | 1 << i);
+    tx as u64 | (rx as u64) << 32
+}
+
+/// A transmit handle's copy of the transmit members: the ascending list
+/// the low half of the view word stands for (what
+/// [`Bond::tx_members`] returns), and `% len` as the core computes it, so
+/// [`TxView::index`] is [`Bond::tx_index`].
+#[derive(Clone, Copy, Debug)]
+struct TxView {
+    word: u64,
+    list: [u8; MAX_MEMBERS],
+    len: usize,
+    modulo: FastMod,
+}
+
+impl TxView {
+    fn new(word: u64) -> TxView {
+        let mut list = [0u8; MAX_MEMBERS];
+        let mut len = 0;
+        let mut mask = word as u32;
+        while mask != 0 {
+            list[len] = mask.trailing_zeros() as u8;
+            len += 1;
+            mask &= mask - 1;
+        }
+        TxView {
+            word,
+            list,
+            len,
+            modulo: FastMod::new(len as u32),
+        }
+    }
+
+    /// `hash % len`: the position in the list, as [`Bond::tx_index`].
+    #[inline]
+    fn index(&self, hash: u32) -> usize {
+        self.modulo.rem(hash) as usize
+    }
+}
+
+/// A slow-protocol frame on its way from a receive handle to the control
+/// side.
+struct SlowFrame {
+    member: usize,
+    frame: Mbuf,
+}
+
+/// Member queues taken at start, waiting for [`Port::take_queues`]:
+/// `rx[q][member]`, `tx[q][member]`.
+struct Pending {
+    rx: Vec<Vec<Box<dyn RxQueue>>>,
+    tx: Vec<Vec<Box<dyn TxQueue>>>,
+    slow: Vec<Producer<SlowFrame>>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -102,7 +252,8 @@ struct Applied {
     allmulticast: bool,
 }
 
-/// A bond of member ports. See the [crate docs](crate) for the contract.
+/// A bond of member ports, the control side. See the [module
+/// docs](self) and the [crate docs](crate) for the contract.
 pub struct BondPort {
     name: String,
     cfg: BondConfig,
@@ -111,19 +262,32 @@ pub struct BondPort {
     members: Vec<Box<dyn Port>>,
     clock: Box<dyn Clock>,
     pool: Option<Mempool>,
+    rx_queues: u16,
+    tx_queues: u16,
     started: bool,
-    next_service: Instant,
+    run: RunFlag,
+    leases: Leases,
+    /// The member queues of this start, until `take_queues`.
+    pending: Option<Pending>,
+    /// Each member's dedicated control transmit queue (its last one).
+    ctrl_tx: Vec<Box<dyn TxQueue>>,
+    /// One per bond receive queue (802.3ad only).
+    slow_rx: Vec<Consumer<SlowFrame>>,
+    view: Arc<AtomicU64>,
     links: Vec<LinkStatus>,
-    scratch: Burst<Mbuf>,
-    per_member: Vec<Burst<Mbuf>>,
-    hold: Vec<Mbuf>,
-    rx_next: usize,
-    rr: u32,
     promiscuous: bool,
     allmulticast: bool,
     mc_list: Vec<MacAddr>,
     applied: Vec<Applied>,
-    counters: ShellCounters,
+    /// The control side's own counts (ctrl_tx, ctrl_tx_failed,
+    /// member_op_failed).
+    ctl: ShellCounters,
+    /// What per-queue counters of earlier configurations counted.
+    retired: ShellCounters,
+    /// Counter values at the last `reset_stats`.
+    base: ShellCounters,
+    rx_counters: Vec<Arc<RxCounters>>,
+    tx_counters: Vec<Arc<TxCounters>>,
 }
 
 impl std::fmt::Debug for BondPort {
@@ -133,6 +297,7 @@ impl std::fmt::Debug for BondPort {
             .field("mode", &self.cfg.mode)
             .field("members", &self.cfg.members)
             .field("started", &self.started)
+            .field("queues_out", &self.leases.outstanding())
             .finish()
     }
 }
@@ -142,8 +307,8 @@ impl BondPort {
     /// `config`. When `config.members` is not empty it must name exactly
     /// the supplied ports; member order (hashing, round-robin, the first
     /// member's MAC as the bond's) is `config.members`' order, or the
-    /// supplied order when the configuration names none. Uses the
-    /// monotonic clock.
+    /// supplied order when the configuration names none. At most
+    /// [`MAX_MEMBERS`] members. Uses the monotonic clock.
     pub fn new(
         name: impl Into<String>,
         config: BondConfig,
@@ -194,8 +359,7 @@ impl BondPort {
                 mac: p.mac_addr(),
             })
             .collect();
-        let now = clock.now();
-        let core = Bond::new(&config, &specs, now)?;
+        let core = Bond::new(&config, &specs, clock.now())?;
         let n = members.len();
         Ok(BondPort {
             name: name.into(),
@@ -205,19 +369,25 @@ impl BondPort {
             members: members.into_iter().map(|(_, p)| p).collect(),
             clock,
             pool: None,
+            rx_queues: 0,
+            tx_queues: 0,
             started: false,
-            next_service: now,
+            run: RunFlag::new(),
+            leases: Leases::new(),
+            pending: None,
+            ctrl_tx: Vec::new(),
+            slow_rx: Vec::new(),
+            view: Arc::new(AtomicU64::new(0)),
             links: vec![LinkStatus::DOWN; n],
-            scratch: Burst::new(RX_SCRATCH),
-            per_member: (0..n).map(|_| Burst::new(TX_CHUNK)).collect(),
-            hold: Vec::with_capacity(1024),
-            rx_next: 0,
-            rr: 0,
             promiscuous: false,
             allmulticast: false,
             mc_list: Vec::new(),
             applied: vec![Applied::default(); n],
-            counters: ShellCounters::default(),
+            ctl: ShellCounters::default(),
+            retired: ShellCounters::default(),
+            base: ShellCounters::default(),
+            rx_counters: Vec::new(),
+            tx_counters: Vec::new(),
         })
     }
 
@@ -242,32 +412,48 @@ impl BondPort {
         &self.core
     }
 
-    /// A member port, read-only.
+    /// A member port's control side, read-only.
     pub fn member(&self, i: usize) -> Option<&dyn Port> {
         self.members.get(i).map(|p| &**p)
     }
 
-    /// Shell counters.
+    /// Shell counters: the control side's own, plus what every queue
+    /// handle counted, since the last `reset_stats`.
     pub fn shell_counters(&self) -> ShellCounters {
-        self.counters
+        self.raw_counters().since(self.base)
     }
 
-    /// Runs the bond's periodic work now: link monitoring at `miimon`,
-    /// LACP timers and transmissions, failover announcements.
-    /// `rx_burst`, `tx_burst` and `link` do this already; call `poll` when
-    /// neither is called for a while (at least every 100 ms, or LACP
-    /// partners time the bond out).
+    fn raw_counters(&self) -> ShellCounters {
+        let mut c = self.ctl;
+        let r = self.retired;
+        c.rx_dropped_inactive = c.rx_dropped_inactive.wrapping_add(r.rx_dropped_inactive);
+        c.slow_rx_dropped = c.slow_rx_dropped.wrapping_add(r.slow_rx_dropped);
+        c.tx_no_member = c.tx_no_member.wrapping_add(r.tx_no_member);
+        c.broadcast_copy_failed = c
+            .broadcast_copy_failed
+            .wrapping_add(r.broadcast_copy_failed);
+        for q in &self.rx_counters {
+            c.rx_dropped_inactive = c.rx_dropped_inactive.wrapping_add(q.dropped_inactive.get());
+            c.slow_rx_dropped = c.slow_rx_dropped.wrapping_add(q.slow_dropped.get());
+        }
+        for q in &self.tx_counters {
+            c.tx_no_member = c.tx_no_member.wrapping_add(q.no_member.get());
+            c.broadcast_copy_failed = c
+                .broadcast_copy_failed
+                .wrapping_add(q.broadcast_copy_failed.get());
+        }
+        c
+    }
+
+    /// The same as [`Port::service`], under the name earlier versions
+    /// used.
     pub fn poll(&mut self) {
+        self.service_now();
+    }
+
+    fn service_now(&mut self) {
         let now = self.clock.now();
         self.service_at(now);
-    }
-
-    #[inline]
-    fn service(&mut self) {
-        let now = self.clock.now();
-        if now >= self.next_service {
-            self.service_at(now);
-        }
     }
 
     fn service_at(&mut self, now: Instant) {
@@ -280,13 +466,30 @@ impl BondPort {
             }
             self.core.handle_links(now, &self.links);
         }
+        // Frames the receive handles passed up since the last call; they
+        // arrived at most one service interval ago.
+        for ring in &mut self.slow_rx {
+            while let Some(f) = ring.dequeue() {
+                let _ = self.core.handle_slow_frame(now, f.member, f.frame.data());
+            }
+        }
         self.core.handle_timeout(now);
         self.run_actions();
-        self.next_service = self
-            .core
-            .poll_timeout()
-            .unwrap_or(now + Duration::from_secs(1))
-            .max(now);
+        self.publish();
+    }
+
+    /// Tells the queue handles about the core's current member sets.
+    fn publish(&mut self) {
+        let w = if self.started {
+            view_word(&self.core)
+        } else {
+            0
+        };
+        // Stored only when it changed: a store invalidates the line in
+        // every lcore's cache.
+        if self.view.load(Ordering::Relaxed) != w {
+            self.view.store(w, Ordering::Release);
+        }
     }
 
     /// Carries out what the core asked for. Failures after start cannot be
@@ -294,7 +497,7 @@ impl BondPort {
     fn run_actions(&mut self) {
         while let Some(a) = self.core.poll_action() {
             if let Err(e) = self.do_action(a) {
-                self.counters.member_op_failed += 1;
+                self.ctl.member_op_failed += 1;
                 tracing::warn!(bond = %self.name, "{e}");
             }
         }
@@ -323,22 +526,26 @@ impl BondPort {
         }
     }
 
+    /// Sends a control frame on the member's dedicated queue.
     fn send_control(&mut self, member: usize, frame: &[u8]) {
-        let Some(pool) = &self.pool else { return };
+        let (Some(pool), Some(q)) = (&self.pool, self.ctrl_tx.get_mut(member)) else {
+            self.ctl.ctrl_tx_failed += 1;
+            return;
+        };
         let Some(mut m) = pool.alloc() else {
-            self.counters.ctrl_tx_failed += 1;
+            self.ctl.ctrl_tx_failed += 1;
             return;
         };
         if !m.copy_from(frame) {
-            self.counters.ctrl_tx_failed += 1;
+            self.ctl.ctrl_tx_failed += 1;
             return;
         }
         let mut b = Burst::new(1);
         let _ = b.push(m);
-        if self.members[member].tx_burst(0, &mut b) == 1 {
-            self.counters.ctrl_tx += 1;
+        if q.tx_burst(&mut b) == 1 {
+            self.ctl.ctrl_tx += 1;
         } else {
-            self.counters.ctrl_tx_failed += 1;
+            self.ctl.ctrl_tx_failed += 1;
         }
     }
 
@@ -414,55 +621,268 @@ impl BondPort {
         r
     }
 
-    /// The 802.3ad receive path: frames of a member that collects go up,
-    /// except slow-protocol frames, which go to LACP.
+    fn member_error(&self, i: usize, what: &str, e: PortError) -> PortError {
+        PortError::Other(format!(
+            "bond {}: member {}: {what}{e}",
+            self.name, self.specs[i].name
+        ))
+    }
+
+    /// Starts the members, takes their queues (the last transmit queue of
+    /// each is the control queue) and a fresh core.
+    fn start_inner(&mut self) -> Result<(), PortError> {
+        let n = self.members.len();
+        for i in 0..n {
+            if let Err(e) = self.members[i].start() {
+                return Err(self.member_error(i, "", e));
+            }
+        }
+        // Every member's queues now: the control queues must be ours
+        // before the first LACPDU, whether or not anyone takes the bond's.
+        let (rxq, txq) = (self.rx_queues as usize, self.tx_queues as usize);
+        let mut pending = Pending {
+            rx: (0..rxq).map(|_| Vec::with_capacity(n)).collect(),
+            tx: (0..txq).map(|_| Vec::with_capacity(n)).collect(),
+            slow: Vec::new(),
+        };
+        let mut ctrl = Vec::with_capacity(n);
+        for i in 0..n {
+            let q = match self.members[i].take_queues() {
+                Ok(q) => q,
+                Err(e) => return Err(self.member_error(i, "taking its queues: ", e)),
+            };
+            if q.rx.len() != rxq || q.tx.len() != txq + 1 {
+                return Err(self.member_error(
+                    i,
+                    "",
+                    PortError::Other(format!(
+                        "handed out {} rx and {} tx queues where {rxq} and {} were configured",
+                        q.rx.len(),
+                        q.tx.len(),
+                        txq + 1
+                    )),
+                ));
+            }
+            let mut tx = q.tx;
+            ctrl.extend(tx.pop());
+            for (k, h) in q.rx.into_iter().enumerate() {
+                pending.rx[k].push(h);
+            }
+            for (k, h) in tx.into_iter().enumerate() {
+                pending.tx[k].push(h);
+            }
+        }
+        self.ctrl_tx = ctrl;
+        self.slow_rx.clear();
+        if self.cfg.mode == Mode::Ieee8023ad {
+            for _ in 0..rxq {
+                let (p, c) = channel(SLOW_RING, RingMode::Single, RingMode::Single)
+                    .map_err(|e| PortError::Other(e.to_string()))?;
+                pending.slow.push(p);
+                self.slow_rx.push(c);
+            }
+        }
+        self.pending = Some(pending);
+
+        let now = self.clock.now();
+        self.core = Bond::new(&self.cfg, &self.specs, now).map_err(PortError::from)?;
+        self.applied = vec![Applied::default(); n];
+        // MACs first, synchronously, so a member that refuses fails start.
+        let mut deferred = Vec::new();
+        while let Some(a) = self.core.poll_action() {
+            match a {
+                Action::SetMemberMac { .. } => self.do_action(a).map_err(PortError::from)?,
+                other => deferred.push(other),
+            }
+        }
+        self.apply_all_filters().map_err(PortError::from)?;
+        self.started = true;
+        self.run.set(true);
+        for a in deferred {
+            if let Err(e) = self.do_action(a) {
+                self.ctl.member_op_failed += 1;
+                tracing::warn!(bond = %self.name, "{e}");
+            }
+        }
+        self.service_at(now);
+        Ok(())
+    }
+
+    /// Stops the handles and the members and gives the members' queues
+    /// back; returns the first member error.
+    fn halt(&mut self) -> Result<(), PortError> {
+        self.started = false;
+        self.run.set(false);
+        self.publish();
+        self.pending = None;
+        self.ctrl_tx.clear();
+        let mut r = Ok(());
+        for i in 0..self.members.len() {
+            if let Err(e) = self.members[i].stop() {
+                if r.is_ok() {
+                    r = Err(self.member_error(i, "stop: ", e));
+                }
+            }
+        }
+        r
+    }
+
+    fn sum_member_stats(&self) -> PortStats {
+        let mut s = PortStats::default();
+        for m in &self.members {
+            let x = m.stats();
+            s.ipackets += x.ipackets;
+            s.opackets += x.opackets;
+            s.ibytes += x.ibytes;
+            s.obytes += x.obytes;
+            s.imissed += x.imissed;
+            s.ierrors += x.ierrors;
+            s.oerrors += x.oerrors;
+            s.rx_nombuf += x.rx_nombuf;
+        }
+        s
+    }
+}
+
+/// Bond receive queue `q`: receive queue `q` of every member.
+struct BondRx {
+    members: Vec<Box<dyn RxQueue>>,
+    view: Arc<AtomicU64>,
+    /// 802.3ad: where slow-protocol frames go up.
+    slow: Option<Producer<SlowFrame>>,
+    next: usize,
+    scratch: Burst<Mbuf>,
+    hold: Vec<Mbuf>,
+    run: RunFlag,
+    counters: Arc<RxCounters>,
+    _lease: Lease,
+}
+
+impl BondRx {
+    /// Hands a slow-protocol frame to the control side, or drops it when
+    /// the control side is that far behind.
     #[inline]
-    fn rx_lacp_member(&mut self, i: usize, queue: u16, pkts: &mut Burst<Mbuf>) {
-        if self.core.rx_enabled(i) {
-            let start = pkts.len();
-            if self.members[i].rx_burst(queue, pkts) == 0 {
-                return;
-            }
-            if !pkts.as_slice()[start..]
-                .iter()
-                .any(|m| wire::slow_subtype(m.data()).is_some())
-            {
-                return;
-            }
-            // Rare: pull the slow frames out, keeping the order of the rest.
-            let now = self.clock.now();
-            self.hold.clear();
-            self.hold.extend(pkts.drain());
-            let mut hold = std::mem::take(&mut self.hold);
-            for (k, m) in hold.drain(..).enumerate() {
-                if k >= start && wire::slow_subtype(m.data()).is_some() {
-                    let _ = self.core.handle_slow_frame(now, i, m.data());
-                } else {
-                    let _ = pkts.push(m);
-                }
-            }
-            self.hold = hold;
-            self.run_actions();
-        } else {
-            if self.members[i].rx_burst(queue, &mut self.scratch) == 0 {
-                return;
-            }
-            let now = self.clock.now();
-            while let Some(m) = self.scratch.pop_front() {
-                if wire::slow_subtype(m.data()).is_some() {
-                    let _ = self.core.handle_slow_frame(now, i, m.data());
-                } else {
-                    self.counters.rx_dropped_inactive += 1;
-                }
-            }
-            self.run_actions();
+    fn pass_up(slow: &mut Producer<SlowFrame>, counters: &RxCounters, member: usize, frame: Mbuf) {
+        if slow.enqueue(SlowFrame { member, frame }).is_err() {
+            counters.slow_dropped.add(1);
         }
     }
 
-    fn tx_distribute(&mut self, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
-        let cnt = self.core.tx_members().len();
-        let policy = self.cfg.xmit_hash_policy;
-        let rr = self.cfg.mode == Mode::BalanceRr;
+    /// A member that delivers: its frames go up, except slow-protocol
+    /// frames in 802.3ad mode.
+    #[inline]
+    fn rx_active(&mut self, i: usize, pkts: &mut Burst<Mbuf>) {
+        let start = pkts.len();
+        if self.members[i].rx_burst(pkts) == 0 {
+            return;
+        }
+        let Some(slow) = &mut self.slow else { return };
+        if !pkts.as_slice()[start..]
+            .iter()
+            .any(|m| wire::slow_subtype(m.data()).is_some())
+        {
+            return;
+        }
+        // Rare: pull the slow frames out, keeping the order of the rest.
+        self.hold.clear();
+        self.hold.extend(pkts.drain());
+        for (k, m) in self.hold.drain(..).enumerate() {
+            if k >= start && wire::slow_subtype(m.data()).is_some() {
+                Self::pass_up(slow, &self.counters, i, m);
+            } else {
+                let _ = pkts.push(m);
+            }
+        }
+    }
+
+    /// A member that does not deliver (a backup, a port not collecting):
+    /// its frames are dropped, except slow-protocol frames in 802.3ad mode.
+    #[inline]
+    fn rx_inactive(&mut self, i: usize) {
+        let got = self.members[i].rx_burst(&mut self.scratch);
+        if got == 0 {
+            return;
+        }
+        match &mut self.slow {
+            None => {
+                self.counters.dropped_inactive.add(got as u64);
+                self.scratch.clear();
+            }
+            Some(slow) => {
+                let mut dropped = 0;
+                while let Some(m) = self.scratch.pop_front() {
+                    if wire::slow_subtype(m.data()).is_some() {
+                        Self::pass_up(slow, &self.counters, i, m);
+                    } else {
+                        dropped += 1;
+                    }
+                }
+                if dropped > 0 {
+                    self.counters.dropped_inactive.add(dropped);
+                }
+            }
+        }
+    }
+}
+
+impl RxQueue for BondRx {
+    #[inline]
+    fn rx_burst(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
+        if !self.run.is_running() {
+            return 0;
+        }
+        let rx_mask = (self.view.load(Ordering::Acquire) >> 32) as u32;
+        let before = pkts.len();
+        let n = self.members.len();
+        // Start from a different member each call, as DPDK's bonding does,
+        // so no member is starved when the caller's burst fills up.
+        let first = self.next;
+        self.next = if first + 1 == n { 0 } else { first + 1 };
+        for k in 0..n {
+            if pkts.spare() == 0 {
+                break;
+            }
+            let i = if first + k >= n {
+                first + k - n
+            } else {
+                first + k
+            };
+            if rx_mask & (1 << i) != 0 {
+                self.rx_active(i, pkts);
+            } else {
+                self.rx_inactive(i);
+            }
+        }
+        pkts.len() - before
+    }
+}
+
+/// How a transmit handle spreads packets over two or more members.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Spread {
+    Hash(XmitHashPolicy),
+    RoundRobin,
+    Broadcast,
+}
+
+/// Bond transmit queue `q`: transmit queue `q` of every member.
+struct BondTx {
+    members: Vec<Box<dyn TxQueue>>,
+    view: Arc<AtomicU64>,
+    cache: TxView,
+    spread: Spread,
+    rr: u32,
+    pool: Mempool,
+    per_member: Vec<Burst<Mbuf>>,
+    hold: Vec<Mbuf>,
+    run: RunFlag,
+    counters: Arc<TxCounters>,
+    _lease: Lease,
+}
+
+impl BondTx {
+    fn distribute(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
+        let cnt = self.cache.len;
         let mut total = 0;
         loop {
             let n = pkts.len().min(TX_CHUNK);
@@ -471,14 +891,17 @@ impl BondPort {
             }
             for _ in 0..n {
                 let Some(m) = pkts.pop_front() else { break };
-                let j = if rr {
-                    let j = self.core.tx_index(self.rr);
-                    self.rr = self.rr.wrapping_add(1);
-                    j
-                } else {
-                    let t = m.tx();
-                    let vlan = t.flags.contains(TxFlags::VLAN_INSERT).then_some(t.vlan_tci);
-                    self.core.tx_index(xmit_hash(policy, m.data(), vlan))
+                let j = match self.spread {
+                    Spread::Hash(policy) => {
+                        let t = m.tx();
+                        let vlan = t.flags.contains(TxFlags::VLAN_INSERT).then_some(t.vlan_tci);
+                        self.cache.index(xmit_hash(policy, m.data(), vlan))
+                    }
+                    _ => {
+                        let j = self.cache.index(self.rr);
+                        self.rr = self.rr.wrapping_add(1);
+                        j
+                    }
                 };
                 // Room is guaranteed: each burst holds TX_CHUNK >= n.
                 let _ = self.per_member[j].push(m);
@@ -488,8 +911,8 @@ impl BondPort {
                 if self.per_member[j].is_empty() {
                     continue;
                 }
-                let member = self.core.tx_members()[j];
-                self.members[member].tx_burst(queue, &mut self.per_member[j]);
+                let member = self.cache.list[j] as usize;
+                self.members[member].tx_burst(&mut self.per_member[j]);
                 unsent += self.per_member[j].len();
                 self.hold.extend(self.per_member[j].drain());
             }
@@ -505,21 +928,19 @@ impl BondPort {
         total
     }
 
-    fn tx_broadcast(&mut self, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
-        let cnt = self.core.tx_members().len();
-        let Some(pool) = self.pool.clone() else {
-            return 0;
-        };
+    fn broadcast(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
+        let cnt = self.cache.len;
         let mut total = 0;
         loop {
             let n = pkts.len().min(TX_CHUNK);
             if n == 0 {
                 break;
             }
+            let mut failed = 0;
             for _ in 0..n {
                 let Some(m) = pkts.pop_front() else { break };
                 for j in 0..cnt - 1 {
-                    let copy = pool.alloc().and_then(|mut c| {
+                    let copy = self.pool.alloc().and_then(|mut c| {
                         c.copy_from(m.data()).then(|| {
                             *c.tx_mut() = *m.tx();
                             c
@@ -529,14 +950,17 @@ impl BondPort {
                         Some(c) => {
                             let _ = self.per_member[j].push(c);
                         }
-                        None => self.counters.broadcast_copy_failed += 1,
+                        None => failed += 1,
                     }
                 }
                 let _ = self.per_member[cnt - 1].push(m);
             }
+            if failed > 0 {
+                self.counters.broadcast_copy_failed.add(failed);
+            }
             for j in 0..cnt {
-                let member = self.core.tx_members()[j];
-                self.members[member].tx_burst(queue, &mut self.per_member[j]);
+                let member = self.cache.list[j] as usize;
+                self.members[member].tx_burst(&mut self.per_member[j]);
                 // What a member could not take is that member's loss; the
                 // frame went out on the others (Linux's broadcast counts
                 // success if any slave sent).
@@ -545,6 +969,31 @@ impl BondPort {
             total += n;
         }
         total
+    }
+}
+
+impl TxQueue for BondTx {
+    #[inline]
+    fn tx_burst(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
+        if !self.run.is_running() || pkts.is_empty() {
+            return 0;
+        }
+        let w = self.view.load(Ordering::Acquire);
+        if w != self.cache.word {
+            self.cache = TxView::new(w);
+        }
+        match self.cache.len {
+            0 => {
+                self.counters.no_member.add(1);
+                0
+            }
+            1 => {
+                let m = self.cache.list[0] as usize;
+                self.members[m].tx_burst(pkts)
+            }
+            _ if self.spread == Spread::Broadcast => self.broadcast(pkts),
+            _ => self.distribute(pkts),
+        }
     }
 }
 
@@ -571,6 +1020,8 @@ impl Port for BondPort {
             });
         }
         let mut caps = caps.unwrap_or_default();
+        // Every member's last transmit queue is the bond's control queue.
+        caps.max_tx_queues = caps.max_tx_queues.saturating_sub(1);
         if self.cfg.mode == Mode::Ieee8023ad {
             // One multicast entry is the bond's own.
             caps.max_mc_addrs = caps.max_mc_addrs.saturating_sub(1);
@@ -584,124 +1035,146 @@ impl Port for BondPort {
         }
     }
 
+    /// Configures every member like the bond, with one transmit queue
+    /// more: the member's last transmit queue carries the bond's control
+    /// frames.
     fn configure(&mut self, conf: &PortConf) -> Result<(), PortError> {
         if self.started {
             return Err(PortError::Started);
         }
+        let need = conf.tx_queues as u32 + 1;
+        for (i, m) in self.members.iter().enumerate() {
+            let has = m.info().capabilities.max_tx_queues;
+            if (has as u32) < need {
+                return Err(PortError::InvalidConfig(format!(
+                    "bond {}: member {} has {has} tx queue(s); the bond needs {need} on every \
+                     member: its {} plus one dedicated to LACPDUs and other control frames, \
+                     so over this member it offers at most {}",
+                    self.name,
+                    self.specs[i].name,
+                    conf.tx_queues,
+                    has.saturating_sub(1)
+                )));
+            }
+        }
         conf.validate(&self.info().capabilities)?;
-        for (i, m) in self.members.iter_mut().enumerate() {
-            m.configure(conf).map_err(|e| {
-                PortError::Other(format!(
-                    "bond {}: member {}: {e}",
-                    self.name, self.specs[i].name
-                ))
-            })?;
+        let mut member_conf = conf.clone();
+        member_conf.tx_queues = conf.tx_queues + 1;
+        for i in 0..self.members.len() {
+            if let Err(e) = self.members[i].configure(&member_conf) {
+                return Err(self.member_error(i, "", e));
+            }
         }
         self.pool = Some(conf.rx_pool.clone());
+        self.rx_queues = conf.rx_queues;
+        self.tx_queues = conf.tx_queues;
+        // New per-queue counters; what the old ones counted stays counted.
+        let old = self.raw_counters();
+        self.retired = ShellCounters {
+            ctrl_tx: 0,
+            ctrl_tx_failed: 0,
+            member_op_failed: 0,
+            ..old
+        };
+        self.rx_counters = (0..conf.rx_queues).map(|_| Arc::default()).collect();
+        self.tx_counters = (0..conf.tx_queues).map(|_| Arc::default()).collect();
         Ok(())
     }
 
     fn start(&mut self) -> Result<(), PortError> {
-        let Some(_) = &self.pool else {
+        if self.pool.is_none() {
             return Err(PortError::NotConfigured);
-        };
-        for (i, m) in self.members.iter_mut().enumerate() {
-            m.start().map_err(|e| {
-                PortError::Other(format!(
-                    "bond {}: member {}: {e}",
-                    self.name, self.specs[i].name
-                ))
-            })?;
         }
-        let now = self.clock.now();
-        self.core = Bond::new(&self.cfg, &self.specs, now).map_err(PortError::from)?;
-        self.applied = vec![Applied::default(); self.members.len()];
-        // MACs first, synchronously, so a member that refuses fails start.
-        let mut deferred = Vec::new();
-        while let Some(a) = self.core.poll_action() {
-            match a {
-                Action::SetMemberMac { .. } => self.do_action(a).map_err(PortError::from)?,
-                other => deferred.push(other),
-            }
+        if self.started {
+            return Ok(());
         }
-        self.apply_all_filters().map_err(PortError::from)?;
-        self.started = true;
-        for a in deferred {
-            let _ = self.do_action(a);
-        }
-        self.service_at(now);
-        Ok(())
-    }
-
-    fn stop(&mut self) -> Result<(), PortError> {
-        self.started = false;
-        let mut r = Ok(());
-        for m in &mut self.members {
-            if let Err(e) = m.stop() {
-                r = Err(e);
-            }
+        // The handles of the last start hold the members' queues.
+        self.leases.check_none(&self.name)?;
+        let r = self.start_inner();
+        if r.is_err() {
+            let _ = self.halt();
         }
         r
     }
 
-    #[inline]
-    fn rx_burst(&mut self, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
-        self.service();
+    /// Stops the members and the bond's queue handles (they return 0 from
+    /// now on) and gives the control queues back. A new start needs the
+    /// handles dropped first.
+    fn stop(&mut self) -> Result<(), PortError> {
+        self.halt()
+    }
+
+    fn take_queues(&mut self) -> Result<Queues, PortError> {
         if !self.started {
-            return 0;
+            return Err(PortError::NotStarted);
         }
-        let before = pkts.len();
+        let Some(pending) = self.pending.take() else {
+            return Err(PortError::QueuesTaken(self.name.clone()));
+        };
+        let Some(pool) = &self.pool else {
+            return Err(PortError::NotConfigured);
+        };
         let n = self.members.len();
-        let lacp = self.cfg.mode == Mode::Ieee8023ad;
-        // Start from a different member each call, as DPDK's bonding does,
-        // so no member is starved when the caller's burst fills up.
-        let first = self.rx_next;
-        self.rx_next = if first + 1 == n { 0 } else { first + 1 };
-        for k in 0..n {
-            if pkts.spare() == 0 {
-                break;
-            }
-            let i = if first + k >= n {
-                first + k - n
-            } else {
-                first + k
-            };
-            if lacp {
-                self.rx_lacp_member(i, queue, pkts);
-            } else if self.core.rx_enabled(i) {
-                self.members[i].rx_burst(queue, pkts);
-            } else {
-                let got = self.members[i].rx_burst(queue, &mut self.scratch);
-                self.counters.rx_dropped_inactive += got as u64;
-                self.scratch.clear();
-            }
-        }
-        pkts.len() - before
+        let mut slow = pending.slow.into_iter();
+        let rx = pending
+            .rx
+            .into_iter()
+            .zip(&self.rx_counters)
+            .map(|(members, counters)| {
+                Box::new(BondRx {
+                    members,
+                    view: self.view.clone(),
+                    slow: slow.next(),
+                    next: 0,
+                    scratch: Burst::new(RX_SCRATCH),
+                    hold: Vec::with_capacity(1024),
+                    run: self.run.clone(),
+                    counters: counters.clone(),
+                    _lease: self.leases.lease(),
+                }) as Box<dyn RxQueue>
+            })
+            .collect();
+        let spread = match self.cfg.mode {
+            Mode::BalanceRr => Spread::RoundRobin,
+            Mode::Broadcast => Spread::Broadcast,
+            _ => Spread::Hash(self.cfg.xmit_hash_policy),
+        };
+        let word = self.view.load(Ordering::Acquire);
+        let tx = pending
+            .tx
+            .into_iter()
+            .zip(&self.tx_counters)
+            .map(|(members, counters)| {
+                Box::new(BondTx {
+                    members,
+                    view: self.view.clone(),
+                    cache: TxView::new(word),
+                    spread,
+                    rr: 0,
+                    pool: pool.clone(),
+                    per_member: (0..n).map(|_| Burst::new(TX_CHUNK)).collect(),
+                    hold: Vec::with_capacity(1024),
+                    run: self.run.clone(),
+                    counters: counters.clone(),
+                    _lease: self.leases.lease(),
+                }) as Box<dyn TxQueue>
+            })
+            .collect();
+        Ok(Queues { rx, tx })
     }
 
-    #[inline]
-    fn tx_burst(&mut self, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
-        self.service();
-        if !self.started || pkts.is_empty() {
-            return 0;
-        }
-        let tx = self.core.tx_members();
-        match tx.len() {
-            0 => {
-                self.counters.tx_no_member += 1;
-                0
-            }
-            1 => {
-                let m = tx[0];
-                self.members[m].tx_burst(queue, pkts)
-            }
-            _ if self.cfg.mode == Mode::Broadcast => self.tx_broadcast(queue, pkts),
-            _ => self.tx_distribute(queue, pkts),
-        }
+    /// The bond's periodic work: link monitoring at `miimon`, the
+    /// slow-protocol frames the receive handles passed up, LACP timers and
+    /// transmissions, failover announcements; then the member sets are
+    /// published to the handles. Call it every 10 to 100 ms (LACP partners
+    /// time a bond out that stays silent for 3 s with `lacp_rate=fast`).
+    fn service(&mut self) {
+        self.service_now();
     }
 
+    /// Services the bond, then reports its link.
     fn link(&mut self) -> LinkStatus {
-        self.service();
+        self.service_now();
         if !self.started || !self.core.carrier() {
             return LinkStatus::DOWN;
         }
@@ -727,17 +1200,14 @@ impl Port for BondPort {
     }
 
     fn set_mac_addr(&mut self, mac: MacAddr) -> Result<(), PortError> {
-        if !mac.is_valid_unicast() {
-            return Err(PortError::InvalidConfig(format!(
-                "{mac} is not a unicast address"
-            )));
-        }
+        pollux_core::port::require_unicast(mac)?;
         let now = self.clock.now();
         self.cfg.mac = Some(mac);
         self.core.set_mac(mac, now);
         while let Some(a) = self.core.poll_action() {
             self.do_action(a).map_err(PortError::from)?;
         }
+        self.publish();
         Ok(())
     }
 
@@ -752,55 +1222,56 @@ impl Port for BondPort {
     }
 
     fn set_mc_addr_list(&mut self, addrs: &[MacAddr]) -> Result<(), PortError> {
-        if let Some(a) = addrs.iter().find(|a| !a.is_multicast()) {
-            return Err(PortError::InvalidConfig(format!(
-                "{a} is not a multicast address"
-            )));
-        }
+        pollux_core::port::require_multicast(addrs)?;
         self.mc_list = addrs.to_vec();
         self.apply_all_filters().map_err(PortError::from)
     }
 
+    /// The members' counters summed (control frames included, as on the
+    /// wire).
     fn stats(&self) -> PortStats {
-        let mut s = PortStats::default();
+        self.sum_member_stats()
+    }
+
+    /// Per bond queue, the members' counters of that queue summed (the
+    /// control queues are not bond queues).
+    fn queue_stats(&self) -> Vec<QueueStats> {
+        let nq = self.rx_queues.max(self.tx_queues) as usize;
+        let mut v = vec![QueueStats::default(); nq];
         for m in &self.members {
-            let x = m.stats();
-            s.ipackets += x.ipackets;
-            s.opackets += x.opackets;
-            s.ibytes += x.ibytes;
-            s.obytes += x.obytes;
-            s.imissed += x.imissed;
-            s.ierrors += x.ierrors;
-            s.oerrors += x.oerrors;
-            s.rx_nombuf += x.rx_nombuf;
+            for (q, s) in m.queue_stats().into_iter().enumerate().take(nq) {
+                let d = &mut v[q];
+                if q < self.rx_queues as usize {
+                    d.rx_packets += s.rx_packets;
+                    d.rx_bytes += s.rx_bytes;
+                    d.rx_errors += s.rx_errors;
+                }
+                if q < self.tx_queues as usize {
+                    d.tx_packets += s.tx_packets;
+                    d.tx_bytes += s.tx_bytes;
+                }
+            }
         }
-        s
+        v
     }
 
     fn xstats(&self) -> Vec<Xstat> {
-        let s = self.stats();
-        let c = self.counters;
+        let c = self.shell_counters();
         let b = self.core.counters();
-        let mut v = vec![
-            Xstat::new("rx_good_packets", s.ipackets),
-            Xstat::new("tx_good_packets", s.opackets),
-            Xstat::new("rx_good_bytes", s.ibytes),
-            Xstat::new("tx_good_bytes", s.obytes),
-            Xstat::new("rx_missed_errors", s.imissed),
-            Xstat::new("rx_errors", s.ierrors),
-            Xstat::new("tx_errors", s.oerrors),
-            Xstat::new("rx_mbuf_allocation_errors", s.rx_nombuf),
+        let mut v = self.stats().xstats();
+        v.extend([
             Xstat::new("bond_rx_dropped_inactive", c.rx_dropped_inactive),
             Xstat::new("bond_tx_no_member", c.tx_no_member),
             Xstat::new("bond_ctrl_tx", c.ctrl_tx),
             Xstat::new("bond_ctrl_tx_failed", c.ctrl_tx_failed),
             Xstat::new("bond_broadcast_copy_failed", c.broadcast_copy_failed),
             Xstat::new("bond_member_op_failed", c.member_op_failed),
+            Xstat::new("bond_slow_rx_dropped", c.slow_rx_dropped),
             Xstat::new("bond_active_changes", b.active_changes),
             Xstat::new("bond_announcements", b.announcements),
             Xstat::new("bond_slow_rx", b.slow_rx),
             Xstat::new("bond_slow_rx_invalid", b.slow_rx_invalid),
-        ];
+        ]);
         for (i, m) in self.members.iter().enumerate() {
             let x = m.stats();
             let n = &self.specs[i].name;
@@ -810,10 +1281,66 @@ impl Port for BondPort {
         v
     }
 
+    /// Resets the members' counters and the shell's (the handles' by
+    /// baseline; they are never written from here).
     fn reset_stats(&mut self) {
         for m in &mut self.members {
             m.reset_stats();
         }
-        self.counters = ShellCounters::default();
+        self.base = self.raw_counters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tx_view_is_the_core_list_and_its_modulo() {
+        // Every member set a bond of 5 can have, and then the widest masks.
+        let mut words: Vec<u64> = (0..32u64).map(|m| m | 0xdead_0000_0000).collect();
+        words.extend([u32::MAX as u64, 0x8000_0001, 0x8000_0000]);
+        for w in words {
+            let v = TxView::new(w);
+            let want: Vec<u8> = (0..32).filter(|i| w & (1 << i) != 0).collect();
+            assert_eq!(&v.list[..v.len], &want[..], "{w:#x}");
+            let len = want.len().max(1) as u32;
+            for h in [0u32, 1, 2, 7, 0x0505_0181, u32::MAX] {
+                assert_eq!(v.index(h) as u32, h % len, "{w:#x}: {h}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_view_word_carries_the_core_sets() {
+        use crate::config::BondConfig;
+        let members: Vec<MemberSpec> = (0..3u8)
+            .map(|i| MemberSpec {
+                name: format!("m{i}"),
+                mac: MacAddr([2, 0, 0, 0, 0, i + 1]),
+            })
+            .collect();
+        let t0 = Instant::now();
+        let mut cfg = BondConfig::new(Mode::ActiveBackup, &["m0", "m1", "m2"]);
+        cfg.miimon = Duration::from_millis(100);
+        let mut b = Bond::new(&cfg, &members, t0).unwrap();
+        assert_eq!(view_word(&b), 0, "no link sampled yet");
+        let up = LinkStatus::up(1000);
+        b.handle_links(t0, &[LinkStatus::DOWN, up, up]);
+        // Active-backup: m1 transmits and receives, nobody else.
+        assert_eq!(view_word(&b), 0b010 | 0b010 << 32);
+        let mut cfg = BondConfig::new(Mode::BalanceXor, &["m0", "m1", "m2"]);
+        cfg.miimon = Duration::from_millis(100);
+        let mut b = Bond::new(&cfg, &members, t0).unwrap();
+        b.handle_links(t0, &[up, LinkStatus::DOWN, up]);
+        assert_eq!(view_word(&b), 0b101 | 0b111 << 32);
+        let v = TxView::new(view_word(&b));
+        for h in 0..100 {
+            assert_eq!(
+                v.list[v.index(h)] as usize,
+                b.tx_members()[b.tx_index(h)],
+                "hash {h}"
+            );
+        }
     }
 }
