@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pollux_sriov::netlink::{LinkState, Mac, Vlan, VlanProto};
 use pollux_pci::PciAddr;
+use pollux_sriov::netlink::{LinkState, Mac, Vlan, VlanProto};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

@@ -6,9 +6,9 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use pollux_pci::Sysfs;
 use pollux_sriov::netlink::{LinkChange, LinkInfo, Mac, Rtnl, VfAttr, VfState};
 use pollux_sriov::netns;
-use pollux_pci::Sysfs;
 
 use crate::state::LinkOrig;
 use crate::{Error, Result};

@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pollux_sriov::netlink::{Mac, VfState};
 use pollux_pci::PciAddr;
+use pollux_sriov::netlink::{Mac, VfState};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
