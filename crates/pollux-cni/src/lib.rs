@@ -4,9 +4,12 @@
 //! pod's network namespace).
 //!
 //! It reads sriov-cni's network configuration as is ([`config`]), speaks
-//! CNI spec 1.0.0 and 1.1.0 (ADD, DEL, CHECK, VERSION, STATUS, GC) through
-//! the rscni-plugin crate's protocol plumbing, delegates IPAM to the plugin
-//! named in `ipam.type` found in `CNI_PATH` ([`ipam`]), and keeps its state
+//! every CNI spec version from 0.1.0 to 1.1.0 (ADD and DEL in all, CHECK
+//! from 0.4.0, STATUS and GC at 1.1.0, VERSION) with results and errors in
+//! the configuration's own version ([`cni`], [`spec`]; rscni-plugin's
+//! types), reads a `prevResult` of any of them when it is not first in a
+//! chain, delegates IPAM to the plugin named in `ipam.type` found in
+//! `CNI_PATH` ([`ipam`]), and keeps its state
 //! in a private cache directory ([`state`]) so DEL can restore every
 //! attribute ADD changed, even after ADD was killed half way.
 //!
@@ -25,6 +28,7 @@ pub mod config;
 pub mod host;
 pub mod ipam;
 pub mod plugin;
+pub mod spec;
 pub mod state;
 
 pub use rscni_plugin::error::Error as CniError;
@@ -121,9 +125,7 @@ impl Error {
             Error::Sriov(e) => match e {
                 pollux_sriov::Error::Invalid(_) => codes::INVALID_CONFIG,
                 pollux_sriov::Error::NotVf(_) | pollux_sriov::Error::NoNetdev(_) => codes::DEVICE,
-                pollux_sriov::Error::Pci(pollux_pci::Error::NoSuchFunction { .. }) => {
-                    codes::DEVICE
-                }
+                pollux_sriov::Error::Pci(pollux_pci::Error::NoSuchFunction { .. }) => codes::DEVICE,
                 pollux_sriov::Error::Timeout { .. } => codes::TRY_AGAIN_LATER,
                 _ => codes::VF_CONFIG,
             },

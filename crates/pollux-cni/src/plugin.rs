@@ -22,15 +22,16 @@ use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use pollux_pci::{DriverKind, PciAddr};
 use pollux_sriov::netlink::{Mac, VfAttr, VfState, Vlan};
 use pollux_sriov::pod::DeviceInfo;
-use pollux_pci::{DriverKind, PciAddr};
 use rscni_plugin::types::{CNIResult, Interface};
 use serde_json::Value;
 
 use crate::config::{Conf, LogLevel};
 use crate::host::{Host, IpSetup};
 use crate::ipam::{self, Invocation, IPAM_TIMEOUT};
+use crate::spec::{self, Layout, Version};
 use crate::state::{Alloc, Cache, LinkOrig, Mode, Phase, Record};
 use crate::{Error, Result};
 
@@ -366,12 +367,59 @@ fn mac_string(m: Mac) -> String {
     m.to_string()
 }
 
-/// ADD.
-pub fn add<H: Host>(host: &mut H, conf: &Conf, stdin: &Value, env: &Env) -> Result<CNIResult> {
+/// The spec version of a validated configuration (the protocol layer has
+/// already refused the others).
+fn version_of(conf: &Conf) -> Version {
+    Version::declared(Some(&conf.cni_version)).unwrap_or(Version::NEWEST)
+}
+
+/// Does `iface` name the interface `ifname` in `netns`? An interface
+/// without a sandbox is on the host (spec 1.0.0 section 5: "empty if on
+/// the host").
+fn is_ours(iface: &Interface, ifname: &str, netns: &str) -> bool {
+    iface.name == ifname && iface.sandbox.as_deref() == Some(netns)
+}
+
+/// ADD. `prev` is the `prevResult` when pollux-cni is not first in a
+/// chain; the result is that result with this attachment's interface,
+/// addresses, routes and DNS added (spec 1.0.0 section 5, "Success":
+/// "Plugins provided a `prevResult` key as part of their request
+/// configuration must output it as their result, with any possible
+/// modifications made by that plugin included").
+pub fn add<H: Host>(
+    host: &mut H,
+    conf: &Conf,
+    stdin: &Value,
+    prev: Option<&CNIResult>,
+    env: &Env,
+) -> Result<CNIResult> {
     let netns = env
         .netns
         .as_ref()
         .ok_or_else(|| Error::InvalidEnv("CNI_NETNS is required for ADD".into()))?;
+    let netns_s = netns.to_string_lossy().into_owned();
+    // Refusals that need nothing from the host come first, before any
+    // state is touched.
+    if version_of(conf).layout() == Layout::Ip4Ip6 && conf.ipam.is_none() {
+        return Err(Error::InvalidConfig(format!(
+            "a cniVersion {} result holds only IP configuration (ip4/ip6; spec 0.2.0, \
+             Result), so this attachment would have nothing to report: configure ipam, \
+             or use cniVersion 0.3.0 or later, whose results name the interface",
+            conf.cni_version
+        )));
+    }
+    if let Some(p) = prev {
+        if p.interfaces
+            .iter()
+            .any(|i| is_ours(i, &env.ifname, &netns_s))
+        {
+            return Err(Error::InvalidConfig(format!(
+                "prevResult already lists interface {} in {netns_s}: an earlier plugin in \
+                 the chain made it, and pollux-cni would make a second one of that name",
+                env.ifname
+            )));
+        }
+    }
     if !host.netns_live(netns) {
         return Err(Error::InvalidEnv(format!(
             "CNI_NETNS {} is not a network namespace",
@@ -442,7 +490,6 @@ pub fn add<H: Host>(host: &mut H, conf: &Conf, stdin: &Value, env: &Env) -> Resu
         }
         Mode::Dpdk { .. } => None,
     };
-    let netns_s = netns.to_string_lossy().into_owned();
     let mut rec = Record {
         network: conf.name.clone(),
         container_id: env.container_id.clone(),
@@ -472,7 +519,7 @@ pub fn add<H: Host>(host: &mut H, conf: &Conf, stdin: &Value, env: &Env) -> Resu
     )?;
 
     let mut ipam_failed = false;
-    let outcome = add_apply(host, conf, stdin, env, &rec, &mut ipam_failed);
+    let outcome = add_apply(host, conf, stdin, prev, env, &rec, &mut ipam_failed);
     match outcome {
         Ok(result) => {
             rec.phase = Phase::Added;
@@ -507,6 +554,7 @@ fn add_apply<H: Host>(
     host: &mut H,
     conf: &Conf,
     stdin: &Value,
+    prev: Option<&CNIResult>,
     env: &Env,
     rec: &Record,
     ipam_failed: &mut bool,
@@ -526,7 +574,9 @@ fn add_apply<H: Host>(
         conf.clone()
     };
     apply_vf(host, pf_if, idx, &vf_conf, &rec.orig_vf)?;
-    let mut result = CNIResult::default();
+    // What this attachment's IPAM assigned (the abbreviated result of a
+    // delegated plugin, spec 1.0.0 section 5, "Delegated plugins (IPAM)").
+    let mut own = CNIResult::default();
     if let Some(t) = ipam_type(&conf.ipam) {
         let inv = invocation(
             "ADD",
@@ -544,13 +594,17 @@ fn add_apply<H: Host>(
                 msg: "ADD printed no result".into(),
                 details: String::new(),
             })?;
-        result = serde_json::from_value(r).map_err(|e| Error::Ipam {
-            plugin: t.to_owned(),
-            code: crate::codes::IPAM,
-            msg: format!("unreadable ADD result: {e}"),
-            details: String::new(),
-        })?;
-        if result.ips.is_empty() {
+        // The IPAM plugin answers in the configuration's version; read it
+        // in the layout its own cniVersion names.
+        own = spec::result_version(&r, version_of(conf))
+            .and_then(|v| spec::parse(v, &r))
+            .map_err(|e| Error::Ipam {
+                plugin: t.to_owned(),
+                code: crate::codes::IPAM,
+                msg: format!("unreadable ADD result: {e}"),
+                details: String::new(),
+            })?;
+        if own.ips.is_empty() {
             return Err(Error::Ipam {
                 plugin: t.to_owned(),
                 code: crate::codes::IPAM,
@@ -558,9 +612,6 @@ fn add_apply<H: Host>(
                 details: String::new(),
             });
         }
-    }
-    for ip in &mut result.ips {
-        ip.interface = Some(0);
     }
     let mut iface = Interface {
         name: env.ifname.clone(),
@@ -573,12 +624,12 @@ fn add_apply<H: Host>(
     match &rec.mode {
         Mode::Netdev { host_ifname } => {
             let setup = IpSetup {
-                addrs: result
+                addrs: own
                     .ips
                     .iter()
                     .map(|i| (i.address.addr(), i.address.prefix_len()))
                     .collect(),
-                routes: result
+                routes: own
                     .routes
                     .iter()
                     .map(|r| (r.dst.network(), r.dst.prefix_len(), r.gw))
@@ -611,7 +662,20 @@ fn add_apply<H: Host>(
             }
         }
     }
-    result.interfaces = vec![iface];
+    // The previous plugins' result, this attachment appended: its
+    // interface after theirs, its addresses pointing at it (an IPAM result
+    // has no `interface` entries, spec 1.0.0 section 5), its routes and DNS
+    // after theirs.
+    let mut result = prev.cloned().unwrap_or_default();
+    let index = u32::try_from(result.interfaces.len())
+        .map_err(|_| Error::InvalidConfig("prevResult has too many interfaces".into()))?;
+    result.interfaces.push(iface);
+    result.ips.extend(own.ips.into_iter().map(|mut ip| {
+        ip.interface = Some(index);
+        ip
+    }));
+    result.routes.extend(own.routes);
+    result.dns = spec::merge_dns(result.dns.take(), own.dns);
     Ok(result)
 }
 
@@ -756,7 +820,10 @@ pub fn del<H: Host>(
     Ok(())
 }
 
-/// CHECK.
+/// CHECK. `prev` is the result of the attachment's ADD, which the runtime
+/// must pass (spec 1.0.0 section 2, CHECK: "A runtime must include a
+/// `prevResult` field"; "The plugin must consult the `prevResult` to
+/// determine the expected interfaces and addresses").
 pub fn check<H: Host>(
     host: &mut H,
     conf: &Conf,
@@ -764,6 +831,13 @@ pub fn check<H: Host>(
     prev: Option<&CNIResult>,
     env: &Env,
 ) -> Result<()> {
+    let prev = prev.ok_or_else(|| {
+        Error::InvalidConfig(
+            "CHECK needs prevResult, the result of the attachment's ADD (the spec requires \
+             the runtime to pass it)"
+                .into(),
+        )
+    })?;
     let cache = Cache::open(&conf.cache_dir)?;
     let rec = cache
         .read_state(&env.container_id, &env.ifname)?
@@ -831,17 +905,25 @@ pub fn check<H: Host>(
             }
         }
     }
-    if let Some(prev) = prev {
-        match prev.interfaces.iter().find(|i| i.name == env.ifname) {
-            None => diffs.push(format!("prevResult has no interface {}", env.ifname)),
-            Some(i) => {
-                if i.pci_id.as_deref().is_some_and(|p| p != vf.to_string()) {
-                    diffs.push(format!("prevResult pciID {:?} is not {vf}", i.pci_id));
-                }
-                if let Some(m) = want_mac {
-                    if !i.mac.is_empty() && !i.mac.eq_ignore_ascii_case(&m.to_string()) {
-                        diffs.push(format!("prevResult mac {} is not {m}", i.mac));
-                    }
+    // Our interface in the result: this interface name in this sandbox
+    // (a chain's result may list other plugins' interfaces before and
+    // after it).
+    match prev
+        .interfaces
+        .iter()
+        .find(|i| is_ours(i, &env.ifname, &rec.netns))
+    {
+        None => diffs.push(format!(
+            "prevResult has no interface {} in {}",
+            env.ifname, rec.netns
+        )),
+        Some(i) => {
+            if i.pci_id.as_deref().is_some_and(|p| p != vf.to_string()) {
+                diffs.push(format!("prevResult pciID {:?} is not {vf}", i.pci_id));
+            }
+            if let Some(m) = want_mac {
+                if !i.mac.is_empty() && !i.mac.eq_ignore_ascii_case(&m.to_string()) {
+                    diffs.push(format!("prevResult mac {} is not {m}", i.mac));
                 }
             }
         }

@@ -6,9 +6,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use pollux_sriov::netlink::{LinkInfo, LinkState, Mac, VfAttr, VfState, Vlan, VlanProto};
 use pollux_pci::fake::{FakeFn, FakeSysfs};
 use pollux_pci::{PciAddr, Sysfs};
+use pollux_sriov::netlink::{LinkInfo, LinkState, Mac, VfAttr, VfState, Vlan, VlanProto};
 use serde_json::{json, Value};
 
 use crate::config::Conf;
@@ -302,7 +302,7 @@ fn dpdk_add_then_del_restores_everything() {
     }
     let (c, stdin) = w.conf(extra);
     let env = w.env("c1", "ns1");
-    let r = plugin::add(&mut w.host.clone(), &c, &stdin, &env).unwrap();
+    let r = plugin::add(&mut w.host.clone(), &c, &stdin, None, &env).unwrap();
     let iface = &r.interfaces[0];
     assert_eq!(iface.name, "net1");
     assert_eq!(iface.pci_id.as_deref(), Some(VF0));
@@ -383,7 +383,8 @@ fn refused_attribute_is_a_clear_error_and_add_is_undone() {
         let mut e = extra.clone();
         e["deviceID"] = json!(VF0);
         let (c, stdin) = w.conf(e);
-        let err = plugin::add(&mut w.host.clone(), &c, &stdin, &w.env("c1", "ns1")).unwrap_err();
+        let err =
+            plugin::add(&mut w.host.clone(), &c, &stdin, None, &w.env("c1", "ns1")).unwrap_err();
         assert_eq!(err.code(), codes::VF_CONFIG, "{err}");
         let cni = err.into_cni();
         let text = format!("{cni}");
@@ -402,9 +403,9 @@ fn refused_attribute_is_a_clear_error_and_add_is_undone() {
 fn allocated_vf_is_refused_until_its_netns_dies() {
     let w = world();
     let (c1, s1) = w.conf(json!({"deviceID": VF0, "vlan": 5}));
-    plugin::add(&mut w.host.clone(), &c1, &s1, &w.env("c1", "ns1")).unwrap();
+    plugin::add(&mut w.host.clone(), &c1, &s1, None, &w.env("c1", "ns1")).unwrap();
     let (c2, s2) = w.conf(json!({"deviceID": VF0, "vlan": 6}));
-    let e = plugin::add(&mut w.host.clone(), &c2, &s2, &w.env("c2", "ns2")).unwrap_err();
+    let e = plugin::add(&mut w.host.clone(), &c2, &s2, None, &w.env("c2", "ns2")).unwrap_err();
     assert_eq!(e.code(), codes::VF_ALLOCATED);
     assert!(
         e.to_string().contains("already allocated to container c1"),
@@ -418,7 +419,7 @@ fn allocated_vf_is_refused_until_its_netns_dies() {
         .unwrap()
         .live
         .remove(&w.t.path().join("ns1"));
-    plugin::add(&mut w.host.clone(), &c2, &s2, &w.env("c2", "ns2")).unwrap();
+    plugin::add(&mut w.host.clone(), &c2, &s2, None, &w.env("c2", "ns2")).unwrap();
     assert_eq!(w.vf(0).vlan.id, 6);
     assert!(
         w.cache().read_state("c1", "net1").unwrap().is_none(),
@@ -444,7 +445,7 @@ fn kill_during_add_then_del_restores() {
     let h = w.host.clone();
     let env = w.env("c1", "ns1");
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        plugin::add(&mut h.clone(), &c, &stdin, &env)
+        plugin::add(&mut h.clone(), &c, &stdin, None, &env)
     }));
     assert!(r.is_err(), "the ADD died");
     w.host.m.lock().unwrap().crash_at = None;
@@ -463,7 +464,7 @@ fn netdevice_mode_moves_and_returns_the_netdev() {
     let w = world();
     let (c, stdin) = w.conf(json!({"deviceID": VF1, "mac": "02:00:00:00:01:01", "mtu": 9000}));
     let env = w.env("c1", "ns1");
-    let r = plugin::add(&mut w.host.clone(), &c, &stdin, &env).unwrap();
+    let r = plugin::add(&mut w.host.clone(), &c, &stdin, None, &env).unwrap();
     assert_eq!(r.interfaces[0].mac, "02:00:00:00:01:01");
     assert_eq!(r.interfaces[0].mtu, Some(9000));
     {
@@ -493,7 +494,7 @@ fn netdevice_del_after_the_pod_died_renames_it_back() {
     let w = world();
     let (c, stdin) = w.conf(json!({"deviceID": VF1}));
     let env = w.env("c1", "ns1");
-    plugin::add(&mut w.host.clone(), &c, &stdin, &env).unwrap();
+    plugin::add(&mut w.host.clone(), &c, &stdin, None, &env).unwrap();
     {
         // The namespace dies: the kernel moves the netdev home as "net1".
         let mut m = w.host.m.lock().unwrap();
@@ -513,9 +514,21 @@ fn check_compares_live_state() {
     let w = world();
     let (c, stdin) = w.conf(json!({"deviceID": VF0, "vlan": 100, "spoofchk": "off"}));
     let env = w.env("c1", "ns1");
+    // Without prevResult (the runtime must pass it): a configuration error.
     let e = plugin::check(&mut w.host.clone(), &c, &stdin, None, &env).unwrap_err();
+    assert_eq!(e.code(), 7, "{e}");
+    assert!(e.to_string().contains("prevResult"), "{e}");
+    // Before any ADD: nothing to check.
+    let e = plugin::check(
+        &mut w.host.clone(),
+        &c,
+        &stdin,
+        Some(&Default::default()),
+        &env,
+    )
+    .unwrap_err();
     assert_eq!(e.code(), codes::CHECK_MISMATCH);
-    let r = plugin::add(&mut w.host.clone(), &c, &stdin, &env).unwrap();
+    let r = plugin::add(&mut w.host.clone(), &c, &stdin, None, &env).unwrap();
     plugin::check(&mut w.host.clone(), &c, &stdin, Some(&r), &env).unwrap();
     w.host.m.lock().unwrap().vfs.get_mut(&0).unwrap().vlan.id = 200;
     w.host.m.lock().unwrap().vfs.get_mut(&0).unwrap().spoofchk = Some(true);
@@ -538,8 +551,8 @@ fn gc_releases_what_is_not_valid() {
     let w = world();
     let (c0, s0) = w.conf(json!({"deviceID": VF0, "vlan": 1}));
     let (c2, s2) = w.conf(json!({"deviceID": VF2, "vlan": 2}));
-    plugin::add(&mut w.host.clone(), &c0, &s0, &w.env("keep", "ns1")).unwrap();
-    plugin::add(&mut w.host.clone(), &c2, &s2, &w.env("stale", "ns2")).unwrap();
+    plugin::add(&mut w.host.clone(), &c0, &s0, None, &w.env("keep", "ns1")).unwrap();
+    plugin::add(&mut w.host.clone(), &c2, &s2, None, &w.env("stale", "ns2")).unwrap();
     let cache = w.cache();
     plugin::gc(&mut w.host.clone(), &cache, "other-net", &[], &[]).unwrap();
     assert_eq!(w.vf(2).vlan.id, 2, "another network's GC touches nothing");
@@ -567,7 +580,7 @@ fn del_without_cache_redetects_from_sysfs() {
     let w = world();
     let (c, stdin) = w.conf(json!({"deviceID": VF0, "vlan": 9, "trust": "on"}));
     let env = w.env("c1", "ns1");
-    plugin::add(&mut w.host.clone(), &c, &stdin, &env).unwrap();
+    plugin::add(&mut w.host.clone(), &c, &stdin, None, &env).unwrap();
     std::fs::remove_file(w.t.path().join("cache/state/c1:net1.json")).unwrap();
     w.del(Some(&c), &stdin, &env).unwrap();
     let st = w.vf(0);
@@ -591,6 +604,7 @@ fn concurrent_adds_two_vfs_eight_pods() {
                         &mut w.host.clone(),
                         &c,
                         &stdin,
+                        None,
                         &w.env(&format!("pod{i}"), &ns),
                     )
                     .map(drop);
@@ -626,7 +640,7 @@ fn lock_timeout_is_try_again_later() {
     let _held = cache
         .lock_vf(a(VF0), std::time::Duration::from_secs(1))
         .unwrap();
-    let e = plugin::add(&mut w.host.clone(), &c, &stdin, &w.env("c1", "ns1")).unwrap_err();
+    let e = plugin::add(&mut w.host.clone(), &c, &stdin, None, &w.env("c1", "ns1")).unwrap_err();
     assert_eq!(e.code(), codes::TRY_AGAIN_LATER, "{e}");
 }
 
@@ -634,20 +648,27 @@ fn lock_timeout_is_try_again_later() {
 fn unusable_devices_are_clear_errors() {
     let w = world();
     let (c, stdin) = w.conf(json!({"deviceID": PF}));
-    let e = plugin::add(&mut w.host.clone(), &c, &stdin, &w.env("c1", "ns1")).unwrap_err();
+    let e = plugin::add(&mut w.host.clone(), &c, &stdin, None, &w.env("c1", "ns1")).unwrap_err();
     assert_eq!(e.code(), codes::DEVICE);
     assert!(
         e.to_string().contains("not an SR-IOV virtual function"),
         "{e}"
     );
     let (c, stdin) = w.conf(json!({"deviceID": "0000:00:11.0"}));
-    let e = plugin::add(&mut w.host.clone(), &c, &stdin, &w.env("c1", "ns1")).unwrap_err();
+    let e = plugin::add(&mut w.host.clone(), &c, &stdin, None, &w.env("c1", "ns1")).unwrap_err();
     assert_eq!(e.code(), codes::DEVICE, "{e}");
     w.host.fake.unbind(a(VF0)).unwrap();
     let (c, stdin) = w.conf(json!({"deviceID": VF0}));
-    let e = plugin::add(&mut w.host.clone(), &c, &stdin, &w.env("c1", "ns1")).unwrap_err();
+    let e = plugin::add(&mut w.host.clone(), &c, &stdin, None, &w.env("c1", "ns1")).unwrap_err();
     assert!(e.to_string().contains("neither a netdev"), "{e}");
-    let e = plugin::add(&mut w.host.clone(), &c, &stdin, &w.env("c1", "dead-ns")).unwrap_err();
+    let e = plugin::add(
+        &mut w.host.clone(),
+        &c,
+        &stdin,
+        None,
+        &w.env("c1", "dead-ns"),
+    )
+    .unwrap_err();
     assert_eq!(e.code(), codes::INVALID_ENV, "{e}");
 }
 
@@ -666,7 +687,7 @@ fn failed_ipam_add_is_undone_without_ipam_del() {
     let (c, stdin) = w.conf(json!({"deviceID": VF0, "vlan": 8, "ipam": {"type": "refuser"}}));
     let mut env = w.env("c1", "ns1");
     env.path = vec![bin];
-    let e = plugin::add(&mut w.host.clone(), &c, &stdin, &env).unwrap_err();
+    let e = plugin::add(&mut w.host.clone(), &c, &stdin, None, &env).unwrap_err();
     assert_eq!(e.code(), 1, "the IPAM plugin's code is passed on: {e}");
     assert_eq!(w.vf(0), orig_vf(0));
     assert!(w.cache().read_state("c1", "net1").unwrap().is_none());
@@ -693,4 +714,537 @@ pub(crate) fn write_test_script(path: &std::path::Path, text: &str) {
         .expect("run install(1)");
     assert!(st.success(), "install {} failed", path.display());
     std::fs::remove_file(&side).unwrap();
+}
+
+// The protocol at every spec version, through `cni::dispatch` (what the
+// binary runs) on the fake host, with Debian's host-local as IPAM.
+
+use crate::cni;
+use crate::spec::{Layout, Version};
+
+fn need_host_local() {
+    assert!(
+        Path::new("/usr/lib/cni/host-local").exists(),
+        "these tests use Debian's host-local (package containernetworking-plugins)"
+    );
+}
+
+/// One invocation of the plugin through the protocol layer.
+fn call(w: &World, cmd: &str, cid: &str, ns: &str, stdin: &Value) -> (i32, Value) {
+    let mut vars: HashMap<&str, String> = HashMap::from([
+        ("CNI_COMMAND", cmd.to_owned()),
+        ("CNI_CONTAINERID", cid.to_owned()),
+        ("CNI_IFNAME", "net1".to_owned()),
+        (
+            "CNI_PATH",
+            format!("{}:/usr/lib/cni", w.t.path().join("bin").display()),
+        ),
+    ]);
+    if !ns.is_empty() {
+        vars.insert(
+            "CNI_NETNS",
+            w.t.path().join(ns).to_string_lossy().into_owned(),
+        );
+    }
+    let bytes = stdin.to_string().into_bytes();
+    let mut read = move || Ok(bytes.clone());
+    let host = w.host.clone();
+    let r = cni::dispatch(&|k| vars.get(k).cloned(), &mut read, false, &|_root| {
+        host.clone()
+    });
+    let v = if r.stdout.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("{cmd}: stdout is not JSON ({e}): {}", r.stdout))
+    };
+    (r.exit, v)
+}
+
+/// A configuration at `version` for this world, with host-local as IPAM;
+/// at 1.1.0, which Debian's host-local (1.1.1) refuses, with `ipam-110`, a
+/// script answering what host-local would, in the 1.1.0 layout.
+fn conf_at(w: &World, version: &str, extra: Value) -> Value {
+    let bin = w.t.path().join("bin");
+    if !bin.join("ipam-110").exists() {
+        std::fs::create_dir_all(&bin).unwrap();
+        write_test_script(
+            &bin.join("ipam-110"),
+            "#!/bin/sh\ncat >/dev/null\n[ \"$CNI_COMMAND\" = ADD ] || exit 0\n\
+             echo '{\"cniVersion\":\"1.1.0\",\"ips\":[{\"address\":\"169.254.77.110/24\"}],\
+             \"routes\":[{\"dst\":\"169.254.88.0/24\"}],\
+             \"dns\":{\"nameservers\":[\"10.1.0.10\",\"169.254.77.53\"],\"search\":[\"pods.example\"]}}'\n",
+        );
+    }
+    let mut v = json!({
+        "cniVersion": version, "name": "sriov-net", "type": "pollux-cni",
+        "cacheDir": w.t.path().join("cache").to_str().unwrap(),
+        "sysfsRoot": w.t.path().join("sys").to_str().unwrap(),
+        "lockTimeoutMs": 300,
+        "ipam": {"type": "host-local", "subnet": "169.254.77.0/24",
+                 "routes": [{"dst": "169.254.88.0/24"}],
+                 "dataDir": w.t.path().join("ipam").to_str().unwrap()},
+    });
+    if version == "1.1.0" {
+        v["ipam"] = json!({"type": "ipam-110"});
+    }
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v
+}
+
+/// Addresses host-local still holds for the test network.
+fn leases(w: &World) -> usize {
+    std::fs::read_dir(w.t.path().join("ipam/sriov-net"))
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("169."))
+            })
+            .count()
+        })
+        .unwrap_or(0)
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+fn only_keys(what: &str, v: &Value, allowed: &[&str]) {
+    for k in keys(v) {
+        assert!(
+            allowed.contains(&k.as_str()),
+            "{what}: key {k:?} is not in the spec's {allowed:?}: {v}"
+        );
+    }
+}
+
+/// Checks an ADD result against the fields its version's spec text
+/// defines (see crate::spec for the table), and returns the entry of
+/// interface `net1` (0.3.0 and later).
+fn check_spec_fields(version: Version, r: &Value) -> Option<Value> {
+    assert_eq!(r["cniVersion"], version.as_str(), "{r}");
+    let dns = ["nameservers", "domain", "search", "options"];
+    if let Some(d) = r.get("dns") {
+        only_keys("dns", d, &dns);
+    }
+    let route_basic = ["dst", "gw"];
+    let route_11 = ["dst", "gw", "mtu", "advmss", "priority", "table", "scope"];
+    match version.layout() {
+        Layout::Ip4Ip6 => {
+            only_keys("result", r, &["cniVersion", "ip4", "ip6", "dns"]);
+            let ip4 = &r["ip4"];
+            only_keys("ip4", ip4, &["ip", "gateway", "routes"]);
+            assert!(
+                ip4["ip"].as_str().unwrap().starts_with("169.254.77."),
+                "{r}"
+            );
+            for rt in ip4["routes"].as_array().into_iter().flatten() {
+                only_keys("ip4.routes[]", rt, &route_basic);
+            }
+            None
+        }
+        layout => {
+            only_keys(
+                "result",
+                r,
+                &["cniVersion", "interfaces", "ips", "routes", "dns"],
+            );
+            let iface_keys: &[&str] = if layout == Layout::V1_1 {
+                &["name", "mac", "mtu", "sandbox", "socketPath", "pciID"]
+            } else {
+                &["name", "mac", "sandbox"]
+            };
+            for i in r["interfaces"].as_array().unwrap() {
+                only_keys("interfaces[]", i, iface_keys);
+            }
+            for ip in r["ips"].as_array().unwrap() {
+                if layout == Layout::Ips04 {
+                    only_keys("ips[]", ip, &["version", "address", "gateway", "interface"]);
+                    // "either "4" or "6" and corresponds to the IP version
+                    // of the addresses in the entry" (spec 0.4.0, IPs).
+                    let fam = if ip["address"].as_str().unwrap().contains(':') {
+                        "6"
+                    } else {
+                        "4"
+                    };
+                    assert_eq!(ip["version"], fam, "{r}");
+                } else {
+                    only_keys("ips[]", ip, &["address", "gateway", "interface"]);
+                }
+            }
+            for rt in r["routes"].as_array().into_iter().flatten() {
+                only_keys(
+                    "routes[]",
+                    rt,
+                    if layout == Layout::V1_1 {
+                        &route_11
+                    } else {
+                        &route_basic
+                    },
+                );
+            }
+            r["interfaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["name"] == "net1")
+                .cloned()
+        }
+    }
+}
+
+#[test]
+fn every_version_add_check_del_in_both_modes() {
+    need_host_local();
+    for version in Version::ALL {
+        for (dev, netdev) in [(VF0, false), (VF1, true)] {
+            let w = world();
+            let what = format!("{version} {}", if netdev { "netdevice" } else { "DPDK" });
+            let mut extra = json!({"deviceID": dev, "vlan": 42, "spoofchk": "off"});
+            if !netdev {
+                extra["mac"] = json!("02:00:00:00:00:42");
+            }
+            let conf = conf_at(&w, version.as_str(), extra);
+            let (code, r) = call(&w, "ADD", "c1", "ns1", &conf);
+            assert_eq!(code, 0, "{what}: {r}");
+            if version != Version::V1_1_0 {
+                assert_eq!(leases(&w), 1, "{what}: host-local gave the address");
+            }
+            let idx = if netdev { 1 } else { 0 };
+            assert_eq!(w.vf(idx).vlan.id, 42, "{what}");
+            assert_eq!(w.vf(idx).spoofchk, Some(false), "{what}");
+            let ours = check_spec_fields(version, &r);
+            if version.layout() != Layout::Ip4Ip6 {
+                let ours = ours.unwrap_or_else(|| panic!("{what}: no net1 in {r}"));
+                assert_eq!(
+                    ours["sandbox"],
+                    w.t.path().join("ns1").to_str().unwrap(),
+                    "{what}"
+                );
+                if version.layout() == Layout::V1_1 {
+                    assert_eq!(ours["pciID"], dev, "{what}: {r}");
+                }
+                if !netdev {
+                    assert_eq!(ours["mac"], "02:00:00:00:00:42", "{what}");
+                }
+                assert_eq!(r["ips"][0]["interface"], 0, "{what}: {r}");
+                assert_eq!(
+                    r["routes"],
+                    json!([{"dst": "169.254.88.0/24"}]),
+                    "{what}: host-local's route"
+                );
+            }
+            if netdev {
+                let m = w.host.m.lock().unwrap();
+                assert!(m.ns[&w.t.path().join("ns1")].contains_key("net1"), "{what}");
+            }
+            // CHECK with the ADD's result as prevResult, where the version
+            // has CHECK; refused (code 1, in the version) where it has not.
+            let mut chk = conf.clone();
+            chk["prevResult"] = r.clone();
+            let (code, out) = call(&w, "CHECK", "c1", "ns1", &chk);
+            if version >= Version::V0_4_0 {
+                assert_eq!(code, 0, "{what}: CHECK {out}");
+                w.host.m.lock().unwrap().vfs.get_mut(&idx).unwrap().vlan.id = 7;
+                let (code, out) = call(&w, "CHECK", "c1", "ns1", &chk);
+                assert_eq!((code, &out["code"]), (1, &json!(104)), "{what}: {out}");
+                assert_eq!(out["cniVersion"], version.as_str(), "{what}: {out}");
+            } else {
+                assert_eq!((code, &out["code"]), (1, &json!(1)), "{what}: {out}");
+                assert_eq!(out["cniVersion"], version.as_str(), "{what}: {out}");
+            }
+            // DEL (with prevResult where the version passes one).
+            let del = if version >= Version::V0_4_0 {
+                chk.clone()
+            } else {
+                conf.clone()
+            };
+            let (code, out) = call(&w, "DEL", "c1", "ns1", &del);
+            assert_eq!((code, &out), (0, &Value::Null), "{what}");
+            assert_eq!(w.vf(idx), orig_vf(idx), "{what}: restored");
+            assert_eq!(leases(&w), 0, "{what}: lease released");
+            if netdev {
+                assert!(w.host.m.lock().unwrap().host.contains_key("enp0s16f1"));
+            }
+        }
+    }
+}
+
+#[test]
+fn errors_are_in_the_configurations_version() {
+    need_host_local();
+    let w = world();
+    for version in Version::ALL {
+        // The VF is another pod's: code 101, printed in this version.
+        let conf = conf_at(&w, version.as_str(), json!({"deviceID": VF0}));
+        let (code, r) = call(&w, "ADD", "owner", "ns1", &conf);
+        assert_eq!(code, 0, "{version}: {r}");
+        let (code, e) = call(&w, "ADD", "other", "ns2", &conf);
+        assert_eq!(code, 1);
+        assert_eq!(e["code"], 101, "{e}");
+        assert_eq!(e["cniVersion"], version.as_str(), "{e}");
+        assert!(
+            e["msg"].as_str().unwrap().contains("already allocated"),
+            "{e}"
+        );
+        assert_eq!(call(&w, "DEL", "owner", "ns1", &conf).0, 0);
+    }
+    // Without cniVersion the configuration is 0.1.0, and so is its error.
+    let mut conf = conf_at(&w, "", json!({"deviceID": "0000:00:1f.0"}));
+    conf.as_object_mut().unwrap().remove("cniVersion");
+    let (code, e) = call(&w, "ADD", "c1", "ns1", &conf);
+    assert_eq!(
+        (code, &e["code"], &e["cniVersion"]),
+        (1, &json!(103), &json!("0.1.0")),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_too_new_and_unreadable_versions_are_refused() {
+    let w = world();
+    for v in [
+        "2.0.0",
+        "1.2.0",
+        "1.1.1",
+        "0.5.0",
+        "1.0",
+        "abc",
+        "1.1.0-rc1",
+    ] {
+        for cmd in ["ADD", "DEL", "CHECK"] {
+            let conf = conf_at(&w, v, json!({"deviceID": VF0, "vlan": 3}));
+            let (code, e) = call(&w, cmd, "c1", "ns1", &conf);
+            assert_eq!((code, &e["code"]), (1, &json!(1)), "{v} {cmd}: {e}");
+            assert_eq!(e["cniVersion"], v, "{v} {cmd}: printed in its own version");
+            assert_eq!(e["msg"], "Incompatible CNI version", "{e}");
+            assert!(e["details"].as_str().unwrap().contains("0.3.1"), "{e}");
+        }
+    }
+    assert_eq!(w.vf(0), orig_vf(0), "nothing touched");
+    // A cniVersion that is not a string cannot be read: the newest version.
+    let mut conf = conf_at(&w, "", json!({"deviceID": VF0}));
+    conf["cniVersion"] = json!(1.0);
+    let (code, e) = call(&w, "ADD", "c1", "ns1", &conf);
+    assert_eq!(
+        (code, &e["code"], &e["cniVersion"]),
+        (1, &json!(6), &json!("1.1.0")),
+        "{e}"
+    );
+    // Commands a version does not define: code 1, in that version.
+    for (v, cmd) in [
+        ("0.3.1", "CHECK"),
+        ("0.2.0", "CHECK"),
+        ("1.0.0", "GC"),
+        ("0.4.0", "STATUS"),
+    ] {
+        let (code, e) = call(
+            &w,
+            cmd,
+            "c1",
+            "ns1",
+            &conf_at(&w, v, json!({"deviceID": VF0})),
+        );
+        assert_eq!(
+            (code, &e["code"], &e["cniVersion"]),
+            (1, &json!(1), &json!(v)),
+            "{e}"
+        );
+        assert!(e["details"].as_str().unwrap().contains(cmd), "{e}");
+    }
+    assert!(w.cache().states().unwrap().0.is_empty());
+}
+
+#[test]
+fn version_0_2_0_needs_ipam_and_has_no_chaining() {
+    let w = world();
+    let mut conf = conf_at(&w, "0.2.0", json!({"deviceID": VF0, "vlan": 9}));
+    conf.as_object_mut().unwrap().remove("ipam");
+    let (code, e) = call(&w, "ADD", "c1", "ns1", &conf);
+    assert_eq!(
+        (code, &e["code"], &e["cniVersion"]),
+        (1, &json!(7), &json!("0.2.0")),
+        "{e}"
+    );
+    assert!(e["details"].as_str().unwrap().contains("ipam"), "{e}");
+    let mut conf = conf_at(&w, "0.2.0", json!({"deviceID": VF0, "vlan": 9}));
+    conf["prevResult"] = json!({"cniVersion": "0.2.0", "ip4": {"ip": "10.9.0.2/24"}});
+    let (code, e) = call(&w, "ADD", "c1", "ns1", &conf);
+    assert_eq!((code, &e["code"]), (1, &json!(7)), "{e}");
+    assert!(e["details"].as_str().unwrap().contains("chaining"), "{e}");
+    assert_eq!(w.vf(0), orig_vf(0), "refused before anything was touched");
+    assert!(w.cache().states().unwrap().0.is_empty());
+}
+
+/// A result of the previous plugins in a chain, written by hand in
+/// `v`'s layout as its spec text shows it: a host-side and a container
+/// interface, an IPv4 and an IPv6 address on the second (`version` fields
+/// from 0.3.0 to 0.4.0), a route and DNS; 1.1.0 adds its fields.
+fn prev_result(v: Version, ns: &str) -> Value {
+    let mut ip4 = json!({"interface": 1, "address": "10.1.0.5/16", "gateway": "10.1.0.1"});
+    let mut ip6 = json!({"interface": 1, "address": "fd00:1::5/64"});
+    if v.layout() == Layout::Ips04 {
+        ip4["version"] = json!("4");
+        ip6["version"] = json!("6");
+    }
+    let mut r = json!({
+        "cniVersion": v.as_str(),
+        "interfaces": [
+            {"name": "veth1234", "mac": "0a:58:0a:01:00:01"},
+            {"name": "eth0", "mac": "0a:58:0a:01:00:05", "sandbox": ns}
+        ],
+        "ips": [ip4, ip6],
+        "routes": [{"dst": "0.0.0.0/0", "gw": "10.1.0.1"}],
+        "dns": {"nameservers": ["10.1.0.10"], "domain": "cluster.local"}
+    });
+    if v.layout() == Layout::V1_1 {
+        r["interfaces"][1]["mtu"] = json!(1450);
+        r["routes"][0]["priority"] = json!(10);
+    }
+    r
+}
+
+#[test]
+fn prev_result_of_every_version_is_read_merged_and_passed_on() {
+    need_host_local();
+    let chained = [
+        Version::V0_3_0,
+        Version::V0_3_1,
+        Version::V0_4_0,
+        Version::V1_0_0,
+        Version::V1_1_0,
+    ];
+    for version in chained {
+        for (dev, netdev) in [(VF0, false), (VF1, true)] {
+            let w = world();
+            let what = format!("{version} {}", if netdev { "netdevice" } else { "DPDK" });
+            let ns = w.t.path().join("ns1").to_string_lossy().into_owned();
+            let prev = prev_result(version, &ns);
+            let mut conf = conf_at(&w, version.as_str(), json!({"deviceID": dev, "vlan": 5}));
+            conf["ipam"]["resolvConf"] = json!(w.t.path().join("resolv.conf").to_str().unwrap());
+            std::fs::write(
+                w.t.path().join("resolv.conf"),
+                "nameserver 10.1.0.10\nnameserver 169.254.77.53\nsearch pods.example\n",
+            )
+            .unwrap();
+            conf["prevResult"] = prev.clone();
+            let (code, r) = call(&w, "ADD", "c1", "ns1", &conf);
+            assert_eq!(code, 0, "{what}: {r}");
+            check_spec_fields(version, &r);
+            // Passed on: the previous interfaces, addresses and routes come
+            // first, unchanged and in the same layout, indices intact ...
+            assert_eq!(r["interfaces"][0], prev["interfaces"][0], "{what}: {r}");
+            assert_eq!(r["interfaces"][1], prev["interfaces"][1], "{what}: {r}");
+            assert_eq!(r["ips"][0], prev["ips"][0], "{what}: {r}");
+            assert_eq!(r["ips"][1], prev["ips"][1], "{what}: {r}");
+            assert_eq!(r["routes"][0], prev["routes"][0], "{what}: {r}");
+            // ... then this attachment: its interface at index 2, its
+            // address pointing at it, host-local's route, DNS merged.
+            assert_eq!(r["interfaces"].as_array().unwrap().len(), 3, "{what}: {r}");
+            assert_eq!(r["interfaces"][2]["name"], "net1");
+            assert_eq!(r["interfaces"][2]["sandbox"], ns.as_str());
+            assert_eq!(r["ips"].as_array().unwrap().len(), 3, "{what}: {r}");
+            assert_eq!(r["ips"][2]["interface"], 2, "{what}: {r}");
+            assert!(r["ips"][2]["address"]
+                .as_str()
+                .unwrap()
+                .starts_with("169.254.77."));
+            assert_eq!(r["routes"][1], json!({"dst": "169.254.88.0/24"}));
+            assert_eq!(
+                r["dns"],
+                json!({"nameservers": ["10.1.0.10", "169.254.77.53"], "domain": "cluster.local",
+                       "search": ["pods.example"]}),
+                "{what}"
+            );
+            // CHECK reads the final result (in this version) and finds its
+            // own interface among the others.
+            if version >= Version::V0_4_0 {
+                let mut chk = conf.clone();
+                chk["prevResult"] = r.clone();
+                let (code, out) = call(&w, "CHECK", "c1", "ns1", &chk);
+                assert_eq!(code, 0, "{what}: {out}");
+                // A result that lost this attachment's interface fails.
+                let mut lost = r.clone();
+                lost["interfaces"].as_array_mut().unwrap().pop();
+                lost["ips"].as_array_mut().unwrap().pop();
+                chk["prevResult"] = lost;
+                let (code, out) = call(&w, "CHECK", "c1", "ns1", &chk);
+                assert_eq!((code, &out["code"]), (1, &json!(104)), "{what}: {out}");
+                assert!(out["msg"].as_str().unwrap().contains("no interface net1"));
+            }
+            let (code, _) = call(&w, "DEL", "c1", "ns1", &conf);
+            assert_eq!(code, 0, "{what}");
+            assert_eq!(w.vf(if netdev { 1 } else { 0 }).vlan.id, 0, "{what}");
+        }
+    }
+}
+
+#[test]
+fn prev_result_in_another_version_is_converted() {
+    need_host_local();
+    let w = world();
+    let ns = w.t.path().join("ns1").to_string_lossy().into_owned();
+    // A 0.4.0 result handed to a 1.0.0 configuration (and the reverse):
+    // read in its own layout, printed in the configuration's.
+    for (conf_v, prev_v) in [
+        (Version::V1_0_0, Version::V0_4_0),
+        (Version::V0_4_0, Version::V1_1_0),
+        (Version::V1_1_0, Version::V0_2_0),
+    ] {
+        let prev = if prev_v == Version::V0_2_0 {
+            json!({"cniVersion": "0.2.0", "ip4": {"ip": "10.1.0.5/16", "gateway": "10.1.0.1",
+                   "routes": [{"dst": "0.0.0.0/0"}]}, "dns": {}})
+        } else {
+            prev_result(prev_v, &ns)
+        };
+        let mut conf = conf_at(&w, conf_v.as_str(), json!({"deviceID": VF0}));
+        conf["prevResult"] = prev;
+        let (code, r) = call(&w, "ADD", "c1", "ns1", &conf);
+        assert_eq!(code, 0, "{conf_v} <- {prev_v}: {r}");
+        check_spec_fields(conf_v, &r);
+        assert_eq!(r["ips"][0]["address"], "10.1.0.5/16");
+        if prev_v == Version::V0_2_0 {
+            // No interfaces in 0.2.0: its address belongs to none.
+            assert!(r["ips"][0].get("interface").is_none(), "{r}");
+            assert_eq!(r["interfaces"][0]["name"], "net1");
+            assert_eq!(r["ips"][1]["interface"], 0, "{r}");
+        } else {
+            assert_eq!(r["interfaces"][2]["name"], "net1", "{r}");
+        }
+        assert_eq!(call(&w, "DEL", "c1", "ns1", &conf).0, 0);
+    }
+    // Unreadable prevResults: refused before anything is touched.
+    for (prev, code) in [
+        (
+            json!({"cniVersion": "0.4.0", "ips": [{"address": "10.1.0.5/16"}]}),
+            6,
+        ),
+        (json!({"cniVersion": "9.0.0"}), 1),
+        (
+            json!({"cniVersion": "1.0.0", "interfaces": [], "ips": [{"interface": 3, "address": "10.1.0.5/16"}]}),
+            7,
+        ),
+        (json!("not a result"), 6),
+    ] {
+        let mut conf = conf_at(&w, "1.0.0", json!({"deviceID": VF0, "vlan": 4}));
+        conf["prevResult"] = prev.clone();
+        let (c, e) = call(&w, "ADD", "c1", "ns1", &conf);
+        assert_eq!((c, &e["code"]), (1, &json!(code)), "{prev}: {e}");
+        assert_eq!(e["cniVersion"], "1.0.0");
+        assert!(e["details"].as_str().unwrap().contains("prevResult"), "{e}");
+        assert_eq!(w.vf(0), orig_vf(0));
+    }
+    // An earlier plugin already made net1 in this pod: refused.
+    let mut conf = conf_at(&w, "1.0.0", json!({"deviceID": VF0}));
+    conf["prevResult"] =
+        json!({"cniVersion": "1.0.0", "interfaces": [{"name": "net1", "sandbox": ns}]});
+    let (c, e) = call(&w, "ADD", "c1", "ns1", &conf);
+    assert_eq!((c, &e["code"]), (1, &json!(7)), "{e}");
+    assert!(w.cache().states().unwrap().0.is_empty());
 }

@@ -53,10 +53,68 @@ fn no_state(cache: &Path) {
 
 #[test]
 fn version_lists_spec_versions() {
-    let o = run(&[("CNI_COMMAND", "VERSION")], "{\"cniVersion\":\"1.0.0\"}");
-    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    // "cniVersion: The value of cniVersion specified on input" (spec 1.0.0
+    // and 1.1.0, section 5, Version).
+    for input in ["0.3.1", "1.0.0", "1.1.0"] {
+        let o = run(
+            &[("CNI_COMMAND", "VERSION")],
+            &format!("{{\"cniVersion\":\"{input}\"}}"),
+        );
+        assert_eq!(o.code, Some(0), "{}", o.stderr);
+        let v: Value = serde_json::from_str(&o.stdout).unwrap();
+        assert_eq!(
+            v["supportedVersions"],
+            json!(["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+        );
+        assert_eq!(v["cniVersion"], input);
+    }
+    // Nothing readable on stdin: the newest.
+    let o = run(&[("CNI_COMMAND", "VERSION")], "");
     let v: Value = serde_json::from_str(&o.stdout).unwrap();
-    assert_eq!(v["supportedVersions"], json!(["1.0.0", "1.1.0"]));
+    assert_eq!(v["cniVersion"], "1.1.0");
+}
+
+#[test]
+fn every_version_is_accepted_and_answered_in_kind() {
+    let t = tempfile::tempdir().unwrap();
+    let sys = t.path().join("sys");
+    std::fs::create_dir_all(sys.join("bus/pci/devices")).unwrap();
+    let env = [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "c1"),
+        ("CNI_NETNS", "/proc/self/ns/net"),
+        ("CNI_IFNAME", "net1"),
+        ("CNI_PATH", "/usr/lib/cni"),
+    ];
+    // Past the version check every version reaches the device lookup (no
+    // such VF here: 103), and the error comes back in its version.
+    for v in [
+        "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
+    ] {
+        let conf = json!({"cniVersion": v, "name": "n", "type": "pollux-cni",
+            "deviceID": "0000:00:10.0", "cacheDir": t.path().join("cache").to_str().unwrap(),
+            "sysfsRoot": sys.to_str().unwrap(), "ipam": {"type": "host-local", "subnet": "169.254.1.0/24"}});
+        let o = run(&env, &conf.to_string());
+        let e: Value = serde_json::from_str(&o.stdout).unwrap();
+        assert_eq!(o.code, Some(1));
+        assert_eq!(
+            (&e["code"], &e["cniVersion"]),
+            (&json!(103), &json!(v)),
+            "{e}"
+        );
+    }
+    // The issue's own example: a NetworkAttachmentDefinition at 0.3.1.
+    // (cacheDir and sysfsRoot added to keep the test off the host's own.)
+    let conf = json!({"cniVersion": "0.3.1", "name": "x", "type": "pollux-cni",
+        "deviceID": "0000:00:19.0", "cacheDir": t.path().join("cache").to_str().unwrap(),
+        "sysfsRoot": sys.to_str().unwrap()});
+    let o = run(&env, &conf.to_string());
+    let e: Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(
+        (&e["code"], &e["cniVersion"]),
+        (&json!(103), &json!("0.3.1")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -323,6 +381,17 @@ fn malformed_configurations_and_environments() {
         );
         let text = format!("{} {}", v["msg"], v["details"]);
         assert!(text.contains(needle), "{what}: {needle:?} not in {text}");
+        // In the configuration's version where it can be read, else the
+        // newest.
+        let want = serde_json::from_str::<Value>(&stdin)
+            .ok()
+            .and_then(|c| {
+                c.get("cniVersion")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| "1.1.0".to_owned());
+        assert_eq!(v["cniVersion"], want.as_str(), "{what}: {v}");
         no_state(&cache);
     }
 }
@@ -345,9 +414,12 @@ fn del_of_nothing_succeeds_and_status_gc_work() {
     assert_eq!(o.code, Some(0), "{} {}", o.stdout, o.stderr);
     assert_eq!(o.stdout.trim(), "");
     // A config that does not validate still lets DEL succeed.
+    // (Its cacheDir keeps DEL off the host's own cache.)
     let o = run(
         &del,
-        r#"{"cniVersion":"1.1.0","name":"sriov-net","type":"pollux-cni","vlan":99999}"#,
+        &json!({"cniVersion": "1.1.0", "name": "sriov-net", "type": "pollux-cni", "vlan": 99999,
+            "cacheDir": cache.to_str().unwrap()})
+        .to_string(),
     );
     assert_eq!(o.code, Some(0), "{} {}", o.stdout, o.stderr);
     let o = run(
