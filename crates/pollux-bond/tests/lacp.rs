@@ -1,5 +1,8 @@
 //! 802.3ad: Pollux bonds negotiating with each other over `ring` wires on
 //! a virtual clock. Each side is a complete bond; neither is scripted.
+//! Every step of the loop reads each bond's rx queue (LACPDUs go up to its
+//! control side) and runs its `service()` (LACP machines, LACPDUs out on
+//! the members' control queues).
 
 mod common;
 
@@ -15,8 +18,8 @@ use pollux_soft::ring::{ring_loopback, ring_pair, RingPort, Wire};
 struct Pair {
     clock: ManualClock,
     pool: Mempool,
-    a: BondPort,
-    b: BondPort,
+    a: Bonded,
+    b: Bonded,
     wires: Vec<Wire>,
 }
 
@@ -30,16 +33,15 @@ fn pair(n: usize, a_kv: &[(&str, &str)], b_kv: &[(&str, &str)]) -> Pair {
     for i in 0..n {
         let (a, b) = ring_pair(format!("a{i}"), format!("b{i}"), 4096).unwrap();
         wires.push(a.wire());
-        am.push((format!("a{i}"), Box::new(a) as Box<dyn Port>));
-        bm.push((format!("b{i}"), Box::new(b) as Box<dyn Port>));
+        am.push((format!("a{i}"), member(a)));
+        bm.push((format!("b{i}"), member(b)));
     }
     let mk = |kv: &[(&str, &str)], m| {
         let mut all = vec![("mode", "802.3ad")];
         all.extend_from_slice(kv);
         let cfg = BondConfig::from_args(&args(&all)).unwrap();
-        let mut b = BondPort::with_clock("bond0", cfg, m, Box::new(clock.clone())).unwrap();
-        start(&mut b, &pool);
-        b
+        let b = BondPort::with_clock("bond0", cfg, m, Box::new(clock.clone())).unwrap();
+        Bonded::start(b, &pool)
     };
     let a = mk(a_kv, am);
     let b = mk(b_kv, bm);
@@ -310,11 +312,10 @@ fn links_to_two_partners_form_two_aggregators_and_the_standby_one_churns() {
     let mk = |name: &str, members: Vec<(String, Box<dyn Port>)>| {
         let cfg =
             BondConfig::from_args(&args(&[("mode", "802.3ad"), ("lacp_rate", "fast")])).unwrap();
-        let mut b = BondPort::with_clock(name, cfg, members, Box::new(clock.clone())).unwrap();
-        start(&mut b, &pool);
-        b
+        let b = BondPort::with_clock(name, cfg, members, Box::new(clock.clone())).unwrap();
+        Bonded::start(b, &pool)
     };
-    let bx = |n: &str, p: RingPort| (n.to_string(), Box::new(p) as Box<dyn Port>);
+    let bx = |n: &str, p: RingPort| (n.to_string(), member(p));
     let mut a = mk("bondA", vec![bx("a0", a0), bx("a1", a1)]);
     let mut b = mk("bondB", vec![bx("b0", b0)]);
     let mut c = mk("bondC", vec![bx("c0", c0)]);
@@ -372,14 +373,13 @@ fn ad_select_count_prefers_the_aggregator_with_more_ports() {
         let (a0, b0) = ring_pair("a0", "b0", 1024).unwrap();
         let (a1, c0) = ring_pair("a1", "c0", 1024).unwrap();
         let (a2, c1) = ring_pair("a2", "c1", 1024).unwrap();
-        let bx = |n: &str, p: RingPort| (n.to_string(), Box::new(p) as Box<dyn Port>);
+        let bx = |n: &str, p: RingPort| (n.to_string(), member(p));
         let mk = |name: &str, kv: &[(&str, &str)], members: Vec<(String, Box<dyn Port>)>| {
             let mut all = vec![("mode", "802.3ad"), ("lacp_rate", "fast")];
             all.extend_from_slice(kv);
             let cfg = BondConfig::from_args(&args(&all)).unwrap();
-            let mut b = BondPort::with_clock(name, cfg, members, Box::new(clock.clone())).unwrap();
-            start(&mut b, &pool);
-            b
+            let b = BondPort::with_clock(name, cfg, members, Box::new(clock.clone())).unwrap();
+            Bonded::start(b, &pool)
         };
         let mut a = mk(
             "bondA",
@@ -401,14 +401,14 @@ fn own_lacpdus_coming_back_are_a_loop_and_ignored() {
     let clock = ManualClock::new();
     let lo = ring_loopback("lo0", 64).unwrap();
     let cfg = BondConfig::from_args(&args(&[("mode", "802.3ad"), ("lacp_rate", "fast")])).unwrap();
-    let mut a = BondPort::with_clock(
+    let a = BondPort::with_clock(
         "bond0",
         cfg,
-        vec![("lo0".into(), Box::new(lo) as Box<dyn Port>)],
+        vec![("lo0".into(), member(lo))],
         Box::new(clock.clone()),
     )
     .unwrap();
-    start(&mut a, &pool);
+    let mut a = Bonded::start(a, &pool);
     run(&clock, &mut [&mut a], ms(5000), ms(10));
     let s = a.status().members[0].lacp.as_ref().unwrap().stats;
     assert!(s.lacpdu_loopback_rx >= 3);
@@ -444,6 +444,18 @@ fn marker_information_gets_a_response_and_garbage_is_counted() {
         drain(&mut bond).is_empty(),
         "slow-protocol frames never reach the application"
     );
+    // The rx handle passed them up; the control side answers at its next
+    // service(), on the member's control queue.
+    assert_eq!(
+        bond.status().members[0]
+            .lacp
+            .as_ref()
+            .unwrap()
+            .stats
+            .marker_rx,
+        0
+    );
+    bond.service();
     let got = drain(&mut bed.peers[0]);
     let resp: Vec<_> = got.iter().filter(|m| m.data()[14] == 2).collect();
     assert_eq!(resp.len(), 1);

@@ -1,6 +1,8 @@
 //! balance-rr, active-backup, balance-xor and broadcast over `ring`
 //! ports on a virtual clock. The peer ends are plain ring ports read by the
-//! test: what arrives there is what the bond put on the wire.
+//! test: what arrives there is what the bond put on the wire. The test
+//! drives the bond's control side (`service`, `link`) and its queue
+//! handles (bursts) in turn.
 
 mod common;
 
@@ -55,6 +57,7 @@ fn balance_rr_fails_over_after_downdelay_and_recovers_after_updelay() {
     // During downdelay the member is still used: its frames are lost
     // (the ring counts them as oerrors).
     bed.clock.advance(ms(100));
+    bond.service();
     send_all(
         &mut bond,
         (0..10).map(|i| udp(&bed.pool, 9, 9, i)).collect(),
@@ -63,7 +66,7 @@ fn balance_rr_fails_over_after_downdelay_and_recovers_after_updelay() {
     assert_eq!(udp_only(drain(&mut bed.peers[0])).len(), 5);
     assert_eq!(bond.member(0).unwrap().stats().opackets, 5);
     bed.clock.advance(ms(200));
-    bond.poll();
+    bond.service();
     assert_eq!(bond.core().member_link(1), LinkState::Down);
     send_all(
         &mut bond,
@@ -76,12 +79,12 @@ fn balance_rr_fails_over_after_downdelay_and_recovers_after_updelay() {
     // Back up: not used until updelay has passed.
     bed.wires[1].set_up(true);
     bed.clock.advance(ms(100));
-    bond.poll();
+    bond.service();
     assert_eq!(bond.core().member_link(1), LinkState::Back);
     send_all(&mut bond, (0..4).map(|i| udp(&bed.pool, 9, 9, i)).collect());
     assert_eq!(udp_only(drain(&mut bed.peers[0])).len(), 4);
     bed.clock.advance(ms(300));
-    bond.poll();
+    bond.service();
     assert_eq!(bond.core().member_link(1), LinkState::Up);
     send_all(&mut bond, (0..4).map(|i| udp(&bed.pool, 9, 9, i)).collect());
     assert_eq!(udp_only(drain(&mut bed.peers[0])).len(), 2);
@@ -98,13 +101,14 @@ fn min_links_holds_the_bond_down_and_leaves_packets_with_the_caller() {
     assert!(!bond.link().up, "one link left, two required");
     let mut b = Burst::new(4);
     b.push(udp(&bed.pool, 9, 9, 1)).unwrap();
-    assert_eq!(bond.tx_burst(0, &mut b), 0);
+    assert_eq!(bond.tx(&mut b), 0);
     assert_eq!(b.len(), 1, "unsent packets stay with the caller");
+    assert_eq!(bond.shell_counters().tx_no_member, 1);
     assert!(udp_only(drain(&mut bed.peers[1])).is_empty());
     bed.wires[0].set_up(true);
     bed.clock.advance(ms(100));
     assert!(bond.link().up);
-    assert_eq!(bond.tx_burst(0, &mut b), 1);
+    assert_eq!(bond.tx(&mut b), 1);
     assert!(!bond
         .status()
         .to_string()
@@ -146,7 +150,7 @@ fn active_backup_sends_on_one_member_and_fails_over_with_an_announcement() {
 
     bed.wires[0].set_up(false);
     bed.clock.advance(ms(100));
-    bond.poll();
+    bond.service();
     assert_eq!(bond.core().active(), Some(1));
     let st = bond.status().to_string();
     assert!(st.contains("Currently Active Slave: a1"), "{st}");
@@ -163,10 +167,10 @@ fn active_backup_sends_on_one_member_and_fails_over_with_an_announcement() {
     assert_eq!(&first[0].data()[28..32], &[169, 254, 7, 1]);
     assert_eq!(&first[0].data()[38..42], &[169, 254, 7, 1]);
     bed.clock.advance(ms(100));
-    bond.poll();
+    bond.service();
     assert_eq!(arp(drain(&mut bed.peers[1])).len(), 1);
     bed.clock.advance(ms(500));
-    bond.poll();
+    bond.service();
     assert!(arp(drain(&mut bed.peers[1])).is_empty(), "num_grat_arp=2");
 
     send_all(
@@ -184,14 +188,14 @@ fn active_backup_sends_on_one_member_and_fails_over_with_an_announcement() {
     // member that took over (seen in the lab against Linux bonding).
     bed.wires[0].set_up(true);
     bed.clock.advance(ms(100));
-    bond.poll();
+    bond.service();
     assert_eq!(bond.core().member_link(0), LinkState::Up);
     assert_eq!(bond.core().active(), Some(1));
     assert_eq!(bond.core().counters().active_changes, 1);
     // Until the new active member fails in turn.
     bed.wires[1].set_up(false);
     bed.clock.advance(ms(100));
-    bond.poll();
+    bond.service();
     assert_eq!(bond.core().active(), Some(0));
 }
 
@@ -201,7 +205,7 @@ fn active_backup_without_an_ip_announces_with_rarp() {
     drain(&mut bed.peers[0]);
     bed.wires[0].set_up(false);
     bed.clock.advance(ms(100));
-    bond.poll();
+    bond.service();
     let got = drain(&mut bed.peers[1]);
     assert_eq!(got.len(), 1);
     assert_eq!(&got[0].data()[12..14], &[0x80, 0x35]);
@@ -224,11 +228,11 @@ fn primary_and_primary_reselect() {
     assert_eq!(bond.core().active(), Some(1));
     bed.wires[1].set_up(false);
     bed.clock.advance(ms(100));
-    bond.poll();
+    bond.service();
     assert_eq!(bond.core().active(), Some(0));
     bed.wires[1].set_up(true);
     bed.clock.advance(ms(100));
-    bond.poll();
+    bond.service();
     assert_eq!(
         bond.core().active(),
         Some(0),
@@ -243,11 +247,11 @@ fn primary_and_primary_reselect() {
     let (mut bond, bed) = make_bond(2, &[("mode", "active-backup"), ("primary", "a1")]);
     bed.wires[1].set_up(false);
     bed.clock.advance(ms(100));
-    bond.poll();
+    bond.service();
     assert_eq!(bond.core().active(), Some(0));
     bed.wires[1].set_up(true);
     bed.clock.advance(ms(100));
-    bond.poll();
+    bond.service();
     assert_eq!(
         bond.core().active(),
         Some(1),
@@ -266,7 +270,7 @@ fn fail_over_mac_active_and_follow() {
     assert_eq!(bond.mac_addr(), m0);
     bed.wires[0].set_up(false);
     bed.clock.advance(ms(100));
-    bond.poll();
+    bond.service();
     assert_eq!(
         bond.mac_addr(),
         m1,
@@ -283,7 +287,7 @@ fn fail_over_mac_active_and_follow() {
     assert_eq!(bm, m0);
     bed.wires[0].set_up(false);
     bed.clock.advance(ms(100));
-    bond.poll();
+    bond.service();
     assert_eq!(bond.mac_addr(), bm, "the bond keeps its MAC");
     assert_eq!(
         bond.member(1).unwrap().mac_addr(),
@@ -361,6 +365,7 @@ fn balance_xor_moves_flows_off_a_failed_member() {
     );
     bed.wires[1].set_up(false);
     bed.clock.advance(ms(100));
+    bond.service();
     send_all(
         &mut bond,
         (0..50)
@@ -387,6 +392,7 @@ fn broadcast_sends_every_frame_on_every_member() {
     }
     bed.wires[2].set_up(false);
     bed.clock.advance(ms(100));
+    bond.service();
     send_all(&mut bond, (0..5).map(|i| udp(&bed.pool, 9, 9, i)).collect());
     assert_eq!(udp_only(drain(&mut bed.peers[0])).len(), 5);
     assert_eq!(udp_only(drain(&mut bed.peers[1])).len(), 5);

@@ -1,11 +1,22 @@
 //! A software test bed: bonds over `ring` port pairs on a manual clock.
+//!
+//! A bond under test is a [`Bonded`]: its control side (what it derefs to)
+//! and the handles of its one rx and one tx queue, all driven from the
+//! test thread. The test loop calls `service()` on the control side and
+//! bursts on the handles, as an application's control thread and lcores
+//! would.
 #![allow(dead_code)]
 
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pollux_bond::{BondConfig, BondPort, ManualClock};
 use pollux_core::net::{udp_frame, UdpFrameSpec};
-use pollux_core::{AnonMemory, Burst, MacAddr, Mbuf, Mempool, MempoolConfig, Port, PortConf};
+use pollux_core::{
+    AnonMemory, Burst, LinkStatus, MacAddr, Mbuf, Mempool, MempoolConfig, Polled, Port, PortConf,
+    PortError, PortInfo, PortStats, QueueStats, Queues, TxQueue, Xstat,
+};
 use pollux_soft::ring::{ring_pair, RingPort, Wire};
 
 pub fn pool(n: usize) -> Mempool {
@@ -14,9 +25,58 @@ pub fn pool(n: usize) -> Mempool {
     Mempool::new(c, &AnonMemory::default()).unwrap()
 }
 
+/// Configures (one queue each way) and starts a port.
 pub fn start(p: &mut dyn Port, pool: &Mempool) {
     p.configure(&PortConf::new(pool.clone())).unwrap();
     p.start().unwrap();
+}
+
+/// Bursts on queue 0 of something the test polls.
+pub trait Io {
+    fn rx(&mut self, pkts: &mut Burst<Mbuf>) -> usize;
+    fn tx(&mut self, pkts: &mut Burst<Mbuf>) -> usize;
+}
+
+impl<P: Port> Io for Polled<P> {
+    fn rx(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
+        self.rx_burst(0, pkts)
+    }
+    fn tx(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
+        self.tx_burst(0, pkts)
+    }
+}
+
+/// A started bond and its queue handles. Derefs to the control side.
+pub struct Bonded(pub Polled<BondPort>);
+
+impl Bonded {
+    /// Configures and starts `bond` and takes its queues.
+    pub fn start(mut bond: BondPort, pool: &Mempool) -> Bonded {
+        start(&mut bond, pool);
+        Bonded(Polled::new(bond).unwrap())
+    }
+}
+
+impl Deref for Bonded {
+    type Target = BondPort;
+    fn deref(&self) -> &BondPort {
+        self.0.port()
+    }
+}
+
+impl DerefMut for Bonded {
+    fn deref_mut(&mut self) -> &mut BondPort {
+        self.0.port_mut()
+    }
+}
+
+impl Io for Bonded {
+    fn rx(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
+        self.0.rx_burst(0, pkts)
+    }
+    fn tx(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
+        self.0.tx_burst(0, pkts)
+    }
 }
 
 /// A bond over `n` ring pairs: the bond holds the `a` ends, the test (or
@@ -25,14 +85,20 @@ pub struct Bed {
     pub clock: ManualClock,
     pub pool: Mempool,
     pub wires: Vec<Wire>,
-    pub peers: Vec<RingPort>,
+    pub peers: Vec<Polled<RingPort>>,
 }
 
-/// Makes `n` ring pairs; returns the bond-side ports (named `a0`, ...) and
-/// keeps the other ends in the bed.
 /// Named member ports, as `BondPort::new` takes them.
 pub type Members = Vec<(String, Box<dyn Port>)>;
 
+/// A ring port as a bond member: with the second tx queue the bond needs
+/// ([`ExtraTx`]).
+pub fn member(p: RingPort) -> Box<dyn Port> {
+    Box::new(ExtraTx::new(Box::new(p)))
+}
+
+/// Makes `n` ring pairs; returns the bond-side ports (named `a0`, ...,
+/// ready to be members), the other ends and the wires.
 pub fn pairs(n: usize, _pool: &Mempool) -> (Members, Vec<RingPort>, Vec<Wire>) {
     let mut mine = Vec::new();
     let mut peers = Vec::new();
@@ -40,7 +106,7 @@ pub fn pairs(n: usize, _pool: &Mempool) -> (Members, Vec<RingPort>, Vec<Wire>) {
     for i in 0..n {
         let (a, b) = ring_pair(format!("a{i}"), format!("b{i}"), 4096).unwrap();
         wires.push(a.wire());
-        mine.push((format!("a{i}"), Box::new(a) as Box<dyn Port>));
+        mine.push((format!("a{i}"), member(a)));
         peers.push(b);
     }
     (mine, peers, wires)
@@ -54,16 +120,20 @@ pub fn args(s: &[(&str, &str)]) -> Vec<(String, String)> {
 
 /// A started bond over `n` ring pairs whose peer ends are started plain
 /// ring ports, the clock at zero.
-pub fn make_bond(n: usize, kv: &[(&str, &str)]) -> (BondPort, Bed) {
+pub fn make_bond(n: usize, kv: &[(&str, &str)]) -> (Bonded, Bed) {
     let pool = pool(8192);
     let clock = ManualClock::new();
-    let (mine, mut peers, wires) = pairs(n, &pool);
+    let (mine, peers, wires) = pairs(n, &pool);
     let cfg = BondConfig::from_args(&args(kv)).unwrap();
-    let mut b = BondPort::with_clock("bond0", cfg, mine, Box::new(clock.clone())).unwrap();
-    start(&mut b, &pool);
-    for p in &mut peers {
-        start(p, &pool);
-    }
+    let b = BondPort::with_clock("bond0", cfg, mine, Box::new(clock.clone())).unwrap();
+    let b = Bonded::start(b, &pool);
+    let peers = peers
+        .into_iter()
+        .map(|mut p| {
+            start(&mut p, &pool);
+            Polled::new(p).unwrap()
+        })
+        .collect();
     (
         b,
         Bed {
@@ -99,12 +169,12 @@ pub fn src_port_of(m: &Mbuf) -> u16 {
     u16::from_be_bytes([d[34], d[35]])
 }
 
-/// Everything waiting on a ring port.
-pub fn drain(p: &mut dyn Port) -> Vec<Mbuf> {
+/// Everything waiting on queue 0.
+pub fn drain(p: &mut (impl Io + ?Sized)) -> Vec<Mbuf> {
     let mut out = Vec::new();
     let mut b = Burst::new(256);
     loop {
-        let n = p.rx_burst(0, &mut b);
+        let n = p.rx(&mut b);
         out.extend(b.drain());
         if n == 0 {
             return out;
@@ -112,24 +182,20 @@ pub fn drain(p: &mut dyn Port) -> Vec<Mbuf> {
     }
 }
 
-/// Sends all of `frames` through `p`, failing the test if it takes fewer.
-pub fn send_all(p: &mut dyn Port, frames: Vec<Mbuf>) {
+/// Sends all of `frames` on queue 0, failing the test if it takes fewer.
+pub fn send_all(p: &mut (impl Io + ?Sized), frames: Vec<Mbuf>) {
     let mut b = Burst::new(frames.len().max(1));
     let n = frames.len();
     b.extend(frames);
-    assert_eq!(
-        p.tx_burst(0, &mut b),
-        n,
-        "the bond did not take every frame"
-    );
+    assert_eq!(p.tx(&mut b), n, "not every frame was taken");
 }
 
-/// Advances the clock in `step`s for `total`, polling `bonds` (their
-/// receive path, so LACPDUs are read) after each step; data frames they
-/// receive are returned per bond.
+/// Advances the clock in `step`s for `total`; after each step every bond
+/// reads its rx queue (so LACPDUs go up to its control side) and then
+/// runs `service()`. Data frames they receive are returned per bond.
 pub fn run(
     clock: &ManualClock,
-    bonds: &mut [&mut BondPort],
+    bonds: &mut [&mut Bonded],
     total: Duration,
     step: Duration,
 ) -> Vec<Vec<Mbuf>> {
@@ -140,6 +206,7 @@ pub fn run(
         t += step;
         for (i, b) in bonds.iter_mut().enumerate() {
             got[i].extend(drain(&mut **b));
+            b.service();
         }
     }
     got
@@ -155,6 +222,102 @@ pub fn src_mac(m: &Mbuf) -> MacAddr {
     MacAddr(a)
 }
 
+/// A member port with one more tx queue than `inner` has, when `inner`
+/// has only one: the bond keeps each member's last tx queue for its
+/// control frames. pollux-soft's ring ports have one tx queue; here the
+/// added queue and queue 0 send through it in turn, under a mutex, as two
+/// queues of a NIC share its one link. The lock is the test member's, not
+/// the bond's. An `inner` with two or more tx queues is passed through.
+pub struct ExtraTx {
+    inner: Box<dyn Port>,
+    add: bool,
+}
+
+impl ExtraTx {
+    pub fn new(inner: Box<dyn Port>) -> ExtraTx {
+        let add = inner.info().capabilities.max_tx_queues < 2;
+        ExtraTx { inner, add }
+    }
+}
+
+struct SharedTx(Arc<Mutex<Box<dyn TxQueue>>>);
+
+impl TxQueue for SharedTx {
+    fn tx_burst(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
+        self.0.lock().unwrap().tx_burst(pkts)
+    }
+}
+
+impl Port for ExtraTx {
+    fn info(&self) -> PortInfo {
+        let mut i = self.inner.info();
+        i.capabilities.max_tx_queues += self.add as u16;
+        i
+    }
+    fn configure(&mut self, conf: &PortConf) -> Result<(), PortError> {
+        let mut c = conf.clone();
+        if self.add {
+            if c.tx_queues != 2 {
+                return Err(PortError::InvalidConfig(format!(
+                    "{} tx queues (ExtraTx makes exactly 2)",
+                    c.tx_queues
+                )));
+            }
+            c.tx_queues = 1;
+        }
+        self.inner.configure(&c)
+    }
+    fn start(&mut self) -> Result<(), PortError> {
+        self.inner.start()
+    }
+    fn stop(&mut self) -> Result<(), PortError> {
+        self.inner.stop()
+    }
+    fn take_queues(&mut self) -> Result<Queues, PortError> {
+        let mut q = self.inner.take_queues()?;
+        if self.add {
+            let only = q.tx.pop().expect("one tx queue");
+            let shared = Arc::new(Mutex::new(only));
+            q.tx.push(Box::new(SharedTx(shared.clone())));
+            q.tx.push(Box::new(SharedTx(shared)));
+        }
+        Ok(q)
+    }
+    fn service(&mut self) {
+        self.inner.service()
+    }
+    fn link(&mut self) -> LinkStatus {
+        self.inner.link()
+    }
+    fn mac_addr(&self) -> MacAddr {
+        self.inner.mac_addr()
+    }
+    fn set_mac_addr(&mut self, mac: MacAddr) -> Result<(), PortError> {
+        self.inner.set_mac_addr(mac)
+    }
+    fn set_promiscuous(&mut self, on: bool) -> Result<(), PortError> {
+        self.inner.set_promiscuous(on)
+    }
+    fn set_allmulticast(&mut self, on: bool) -> Result<(), PortError> {
+        self.inner.set_allmulticast(on)
+    }
+    fn set_mc_addr_list(&mut self, addrs: &[MacAddr]) -> Result<(), PortError> {
+        self.inner.set_mc_addr_list(addrs)
+    }
+    fn stats(&self) -> PortStats {
+        self.inner.stats()
+    }
+    fn queue_stats(&self) -> Vec<QueueStats> {
+        self.inner.queue_stats()
+    }
+    fn xstats(&self) -> Vec<Xstat> {
+        self.inner.xstats()
+    }
+    fn reset_stats(&mut self) {
+        self.inner.reset_stats()
+    }
+}
+
 /// What a [`FilterPort`] was asked to do.
 #[derive(Clone, Debug, Default)]
 pub struct FilterLog {
@@ -167,7 +330,7 @@ pub struct FilterLog {
 /// a VF without a multicast filter or without trust would.
 pub struct FilterPort {
     inner: Box<dyn Port>,
-    log: std::sync::Arc<std::sync::Mutex<FilterLog>>,
+    log: Arc<Mutex<FilterLog>>,
     no_mc: bool,
     no_allmulti: bool,
     no_promisc: bool,
@@ -181,8 +344,8 @@ impl FilterPort {
         no_allmulti: bool,
         no_promisc: bool,
         no_mac: bool,
-    ) -> (FilterPort, std::sync::Arc<std::sync::Mutex<FilterLog>>) {
-        let log = std::sync::Arc::new(std::sync::Mutex::new(FilterLog::default()));
+    ) -> (FilterPort, Arc<Mutex<FilterLog>>) {
+        let log = Arc::new(Mutex::new(FilterLog::default()));
         (
             FilterPort {
                 inner,
@@ -197,65 +360,63 @@ impl FilterPort {
     }
 }
 
-fn refused(what: &str) -> pollux_core::PortError {
-    pollux_core::PortError::Unsupported(what.into())
+fn refused(what: &str) -> PortError {
+    PortError::Unsupported(what.into())
 }
 
 impl Port for FilterPort {
-    fn info(&self) -> pollux_core::PortInfo {
+    fn info(&self) -> PortInfo {
         self.inner.info()
     }
-    fn configure(&mut self, conf: &PortConf) -> Result<(), pollux_core::PortError> {
+    fn configure(&mut self, conf: &PortConf) -> Result<(), PortError> {
         self.inner.configure(conf)
     }
-    fn start(&mut self) -> Result<(), pollux_core::PortError> {
+    fn start(&mut self) -> Result<(), PortError> {
         self.inner.start()
     }
-    fn stop(&mut self) -> Result<(), pollux_core::PortError> {
+    fn stop(&mut self) -> Result<(), PortError> {
         self.inner.stop()
     }
-    fn rx_burst(&mut self, q: u16, pkts: &mut Burst<Mbuf>) -> usize {
-        self.inner.rx_burst(q, pkts)
+    fn take_queues(&mut self) -> Result<Queues, PortError> {
+        self.inner.take_queues()
     }
-    fn tx_burst(&mut self, q: u16, pkts: &mut Burst<Mbuf>) -> usize {
-        self.inner.tx_burst(q, pkts)
+    fn service(&mut self) {
+        self.inner.service()
     }
-    fn link(&mut self) -> pollux_core::LinkStatus {
+    fn link(&mut self) -> LinkStatus {
         self.inner.link()
     }
     fn mac_addr(&self) -> MacAddr {
         self.inner.mac_addr()
     }
-    fn set_mac_addr(&mut self, mac: MacAddr) -> Result<(), pollux_core::PortError> {
+    fn set_mac_addr(&mut self, mac: MacAddr) -> Result<(), PortError> {
         if self.no_mac {
-            return Err(pollux_core::PortError::Refused(
-                "MAC change (VF not trusted)".into(),
-            ));
+            return Err(PortError::Refused("MAC change (VF not trusted)".into()));
         }
         self.inner.set_mac_addr(mac)
     }
-    fn set_promiscuous(&mut self, on: bool) -> Result<(), pollux_core::PortError> {
+    fn set_promiscuous(&mut self, on: bool) -> Result<(), PortError> {
         if self.no_promisc {
             return Err(refused("promiscuous"));
         }
         self.log.lock().unwrap().promisc = on;
         Ok(())
     }
-    fn set_allmulticast(&mut self, on: bool) -> Result<(), pollux_core::PortError> {
+    fn set_allmulticast(&mut self, on: bool) -> Result<(), PortError> {
         if self.no_allmulti {
             return Err(refused("all-multicast"));
         }
         self.log.lock().unwrap().allmulti = on;
         Ok(())
     }
-    fn set_mc_addr_list(&mut self, addrs: &[MacAddr]) -> Result<(), pollux_core::PortError> {
+    fn set_mc_addr_list(&mut self, addrs: &[MacAddr]) -> Result<(), PortError> {
         if self.no_mc {
             return Err(refused("multicast filter"));
         }
         self.log.lock().unwrap().mc = addrs.to_vec();
         Ok(())
     }
-    fn stats(&self) -> pollux_core::PortStats {
+    fn stats(&self) -> PortStats {
         self.inner.stats()
     }
     fn reset_stats(&mut self) {
