@@ -2,7 +2,15 @@
 //! `net_af_packet` and `net_pcap`.
 //!
 //! They implement [`pollux_core::Port`] like a NIC driver does, so every
-//! application, the bond and the tests run without hardware.
+//! application, the bond and the tests run without hardware: the port is
+//! the control side, and [`Port::take_queues`](pollux_core::Port::take_queues)
+//! hands out one `Send` [`RxQueue`](pollux_core::RxQueue) and
+//! [`TxQueue`](pollux_core::TxQueue) per queue for the lcores to poll. A
+//! burst takes no lock and does no atomic read-modify-write: per-queue
+//! counters are [`QueueCounters`](pollux_core::QueueCounters) with one
+//! writer, the started flag a [`RunFlag`](pollux_core::RunFlag), and what a
+//! queue works on (a ring end, a file, a PACKET_MMAP ring) moves into its
+//! handle at `take_queues` and back to the port when the handle is dropped.
 //!
 //! - [`null::NullPort`]: rx hands out fresh mbufs of a set length, tx frees.
 //! - [`ring::RingPort`]: ports joined back to back through lock-free rings.
@@ -16,6 +24,9 @@ pub mod null;
 pub mod pcap;
 pub mod ring;
 pub mod vdev;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// A fresh locally administered MAC address for a software port
 /// (02:70:6f:xx:xx:xx, "po" for Pollux, then a process-wide counter).
@@ -47,5 +58,134 @@ impl SoftError {
             context: context.into(),
             source,
         }
+    }
+}
+
+/// Where the state of one queue (a ring end, a file, a PACKET_MMAP ring)
+/// waits while no handle holds it: [`Dock::undock`] moves it into a handle
+/// at `take_queues`, and the handle's [`Docked`] puts it back when it is
+/// dropped, so the next start hands it out again and the control side can
+/// work on it in between. The lock is taken at hand-out, at drop and by
+/// the control side, never in a burst.
+pub(crate) struct Dock<T>(Arc<Mutex<Option<T>>>);
+
+impl<T> Dock<T> {
+    pub(crate) fn new(item: T) -> Dock<T> {
+        Dock(Arc::new(Mutex::new(Some(item))))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<T>> {
+        // Nothing panics while holding the lock with the item half-changed
+        // in a way that matters more than losing it would.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The item, moved out for a handle; `None` while a handle holds it.
+    pub(crate) fn undock(&self) -> Option<Docked<T>> {
+        let item = self.lock().take()?;
+        Some(Docked {
+            item: Some(item),
+            home: self.0.clone(),
+        })
+    }
+
+    /// Runs `f` on the item if it is here (no handle holds it).
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        self.lock().as_mut().map(f)
+    }
+
+    /// Whether the item is here.
+    pub(crate) fn is_docked(&self) -> bool {
+        self.lock().is_some()
+    }
+}
+
+impl<T> std::fmt::Debug for Dock<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_docked() {
+            "Dock(docked)"
+        } else {
+            "Dock(out)"
+        })
+    }
+}
+
+/// A docked item held by a handle; goes back to its [`Dock`] on drop.
+pub(crate) struct Docked<T> {
+    /// `Some` until `drop`.
+    item: Option<T>,
+    home: Arc<Mutex<Option<T>>>,
+}
+
+impl<T> Docked<T> {
+    #[inline(always)]
+    pub(crate) fn get(&mut self) -> &mut T {
+        match &mut self.item {
+            Some(t) => t,
+            None => unreachable!("a docked item is taken only by drop"),
+        }
+    }
+}
+
+impl<T> Drop for Docked<T> {
+    fn drop(&mut self) {
+        if let Some(item) = self.item.take() {
+            *self.home.lock().unwrap_or_else(PoisonError::into_inner) = Some(item);
+        }
+    }
+}
+
+/// A counter with one writer (the handle that owns it) read by the control
+/// side: an update is a relaxed load and store, not a read-modify-write,
+/// like [`QueueCounters`](pollux_core::QueueCounters).
+#[derive(Debug, Default)]
+pub(crate) struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`. Only the owner calls this.
+    #[inline(always)]
+    pub(crate) fn add(&self, n: u64) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Per-queue counters at the last `reset_stats`, subtracted from the live
+/// ones: the per-queue counterpart of [`StatsBase`](pollux_core::StatsBase),
+/// so `queue_stats` restarts from zero on a reset as `stats` does, without
+/// the control side writing a queue's counters.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct QueueStatsBase(Vec<pollux_core::QueueStats>);
+
+impl QueueStatsBase {
+    /// Records `now` as the new zero.
+    pub(crate) fn reset(&mut self, now: Vec<pollux_core::QueueStats>) {
+        self.0 = now;
+    }
+
+    /// Forgets the baseline (the counters restarted at zero).
+    pub(crate) fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// `now` relative to the last reset.
+    pub(crate) fn since(
+        &self,
+        mut now: Vec<pollux_core::QueueStats>,
+    ) -> Vec<pollux_core::QueueStats> {
+        for (q, b) in now.iter_mut().zip(&self.0) {
+            q.rx_packets = q.rx_packets.wrapping_sub(b.rx_packets);
+            q.rx_bytes = q.rx_bytes.wrapping_sub(b.rx_bytes);
+            q.tx_packets = q.tx_packets.wrapping_sub(b.tx_packets);
+            q.tx_bytes = q.tx_bytes.wrapping_sub(b.tx_bytes);
+            q.rx_errors = q.rx_errors.wrapping_sub(b.rx_errors);
+        }
+        now
     }
 }

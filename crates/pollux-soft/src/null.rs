@@ -12,6 +12,8 @@ use pollux_core::{
     RxQueue, StatsBase, TxOffloads, TxQueue,
 };
 
+use crate::QueueStatsBase;
+
 /// Largest queue count a null port accepts.
 pub const MAX_QUEUES: u16 = 16;
 
@@ -50,6 +52,7 @@ pub struct NullPort {
     rx: Vec<Arc<QueueCounters>>,
     tx: Vec<Arc<QueueCounters>>,
     base: StatsBase,
+    qbase: QueueStatsBase,
 }
 
 impl NullPort {
@@ -70,6 +73,7 @@ impl NullPort {
             rx: Vec::new(),
             tx: Vec::new(),
             base: StatsBase::default(),
+            qbase: QueueStatsBase::default(),
         }
     }
 }
@@ -179,6 +183,7 @@ impl Port for NullPort {
             .map(|_| QueueCounters::new_shared())
             .collect();
         self.base.clear();
+        self.qbase.clear();
         Ok(())
     }
 
@@ -282,7 +287,8 @@ impl Port for NullPort {
     }
 
     fn queue_stats(&self) -> Vec<QueueStats> {
-        pollux_core::port::queue_stats_of(&self.rx, &self.tx)
+        self.qbase
+            .since(pollux_core::port::queue_stats_of(&self.rx, &self.tx))
     }
 
     fn reset_stats(&mut self) {
@@ -291,6 +297,8 @@ impl Port for NullPort {
             self.tx.iter().map(|c| &**c),
         );
         self.base.reset(now);
+        self.qbase
+            .reset(pollux_core::port::queue_stats_of(&self.rx, &self.tx));
     }
 }
 
@@ -330,8 +338,14 @@ mod tests {
             (s.ipackets, s.opackets, s.ibytes, s.obytes),
             (32, 32, 32 * 60, 32 * 60)
         );
+        assert_eq!(p.port().queue_stats()[0].rx_packets, 32);
         p.port_mut().reset_stats();
         assert_eq!(p.port().stats(), PortStats::default());
+        assert_eq!(
+            p.port().queue_stats(),
+            vec![QueueStats::default()],
+            "a reset zeroes the per-queue counters too"
+        );
         // Stopped: the handles still out do nothing.
         p.port_mut().stop().unwrap();
         assert_eq!(p.rx_burst(0, &mut b), 0);
