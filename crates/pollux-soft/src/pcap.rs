@@ -23,16 +23,33 @@
 //! - **tx** appends each packet as a record stamped with the wall-clock time
 //!   of the burst (nanosecond-resolution pcap, native byte order, snaplen
 //!   65535, like DPDK's nanosecond dumper), through a 1 MiB buffer, and
-//!   frees the mbuf. The file is flushed by [`Port::stop`] (which reports a
-//!   failed flush) and by `Drop`. A write error is logged once; from then on
-//!   every packet counts in `oerrors` and is dropped. A port without a tx
-//!   file frees what it is given and counts it as sent (DPDK's `tx_drop`).
+//!   frees the mbuf. A write error is logged once; from then on every
+//!   packet counts in `oerrors` and is dropped. A port without a tx file
+//!   frees what it is given and counts it as sent (DPDK's `tx_drop`).
+//! - **Queues and files.** One rx and one tx queue. The rx handle owns the
+//!   rx file while it lives and the tx handle the tx file and its buffer,
+//!   so a burst touches nothing shared but its counters; a dropped handle
+//!   gives its file back to the port, and the next start carries on where
+//!   it left off (the replay position, the same output file).
+//! - **When the tx file is complete.** Whoever holds the file flushes it:
+//!   [`Port::stop`] flushes it (and reports a failed flush) when no tx
+//!   handle is alive, and so do [`PcapPort::flush`] and `Drop`. While a tx
+//!   handle is alive it holds the buffer, and the control side cannot
+//!   flush it without racing a burst: the handle flushes it itself when it
+//!   is dropped, and on its first `tx_burst` after the stop. So stop, then
+//!   drop the handles ([`Polled::stop`](pollux_core::Polled::stop) does
+//!   both), before reading the file; `flush` with a live tx handle is an
+//!   error that says so.
 //! - **Filtering.** A fresh port is promiscuous: every record is delivered.
 //!   Turning promiscuous mode off makes rx act like a NIC's address filter:
 //!   only records whose destination is the port's MAC, broadcast, an address
 //!   of the multicast list or (with all-multicast) any multicast address are
 //!   delivered; the others are skipped and counted in the `rx_filtered`
-//!   xstat. DPDK's pcap PMD has no filter.
+//!   xstat. DPDK's pcap PMD has no filter. The filter can be changed while
+//!   the rx queue runs: it is kept in atomics the rx handle reads with
+//!   plain loads, so a change applies from the next burst on (a burst that
+//!   races a multicast-list change may match against part of either list,
+//!   as a NIC rewriting its filter table would).
 //!
 //! # Differences from DPDK
 //!
@@ -46,17 +63,21 @@ use std::fs::File;
 use std::io::{BufWriter, ErrorKind, Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use pcap_file::pcap::{PcapHeader, PcapParser};
 use pcap_file::{DataLink, Endianness, PcapError, TsResolution};
 use pollux_core::mbuf::HEADROOM;
+use pollux_core::port::{queue_stats_of, sum_queue_counters};
 use pollux_core::{
-    Burst, Capabilities, LinkStatus, MacAddr, Mbuf, Mempool, Port, PortConf, PortError, PortInfo,
-    PortStats, QueueStats, RxOffloads, TxOffloads, Xstat,
+    Burst, Capabilities, Lease, Leases, LinkStatus, MacAddr, Mbuf, Mempool, Port, PortConf,
+    PortError, PortInfo, PortStats, QueueCounters, QueueStats, Queues, RunFlag, RxOffloads,
+    RxQueue, StatsBase, TxOffloads, TxQueue, Xstat,
 };
 
-use crate::SoftError;
+use crate::{Counter, Dock, Docked, QueueStatsBase, SoftError};
 
 /// Link speed a started pcap port reports, in Mbit/s (DPDK's pcap PMD
 /// reports 10 Gbps).
@@ -81,6 +102,9 @@ const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 /// Snaplen written in the header of tx files: the largest mbuf.
 const TX_SNAPLEN: u32 = u16::MAX as u32;
 
+/// Largest multicast list.
+const MAX_MC_ADDRS: usize = 64;
+
 /// Options of a pcap port.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PcapOpts {
@@ -102,24 +126,108 @@ pub struct PcapPort {
     /// Largest record that fits an rx buffer.
     rx_room: usize,
     started: bool,
-    rx: Option<RxFile>,
-    tx: Option<TxFile>,
-    filter: Filter,
-    stats: PortStats,
-    rx_filtered: u64,
-    rx_file_loops: u64,
+    rx_path: Option<PathBuf>,
+    tx_path: Option<PathBuf>,
+    rx: Option<Dock<RxFile>>,
+    tx: Option<Dock<TxFile>>,
+    filter: Arc<Filter>,
+    run: RunFlag,
+    leases: Leases,
+    taken: bool,
+    rx_counters: Arc<QueueCounters>,
+    tx_counters: Arc<QueueCounters>,
+    rx_extra: Arc<RxExtra>,
+    base: StatsBase,
+    qbase: QueueStatsBase,
+    /// `rx_filtered` and `rx_file_loops` at the last reset.
+    extra_base: [u64; 2],
 }
 
+/// Receive counters beyond [`QueueCounters`], written by the rx handle.
+#[derive(Debug, Default)]
+struct RxExtra {
+    filtered: Counter,
+    file_loops: Counter,
+}
+
+impl RxExtra {
+    fn get(&self) -> [u64; 2] {
+        [self.filtered.get(), self.file_loops.get()]
+    }
+}
+
+fn mac_to_u64(mac: MacAddr) -> u64 {
+    let m = mac.0;
+    u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0])
+}
+
+fn u64_to_mac(v: u64) -> MacAddr {
+    let b = v.to_le_bytes();
+    MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]])
+}
+
+/// The rx address filter: written by the control side, read by the rx
+/// handle with relaxed loads (see the module docs).
 #[derive(Debug)]
 struct Filter {
+    promiscuous: AtomicBool,
+    allmulti: AtomicBool,
+    mac: AtomicU64,
+    mc_len: AtomicUsize,
+    mc: [AtomicU64; MAX_MC_ADDRS],
+}
+
+/// The filter's flags and address, read once per burst.
+#[derive(Clone, Copy)]
+struct FilterView {
     promiscuous: bool,
     allmulti: bool,
-    mc_addrs: Vec<MacAddr>,
+    mac: MacAddr,
 }
 
 impl Filter {
-    fn accepts(&self, mac: MacAddr, frame: &[u8]) -> bool {
-        if self.promiscuous {
+    fn new(mac: MacAddr) -> Filter {
+        Filter {
+            promiscuous: AtomicBool::new(true),
+            allmulti: AtomicBool::new(false),
+            mac: AtomicU64::new(mac_to_u64(mac)),
+            mc_len: AtomicUsize::new(0),
+            mc: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    /// Replaces the multicast list (at most `MAX_MC_ADDRS`, checked by the
+    /// caller).
+    fn set_mc(&self, addrs: &[MacAddr]) {
+        let n = addrs.len().min(MAX_MC_ADDRS);
+        // Shrink first, so a reader never counts entries being rewritten
+        // beyond the new length.
+        if n < self.mc_len.load(Ordering::Relaxed) {
+            self.mc_len.store(n, Ordering::Release);
+        }
+        for (slot, a) in self.mc.iter().zip(&addrs[..n]) {
+            slot.store(mac_to_u64(*a), Ordering::Relaxed);
+        }
+        self.mc_len.store(n, Ordering::Release);
+    }
+
+    fn in_mc_list(&self, dst: MacAddr) -> bool {
+        let n = self.mc_len.load(Ordering::Acquire).min(MAX_MC_ADDRS);
+        let d = mac_to_u64(dst);
+        self.mc[..n].iter().any(|a| a.load(Ordering::Relaxed) == d)
+    }
+
+    #[inline]
+    fn view(&self) -> FilterView {
+        FilterView {
+            promiscuous: self.promiscuous.load(Ordering::Relaxed),
+            allmulti: self.allmulti.load(Ordering::Relaxed),
+            mac: u64_to_mac(self.mac.load(Ordering::Relaxed)),
+        }
+    }
+
+    fn accepts(&self, v: FilterView, frame: &[u8]) -> bool {
+        if v.promiscuous {
             return true;
         }
         let Some(dst) = frame.get(..6) else {
@@ -130,10 +238,10 @@ impl Filter {
         let mut d = [0u8; 6];
         d.copy_from_slice(dst);
         let dst = MacAddr(d);
-        if dst == mac || dst == MacAddr::BROADCAST {
+        if dst == v.mac || dst == MacAddr::BROADCAST {
             return true;
         }
-        dst.is_multicast() && (self.allmulti || self.mc_addrs.contains(&dst))
+        dst.is_multicast() && (v.allmulti || self.in_mc_list(dst))
     }
 }
 
@@ -195,6 +303,15 @@ struct TxFile {
     writer: BufWriter<File>,
     /// Set after the first write error; later packets are dropped.
     failed: bool,
+}
+
+impl TxFile {
+    /// Writes what is buffered to the file.
+    fn flush(&mut self, port: &str) -> Result<(), PortError> {
+        self.writer
+            .flush()
+            .map_err(|e| PortError::io(format!("{port}: flushing {}", self.path.display()), e))
+    }
 }
 
 impl Source {
@@ -476,48 +593,254 @@ impl PcapPort {
                 "{name}: infinite_rx needs an rx file"
             )));
         }
-        let rx = rx
+        let rx_file = rx
             .map(|p| open_rx(p, opts.infinite_rx, opts.preload))
             .transpose()?;
-        let tx = tx.map(open_tx).transpose()?;
+        let tx_file = tx.map(open_tx).transpose()?;
+        let mac = crate::next_mac();
         Ok(PcapPort {
             name: name.to_string(),
-            mac: crate::next_mac(),
+            mac,
             port_id: 0,
             pool: None,
             rx_room: 0,
             started: false,
-            rx,
-            tx,
-            filter: Filter {
-                promiscuous: true,
-                allmulti: false,
-                mc_addrs: Vec::new(),
-            },
-            stats: PortStats::default(),
-            rx_filtered: 0,
-            rx_file_loops: 0,
+            rx_path: rx.map(Path::to_path_buf),
+            tx_path: tx.map(Path::to_path_buf),
+            rx: rx_file.map(Dock::new),
+            tx: tx_file.map(Dock::new),
+            filter: Arc::new(Filter::new(mac)),
+            run: RunFlag::new(),
+            leases: Leases::new(),
+            taken: false,
+            rx_counters: QueueCounters::new_shared(),
+            tx_counters: QueueCounters::new_shared(),
+            rx_extra: Arc::default(),
+            base: StatsBase::default(),
+            qbase: QueueStatsBase::default(),
+            extra_base: [0; 2],
         })
     }
 
     /// The rx file, if any.
     pub fn rx_path(&self) -> Option<&Path> {
-        self.rx.as_ref().map(|r| r.path.as_path())
+        self.rx_path.as_deref()
     }
 
     /// The tx file, if any.
     pub fn tx_path(&self) -> Option<&Path> {
-        self.tx.as_ref().map(|t| t.path.as_path())
+        self.tx_path.as_deref()
     }
 
-    /// Writes buffered tx records to the file.
+    /// Writes buffered tx records to the file. Only while no tx handle is
+    /// alive ([`PortError::QueuesTaken`] otherwise): a live handle holds the
+    /// buffer and flushes it itself (see the module docs).
     pub fn flush(&mut self) -> Result<(), PortError> {
-        if let Some(tx) = &mut self.tx {
-            tx.writer.flush().map_err(|e| {
-                PortError::io(format!("{}: flushing {}", self.name, tx.path.display()), e)
-            })?;
+        let Some(tx) = &self.tx else { return Ok(()) };
+        tx.with(|t| t.flush(&self.name)).unwrap_or_else(|| {
+            Err(PortError::QueuesTaken(format!(
+                "{}: the tx queue handle holds {}; it flushes it when dropped \
+                 or on its first tx_burst after stop",
+                self.name,
+                self.tx_path.as_deref().unwrap_or(Path::new("")).display()
+            )))
+        })
+    }
+
+    fn raw_stats(&self) -> PortStats {
+        sum_queue_counters([&*self.rx_counters], [&*self.tx_counters])
+    }
+
+    fn raw_queue_stats(&self) -> Vec<QueueStats> {
+        queue_stats_of(
+            std::slice::from_ref(&self.rx_counters),
+            std::slice::from_ref(&self.tx_counters),
+        )
+    }
+}
+
+/// The rx queue of a [`PcapPort`]: replays the rx file, if there is one.
+struct PcapRx {
+    file: Option<Docked<RxFile>>,
+    name: String,
+    pool: Mempool,
+    rx_room: usize,
+    port_id: u16,
+    filter: Arc<Filter>,
+    run: RunFlag,
+    counters: Arc<QueueCounters>,
+    extra: Arc<RxExtra>,
+    /// Last, so the file is back in its dock before the lease goes.
+    _lease: Lease,
+}
+
+impl RxQueue for PcapRx {
+    fn rx_burst(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
+        if !self.run.is_running() {
+            return 0;
         }
-        Ok(())
+        let Some(rx) = &mut self.file else { return 0 };
+        let rx = rx.get();
+        let filter = self.filter.view();
+        let want = pkts.spare();
+        // Records skipped since the last delivery; a full pass of skips in
+        // an infinite replay means nothing in the file can be delivered.
+        let mut skipped_in_row = 0usize;
+        let mut got = 0;
+        let (mut bytes, mut errors, mut nombuf, mut filtered, mut loops) = (0u64, 0, 0, 0, 0);
+        while got < want {
+            let rec = match rx.source.peek() {
+                Next::Record(r) => r,
+                Next::End => {
+                    if rx.infinite
+                        && skipped_in_row < rx.source.record_count().unwrap_or(0)
+                        && rx.source.rewind()
+                    {
+                        loops += 1;
+                        continue;
+                    }
+                    break;
+                }
+                Next::Corrupt(why) => {
+                    tracing::warn!(port = %self.name, file = %rx.path.display(), "{why}; replay ends here");
+                    errors += 1;
+                    break;
+                }
+            };
+            let len = rec.len();
+            let frame = &rx.source.data()[rec.clone()];
+            if len > self.rx_room {
+                errors += 1;
+                skipped_in_row += 1;
+                rx.source.advance(&rec);
+                continue;
+            }
+            if !self.filter.accepts(filter, frame) {
+                filtered += 1;
+                skipped_in_row += 1;
+                rx.source.advance(&rec);
+                continue;
+            }
+            let Some(mut m) = self.pool.alloc() else {
+                // The record stays next in line.
+                nombuf += 1;
+                break;
+            };
+            let fits = m.copy_from(frame);
+            debug_assert!(fits, "checked against rx_room");
+            let meta = m.rx_mut();
+            meta.port = self.port_id;
+            meta.queue = 0;
+            if pkts.push(m).is_err() {
+                break; // cannot happen: got < spare
+            }
+            rx.source.advance(&rec);
+            got += 1;
+            skipped_in_row = 0;
+            bytes += len as u64;
+        }
+        if got > 0 {
+            self.counters.add(got as u64, bytes);
+        }
+        if errors > 0 {
+            self.counters.add_errors(errors);
+        }
+        if nombuf > 0 {
+            self.counters.add_dropped(nombuf);
+        }
+        if filtered > 0 {
+            self.extra.filtered.add(filtered);
+        }
+        if loops > 0 {
+            self.extra.file_loops.add(loops);
+        }
+        got
+    }
+}
+
+/// The tx queue of a [`PcapPort`]: writes the tx file, or frees what it is
+/// given when there is none.
+struct PcapTx {
+    file: Option<Docked<TxFile>>,
+    name: String,
+    run: RunFlag,
+    /// The file was flushed after the port stopped.
+    flushed_after_stop: bool,
+    counters: Arc<QueueCounters>,
+    /// Last, so the file is back in its dock before the lease goes.
+    _lease: Lease,
+}
+
+impl PcapTx {
+    fn flush(&mut self) {
+        if let Some(tx) = &mut self.file {
+            if let Err(e) = tx.get().flush(&self.name) {
+                tracing::error!(port = %self.name, "{e}: the tx file may be incomplete");
+            }
+        }
+    }
+
+    /// The first burst after a stop: nothing will be written any more (the
+    /// port starts again only once this handle is gone), so complete the
+    /// file now rather than when the handle is dropped.
+    #[cold]
+    fn stopped(&mut self) {
+        if !self.flushed_after_stop {
+            self.flushed_after_stop = true;
+            self.flush();
+        }
+    }
+}
+
+impl TxQueue for PcapTx {
+    fn tx_burst(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
+        if !self.run.is_running() {
+            self.stopped();
+            return 0;
+        }
+        let n = pkts.len();
+        let Some(tx) = &mut self.file else {
+            // No file: DPDK's tx_drop.
+            let bytes: u64 = pkts.drain().map(|m| m.len() as u64).sum();
+            self.counters.add(n as u64, bytes);
+            return n;
+        };
+        let tx = tx.get();
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        let (mut sent, mut bytes, mut errors) = (0u64, 0u64, 0u64);
+        for m in pkts.drain() {
+            if tx.failed {
+                errors += 1;
+                continue;
+            }
+            let data = m.data();
+            match write_record(&mut tx.writer, now, data) {
+                Ok(_) => {
+                    sent += 1;
+                    bytes += data.len() as u64;
+                }
+                Err(e) => {
+                    tracing::error!(port = %self.name, file = %tx.path.display(), "write failed: {e}; dropping tx packets from now on");
+                    tx.failed = true;
+                    errors += 1;
+                }
+            }
+        }
+        self.counters.add(sent, bytes);
+        if errors > 0 {
+            self.counters.add_errors(errors);
+        }
+        n
+    }
+}
+
+impl Drop for PcapTx {
+    fn drop(&mut self) {
+        // Before the file goes back to the port (a field, dropped after
+        // this): whatever this handle wrote is in the file once it is gone.
+        self.flush();
     }
 }
 
@@ -551,7 +874,7 @@ impl Port for PcapPort {
                 max_frame: TX_SNAPLEN,
                 rx_offloads: RxOffloads::empty(),
                 tx_offloads: TxOffloads::empty(),
-                max_mc_addrs: 64,
+                max_mc_addrs: MAX_MC_ADDRS as u16,
                 promiscuous: true,
                 allmulticast: true,
             },
@@ -573,117 +896,71 @@ impl Port for PcapPort {
         if self.pool.is_none() {
             return Err(PortError::NotConfigured);
         }
+        if !self.started {
+            self.leases.check_none(&self.name)?;
+            self.taken = false;
+        }
         self.started = true;
+        self.run.set(true);
         Ok(())
     }
 
+    /// Stops, and flushes the tx file if no tx handle holds it; a live tx
+    /// handle flushes it itself (see the module docs).
     fn stop(&mut self) -> Result<(), PortError> {
         self.started = false;
-        self.flush()
+        self.run.set(false);
+        match &self.tx {
+            Some(tx) => tx.with(|t| t.flush(&self.name)).unwrap_or(Ok(())),
+            None => Ok(()),
+        }
     }
 
-    fn rx_burst(&mut self, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
-        if !self.started || queue != 0 {
-            return 0;
+    fn take_queues(&mut self) -> Result<Queues, PortError> {
+        if !self.started {
+            return Err(PortError::NotStarted);
         }
-        let (Some(rx), Some(pool)) = (&mut self.rx, &self.pool) else {
-            return 0;
+        if self.taken {
+            return Err(PortError::QueuesTaken(self.name.clone()));
+        }
+        let Some(pool) = &self.pool else {
+            return Err(PortError::NotConfigured);
         };
-        let want = pkts.spare();
-        // Records skipped since the last delivery; a full pass of skips in
-        // an infinite replay means nothing in the file can be delivered.
-        let mut skipped_in_row = 0usize;
-        let mut got = 0;
-        while got < want {
-            let rec = match rx.source.peek() {
-                Next::Record(r) => r,
-                Next::End => {
-                    if rx.infinite
-                        && skipped_in_row < rx.source.record_count().unwrap_or(0)
-                        && rx.source.rewind()
-                    {
-                        self.rx_file_loops += 1;
-                        continue;
-                    }
-                    break;
-                }
-                Next::Corrupt(why) => {
-                    tracing::warn!(port = %self.name, file = %rx.path.display(), "{why}; replay ends here");
-                    self.stats.ierrors += 1;
-                    break;
-                }
-            };
-            let len = rec.len();
-            let frame = &rx.source.data()[rec.clone()];
-            if len > self.rx_room {
-                self.stats.ierrors += 1;
-                skipped_in_row += 1;
-                rx.source.advance(&rec);
-                continue;
-            }
-            if !self.filter.accepts(self.mac, frame) {
-                self.rx_filtered += 1;
-                skipped_in_row += 1;
-                rx.source.advance(&rec);
-                continue;
-            }
-            let Some(mut m) = pool.alloc() else {
-                // The record stays next in line.
-                self.stats.rx_nombuf += 1;
-                break;
-            };
-            let fits = m.copy_from(frame);
-            debug_assert!(fits, "checked against rx_room");
-            let meta = m.rx_mut();
-            meta.port = self.port_id;
-            meta.queue = 0;
-            if pkts.push(m).is_err() {
-                break; // cannot happen: got < spare
-            }
-            rx.source.advance(&rec);
-            got += 1;
-            skipped_in_row = 0;
-            self.stats.ipackets += 1;
-            self.stats.ibytes += len as u64;
+        let rx_file = self.rx.as_ref().map(Dock::undock);
+        let tx_file = self.tx.as_ref().map(Dock::undock);
+        if matches!(rx_file, Some(None)) || matches!(tx_file, Some(None)) {
+            // Cannot happen: start checked that no handle is alive. Whatever
+            // was undocked goes back when dropped here.
+            return Err(PortError::QueuesTaken(format!(
+                "{}: a file is still held by a queue handle",
+                self.name
+            )));
         }
-        got
-    }
-
-    fn tx_burst(&mut self, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
-        if !self.started || queue != 0 {
-            return 0;
-        }
-        let n = pkts.len();
-        let Some(tx) = &mut self.tx else {
-            // No file: DPDK's tx_drop.
-            for m in pkts.drain() {
-                self.stats.opackets += 1;
-                self.stats.obytes += m.len() as u64;
-            }
-            return n;
+        self.taken = true;
+        let rx = PcapRx {
+            file: rx_file.flatten(),
+            name: self.name.clone(),
+            pool: pool.clone(),
+            rx_room: self.rx_room,
+            port_id: self.port_id,
+            filter: self.filter.clone(),
+            run: self.run.clone(),
+            counters: self.rx_counters.clone(),
+            extra: self.rx_extra.clone(),
+            _lease: self.leases.lease(),
         };
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
-        for m in pkts.drain() {
-            if tx.failed {
-                self.stats.oerrors += 1;
-                continue;
-            }
-            let data = m.data();
-            match write_record(&mut tx.writer, now, data) {
-                Ok(_) => {
-                    self.stats.opackets += 1;
-                    self.stats.obytes += data.len() as u64;
-                }
-                Err(e) => {
-                    tracing::error!(port = %self.name, file = %tx.path.display(), "write failed: {e}; dropping tx packets from now on");
-                    tx.failed = true;
-                    self.stats.oerrors += 1;
-                }
-            }
-        }
-        n
+        let tx = PcapTx {
+            file: tx_file.flatten(),
+            name: self.name.clone(),
+            run: self.run.clone(),
+            flushed_after_stop: false,
+            counters: self.tx_counters.clone(),
+            _lease: self.leases.lease(),
+        };
+        Ok(Queues {
+            rx: vec![Box::new(rx)],
+            tx: vec![Box::new(tx)],
+        })
     }
 
     fn link(&mut self) -> LinkStatus {
@@ -701,16 +978,17 @@ impl Port for PcapPort {
     fn set_mac_addr(&mut self, mac: MacAddr) -> Result<(), PortError> {
         pollux_core::port::require_unicast(mac)?;
         self.mac = mac;
+        self.filter.mac.store(mac_to_u64(mac), Ordering::Relaxed);
         Ok(())
     }
 
     fn set_promiscuous(&mut self, on: bool) -> Result<(), PortError> {
-        self.filter.promiscuous = on;
+        self.filter.promiscuous.store(on, Ordering::Relaxed);
         Ok(())
     }
 
     fn set_allmulticast(&mut self, on: bool) -> Result<(), PortError> {
-        self.filter.allmulti = on;
+        self.filter.allmulti.store(on, Ordering::Relaxed);
         Ok(())
     }
 
@@ -723,41 +1001,45 @@ impl Port for PcapPort {
                 addrs.len()
             )));
         }
-        self.filter.mc_addrs = addrs.to_vec();
+        self.filter.set_mc(addrs);
         Ok(())
     }
 
     fn stats(&self) -> PortStats {
-        self.stats
+        self.base.since(self.raw_stats())
     }
 
     fn queue_stats(&self) -> Vec<QueueStats> {
-        vec![QueueStats {
-            rx_packets: self.stats.ipackets,
-            rx_bytes: self.stats.ibytes,
-            tx_packets: self.stats.opackets,
-            tx_bytes: self.stats.obytes,
-            rx_errors: self.stats.ierrors,
-        }]
+        self.qbase.since(self.raw_queue_stats())
     }
 
     fn xstats(&self) -> Vec<Xstat> {
-        let mut x = self.stats.xstats();
-        x.push(Xstat::new("rx_filtered", self.rx_filtered));
-        x.push(Xstat::new("rx_file_loops", self.rx_file_loops));
+        let mut x = self.stats().xstats();
+        let [filtered, loops] = self.rx_extra.get();
+        let [filtered_base, loops_base] = self.extra_base;
+        x.push(Xstat::new(
+            "rx_filtered",
+            filtered.wrapping_sub(filtered_base),
+        ));
+        x.push(Xstat::new("rx_file_loops", loops.wrapping_sub(loops_base)));
         x
     }
 
     fn reset_stats(&mut self) {
-        self.stats = PortStats::default();
-        self.rx_filtered = 0;
-        self.rx_file_loops = 0;
+        self.base.reset(self.raw_stats());
+        self.qbase.reset(self.raw_queue_stats());
+        self.extra_base = self.rx_extra.get();
     }
 }
 
 impl Drop for PcapPort {
     fn drop(&mut self) {
-        if let Err(e) = self.flush() {
+        // A live tx handle holds the file and flushes it when it is dropped.
+        if let Some(Err(e)) = self
+            .tx
+            .as_ref()
+            .and_then(|t| t.with(|t| t.flush(&self.name)))
+        {
             tracing::error!(port = %self.name, "{e}: the tx file may be incomplete");
         }
     }

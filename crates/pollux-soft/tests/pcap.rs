@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use pollux_core::net::{udp_frame, UdpFrameSpec};
-use pollux_core::{AnonMemory, Burst, MacAddr, Mbuf, Mempool, MempoolConfig, Port, PortConf};
+use pollux_core::{
+    AnonMemory, Burst, MacAddr, Mbuf, Mempool, MempoolConfig, Polled, Port, PortConf, PortError,
+};
 use pollux_soft::pcap::{PcapOpts, PcapPort};
 
 fn pool(n: usize) -> Mempool {
@@ -50,24 +52,29 @@ fn mbufs(pool: &Mempool, frames: &[Vec<u8>]) -> Burst<Mbuf> {
     b
 }
 
-fn started(port: &mut PcapPort, pool: &Mempool) {
+fn configured(mut port: PcapPort, pool: &Mempool) -> PcapPort {
     let mut conf = PortConf::new(pool.clone());
     conf.port_id = 7;
     port.configure(&conf).unwrap();
-    port.start().unwrap();
+    port
+}
+
+fn started(port: PcapPort, pool: &Mempool) -> Polled<PcapPort> {
+    Polled::start(configured(port, pool)).unwrap()
 }
 
 /// Writes `frames` through a tx-only pcap port to `path`.
 fn write_with_port(path: &Path, frames: &[Vec<u8>]) {
     let pool = pool(256);
-    let mut tx = PcapPort::open("pcap_tx", None, Some(path), PcapOpts::default()).unwrap();
-    started(&mut tx, &pool);
+    let tx = PcapPort::open("pcap_tx", None, Some(path), PcapOpts::default()).unwrap();
+    let mut tx = started(tx, &pool);
     for chunk in frames.chunks(32) {
         let mut b = mbufs(&pool, chunk);
         assert_eq!(tx.tx_burst(0, &mut b), chunk.len());
         assert!(b.is_empty());
     }
-    tx.stop().unwrap();
+    // Stops and drops the handles: the tx handle flushes the file.
+    let tx = tx.stop().unwrap();
     let s = tx.stats();
     assert_eq!(s.opackets, frames.len() as u64);
     assert_eq!(s.obytes, frames.iter().map(|f| f.len() as u64).sum::<u64>());
@@ -76,7 +83,7 @@ fn write_with_port(path: &Path, frames: &[Vec<u8>]) {
 }
 
 /// Receives until `rx_burst` returns 0.
-fn read_all(port: &mut PcapPort, limit: usize) -> Vec<Vec<u8>> {
+fn read_all(port: &mut Polled<PcapPort>, limit: usize) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut b = Burst::new(32);
     loop {
@@ -113,8 +120,8 @@ fn frames_written_by_tx_replay_byte_for_byte() {
         },
     ] {
         let pool = pool(64);
-        let mut rx = PcapPort::open("pcap_rx", Some(&path), None, opts).unwrap();
-        started(&mut rx, &pool);
+        let rx = PcapPort::open("pcap_rx", Some(&path), None, opts).unwrap();
+        let mut rx = started(rx, &pool);
         let got = read_all(&mut rx, frames.len());
         assert_eq!(got.len(), frames.len(), "{opts:?}");
         for (i, (g, f)) in got.iter().zip(&frames).enumerate() {
@@ -125,7 +132,7 @@ fn frames_written_by_tx_replay_byte_for_byte() {
             0,
             "end of file stays the end"
         );
-        let s = rx.stats();
+        let s = rx.port().stats();
         assert_eq!((s.ipackets, s.ierrors, s.rx_nombuf), (2000, 0, 0));
         drop(rx);
         assert_eq!(pool.available(), 64);
@@ -224,8 +231,8 @@ fn replays_a_file_written_by_text2pcap() {
     let frames: Vec<Vec<u8>> = (0..20).map(frame).collect();
     let path = text2pcap(dir.path(), "in.pcap", &frames, "pcap");
     let pool = pool(64);
-    let mut rx = PcapPort::open("pcap0", Some(&path), None, PcapOpts::default()).unwrap();
-    started(&mut rx, &pool);
+    let rx = PcapPort::open("pcap0", Some(&path), None, PcapOpts::default()).unwrap();
+    let mut rx = started(rx, &pool);
     assert_eq!(read_all(&mut rx, 20), frames);
     drop(rx);
     assert_eq!(pool.available(), 64);
@@ -243,8 +250,8 @@ fn infinite_rx_loops_over_the_file() {
         infinite_rx: true,
         ..Default::default()
     };
-    let mut rx = PcapPort::open("pcap0", Some(&path), None, opts).unwrap();
-    started(&mut rx, &pool);
+    let rx = PcapPort::open("pcap0", Some(&path), None, opts).unwrap();
+    let mut rx = started(rx, &pool);
     let mut b = Burst::new(10);
     let mut seen = Vec::new();
     for _ in 0..5 {
@@ -258,9 +265,10 @@ fn infinite_rx_loops_over_the_file() {
     for (k, f) in seen.iter().enumerate() {
         assert_eq!(f, &frames[k % 3], "packet {k}");
     }
-    let s = rx.stats();
+    let s = rx.port().stats();
     assert_eq!(s.ipackets, 50);
     let loops = rx
+        .port()
         .xstats()
         .into_iter()
         .find(|x| x.name == "rx_file_loops")
@@ -286,11 +294,11 @@ fn records_larger_than_a_buffer_are_counted_and_skipped() {
     assert_eq!(fits.len(), 2);
 
     let pool = small_pool(16, 128 + 100);
-    let mut rx = PcapPort::open("pcap0", Some(&path), None, PcapOpts::default()).unwrap();
-    started(&mut rx, &pool);
+    let rx = PcapPort::open("pcap0", Some(&path), None, PcapOpts::default()).unwrap();
+    let mut rx = started(rx, &pool);
     let got = read_all(&mut rx, 6);
     assert_eq!(got.iter().collect::<Vec<_>>(), fits);
-    assert_eq!(rx.stats().ierrors, 4);
+    assert_eq!(rx.port().stats().ierrors, 4);
     drop(rx);
 
     // In an infinite replay of records that never fit, rx returns instead
@@ -301,10 +309,10 @@ fn records_larger_than_a_buffer_are_counted_and_skipped() {
         infinite_rx: true,
         ..Default::default()
     };
-    let mut rx = PcapPort::open("pcap0", Some(&path), None, opts).unwrap();
-    started(&mut rx, &pool);
+    let rx = PcapPort::open("pcap0", Some(&path), None, opts).unwrap();
+    let mut rx = started(rx, &pool);
     assert_eq!(rx.rx_burst(0, &mut Burst::new(8)), 0);
-    assert!(rx.stats().ierrors >= 2);
+    assert!(rx.port().stats().ierrors >= 2);
     drop(rx);
     assert_eq!(pool.available(), 16);
 }
@@ -317,11 +325,11 @@ fn an_empty_pool_counts_nombuf_and_loses_nothing() {
     write_with_port(&path, &frames);
 
     let pool = pool(4);
-    let mut rx = PcapPort::open("pcap0", Some(&path), None, PcapOpts::default()).unwrap();
-    started(&mut rx, &pool);
+    let rx = PcapPort::open("pcap0", Some(&path), None, PcapOpts::default()).unwrap();
+    let mut rx = started(rx, &pool);
     let mut b = Burst::new(8);
     assert_eq!(rx.rx_burst(0, &mut b), 4);
-    assert_eq!(rx.stats().rx_nombuf, 1);
+    assert_eq!(rx.port().stats().rx_nombuf, 1);
     let mut got: Vec<Vec<u8>> = b.drain().map(|m| m.data().to_vec()).collect();
     got.extend(read_all(&mut rx, 10));
     assert_eq!(got, frames, "the record that found no buffer came next");
@@ -346,17 +354,18 @@ fn with_promiscuous_off_only_our_frames_are_delivered() {
     rx.set_mac_addr(ours).unwrap();
     rx.set_promiscuous(false).unwrap();
     rx.set_mc_addr_list(&[slow]).unwrap();
-    started(&mut rx, &pool);
+    let mut rx = started(rx, &pool);
     let got = read_all(&mut rx, 4);
     assert_eq!(got, frames[1..].to_vec());
     let filtered = rx
+        .port()
         .xstats()
         .into_iter()
         .find(|x| x.name == "rx_filtered")
         .unwrap();
     assert_eq!(filtered.value, 1);
     assert!(
-        rx.set_mc_addr_list(&[ours]).is_err(),
+        rx.port_mut().set_mc_addr_list(&[ours]).is_err(),
         "unicast in the multicast list"
     );
     drop(rx);
@@ -416,10 +425,10 @@ fn bad_files_give_clear_errors() {
     // Streamed, the same file delivers the complete records, then counts
     // the cut one as an error and ends.
     let pool = pool(8);
-    let mut rx = PcapPort::open("pcap0", Some(&cut), None, PcapOpts::default()).unwrap();
-    started(&mut rx, &pool);
+    let rx = PcapPort::open("pcap0", Some(&cut), None, PcapOpts::default()).unwrap();
+    let mut rx = started(rx, &pool);
     assert_eq!(read_all(&mut rx, 3), frames[..2].to_vec());
-    assert_eq!(rx.stats().ierrors, 1);
+    assert_eq!(rx.port().stats().ierrors, 1);
     assert_eq!(rx.rx_burst(0, &mut Burst::new(4)), 0);
     drop(rx);
 
@@ -429,10 +438,10 @@ fn bad_files_give_clear_errors() {
     let hp = d.join("huge.pcap");
     std::fs::write(&hp, &huge).unwrap();
     assert!(open_err(&hp, inf).contains("corrupt length"));
-    let mut rx = PcapPort::open("pcap0", Some(&hp), None, PcapOpts::default()).unwrap();
-    started(&mut rx, &pool);
+    let rx = PcapPort::open("pcap0", Some(&hp), None, PcapOpts::default()).unwrap();
+    let mut rx = started(rx, &pool);
     assert_eq!(read_all(&mut rx, 0), Vec::<Vec<u8>>::new());
-    assert_eq!(rx.stats().ierrors, 1);
+    assert_eq!(rx.port().stats().ierrors, 1);
     drop(rx);
     assert_eq!(pool.available(), 8);
 
@@ -450,24 +459,179 @@ fn port_contract() {
     let pool = pool(8);
     let mut p = PcapPort::open("pcap0", None, Some(&path), PcapOpts::default()).unwrap();
     assert!(p.start().is_err(), "start before configure");
-    let mut b = mbufs(&pool, &[frame(0)]);
-    assert_eq!(p.tx_burst(0, &mut b), 0, "a stopped port takes nothing");
-    assert_eq!(b.len(), 1);
-    started(&mut p, &pool);
+    let mut p = configured(p, &pool);
+    assert!(
+        matches!(p.take_queues(), Err(PortError::NotStarted)),
+        "a stopped port hands out no queues"
+    );
+    p.start().unwrap();
     assert!(p.link().up);
     assert_eq!(p.link().speed_mbps, 10_000);
-    assert_eq!(p.tx_burst(1, &mut b), 0, "no queue 1");
-    assert_eq!(p.rx_burst(0, &mut Burst::new(4)), 0, "no rx file");
-    assert_eq!(p.tx_burst(0, &mut b), 1);
+    let mut q = p.take_queues().unwrap();
+    assert_eq!((q.rx.len(), q.tx.len()), (1, 1), "one queue each way");
+    assert!(matches!(p.take_queues(), Err(PortError::QueuesTaken(_))));
+    let mut b = mbufs(&pool, &[frame(0)]);
+    assert_eq!(q.rx[0].rx_burst(&mut Burst::new(4)), 0, "no rx file");
+    assert_eq!(q.tx[0].tx_burst(&mut b), 1);
     assert!(p.mac_addr().is_local() && p.mac_addr().is_valid_unicast());
     let mut conf = PortConf::new(pool.clone());
     assert!(p.configure(&conf).is_err(), "configure while started");
+    assert!(
+        matches!(p.flush(), Err(PortError::QueuesTaken(_))),
+        "the tx handle holds the file"
+    );
     p.stop().unwrap();
     assert!(!p.link().up);
+    let mut b = mbufs(&pool, &[frame(1)]);
+    assert_eq!(q.tx[0].tx_burst(&mut b), 0, "a stopped port takes nothing");
+    assert_eq!(b.len(), 1);
+    assert!(
+        matches!(p.start(), Err(PortError::QueuesTaken(_))),
+        "the last start's handles are alive"
+    );
+    drop(q);
+    p.flush().unwrap();
     conf.rx_queues = 2;
     assert!(p.configure(&conf).is_err(), "two rx queues");
+    assert_eq!(p.stats().opackets, 1);
     p.reset_stats();
     assert_eq!(p.stats().opackets, 0);
+    assert_eq!(p.queue_stats()[0].tx_packets, 0);
+
+    // A restart carries on writing the same file.
+    p.start().unwrap();
+    let mut p = Polled::new(p).unwrap();
+    assert_eq!(p.tx_burst(0, &mut b), 1);
+    let p = p.stop().unwrap();
+    assert_eq!(p.stats().opackets, 1);
+    assert_eq!(tshark_count(&path), 2, "both records in the file");
     drop(p);
     assert_eq!(pool.available(), 8);
+}
+
+/// Number of packets tshark reads from `path`.
+fn tshark_count(path: &Path) -> usize {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(path)
+        .args(["-T", "fields", "-e", "frame.number"])
+        .output()
+        .expect("tshark is installed (apt-get install -y tshark)");
+    assert!(
+        out.status.success(),
+        "tshark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[test]
+fn a_tx_handle_on_another_thread_writes_while_control_reads_stats() {
+    const N: usize = 3000;
+    let dir = tmp();
+    let path = dir.path().join("thread.pcap");
+    let pool = pool(512);
+    let frames: Vec<Vec<u8>> = (0..N).map(frame).collect();
+    let p = PcapPort::open("pcap0", None, Some(&path), PcapOpts::default()).unwrap();
+    let mut p = configured(p, &pool);
+    p.start().unwrap();
+    let mut q = p.take_queues().unwrap();
+    let mut tx = q.tx.pop().unwrap();
+    let writer = {
+        let (pool, frames) = (pool.clone(), frames.clone());
+        std::thread::spawn(move || {
+            for chunk in frames.chunks(32) {
+                let mut b = mbufs(&pool, chunk);
+                assert_eq!(tx.tx_burst(&mut b), chunk.len());
+            }
+            // Still holding the handle: the port is stopped under it.
+            tx
+        })
+    };
+    let mut last = 0;
+    while !writer.is_finished() {
+        let s = p.stats();
+        assert!(s.opackets >= last, "counters never go back");
+        assert_eq!(p.queue_stats()[0].tx_packets, s.opackets);
+        last = s.opackets;
+        std::thread::yield_now();
+    }
+    let mut tx = writer.join().unwrap();
+    let s = p.stats();
+    assert_eq!(s.opackets, N as u64);
+    assert_eq!(s.obytes, frames.iter().map(|f| f.len() as u64).sum::<u64>());
+
+    // Stop with the handle still out: the port cannot flush what the
+    // handle buffers, but the handle's first burst after the stop does.
+    p.stop().unwrap();
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+    let buffered = size(&path);
+    let mut b = mbufs(&pool, &[frame(0)]);
+    assert_eq!(tx.tx_burst(&mut b), 0);
+    assert_eq!(b.len(), 1, "still the caller's");
+    assert!(size(&path) > buffered, "the stopped handle flushed");
+    assert_eq!(tshark_count(&path), N);
+    drop(b);
+    drop((tx, q));
+    p.start().unwrap();
+    assert!(
+        p.take_queues().is_ok(),
+        "handles gone: the port starts again"
+    );
+    drop(p);
+    assert_eq!(pool.available(), 512);
+}
+
+#[test]
+fn rx_and_tx_handles_run_on_two_threads() {
+    // Replays a file on one thread, and each packet goes out through the
+    // tx handle on another: the output file equals the input.
+    let dir = tmp();
+    let input = dir.path().join("in.pcap");
+    let output = dir.path().join("out.pcap");
+    let frames: Vec<Vec<u8>> = (0..1000).map(frame).collect();
+    write_with_port(&input, &frames);
+    let pool = pool(256);
+    let p = PcapPort::open("pcap0", Some(&input), Some(&output), PcapOpts::default()).unwrap();
+    let mut p = configured(p, &pool);
+    p.start().unwrap();
+    let q = p.take_queues().unwrap();
+    let (to_tx, from_rx) = std::sync::mpsc::sync_channel::<Burst<Mbuf>>(4);
+    let [mut rx]: [_; 1] = q.rx.try_into().ok().unwrap();
+    let [mut tx]: [_; 1] = q.tx.try_into().ok().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut got = 0;
+        while got < 1000 {
+            let mut b = Burst::new(32);
+            // 0 while the pool is out of buffers (in the channel or with the
+            // writer): try again.
+            got += rx.rx_burst(&mut b);
+            if !b.is_empty() {
+                to_tx.send(b).unwrap();
+            }
+        }
+        assert_eq!(rx.rx_burst(&mut Burst::new(32)), 0, "end of the file");
+        rx
+    });
+    let writer = std::thread::spawn(move || {
+        for mut b in from_rx {
+            let n = b.len();
+            assert_eq!(tx.tx_burst(&mut b), n);
+        }
+        // The tx handle is dropped here, which completes the file.
+    });
+    let rx = reader.join().unwrap();
+    writer.join().unwrap();
+    let s = p.stats();
+    assert_eq!((s.ipackets, s.opackets), (1000, 1000));
+    drop(rx);
+    p.stop().unwrap();
+    drop(p);
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+    assert_eq!(size(&input), size(&output), "same records, same lengths");
+    let back = PcapPort::open("pcap1", Some(&output), None, PcapOpts::default()).unwrap();
+    let mut back = started(back, &pool);
+    assert_eq!(read_all(&mut back, 1000), frames);
+    drop(back);
+    assert_eq!(pool.available(), 256);
 }
