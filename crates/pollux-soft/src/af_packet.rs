@@ -45,10 +45,21 @@
 //!   possible for a socket in a fanout group). `stop` discards frames
 //!   waiting in the rx ring, gives the tx ring up to a second to drain and
 //!   discards what the kernel has not taken by then (counted in `oerrors`
-//!   and the `tx_discarded_on_stop` xstat). Rings stay mapped until `Drop`.
+//!   and the `tx_discarded_on_stop` xstat). Only the ring's owner may touch
+//!   its frames, so for a ring a live handle still holds, `stop` only waits
+//!   for the kernel (reading status words and kicking, which is safe
+//!   beside a burst); its rx frames are discarded by the next `start`, and
+//!   tx frames the kernel never took are taken back and counted by the
+//!   next `start` or [`Port::service`] after the handle is dropped. Rings
+//!   stay mapped until the port and its handles are all dropped.
 //! - **Queues.** `qpairs` sockets join one `PACKET_FANOUT_HASH` group, so
 //!   the kernel spreads flows over rx queues by flow hash (like RSS); each
-//!   socket's tx ring is a tx queue.
+//!   socket's tx ring is a tx queue. [`Port::take_queues`] moves each rx
+//!   ring into an rx handle and each tx ring (with the socket, for the
+//!   kick) into a tx handle; a burst touches only its ring and its own
+//!   counters, and a dropped handle gives its ring back to the port.
+//!   Memberships, MAC, MTU, link and the kernel's drop counters stay with
+//!   the port (the control side), on the sockets both share.
 //! - **Filters.** Promiscuous, all-multicast and the multicast list are
 //!   socket memberships (`PACKET_ADD_MEMBERSHIP`), which the kernel
 //!   reference-counts and removes when the socket closes, so a crashed
@@ -75,16 +86,19 @@ use std::mem::size_of;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pollux_core::mbuf::HEADROOM;
 use pollux_core::net::{internet_checksum, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN};
+use pollux_core::port::{queue_stats_of, sum_queue_counters};
 use pollux_core::{
-    Burst, Capabilities, Duplex, LinkStatus, MacAddr, Mbuf, Mempool, Port, PortConf, PortError,
-    PortInfo, PortStats, QueueStats, RxFlags, RxOffloads, TxFlags, TxOffloads, Xstat,
+    Burst, Capabilities, Duplex, Lease, Leases, LinkStatus, MacAddr, Mbuf, Mempool, Port, PortConf,
+    PortError, PortInfo, PortStats, QueueCounters, QueueStats, Queues, RunFlag, RxFlags,
+    RxOffloads, RxQueue, StatsBase, TxFlags, TxOffloads, TxQueue, Xstat,
 };
 
-use crate::SoftError;
+use crate::{Counter, Dock, Docked, QueueStatsBase, SoftError};
 
 /// Largest number of queue pairs (sockets in one fanout group).
 pub const MAX_QPAIRS: u16 = 16;
@@ -241,26 +255,40 @@ fn page_size() -> usize {
     }
 }
 
-/// One PACKET_MMAP ring (rx or tx) inside a socket's mapping.
+/// Where one PACKET_MMAP ring (rx or tx) lies inside a socket's mapping,
+/// and the mapping kept alive with it.
 ///
 /// Frames are shared with the kernel. Ownership of frame `i` is decided by
 /// its status word alone: rx frames are ours while `TP_STATUS_USER` is set,
 /// tx frames while the status is `TP_STATUS_AVAILABLE`. Only then may the
 /// rest of the frame be read or written, after an Acquire fence; a frame is
 /// handed (back) to the kernel by a Release fence and a status store.
-struct FrameRing {
+///
+/// "Ours" means the one [`FrameRing`] of the ring: only it writes status
+/// words or touches frames. A bare `RingView` (the control side's look at
+/// a tx ring a handle holds) only loads status words.
+struct RingView {
     base: NonNull<u8>,
     geo: Geometry,
-    /// Next frame to look at.
-    next: usize,
+    /// Keeps the mapping (and the socket) alive as long as the view.
+    sock: Arc<Socket>,
 }
 
-impl FrameRing {
+// SAFETY: a RingView is an address inside a mapping it keeps alive (the
+// Arc<Socket>) and a geometry; what may be done through it from any thread
+// is governed by the status-word protocol above, whose status accesses are
+// atomic, not by which thread holds the view.
+unsafe impl Send for RingView {}
+// SAFETY: as above; `&RingView` gives only the frame addresses and atomic
+// status words.
+unsafe impl Sync for RingView {}
+
+impl RingView {
     /// # Safety
-    /// `base` must point to a PACKET_MMAP ring of geometry `geo`, mapped
-    /// (readable and writable) for as long as this value lives.
-    unsafe fn new(base: NonNull<u8>, geo: Geometry) -> FrameRing {
-        FrameRing { base, geo, next: 0 }
+    /// `base` must point to a PACKET_MMAP ring of geometry `geo` inside the
+    /// mapping of `sock`.
+    unsafe fn new(base: NonNull<u8>, geo: Geometry, sock: Arc<Socket>) -> RingView {
+        RingView { base, geo, sock }
     }
 
     /// Start of frame `i`, which must be `< geo.frames`.
@@ -282,14 +310,142 @@ impl FrameRing {
         // SAFETY: tp_status is the first field of the tpacket2_hdr at the
         // start of frame i; frames are 16-byte aligned, so the word is
         // aligned for AtomicU32, and it lives as long as the mapping, which
-        // outlives `&self`. AtomicU32 is an UnsafeCell, so a shared
-        // reference to it permits the kernel's concurrent writes, and every
-        // access we make through it is atomic.
+        // `self.sock` keeps alive for at least `&self`. AtomicU32 is an
+        // UnsafeCell, so a shared reference to it permits the kernel's (and
+        // the ring owner's) concurrent writes, and every access made through
+        // it is atomic.
         unsafe { AtomicU32::from_ptr(self.frame(i).cast::<u32>()) }
     }
 
+    /// Tx frames the kernel was asked to send and has not taken, and frames
+    /// it is sending. Status loads only: fine while a handle owns the ring.
+    fn tx_in_flight(&self) -> (usize, usize) {
+        let (mut requested, mut sending) = (0, 0);
+        for i in 0..self.geo.frames {
+            match self.status(i).load(Ordering::Relaxed) {
+                libc::TP_STATUS_SEND_REQUEST => requested += 1,
+                libc::TP_STATUS_SENDING => sending += 1,
+                _ => {}
+            }
+        }
+        (requested, sending)
+    }
+
+    /// Waits up to `timeout` for the kernel to send what the tx ring holds,
+    /// kicking it; returns what is still requested and still being sent.
+    /// Status loads and kicks only, so it may run while a handle owns the
+    /// ring.
+    fn wait_tx(&self, timeout: Duration) -> (usize, usize) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (requested, sending) = self.tx_in_flight();
+            if (requested == 0 && sending == 0) || Instant::now() >= deadline {
+                return (requested, sending);
+            }
+            if requested > 0 {
+                let _ = sys::kick(self.sock.fd.as_raw_fd());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// The one owner of a PACKET_MMAP ring (see [`RingView`]): a queue handle
+/// while it lives, else the port.
+struct FrameRing {
+    view: RingView,
+    /// Next frame to look at.
+    next: usize,
+}
+
+impl FrameRing {
+    /// # Safety
+    /// As [`RingView::new`]; and no other `FrameRing` of the same ring may
+    /// exist.
+    unsafe fn new(base: NonNull<u8>, geo: Geometry, sock: Arc<Socket>) -> FrameRing {
+        FrameRing {
+            // SAFETY: the caller's promise.
+            view: unsafe { RingView::new(base, geo, sock) },
+            next: 0,
+        }
+    }
+
+    fn geo(&self) -> &Geometry {
+        &self.view.geo
+    }
+
+    fn frame(&self, i: usize) -> *mut u8 {
+        self.view.frame(i)
+    }
+
+    fn hdr(&self, i: usize) -> *mut libc::tpacket2_hdr {
+        self.view.hdr(i)
+    }
+
+    fn status(&self, i: usize) -> &AtomicU32 {
+        self.view.status(i)
+    }
+
+    fn fd(&self) -> RawFd {
+        self.view.sock.fd.as_raw_fd()
+    }
+
     fn advance(&mut self) {
-        self.next = (self.next + 1) % self.geo.frames;
+        self.next = (self.next + 1) % self.geo().frames;
+    }
+
+    /// Hands every frame waiting in the rx ring back to the kernel.
+    fn flush_rx(&mut self) -> usize {
+        let mut n = 0;
+        while n < self.geo().frames {
+            let i = self.next;
+            if self.status(i).load(Ordering::Relaxed) & libc::TP_STATUS_USER == 0 {
+                break;
+            }
+            // Release: nothing of the frame is read here, but keep the rule
+            // that a frame goes back only after a fence.
+            fence(Ordering::Release);
+            self.status(i)
+                .store(libc::TP_STATUS_KERNEL, Ordering::Relaxed);
+            self.advance();
+            n += 1;
+        }
+        n
+    }
+
+    /// Takes back the tx frames the kernel was asked to send and never
+    /// took; returns how many. The kernel takes frames only inside a
+    /// `sendto`, so the caller must be the only one kicking now.
+    fn discard_tx(&mut self) -> usize {
+        // The kernel's position is the oldest requested frame, so ours must
+        // go back there too.
+        let n = self.geo().frames;
+        let mut first = None;
+        let mut count = 0;
+        for k in 0..n {
+            let i = (self.next + k) % n;
+            let st = self.status(i);
+            if st.load(Ordering::Relaxed) == libc::TP_STATUS_SEND_REQUEST {
+                first.get_or_insert(i);
+                st.store(libc::TP_STATUS_AVAILABLE, Ordering::Relaxed);
+                count += 1;
+            }
+        }
+        if let Some(i) = first {
+            self.next = i;
+        }
+        count
+    }
+
+    /// Waits up to `timeout` for the kernel to send what the tx ring holds;
+    /// returns how many frames it never took (now discarded) and how many
+    /// are still being sent.
+    fn drain_tx(&mut self, timeout: Duration) -> (usize, usize) {
+        let (requested, sending) = self.view.wait_tx(timeout);
+        if requested == 0 {
+            return (0, sending);
+        }
+        (self.discard_tx(), sending)
     }
 }
 
@@ -299,45 +455,54 @@ struct Mapping {
     len: usize,
 }
 
+// SAFETY: a Mapping is an address range it unmaps on drop; it never reads
+// or writes the memory itself (the rings do, under their own rules), so it
+// may be dropped on, and referred to from, any thread.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; `&Mapping` allows nothing.
+unsafe impl Sync for Mapping {}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: ptr/len are exactly what mmap returned, and the rings that
-        // point into the mapping are dropped with it (same Queue).
+        // SAFETY: ptr/len are exactly what mmap returned, and every ring
+        // that points into the mapping holds the Arc<Socket> that owns it,
+        // so none is left.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
 
-#[derive(Clone, Copy, Default, Debug)]
-struct Counters {
-    rx_packets: u64,
-    rx_bytes: u64,
-    rx_errors: u64,
-    tx_packets: u64,
-    tx_bytes: u64,
-}
-
-/// One queue pair: a socket and its two rings.
-struct Queue {
-    rx: FrameRing,
-    tx: FrameRing,
-    /// Declared after the rings that point into it, before the socket.
+/// A queue pair's socket and the mapping of its two rings, shared by the
+/// port and the rings (so by the pair's handles).
+struct Socket {
+    /// Unmapped on drop.
     _map: Mapping,
     fd: OwnedFd,
-    c: Counters,
-    /// `tp_drops` read so far (the kernel zeroes it on every read).
-    drops: Cell<u64>,
 }
 
-// SAFETY: a Queue exclusively owns its socket and mapping; the raw pointers
-// refer only into that mapping, which nothing else in the process uses. The
-// kernel, the only other party, is synchronised through the status words.
-unsafe impl Send for Queue {}
+/// One queue pair: its socket, its two rings (each in its handle while that
+/// lives, else docked here), and its counters.
+struct QueuePair {
+    sock: Arc<Socket>,
+    rx: Dock<FrameRing>,
+    tx: Dock<FrameRing>,
+    /// The control side's look at the tx ring's status words, for `stop`
+    /// to wait for the kernel while a handle holds the ring.
+    tx_view: RingView,
+    rx_c: Arc<QueueCounters>,
+    tx_c: Arc<QueueCounters>,
+    tx_kick_errors: Arc<Counter>,
+    /// `tp_drops` read so far (the kernel zeroes it on every read).
+    drops: Cell<u64>,
+    /// `stop` left tx frames the kernel never took in a ring a handle
+    /// held; they are taken back (and counted) once the ring is docked.
+    discard_pending: bool,
+}
 
-impl Queue {
+impl QueuePair {
     /// Adds the kernel's drop count since the last read.
     fn poll_drops(&self) -> u64 {
         if let Ok(s) = sys::getsockopt::<libc::tpacket_stats>(
-            self.fd.as_raw_fd(),
+            self.sock.fd.as_raw_fd(),
             libc::SOL_PACKET,
             libc::PACKET_STATISTICS,
         ) {
@@ -346,67 +511,18 @@ impl Queue {
         self.drops.get()
     }
 
-    /// Hands every frame waiting in the rx ring back to the kernel.
-    fn flush_rx(&mut self) -> usize {
-        let mut n = 0;
-        while n < self.rx.geo.frames {
-            let i = self.rx.next;
-            if self.rx.status(i).load(Ordering::Relaxed) & libc::TP_STATUS_USER == 0 {
-                break;
-            }
-            // Release: nothing of the frame is read here, but keep the rule
-            // that a frame goes back only after a fence.
-            fence(Ordering::Release);
-            self.rx
-                .status(i)
-                .store(libc::TP_STATUS_KERNEL, Ordering::Relaxed);
-            self.rx.advance();
-            n += 1;
+    /// Takes back the tx frames `stop` could not, if the ring is docked;
+    /// returns how many.
+    fn reclaim_tx(&mut self) -> usize {
+        if !self.discard_pending {
+            return 0;
         }
-        n
-    }
-
-    /// Waits up to `timeout` for the kernel to send what the tx ring holds;
-    /// returns how many frames it never took (now discarded) and how many
-    /// are still being sent.
-    fn drain_tx(&mut self, timeout: Duration) -> (usize, usize) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let (mut requested, mut sending) = (0, 0);
-            for i in 0..self.tx.geo.frames {
-                match self.tx.status(i).load(Ordering::Relaxed) {
-                    libc::TP_STATUS_SEND_REQUEST => requested += 1,
-                    libc::TP_STATUS_SENDING => sending += 1,
-                    _ => {}
-                }
+        match self.tx.with(FrameRing::discard_tx) {
+            Some(n) => {
+                self.discard_pending = false;
+                n
             }
-            if requested == 0 && sending == 0 {
-                return (0, 0);
-            }
-            if Instant::now() >= deadline {
-                // The kernel takes frames only inside our sendto, so frames
-                // still requested are untouched and can be taken back. Its
-                // position is the oldest of them, so ours must go back
-                // there too.
-                let n = self.tx.geo.frames;
-                let mut first = None;
-                for k in 0..n {
-                    let i = (self.tx.next + k) % n;
-                    let st = self.tx.status(i);
-                    if st.load(Ordering::Relaxed) == libc::TP_STATUS_SEND_REQUEST {
-                        first.get_or_insert(i);
-                        st.store(libc::TP_STATUS_AVAILABLE, Ordering::Relaxed);
-                    }
-                }
-                if let Some(i) = first {
-                    self.tx.next = i;
-                }
-                return (requested, sending);
-            }
-            if requested > 0 {
-                let _ = sys::kick(self.fd.as_raw_fd());
-            }
-            std::thread::sleep(Duration::from_millis(1));
+            None => 0,
         }
     }
 }
@@ -418,7 +534,7 @@ pub struct AfPacketPort {
     ifindex: c_int,
     opts: AfPacketOpts,
     geo: Geometry,
-    queues: Vec<Queue>,
+    qps: Vec<QueuePair>,
     /// MAC read at open or last set; reported if the interface cannot be
     /// asked.
     mac: MacAddr,
@@ -432,15 +548,19 @@ pub struct AfPacketPort {
     rx_offloads: RxOffloads,
     tx_offloads: TxOffloads,
     started: bool,
+    run: RunFlag,
+    leases: Leases,
+    taken: bool,
     promiscuous: bool,
     allmulti: bool,
     mc_addrs: Vec<MacAddr>,
-    rx_nombuf: u64,
-    oerrors: u64,
-    tx_kick_errors: u64,
+    /// Tx frames discarded at stop (also in `oerrors`); counted by the
+    /// control side, never zeroed (resets are baselines).
     tx_discarded_on_stop: u64,
-    /// `imissed` reported before the last `reset_stats`.
-    imissed_base: Cell<u64>,
+    base: StatsBase,
+    qbase: QueueStatsBase,
+    /// `tx_kick_errors` and `tx_discarded_on_stop` at the last reset.
+    xbase: [u64; 2],
 }
 
 impl std::fmt::Debug for AfPacketPort {
@@ -450,8 +570,9 @@ impl std::fmt::Debug for AfPacketPort {
             .field("iface", &self.iface)
             .field("ifindex", &self.ifindex)
             .field("geometry", &self.geo)
-            .field("qpairs", &self.queues.len())
+            .field("qpairs", &self.qps.len())
             .field("started", &self.started)
+            .field("handles", &self.leases.outstanding())
             .finish()
     }
 }
@@ -505,7 +626,7 @@ impl AfPacketPort {
             .map_err(|e| io_err(format!("{name}: reading the MTU of {iface}"), e))?;
         drop(probe);
 
-        let mut queues = Vec::with_capacity(opts.qpairs as usize);
+        let mut qps = Vec::with_capacity(opts.qpairs as usize);
         let mut fanout_id = None;
         for q in 0..opts.qpairs {
             let queue = open_queue(name, iface, ifindex, &opts, geo).map_err(|e| match e {
@@ -516,16 +637,17 @@ impl AfPacketPort {
                 e => e,
             })?;
             if opts.qpairs > 1 {
-                let id = sys::join_fanout(queue.fd.as_raw_fd(), fanout_id, opts.ignore_outgoing)
-                    .map_err(|e| {
-                        io_err(
-                            format!("{name}: joining the fanout group of {iface} (queue {q})"),
-                            e,
-                        )
-                    })?;
+                let id =
+                    sys::join_fanout(queue.sock.fd.as_raw_fd(), fanout_id, opts.ignore_outgoing)
+                        .map_err(|e| {
+                            io_err(
+                                format!("{name}: joining the fanout group of {iface} (queue {q})"),
+                                e,
+                            )
+                        })?;
                 fanout_id = Some(id);
             }
-            queues.push(queue);
+            qps.push(queue);
         }
         let mut port = AfPacketPort {
             name: name.to_string(),
@@ -533,7 +655,7 @@ impl AfPacketPort {
             ifindex,
             opts,
             geo,
-            queues,
+            qps,
             mac: MacAddr(mac),
             mtu,
             port_id: 0,
@@ -544,14 +666,16 @@ impl AfPacketPort {
             rx_offloads: RxOffloads::empty(),
             tx_offloads: TxOffloads::empty(),
             started: false,
+            run: RunFlag::new(),
+            leases: Leases::new(),
+            taken: false,
             promiscuous: false,
             allmulti: false,
             mc_addrs: Vec::new(),
-            rx_nombuf: 0,
-            oerrors: 0,
-            tx_kick_errors: 0,
             tx_discarded_on_stop: 0,
-            imissed_base: Cell::new(0),
+            base: StatsBase::default(),
+            qbase: QueueStatsBase::default(),
+            xbase: [0; 2],
         };
         if opts.promiscuous {
             port.set_promiscuous(true).map_err(|e| {
@@ -584,7 +708,7 @@ impl AfPacketPort {
     }
 
     fn fd0(&self) -> RawFd {
-        self.queues[0].fd.as_raw_fd()
+        self.qps[0].sock.fd.as_raw_fd()
     }
 
     fn membership(&self, add: bool, kind: c_int, addr: Option<MacAddr>) -> Result<(), PortError> {
@@ -599,17 +723,69 @@ impl AfPacketPort {
         })
     }
 
-    fn rx_one(&mut self, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
-        let Some(pool) = &self.pool else { return 0 };
-        let Some(q) = self.queues.get_mut(queue as usize) else {
+    /// Counters of every queue pair, never zeroed (resets are baselines).
+    fn raw_stats(&self) -> PortStats {
+        let mut s = sum_queue_counters(
+            self.qps.iter().map(|q| &*q.rx_c),
+            self.qps.iter().map(|q| &*q.tx_c),
+        );
+        s.oerrors += self.tx_discarded_on_stop;
+        s.imissed = self.qps.iter().map(QueuePair::poll_drops).sum();
+        s
+    }
+
+    fn raw_queue_stats(&self) -> Vec<QueueStats> {
+        let rx: Vec<_> = self.qps.iter().map(|q| q.rx_c.clone()).collect();
+        let tx: Vec<_> = self.qps.iter().map(|q| q.tx_c.clone()).collect();
+        queue_stats_of(&rx, &tx)
+    }
+
+    /// `tx_kick_errors` and `tx_discarded_on_stop`, never zeroed.
+    fn raw_xstats(&self) -> [u64; 2] {
+        let kicks = self.qps.iter().map(|q| q.tx_kick_errors.get()).sum();
+        [kicks, self.tx_discarded_on_stop]
+    }
+
+    /// Takes back tx frames `stop` left in rings that handles held then and
+    /// that are docked now, and counts them.
+    fn reclaim(&mut self) {
+        for (i, q) in self.qps.iter_mut().enumerate() {
+            let n = q.reclaim_tx();
+            if n > 0 {
+                tracing::warn!(port = %self.name, queue = i, discarded = n, "tx frames the kernel did not take within 1 s of stop were discarded");
+                self.tx_discarded_on_stop += n as u64;
+            }
+        }
+    }
+}
+
+/// The rx queue of an [`AfPacketPort`]: one socket's rx ring.
+struct AfPacketRx {
+    ring: Docked<FrameRing>,
+    pool: Mempool,
+    rx_room: usize,
+    strip: bool,
+    port_id: u16,
+    queue: u16,
+    run: RunFlag,
+    c: Arc<QueueCounters>,
+    /// Last, so the ring is back in its dock before the lease goes.
+    _lease: Lease,
+}
+
+impl RxQueue for AfPacketRx {
+    fn rx_burst(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
+        if !self.run.is_running() {
             return 0;
-        };
-        let strip = self.rx_offloads.contains(RxOffloads::VLAN_STRIP);
+        }
+        let ring = self.ring.get();
+        let strip = self.strip;
         let want = pkts.spare();
         let mut got = 0;
+        let (mut bytes, mut errors, mut nombuf) = (0u64, 0u64, 0u64);
         while got < want {
-            let i = q.rx.next;
-            let status = q.rx.status(i).load(Ordering::Relaxed);
+            let i = ring.next;
+            let status = ring.status(i).load(Ordering::Relaxed);
             if status & libc::TP_STATUS_USER == 0 {
                 break;
             }
@@ -617,10 +793,11 @@ impl AfPacketPort {
             // before setting TP_STATUS_USER (smp_wmb in tpacket_rcv); this
             // orders our reads of them after our read of the status.
             fence(Ordering::Acquire);
-            let h = q.rx.hdr(i);
+            let h = ring.hdr(i);
             // SAFETY: h is the header of frame i, inside the mapping; the
-            // frame is ours (TP_STATUS_USER) so the kernel does not write
-            // these fields now; addr_of! makes no reference.
+            // frame is ours (TP_STATUS_USER, and this handle is the ring's
+            // one FrameRing) so nobody else writes these fields now;
+            // addr_of! makes no reference.
             let (len, snaplen, mac_off, tci, tpid) = unsafe {
                 (
                     ptr::addr_of!((*h).tp_len).read_volatile() as usize,
@@ -633,16 +810,16 @@ impl AfPacketPort {
             let vlan = status & libc::TP_STATUS_VLAN_VALID != 0;
             let reinsert = vlan && !strip;
             let out_len = snaplen + if reinsert { VLAN_HLEN } else { 0 };
-            let sane = mac_off + snaplen <= q.rx.geo.frame_size && !(reinsert && snaplen < 12);
+            let sane = mac_off + snaplen <= ring.geo().frame_size && !(reinsert && snaplen < 12);
             if !sane || snaplen < len || out_len > self.rx_room {
                 // Cut short by the ring, longer than an mbuf, or nonsense.
-                q.c.rx_errors += 1;
-                release_rx(&mut q.rx, i);
+                errors += 1;
+                release_rx(ring, i);
                 continue;
             }
-            let Some(mut m) = pool.alloc() else {
+            let Some(mut m) = self.pool.alloc() else {
                 // The frame stays in the ring for the next call.
-                self.rx_nombuf += 1;
+                nombuf += 1;
                 break;
             };
             let fits = m.set_len(out_len);
@@ -653,7 +830,7 @@ impl AfPacketPort {
             // dst is the mbuf's own buffer of out_len bytes; they cannot
             // overlap. Raw copies make no reference to the shared frame.
             unsafe {
-                let src = q.rx.frame(i).add(mac_off);
+                let src = ring.frame(i).add(mac_off);
                 if reinsert {
                     let tpid = if status & libc::TP_STATUS_VLAN_TPID_VALID != 0 && tpid != 0 {
                         tpid
@@ -668,7 +845,7 @@ impl AfPacketPort {
                     ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), snaplen);
                 }
             }
-            release_rx(&mut q.rx, i);
+            release_rx(ring, i);
             let mut flags = RxFlags::empty();
             if status & libc::TP_STATUS_CSUMNOTREADY != 0 {
                 if complete_l4_checksum(m.data_mut()) {
@@ -679,7 +856,7 @@ impl AfPacketPort {
             }
             let meta = m.rx_mut();
             meta.port = self.port_id;
-            meta.queue = queue;
+            meta.queue = self.queue;
             if vlan && strip {
                 meta.vlan_tci = tci;
                 flags |= RxFlags::VLAN_STRIPPED;
@@ -688,11 +865,123 @@ impl AfPacketPort {
             if pkts.push(m).is_err() {
                 break; // cannot happen: got < spare
             }
-            q.c.rx_packets += 1;
-            q.c.rx_bytes += out_len as u64;
+            bytes += out_len as u64;
             got += 1;
         }
+        if got > 0 {
+            self.c.add(got as u64, bytes);
+        }
+        if errors > 0 {
+            self.c.add_errors(errors);
+        }
+        if nombuf > 0 {
+            self.c.add_dropped(nombuf);
+        }
         got
+    }
+}
+
+/// The tx queue of an [`AfPacketPort`]: one socket's tx ring.
+struct AfPacketTx {
+    ring: Docked<FrameRing>,
+    insert_ok: bool,
+    /// Largest frame untagged and tagged (`AfPacketPort::tx_limit`).
+    limits: (usize, usize),
+    run: RunFlag,
+    c: Arc<QueueCounters>,
+    kick_errors: Arc<Counter>,
+    /// Last, so the ring is back in its dock before the lease goes.
+    _lease: Lease,
+}
+
+impl TxQueue for AfPacketTx {
+    fn tx_burst(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
+        if !self.run.is_running() {
+            return 0;
+        }
+        let (insert_ok, limits) = (self.insert_ok, self.limits);
+        let ring = self.ring.get();
+        let mut taken = 0;
+        let mut queued = 0;
+        let mut full = false;
+        let (mut bytes, mut errors) = (0u64, 0u64);
+        while let Some(m) = pkts.pop_front() {
+            let insert = insert_ok && m.tx().flags.contains(TxFlags::VLAN_INSERT);
+            let data = m.data();
+            let wire_len = data.len() + if insert { VLAN_HLEN } else { 0 };
+            let tagged =
+                insert || matches!(data.get(12..14), Some(&[0x81, 0x00]) | Some(&[0x88, 0xa8]));
+            let limit = if tagged { limits.1 } else { limits.0 };
+            if wire_len > limit || data.len() < ETH_HLEN {
+                // The kernel would refuse it: drop it here and say so.
+                errors += 1;
+                taken += 1;
+                continue;
+            }
+            let i = ring.next;
+            let status = ring.status(i).load(Ordering::Relaxed);
+            if status != libc::TP_STATUS_AVAILABLE && status != libc::TP_STATUS_WRONG_FORMAT {
+                // The ring is full: the rest stays with the caller.
+                let back = pkts.push_front(m);
+                debug_assert!(back.is_ok(), "room left by pop_front");
+                full = true;
+                break;
+            }
+            if status == libc::TP_STATUS_WRONG_FORMAT {
+                // Only without PACKET_LOSS; counted, and the frame reused.
+                errors += 1;
+            }
+            // Acquire: the kernel set AVAILABLE after its last read of the
+            // frame (the skb destructor); this orders our writes below
+            // after our read of that status.
+            fence(Ordering::Acquire);
+            let frame = ring.frame(i);
+            // SAFETY: the frame is ours (AVAILABLE, and this handle is the
+            // ring's one FrameRing); TX_DATA_OFFSET +
+            // wire_len <= frame_size (wire_len <= limit); the source is the
+            // mbuf's own buffer. addr_of! and raw copies make no reference
+            // to the shared frame.
+            unsafe {
+                let out = frame.add(TX_DATA_OFFSET);
+                if insert {
+                    ptr::copy_nonoverlapping(data.as_ptr(), out, 12);
+                    let tag =
+                        [ETHERTYPE_VLAN.to_be_bytes(), m.tx().vlan_tci.to_be_bytes()].concat();
+                    ptr::copy_nonoverlapping(tag.as_ptr(), out.add(12), VLAN_HLEN);
+                    ptr::copy_nonoverlapping(data.as_ptr().add(12), out.add(16), data.len() - 12);
+                } else {
+                    ptr::copy_nonoverlapping(data.as_ptr(), out, data.len());
+                }
+                let h = ring.hdr(i);
+                ptr::addr_of_mut!((*h).tp_len).write_volatile(wire_len as u32);
+                ptr::addr_of_mut!((*h).tp_snaplen).write_volatile(wire_len as u32);
+            }
+            // Release: orders the frame's bytes and tp_len before the status
+            // store that hands the frame to the kernel.
+            fence(Ordering::Release);
+            ring.status(i)
+                .store(libc::TP_STATUS_SEND_REQUEST, Ordering::Relaxed);
+            ring.advance();
+            bytes += wire_len as u64;
+            queued += 1;
+            taken += 1;
+        }
+        if queued > 0 || full {
+            if let Err(e) = sys::kick(ring.fd()) {
+                // EAGAIN/ENOBUFS: the queue is busy, frames wait for the next
+                // kick. Others (ENETDOWN, ENXIO) mean the link is gone.
+                if !matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::ENOBUFS)) {
+                    self.kick_errors.add(1);
+                }
+            }
+        }
+        if queued > 0 {
+            self.c.add(queued, bytes);
+        }
+        if errors > 0 {
+            self.c.add_errors(errors);
+        }
+        taken
     }
 }
 
@@ -729,7 +1018,7 @@ fn open_queue(
     ifindex: c_int,
     opts: &AfPacketOpts,
     geo: Geometry,
-) -> Result<Queue, SoftError> {
+) -> Result<QueuePair, SoftError> {
     let fd = sys::packet_socket().map_err(|e| open_error(name, e))?;
     let raw = fd.as_raw_fd();
     let opt = |what: &str, e: io::Error| {
@@ -781,24 +1070,31 @@ fn open_queue(
     let ring = geo.ring_bytes();
     let map = sys::mmap_rings(raw, 2 * ring)
         .map_err(|e| io_err(format!("{name}: mapping the rings of {iface}"), e))?;
+    sys::bind(raw, ifindex).map_err(|e| io_err(format!("{name}: binding to {iface}"), e))?;
+    let base = map.ptr;
+    let sock = Arc::new(Socket { _map: map, fd });
     // SAFETY: the mapping is 2 * ring bytes: the rx ring then the tx ring
     // (the layout packet_mmap gives when both rings are set), each of
-    // geometry `geo`; the Queue keeps the mapping alive as long as the
-    // rings.
-    let (rx, tx) = unsafe {
+    // geometry `geo`; `sock` owns the mapping, and these are the only
+    // FrameRings made for the two rings.
+    let (rx, tx, tx_view) = unsafe {
+        let tx_base = NonNull::new_unchecked(base.as_ptr().add(ring));
         (
-            FrameRing::new(map.ptr, geo),
-            FrameRing::new(NonNull::new_unchecked(map.ptr.as_ptr().add(ring)), geo),
+            FrameRing::new(base, geo, sock.clone()),
+            FrameRing::new(tx_base, geo, sock.clone()),
+            RingView::new(tx_base, geo, sock.clone()),
         )
     };
-    sys::bind(raw, ifindex).map_err(|e| io_err(format!("{name}: binding to {iface}"), e))?;
-    Ok(Queue {
-        rx,
-        tx,
-        _map: map,
-        fd,
-        c: Counters::default(),
+    Ok(QueuePair {
+        sock,
+        rx: Dock::new(rx),
+        tx: Dock::new(tx),
+        tx_view,
+        rx_c: QueueCounters::new_shared(),
+        tx_c: QueueCounters::new_shared(),
+        tx_kick_errors: Arc::default(),
         drops: Cell::new(0),
+        discard_pending: false,
     })
 }
 
@@ -872,7 +1168,7 @@ fn complete_l4_checksum(f: &mut [u8]) -> bool {
 
 impl Port for AfPacketPort {
     fn info(&self) -> PortInfo {
-        let q = self.queues.len() as u16;
+        let q = self.qps.len() as u16;
         PortInfo {
             driver: "net_af_packet".into(),
             name: self.name.clone(),
@@ -898,7 +1194,7 @@ impl Port for AfPacketPort {
             return Err(PortError::Started);
         }
         conf.validate(&self.info().capabilities)?;
-        let q = self.queues.len() as u16;
+        let q = self.qps.len() as u16;
         if conf.rx_queues != q {
             // Every socket of the fanout group gets a share of the flows,
             // so each must be polled.
@@ -951,37 +1247,63 @@ impl Port for AfPacketPort {
         if self.started {
             return Ok(());
         }
+        self.leases.check_none(&self.name)?;
+        self.taken = false;
+        // Every ring is docked now: take back what the last stop could not.
+        self.reclaim();
         if let Ok(mtu) = sys::mtu(self.fd0(), &self.iface) {
             self.mtu = mtu;
         }
-        for (i, q) in self.queues.iter_mut().enumerate() {
-            q.flush_rx();
-            sys::detach_filter(q.fd.as_raw_fd())
+        for (i, q) in self.qps.iter_mut().enumerate() {
+            q.rx.with(FrameRing::flush_rx);
+            sys::detach_filter(q.sock.fd.as_raw_fd())
                 .map_err(|e| PortError::io(format!("{}: starting queue {i}", self.name), e))?;
         }
         self.started = true;
+        self.run.set(true);
         Ok(())
     }
 
+    /// Stops receiving (the drop-all filter goes back on) and waits up to
+    /// a second per queue for the kernel to send what the tx rings hold.
+    /// Rings no handle holds are cleaned up here as the module docs say;
+    /// a ring a handle still holds is left to the next `start` (rx frames
+    /// are flushed then) and to [`Port::service`] or `start` for tx frames
+    /// the kernel did not take, which are counted when they are taken
+    /// back.
     fn stop(&mut self) -> Result<(), PortError> {
         if !self.started {
             return Ok(());
         }
         self.started = false;
+        self.run.set(false);
         let mut first_err = None;
-        for (i, q) in self.queues.iter_mut().enumerate() {
-            if let Err(e) = sys::attach_drop_filter(q.fd.as_raw_fd()) {
+        for (i, q) in self.qps.iter_mut().enumerate() {
+            if let Err(e) = sys::attach_drop_filter(q.sock.fd.as_raw_fd()) {
                 first_err.get_or_insert(PortError::io(
                     format!("{}: stopping queue {i}", self.name),
                     e,
                 ));
             }
-            q.flush_rx();
-            let (discarded, sending) = q.drain_tx(Duration::from_secs(1));
+            q.rx.with(FrameRing::flush_rx);
+            let timeout = Duration::from_secs(1);
+            let (discarded, sending) = match q.tx.with(|t| t.drain_tx(timeout)) {
+                Some(r) => r,
+                None => {
+                    // A handle holds the ring: wait for the kernel all the
+                    // same (status loads and kicks only), and leave what it
+                    // did not take to be taken back once the ring is docked.
+                    let (left, sending) = q.tx_view.wait_tx(timeout);
+                    if left > 0 {
+                        q.discard_pending = true;
+                        tracing::warn!(port = %self.name, queue = i, left, "tx frames the kernel did not take within 1 s will be discarded once the tx handle is dropped");
+                    }
+                    (0, sending)
+                }
+            };
             if discarded > 0 {
                 tracing::warn!(port = %self.name, queue = i, discarded, "tx frames the kernel did not take within 1 s were discarded");
                 self.tx_discarded_on_stop += discarded as u64;
-                self.oerrors += discarded as u64;
             }
             if sending > 0 {
                 tracing::warn!(port = %self.name, queue = i, sending, "tx frames are still being sent after 1 s");
@@ -990,96 +1312,79 @@ impl Port for AfPacketPort {
         first_err.map_or(Ok(()), Err)
     }
 
-    fn rx_burst(&mut self, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
-        if !self.started || queue >= self.rx_queues {
-            return 0;
+    fn take_queues(&mut self) -> Result<Queues, PortError> {
+        if !self.started {
+            return Err(PortError::NotStarted);
         }
-        self.rx_one(queue, pkts)
-    }
-
-    fn tx_burst(&mut self, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
-        if !self.started || queue >= self.tx_queues {
-            return 0;
+        if self.taken {
+            return Err(PortError::QueuesTaken(self.name.clone()));
         }
+        let Some(pool) = &self.pool else {
+            return Err(PortError::NotConfigured);
+        };
+        let qps = &self.qps[..];
+        let rx: Option<Vec<_>> = qps[..self.rx_queues as usize]
+            .iter()
+            .map(|q| q.rx.undock())
+            .collect();
+        let tx: Option<Vec<_>> = qps[..self.tx_queues as usize]
+            .iter()
+            .map(|q| q.tx.undock())
+            .collect();
+        let (Some(rx), Some(tx)) = (rx, tx) else {
+            // Cannot happen: start checked that no handle is alive. Whatever
+            // was undocked goes back when dropped here.
+            return Err(PortError::QueuesTaken(format!(
+                "{}: a ring is still held by a queue handle",
+                self.name
+            )));
+        };
+        self.taken = true;
+        let strip = self.rx_offloads.contains(RxOffloads::VLAN_STRIP);
+        let rx = rx
+            .into_iter()
+            .zip(qps)
+            .enumerate()
+            .map(|(i, (ring, q))| {
+                Box::new(AfPacketRx {
+                    ring,
+                    pool: pool.clone(),
+                    rx_room: self.rx_room,
+                    strip,
+                    port_id: self.port_id,
+                    queue: i as u16,
+                    run: self.run.clone(),
+                    c: q.rx_c.clone(),
+                    _lease: self.leases.lease(),
+                }) as Box<dyn RxQueue>
+            })
+            .collect();
         let insert_ok = self.tx_offloads.contains(TxOffloads::VLAN_INSERT);
         let limits = (self.tx_limit(false), self.tx_limit(true));
-        let Some(q) = self.queues.get_mut(queue as usize) else {
-            return 0;
-        };
-        let mut taken = 0;
-        let mut queued = 0;
-        let mut full = false;
-        while let Some(m) = pkts.pop_front() {
-            let insert = insert_ok && m.tx().flags.contains(TxFlags::VLAN_INSERT);
-            let data = m.data();
-            let wire_len = data.len() + if insert { VLAN_HLEN } else { 0 };
-            let tagged =
-                insert || matches!(data.get(12..14), Some(&[0x81, 0x00]) | Some(&[0x88, 0xa8]));
-            let limit = if tagged { limits.1 } else { limits.0 };
-            if wire_len > limit || data.len() < ETH_HLEN {
-                // The kernel would refuse it: drop it here and say so.
-                self.oerrors += 1;
-                taken += 1;
-                continue;
-            }
-            let i = q.tx.next;
-            let status = q.tx.status(i).load(Ordering::Relaxed);
-            if status != libc::TP_STATUS_AVAILABLE && status != libc::TP_STATUS_WRONG_FORMAT {
-                // The ring is full: the rest stays with the caller.
-                let back = pkts.push_front(m);
-                debug_assert!(back.is_ok(), "room left by pop_front");
-                full = true;
-                break;
-            }
-            if status == libc::TP_STATUS_WRONG_FORMAT {
-                // Only without PACKET_LOSS; counted, and the frame reused.
-                self.oerrors += 1;
-            }
-            // Acquire: the kernel set AVAILABLE after its last read of the
-            // frame (the skb destructor); this orders our writes below
-            // after our read of that status.
-            fence(Ordering::Acquire);
-            let frame = q.tx.frame(i);
-            // SAFETY: the frame is ours (AVAILABLE); TX_DATA_OFFSET +
-            // wire_len <= frame_size (wire_len <= limit); the source is the
-            // mbuf's own buffer. addr_of! and raw copies make no reference
-            // to the shared frame.
-            unsafe {
-                let out = frame.add(TX_DATA_OFFSET);
-                if insert {
-                    ptr::copy_nonoverlapping(data.as_ptr(), out, 12);
-                    let tag =
-                        [ETHERTYPE_VLAN.to_be_bytes(), m.tx().vlan_tci.to_be_bytes()].concat();
-                    ptr::copy_nonoverlapping(tag.as_ptr(), out.add(12), VLAN_HLEN);
-                    ptr::copy_nonoverlapping(data.as_ptr().add(12), out.add(16), data.len() - 12);
-                } else {
-                    ptr::copy_nonoverlapping(data.as_ptr(), out, data.len());
-                }
-                let h = q.tx.hdr(i);
-                ptr::addr_of_mut!((*h).tp_len).write_volatile(wire_len as u32);
-                ptr::addr_of_mut!((*h).tp_snaplen).write_volatile(wire_len as u32);
-            }
-            // Release: orders the frame's bytes and tp_len before the status
-            // store that hands the frame to the kernel.
-            fence(Ordering::Release);
-            q.tx.status(i)
-                .store(libc::TP_STATUS_SEND_REQUEST, Ordering::Relaxed);
-            q.tx.advance();
-            q.c.tx_packets += 1;
-            q.c.tx_bytes += wire_len as u64;
-            queued += 1;
-            taken += 1;
+        let tx = tx
+            .into_iter()
+            .zip(qps)
+            .map(|(ring, q)| {
+                Box::new(AfPacketTx {
+                    ring,
+                    insert_ok,
+                    limits,
+                    run: self.run.clone(),
+                    c: q.tx_c.clone(),
+                    kick_errors: q.tx_kick_errors.clone(),
+                    _lease: self.leases.lease(),
+                }) as Box<dyn TxQueue>
+            })
+            .collect();
+        Ok(Queues { rx, tx })
+    }
+
+    /// Takes back, once their handles are gone, tx frames a `stop` could
+    /// not.
+    fn service(&mut self) {
+        if !self.started {
+            self.reclaim();
         }
-        if queued > 0 || full {
-            if let Err(e) = sys::kick(q.fd.as_raw_fd()) {
-                // EAGAIN/ENOBUFS: the queue is busy, frames wait for the next
-                // kick. Others (ENETDOWN, ENXIO) mean the link is gone.
-                if !matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::ENOBUFS)) {
-                    self.tx_kick_errors += 1;
-                }
-            }
-        }
-        taken
     }
 
     fn link(&mut self) -> LinkStatus {
@@ -1173,56 +1478,30 @@ impl Port for AfPacketPort {
     }
 
     fn stats(&self) -> PortStats {
-        let mut s = PortStats {
-            oerrors: self.oerrors,
-            rx_nombuf: self.rx_nombuf,
-            ..Default::default()
-        };
-        let mut drops = 0;
-        for q in &self.queues {
-            s.ipackets += q.c.rx_packets;
-            s.ibytes += q.c.rx_bytes;
-            s.ierrors += q.c.rx_errors;
-            s.opackets += q.c.tx_packets;
-            s.obytes += q.c.tx_bytes;
-            drops += q.poll_drops();
-        }
-        s.imissed = drops - self.imissed_base.get();
-        s
+        self.base.since(self.raw_stats())
     }
 
     fn queue_stats(&self) -> Vec<QueueStats> {
-        self.queues
-            .iter()
-            .map(|q| QueueStats {
-                rx_packets: q.c.rx_packets,
-                rx_bytes: q.c.rx_bytes,
-                tx_packets: q.c.tx_packets,
-                tx_bytes: q.c.tx_bytes,
-                rx_errors: q.c.rx_errors,
-            })
-            .collect()
+        self.qbase.since(self.raw_queue_stats())
     }
 
     fn xstats(&self) -> Vec<Xstat> {
         let mut x = self.stats().xstats();
+        let [kicks, discarded] = self.raw_xstats();
         x.extend([
-            Xstat::new("tx_kick_errors", self.tx_kick_errors),
-            Xstat::new("tx_discarded_on_stop", self.tx_discarded_on_stop),
+            Xstat::new("tx_kick_errors", kicks.wrapping_sub(self.xbase[0])),
+            Xstat::new(
+                "tx_discarded_on_stop",
+                discarded.wrapping_sub(self.xbase[1]),
+            ),
         ]);
         x
     }
 
     fn reset_stats(&mut self) {
-        let drops: u64 = self.queues.iter().map(Queue::poll_drops).sum();
-        self.imissed_base.set(drops);
-        for q in &mut self.queues {
-            q.c = Counters::default();
-        }
-        self.rx_nombuf = 0;
-        self.oerrors = 0;
-        self.tx_kick_errors = 0;
-        self.tx_discarded_on_stop = 0;
+        self.base.reset(self.raw_stats());
+        self.qbase.reset(self.raw_queue_stats());
+        self.xbase = self.raw_xstats();
     }
 }
 

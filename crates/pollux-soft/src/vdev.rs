@@ -12,6 +12,9 @@
 //! | `pcap0,rx=in.pcap[,tx=out.pcap][,infinite_rx=1]` | [`PcapPort`] |
 //!
 //! Unknown keys are errors, so a typo never silently changes a benchmark.
+//!
+//! What is built is each port's control side: configure and start it, then
+//! [`Port::take_queues`] hands out the queue handles for the lcores.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -318,6 +321,29 @@ mod tests {
         let ports = create_all(&specs).unwrap();
         assert_eq!(ports.len(), 2);
         assert_eq!(ports[1].info().name, "ring1");
+
+        // What ring0's tx queue sends, ring1's rx queue receives.
+        let pool = pollux_core::Mempool::new(
+            pollux_core::MempoolConfig::new("vdev-test", 8),
+            &pollux_core::AnonMemory::default(),
+        )
+        .unwrap();
+        let mut polled: Vec<_> = ports
+            .into_iter()
+            .map(|mut p| {
+                p.configure(&pollux_core::PortConf::new(pool.clone()))
+                    .unwrap();
+                pollux_core::Polled::start(p).unwrap()
+            })
+            .collect();
+        let mut b = pollux_core::Burst::new(8);
+        assert!(pool.alloc_bulk(&mut b, 3));
+        assert_eq!(polled[0].tx_burst(0, &mut b), 3);
+        assert_eq!(polled[1].rx_burst(0, &mut b), 3);
+        assert_eq!(polled[1].port().stats().ipackets, 3);
+        drop((b, polled));
+        assert_eq!(pool.available(), 8);
+
         let e = create_all(&[parse("ring0,peer=ring9").unwrap()])
             .err()
             .unwrap()

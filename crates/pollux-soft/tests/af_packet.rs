@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use pollux_core::net::{udp_frame, UdpFrameSpec};
 use pollux_core::{
-    AnonMemory, Burst, Duplex, MacAddr, Mbuf, Mempool, MempoolConfig, Port, PortConf, RxFlags,
-    RxOffloads, TxFlags, TxOffloads,
+    AnonMemory, Burst, Duplex, MacAddr, Mbuf, Mempool, MempoolConfig, Polled, Port, PortConf,
+    PortError, PortStats, RxFlags, RxOffloads, TxFlags, TxOffloads,
 };
 use pollux_soft::af_packet::{AfPacketOpts, AfPacketPort};
 use pollux_soft::pcap::{PcapOpts, PcapPort};
@@ -181,7 +181,8 @@ fn pool(n: usize) -> Mempool {
     .unwrap()
 }
 
-fn open(
+/// A configured af_packet port on `lab`, not started.
+fn configured(
     lab: &Lab,
     opts: AfPacketOpts,
     pool: &Mempool,
@@ -192,8 +193,17 @@ fn open(
     c.port_id = 9;
     conf(&mut c);
     p.configure(&c).unwrap();
-    p.start().unwrap();
     p
+}
+
+/// A started af_packet port on `lab` with its queues.
+fn open(
+    lab: &Lab,
+    opts: AfPacketOpts,
+    pool: &Mempool,
+    conf: impl FnOnce(&mut PortConf),
+) -> Polled<AfPacketPort> {
+    Polled::start(configured(lab, opts, pool, conf)).unwrap()
 }
 
 /// A UDP frame from us to `dst_ip:dst_port` carrying `seq`.
@@ -248,7 +258,7 @@ fn recv_n(sock: &UdpSocket, n: usize) -> Vec<Vec<u8>> {
 /// Polls `queue` until `n` frames matching `want` arrived or the timeout;
 /// other frames are dropped.
 fn rx_until(
-    port: &mut AfPacketPort,
+    port: &mut Polled<AfPacketPort>,
     queue: u16,
     n: usize,
     want: impl Fn(&[u8]) -> bool,
@@ -318,7 +328,7 @@ fn frames_we_send_reach_the_peer_kernel() {
     let want: BTreeSet<Vec<u8>> = frames.iter().map(|f| f[42..].to_vec()).collect();
     let got: BTreeSet<Vec<u8>> = got.into_iter().collect();
     assert_eq!(got, want, "the peer's UDP socket got exactly our payloads");
-    let s = port.stats();
+    let s = port.port().stats();
     assert_eq!(s.opackets, 64);
     assert_eq!(s.obytes, frames.iter().map(|f| f.len() as u64).sum::<u64>());
     assert_eq!(s.oerrors, 0);
@@ -331,8 +341,7 @@ fn frames_we_send_reach_the_peer_kernel() {
         .unwrap();
     let rx_packets: u64 = rx_line.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(rx_packets >= 64, "peer counted {rx_packets}:\n{link}");
-    port.stop().unwrap();
-    drop(port);
+    drop(port.stop().unwrap());
     assert_eq!(pool.available(), 512);
 }
 
@@ -353,7 +362,7 @@ fn frames_the_kernel_sends_arrive_in_rx_burst() {
     let cap = dir.path().join("rx.pcap");
     let mut dump = PcapPort::open("pcap0", None, Some(&cap), PcapOpts::default()).unwrap();
     dump.configure(&PortConf::new(pool.clone())).unwrap();
-    dump.start().unwrap();
+    let mut dump = Polled::start(dump).unwrap();
     let mut all = Burst::new(32);
     for (m, p) in got.into_iter().zip(&payloads) {
         let f = m.data();
@@ -374,7 +383,8 @@ fn frames_the_kernel_sends_arrive_in_rx_burst() {
         all.push(m).unwrap();
     }
     assert_eq!(dump.tx_burst(0, &mut all), 32);
-    dump.stop().unwrap();
+    // Stops and drops the handles, so the file is complete.
+    let dump = dump.stop().unwrap();
     // tshark is an independent judge of the checksums we completed.
     let out = Command::new("tshark")
         .arg("-r")
@@ -395,21 +405,25 @@ fn frames_the_kernel_sends_arrive_in_rx_burst() {
         status.lines().all(|l| l.trim() == "1"),
         "tshark: checksum status (1 = good):\n{status}"
     );
-    let s = port.stats();
+    let s = port.port().stats();
     assert!(
         s.ipackets >= 32 && s.ierrors == 0 && s.rx_nombuf == 0,
         "{s:?}"
     );
 
     // A stopped port receives nothing, and what came meanwhile is gone.
-    port.stop().unwrap();
+    port.port_mut().stop().unwrap();
     for _ in 0..5 {
         sock.send_to(b"while stopped", SocketAddrV4::new(OUR_IP.into(), 6001))
             .unwrap();
     }
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(port.rx_burst(0, &mut Burst::new(8)), 0, "stopped");
-    port.start().unwrap();
+    assert!(
+        matches!(port.port_mut().start(), Err(PortError::QueuesTaken(_))),
+        "the handles of the last start are alive"
+    );
+    let mut port = Polled::start(port.stop().unwrap()).unwrap();
     sock.send_to(b"after restart", SocketAddrV4::new(OUR_IP.into(), 6001))
         .unwrap();
     let got = rx_until(&mut port, 0, 1, |f| is_udp_to(f, 6001));
@@ -547,12 +561,12 @@ fn vlan_tags_are_reinserted_or_stripped_and_inserted() {
     drop(got);
 
     // With VLAN_STRIP: untagged frame, tag in the metadata.
-    port.stop().unwrap();
+    let mut p = port.stop().unwrap();
     let mut c = PortConf::new(pool.clone());
     c.rx_offloads = RxOffloads::VLAN_STRIP;
     c.tx_offloads = TxOffloads::VLAN_INSERT;
-    port.configure(&c).unwrap();
-    port.start().unwrap();
+    p.configure(&c).unwrap();
+    let mut port = Polled::start(p).unwrap();
     let pcp_wire = tagged(&plain, 0xa064); // priority 5, VLAN 100
     raw_send_from_peer(&lab, &pcp_wire);
     let got = rx_until(&mut port, 0, 1, |f| is_udp_to(f, 7001));
@@ -577,9 +591,8 @@ fn vlan_tags_are_reinserted_or_stripped_and_inserted() {
             && seen.contains("10.78.0.1.4000 > 10.78.0.2.7000"),
         "tcpdump on the peer saw: {seen:?}"
     );
-    assert_eq!(port.stats().obytes, 84, "80 bytes plus the tag");
-    port.stop().unwrap();
-    drop(port);
+    assert_eq!(port.port().stats().obytes, 84, "80 bytes plus the tag");
+    drop(port.stop().unwrap());
     assert_eq!(pool.available(), 256);
 }
 
@@ -620,11 +633,10 @@ fn a_burst_larger_than_the_ring_leaves_the_rest_with_the_caller() {
     let ok = frame_to(&lab, PEER_IP, 5002, 100, 1514);
     let mut b = burst_of(&pool, &[big, ok.clone()]);
     assert_eq!(port.tx_burst(0, &mut b), 2);
-    assert_eq!(port.stats().oerrors, 1);
+    assert_eq!(port.port().stats().oerrors, 1);
     assert_eq!(recv_n(&sock, 1), vec![ok[42..].to_vec()]);
     drop(b);
-    port.stop().unwrap();
-    drop(port);
+    drop(port.stop().unwrap());
     assert_eq!(pool.available(), 256);
 }
 
@@ -712,7 +724,7 @@ fn fanout_spreads_flows_over_two_queues() {
     c.rx_queues = 2;
     c.tx_queues = 2;
     port.configure(&c).unwrap();
-    port.start().unwrap();
+    let mut port = Polled::start(port).unwrap();
     let socks: Vec<UdpSocket> = (0..64).map(|i| lab.udp(PEER_IP, 8000 + i)).collect();
     for (i, s) in socks.iter().enumerate() {
         s.send_to(&[i as u8; 20], SocketAddrV4::new(OUR_IP.into(), 8100))
@@ -739,15 +751,14 @@ fn fanout_spreads_flows_over_two_queues() {
         per_queue[0] > 0 && per_queue[1] > 0,
         "both queues got flows: {per_queue:?}"
     );
-    assert_eq!(port.queue_stats().len(), 2);
+    assert_eq!(port.port().queue_stats().len(), 2);
     // Both tx queues send.
     for q in 0..2u16 {
         let mut b = burst_of(&pool, &[frame_to(&lab, PEER_IP, 8000, q as u32, 64)]);
         assert_eq!(port.tx_burst(q, &mut b), 1);
     }
     assert_eq!(recv_n(&socks[0], 2).len(), 2);
-    port.stop().unwrap();
-    drop(port);
+    drop(port.stop().unwrap());
     assert_eq!(pool.available(), 512);
 }
 
@@ -776,7 +787,8 @@ fn maddrs(lab: &Lab) -> String {
 fn promiscuous_allmulti_and_multicast_memberships_reach_the_interface() {
     let lab = Lab::new();
     let pool = pool(64);
-    let mut port = open(&lab, AfPacketOpts::default(), &pool, |_| {});
+    let mut polled = open(&lab, AfPacketOpts::default(), &pool, |_| {});
+    let port = polled.port_mut();
     assert_eq!(count(&lab, "promiscuity"), 0);
     port.set_promiscuous(true).unwrap();
     assert_eq!(count(&lab, "promiscuity"), 1);
@@ -822,7 +834,7 @@ fn promiscuous_allmulti_and_multicast_memberships_reach_the_interface() {
     // Memberships belong to the socket: closing it undoes them.
     port.set_promiscuous(true).unwrap();
     port.set_mc_addr_list(&[slow]).unwrap();
-    drop(port);
+    drop(polled);
     assert_eq!(count(&lab, "promiscuity"), 0);
     assert!(!maddrs(&lab).contains("01:80:c2:00:00:02"));
 
@@ -848,9 +860,12 @@ fn link_mac_and_mtu_are_the_interfaces() {
     let f = frame_to(&lab, PEER_IP, 5003, 1, 1414);
     let mut b = burst_of(&pool, &[frame_to(&lab, PEER_IP, 5003, 2, 1415), f.clone()]);
     assert_eq!(port.tx_burst(0, &mut b), 2);
-    assert_eq!(port.stats().oerrors, 1);
+    assert_eq!(port.port().stats().oerrors, 1);
     assert_eq!(recv_n(&sock, 1), vec![f[42..].to_vec()]);
+    drop(b);
 
+    let mut port = port.stop().unwrap();
+    port.start().unwrap();
     assert_eq!(port.mac_addr(), lab.our_mac);
     let new = MacAddr([0x02, 0xaf, 0, 0, 0xee, 0x01]);
     port.set_mac_addr(new).unwrap();
@@ -880,6 +895,7 @@ fn link_mac_and_mtu_are_the_interfaces() {
 
     let mut c = PortConf::new(pool.clone());
     c.mtu = Some(9000);
+    assert!(port.configure(&c).is_err(), "configure while started");
     port.stop().unwrap();
     let e = port.configure(&c).unwrap_err().to_string();
     assert!(e.contains("raise frame_size"), "{e}");
@@ -907,7 +923,7 @@ fn a_full_ring_counts_imissed_and_an_empty_pool_counts_nombuf() {
     sock.send_to(b"first", to_us).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(port.rx_burst(0, &mut Burst::new(4)), 0);
-    assert!(port.stats().rx_nombuf >= 1);
+    assert!(port.port().stats().rx_nombuf >= 1);
     drop(held);
     let got = rx_until(&mut port, 0, 1, |f| is_udp_to(f, 6101));
     assert_eq!(got.len(), 1, "the frame stayed in the ring");
@@ -919,15 +935,228 @@ fn a_full_ring_counts_imissed_and_an_empty_pool_counts_nombuf() {
         sock.send_to(&i.to_be_bytes(), to_us).unwrap();
     }
     std::thread::sleep(Duration::from_millis(50));
-    let s = port.stats();
+    let s = port.port().stats();
     assert!(s.imissed >= 92, "kernel drops (tp_drops): {s:?}");
     let got = rx_until(&mut port, 0, 8, |f| is_udp_to(f, 6101));
     assert_eq!(got.len(), 8, "the ring's worth");
     assert_eq!(port.rx_burst(0, &mut Burst::new(8)), 0, "and no more");
-    assert_eq!(got.len() as u64 + port.stats().imissed, 100);
+    assert_eq!(got.len() as u64 + port.port().stats().imissed, 100);
     drop(got);
-    port.reset_stats();
-    assert_eq!(port.stats().imissed, 0);
+    port.port_mut().reset_stats();
+    assert_eq!(port.port().stats(), PortStats::default());
+    assert!(port.port().queue_stats().iter().all(|q| q.rx_packets == 0));
     drop(port);
     assert_eq!(pool.available(), 8);
+}
+
+#[test]
+fn each_queue_runs_on_its_own_thread_while_control_reads_stats() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    let lab = Lab::new();
+    let pool = pool(512);
+    let opts = AfPacketOpts {
+        qpairs: 2,
+        ..Default::default()
+    };
+    let mut port = configured(&lab, opts, &pool, |c| {
+        c.rx_queues = 2;
+        c.tx_queues = 2;
+    });
+    assert!(matches!(port.take_queues(), Err(PortError::NotStarted)));
+    port.start().unwrap();
+    let q = port.take_queues().unwrap();
+    assert!(matches!(port.take_queues(), Err(PortError::QueuesTaken(_))));
+    let socks: Vec<UdpSocket> = (0..64).map(|i| lab.udp(PEER_IP, 8000 + i)).collect();
+
+    // One lcore per queue pair: receive until told to stop, then send one
+    // frame on the pair's own tx queue.
+    let done = Arc::new(AtomicBool::new(false));
+    let lcores: Vec<_> =
+        q.rx.into_iter()
+            .zip(q.tx)
+            .enumerate()
+            .map(|(i, (mut rx, mut tx))| {
+                let done = done.clone();
+                let pool = pool.clone();
+                let f = frame_to(&lab, PEER_IP, 8000, 1000 + i as u32, 64);
+                std::thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    let mut b = Burst::new(32);
+                    while !done.load(Ordering::Relaxed) {
+                        if rx.rx_burst(&mut b) == 0 {
+                            std::thread::sleep(Duration::from_micros(200));
+                        }
+                        for m in b.drain() {
+                            if is_udp_to(m.data(), 8100) {
+                                assert_eq!(m.rx().queue, i as u16);
+                                seen.push(m.data()[42]);
+                            }
+                        }
+                    }
+                    let mut b = burst_of(&pool, std::slice::from_ref(&f));
+                    assert_eq!(tx.tx_burst(&mut b), 1);
+                    (seen, rx, tx)
+                })
+            })
+            .collect();
+    for (i, s) in socks.iter().enumerate() {
+        s.send_to(&[i as u8; 20], SocketAddrV4::new(OUR_IP.into(), 8100))
+            .unwrap();
+    }
+    // The control side watches the counters grow while the lcores run.
+    let deadline = Instant::now() + TIMEOUT;
+    let mut last = 0;
+    loop {
+        let s = port.stats();
+        assert!(s.ipackets >= last, "counters never go back");
+        last = s.ipackets;
+        let per_queue: u64 = port.queue_stats().iter().map(|q| q.rx_packets).sum();
+        assert!(per_queue <= port.stats().ipackets);
+        if last >= 64 || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    done.store(true, Ordering::Relaxed);
+    let mut seen = BTreeSet::new();
+    let mut per_queue = Vec::new();
+    let mut handles = Vec::new();
+    for t in lcores {
+        let (got, rx, tx) = t.join().unwrap();
+        per_queue.push(got.len());
+        for g in got {
+            assert!(seen.insert(g), "delivered twice");
+        }
+        handles.push((rx, tx));
+    }
+    assert_eq!(seen.len(), 64, "every flow arrived once");
+    assert!(
+        per_queue.iter().all(|&n| n > 0),
+        "both queues got flows: {per_queue:?}"
+    );
+    assert_eq!(recv_n(&socks[0], 2).len(), 2, "both tx queues sent");
+    assert_eq!(port.stats().opackets, 2);
+    let qs = port.queue_stats();
+    assert_eq!((qs[0].tx_packets, qs[1].tx_packets), (1, 1));
+
+    // Stop while the handles are alive: they do nothing from now on, and
+    // the port starts again only once they are gone.
+    port.stop().unwrap();
+    let mut b = Burst::new(8);
+    for (rx, tx) in &mut handles {
+        assert_eq!(rx.rx_burst(&mut b), 0);
+        let mut one = burst_of(&pool, &[frame_to(&lab, PEER_IP, 8000, 7, 64)]);
+        assert_eq!(tx.tx_burst(&mut one), 0, "stopped");
+        assert_eq!(one.len(), 1);
+    }
+    assert!(matches!(port.start(), Err(PortError::QueuesTaken(_))));
+    drop(handles);
+    port.start().unwrap();
+    let mut port = Polled::new(port).unwrap();
+    socks[1]
+        .send_to(b"again", SocketAddrV4::new(OUR_IP.into(), 8100))
+        .unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + TIMEOUT;
+    while got.is_empty() && Instant::now() < deadline {
+        for q in 0..2 {
+            port.rx_burst(q, &mut b);
+            got.extend(b.drain().filter(|m| is_udp_to(m.data(), 8100)));
+        }
+    }
+    assert_eq!(got.len(), 1, "the rings came back to the port");
+    assert_eq!(&got[0].data()[42..], b"again");
+    drop(got);
+    drop(port);
+    assert_eq!(pool.available(), 512);
+}
+
+/// The `name` xstat.
+fn xstat(port: &AfPacketPort, name: &str) -> u64 {
+    port.xstats()
+        .into_iter()
+        .find(|x| x.name == name)
+        .unwrap_or_else(|| panic!("no xstat {name}"))
+        .value
+}
+
+#[test]
+fn stop_takes_back_tx_frames_the_kernel_never_took() {
+    // With the interface down the kernel refuses every kick (ENETDOWN), so
+    // frames stay requested in the tx ring until stop takes them back.
+    let lab = Lab::new();
+    let pool = pool(64);
+    let frames: Vec<Vec<u8>> = (0..5)
+        .map(|i| frame_to(&lab, PEER_IP, 5004, i, 80))
+        .collect();
+
+    // The ring is docked at stop (the handles are gone): stop discards.
+    let mut port = open(&lab, AfPacketOpts::default(), &pool, |_| {});
+    run("ip", &["link", "set", &lab.ours, "down"]);
+    let mut b = burst_of(&pool, &frames);
+    assert_eq!(port.tx_burst(0, &mut b), 5, "queued in the ring");
+    assert!(xstat(port.port(), "tx_kick_errors") >= 1);
+    let (mut port, queues) = port.into_parts();
+    drop(queues);
+    port.stop().unwrap();
+    assert_eq!(xstat(&port, "tx_discarded_on_stop"), 5);
+    assert_eq!(port.stats().oerrors, 5);
+
+    // A tx handle holds the ring at stop: stop only waits, and the frames
+    // are taken back and counted once the handle is gone.
+    port.reset_stats();
+    port.start().unwrap();
+    let mut port = Polled::new(port).unwrap();
+    let mut b = burst_of(&pool, &frames[..3]);
+    assert_eq!(port.tx_burst(0, &mut b), 3);
+    port.port_mut().stop().unwrap();
+    let (mut port, queues) = port.into_parts();
+    assert_eq!(xstat(&port, "tx_discarded_on_stop"), 0, "not yet");
+    port.service();
+    assert_eq!(
+        xstat(&port, "tx_discarded_on_stop"),
+        0,
+        "the handle holds the ring"
+    );
+    drop(queues);
+    port.service();
+    assert_eq!(xstat(&port, "tx_discarded_on_stop"), 3);
+    assert_eq!(port.stats().oerrors, 3);
+
+    // Nothing of it is sent after a restart: the ring holds only what is
+    // sent from then on.
+    run("ip", &["link", "set", &lab.ours, "up"]);
+    let sock = lab.udp(PEER_IP, 5004);
+    // Counted when queued, as before the stop took them back.
+    let queued_before = port.stats().opackets;
+    assert_eq!(queued_before, 3);
+    let mut port = Polled::start(port).unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    while !port.port_mut().link().up {
+        assert!(Instant::now() < deadline, "link up again");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Two bursts: the link going down left ENETDOWN pending on the socket
+    // (sk_err), which fails the first kick after it comes back; that frame
+    // waits in the ring for the second burst's kick.
+    let new: Vec<Vec<u8>> = (99..101)
+        .map(|i| frame_to(&lab, PEER_IP, 5004, i, 80))
+        .collect();
+    for f in &new {
+        let mut b = burst_of(&pool, std::slice::from_ref(f));
+        assert_eq!(port.tx_burst(0, &mut b), 1);
+    }
+    let want: Vec<Vec<u8>> = new.iter().map(|f| f[42..].to_vec()).collect();
+    assert_eq!(recv_n(&sock, 2), want, "the new frames, in order");
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    assert!(
+        sock.recv_from(&mut [0u8; 2048]).is_err(),
+        "and none of the discarded ones"
+    );
+    assert_eq!(port.port().stats().opackets, queued_before + 2);
+    drop(port);
+    assert_eq!(pool.available(), 64);
 }
