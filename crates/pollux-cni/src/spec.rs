@@ -340,9 +340,10 @@ fn check_gateway_family(what: &str, addr: IpAddr, gw: Option<IpAddr>) -> Result<
 }
 
 /// Reads a result written in `v`'s layout. It is checked against what the
-/// layout requires (0.3.x/0.4.0 `ips[].version` present and matching the
-/// address, 0.2.0 `ip4` holding an IPv4 address); keys a layout does not
-/// define are ignored, as the reference library ignores them.
+/// layout requires (a 0.3.x/0.4.0 `ips[].version` that is given matches
+/// the address, 0.2.0 `ip4` holds an IPv4 address, gateways are of their
+/// address's family); keys a layout does not define are ignored, as the
+/// reference library ignores them.
 pub fn parse(v: Version, value: &Value) -> Result<CNIResult, String> {
     let obj = value
         .as_object()
@@ -400,17 +401,20 @@ pub fn parse(v: Version, value: &Value) -> Result<CNIResult, String> {
                 let ver = m.remove("version");
                 let ip: IpConfig = field(&Value::Object(m), &format!("ips[{i}]"))?;
                 let fam = family(ip.address.addr());
-                match ver.as_ref().and_then(Value::as_str) {
-                    Some(f) if f == fam => {}
+                // The spec requires `version`, but real results lack it:
+                // Debian's loopback (containernetworking-plugins 1.1.1) at
+                // 0.3.1 prints a 1.0.0-shaped result labelled 0.3.1, which
+                // libcni hands on with `"version": ""` (seen in the lab).
+                // The reference library ignores the field when reading, so
+                // an absent or empty one is taken from the address; one
+                // that contradicts the address is refused.
+                match ver {
+                    None | Some(Value::Null) => {}
+                    Some(Value::String(f)) if f.is_empty() || f == fam => {}
                     Some(f) => {
                         return Err(format!(
-                            "ips[{i}]: version {f:?} does not match address {} (IPv{fam})",
+                            "ips[{i}]: version {f} does not match address {} (IPv{fam})",
                             ip.address
-                        ))
-                    }
-                    None => {
-                        return Err(format!(
-                            "ips[{i}]: version (\"4\" or \"6\") is required in cniVersion {v}"
                         ))
                     }
                 }
@@ -651,8 +655,8 @@ mod tests {
         let cases = [
             (
                 Version::V0_4_0,
-                json!({"ips": [{"address": "10.0.0.2/24"}]}),
-                "version",
+                json!({"ips": [{"version": 4, "address": "10.0.0.2/24"}]}),
+                "does not match",
             ),
             (
                 Version::V0_3_1,
@@ -704,6 +708,23 @@ mod tests {
         assert!(check_interface_indices(&bad_index)
             .unwrap_err()
             .contains("ips[0].interface is 1"));
+    }
+
+    #[test]
+    fn an_empty_or_absent_ip_version_is_taken_from_the_address() {
+        // Debian's loopback at 0.3.1, as libcni 1.1.2 handed it on in the
+        // lab.
+        let lo = json!({"cniVersion": "0.3.1",
+            "interfaces": [{"name": "lo", "mac": "00:00:00:00:00:00", "sandbox": "/var/run/netns/pod6"}],
+            "ips": [{"version": "", "interface": 0, "address": "127.0.0.1/8"},
+                    {"interface": 0, "address": "::1/128"}],
+            "dns": {}});
+        let r = parse(Version::V0_3_1, &lo).unwrap();
+        assert_eq!(r.ips.len(), 2);
+        let out = render(Version::V0_3_1, &r);
+        assert_eq!(out["ips"][0]["version"], "4");
+        assert_eq!(out["ips"][1]["version"], "6");
+        assert_eq!(out["interfaces"], lo["interfaces"]);
     }
 
     #[test]

@@ -1222,7 +1222,7 @@ fn prev_result_in_another_version_is_converted() {
     // Unreadable prevResults: refused before anything is touched.
     for (prev, code) in [
         (
-            json!({"cniVersion": "0.4.0", "ips": [{"address": "10.1.0.5/16"}]}),
+            json!({"cniVersion": "0.4.0", "ips": [{"version": "6", "address": "10.1.0.5/16"}]}),
             6,
         ),
         (json!({"cniVersion": "9.0.0"}), 1),
