@@ -17,6 +17,14 @@
 //! seconds, on SIGUSR1, and at exit (SIGINT, SIGTERM or `--seconds`),
 //! followed by one `counters:` line. Every received frame is answered or
 //! dropped; nothing else is sent.
+//!
+//! One thread does everything: it polls every rx queue of the bond, sends
+//! on tx queue 0, and calls the bond's `service()` every 10 ms (LACP,
+//! link monitoring, announcements). The bond keeps each member's last tx
+//! queue for its control frames, and an af_packet port has as many tx
+//! queues as queue pairs and must have every rx queue polled: af_packet
+//! members get `qpairs=2` unless the device string sets it, and the bond
+//! as many rx queues.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +34,10 @@ use std::time::{Duration, Instant};
 use pollux_bond::{BondConfig, BondPort};
 use pollux_core::net::{internet_checksum, ETHERTYPE_ARP, ETHERTYPE_IPV4};
 use pollux_core::{AnonMemory, Burst, MacAddr, Mbuf, Mempool, MempoolConfig, Port, PortConf};
+use pollux_soft::vdev::Kind;
+
+/// How often the bond's control side is serviced.
+const SERVICE_EVERY: Duration = Duration::from_millis(10);
 
 struct Opts {
     members: Vec<String>,
@@ -206,11 +218,24 @@ fn print_status(bond: &BondPort, c: &Counters) {
 
 fn main() {
     let o = opts();
-    let specs: Vec<_> = o
+    let mut specs: Vec<_> = o
         .members
         .iter()
         .map(|s| pollux_soft::vdev::parse(s).unwrap_or_else(|e| usage(&e.to_string())))
         .collect();
+    let mut rx_queues = 1u16;
+    for s in &mut specs {
+        if s.kind == Kind::AfPacket {
+            if s.get("qpairs").is_none() {
+                s.args.push(("qpairs".into(), "2".into()));
+            }
+            let q = s
+                .get("qpairs")
+                .and_then(|q| q.parse().ok())
+                .unwrap_or_else(|| usage(&format!("{}: bad qpairs", s.name)));
+            rx_queues = rx_queues.max(q);
+        }
+    }
     let ports = pollux_soft::vdev::create_all(&specs).unwrap_or_else(|e| {
         eprintln!("bond_responder: {e}");
         std::process::exit(1)
@@ -253,13 +278,19 @@ fn main() {
         ),
     }
     .expect("mempool");
-    if let Err(e) = bond
-        .configure(&PortConf::new(pool.clone()))
+    let mut conf = PortConf::new(pool.clone());
+    conf.rx_queues = rx_queues;
+    let mut queues = match bond
+        .configure(&conf)
         .and_then(|_| bond.start())
+        .and_then(|_| bond.take_queues())
     {
-        eprintln!("bond_responder: {e}");
-        std::process::exit(1);
-    }
+        Ok(q) => q,
+        Err(e) => {
+            eprintln!("bond_responder: {e}");
+            std::process::exit(1);
+        }
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     let dump = Arc::new(AtomicBool::new(false));
@@ -283,25 +314,34 @@ fn main() {
     let mut c = Counters::default();
     let mut rx = Burst::new(32);
     let mut tx = Burst::new(32);
+    let mut next_service = start;
     while !stop.load(Ordering::Relaxed) && end.map_or(true, |e| Instant::now() < e) {
-        let n = bond.rx_burst(0, &mut rx);
-        c.rx += n as u64;
-        let mac = bond.mac_addr();
-        while let Some(mut m) = rx.pop_front() {
-            if arp_reply(&mut m, mac, ip) {
-                c.arp_replies += 1;
-            } else if echo_reply(&mut m, mac, ip) {
-                c.echo_replies += 1;
-            } else {
-                c.ignored += 1;
-                continue;
-            }
-            let _ = tx.push(m);
+        if Instant::now() >= next_service {
+            bond.service();
+            next_service = Instant::now() + SERVICE_EVERY;
         }
-        if !tx.is_empty() {
-            bond.tx_burst(0, &mut tx);
-            c.tx_failed += tx.len() as u64;
-            tx.clear();
+        let mac = bond.mac_addr();
+        let mut n = 0;
+        for q in &mut queues.rx {
+            let got = q.rx_burst(&mut rx);
+            n += got;
+            c.rx += got as u64;
+            while let Some(mut m) = rx.pop_front() {
+                if arp_reply(&mut m, mac, ip) {
+                    c.arp_replies += 1;
+                } else if echo_reply(&mut m, mac, ip) {
+                    c.echo_replies += 1;
+                } else {
+                    c.ignored += 1;
+                    continue;
+                }
+                let _ = tx.push(m);
+            }
+            if !tx.is_empty() {
+                queues.tx[0].tx_burst(&mut tx);
+                c.tx_failed += tx.len() as u64;
+                tx.clear();
+            }
         }
         if n == 0 {
             // Idle: af_packet has no interrupt to wait on; a short sleep
@@ -316,4 +356,5 @@ fn main() {
     }
     print_status(&bond, &c);
     let _ = bond.stop();
+    drop(queues);
 }

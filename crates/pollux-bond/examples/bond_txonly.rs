@@ -6,7 +6,9 @@
 //!
 //! `cargo run --release -p pollux-bond --example bond_txonly -- [seconds] [direct]`
 //! prints packets per second; `direct` sends straight into one null port
-//! instead, for the bond's overhead.
+//! instead, for the bond's overhead. The loop sends on the port's tx queue
+//! handle; the bond (balance-xor, no LACP) needs no `service` calls for
+//! that, but gets one a second as an application's control thread would.
 
 use std::time::{Duration, Instant};
 
@@ -49,6 +51,7 @@ fn main() {
     port.configure(&PortConf::new(pool.clone()))
         .expect("configure");
     port.start().expect("start");
+    let mut txq = port.take_queues().expect("queues").tx.remove(0);
     let _ = core_affinity::get_core_ids()
         .and_then(|c| c.last().copied())
         .map(core_affinity::set_for_current);
@@ -61,7 +64,12 @@ fn main() {
     let mut sent = 0u64;
     let start = Instant::now();
     let end = start + Duration::from_secs(secs);
+    let mut next_service = start;
     while Instant::now() < end {
+        if Instant::now() >= next_service {
+            port.service();
+            next_service += Duration::from_secs(1);
+        }
         for _ in 0..1024 {
             if !pool.alloc_bulk(&mut burst, 32) {
                 break;
@@ -73,7 +81,7 @@ fn main() {
                 d[28..30].copy_from_slice(&flow.to_be_bytes());
                 flow = flow.wrapping_add(1);
             }
-            sent += port.tx_burst(0, &mut burst) as u64;
+            sent += txq.tx_burst(&mut burst) as u64;
             burst.clear();
         }
     }

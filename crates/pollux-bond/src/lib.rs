@@ -37,8 +37,13 @@
 //!   member. The handles are `Send` and take no lock: what they need of the
 //!   core (which members transmit, which members' frames go up) the
 //!   control side publishes after every change as two 32-bit masks in one
-//!   atomic word, which a handle loads once per burst and turns into its
-//!   own member list only when it changed. Transmit spreads packets exactly
+//!   atomic word (plain loads on the burst path, no read-modify-write). A
+//!   transmit handle loads it once per burst and rebuilds its own member
+//!   list only when it changed; a receive handle loads it after each
+//!   member's frames are in hand, so a frame is judged by a view no older
+//!   than its arrival (as Linux judges it when processing it), and a frame
+//!   sent after its member was enabled is never dropped as early. The
+//!   handles see a change at their next burst. Transmit spreads packets exactly
 //!   as the core's [`Bond::tx_index`] would (balance-xor and 802.3ad put a
 //!   flow on the member Linux picks); balance-rr keeps one rotation per
 //!   transmit queue. Hence at most [`config::MAX_MEMBERS`] (32) members.

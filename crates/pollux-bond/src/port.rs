@@ -8,9 +8,10 @@
 //!   handles passed up, and sends what the core asks for.
 //! - After every change of the core's transmit members or receive set,
 //!   the control side publishes both as two 32-bit masks in one
-//!   `AtomicU64`. A handle loads it once per burst (Acquire) and rebuilds
-//!   its own member list only when the word changed: no lock, no atomic
-//!   read-modify-write on the burst path.
+//!   `AtomicU64`. A transmit handle loads it once per burst (Acquire) and
+//!   rebuilds its own member list only when the word changed; a receive
+//!   handle loads it after each member read that returned frames. No
+//!   lock, no atomic read-modify-write on the burst path.
 //! - Bond receive handle `q` owns receive handle `q` of every member, bond
 //!   transmit handle `q` transmit handle `q` of every member. In 802.3ad
 //!   mode a receive handle takes slow-protocol frames out of the stream
@@ -98,8 +99,6 @@ impl Clock for ManualClock {
 
 /// Most packets routed to members per round of a transmit burst.
 const TX_CHUNK: usize = 256;
-/// Receive scratch room for members whose frames are not delivered.
-const RX_SCRATCH: usize = 64;
 /// Slow-protocol frames one receive handle can pass up between two
 /// [`Port::service`] calls; more are dropped and counted. LACP sends at
 /// most three a second per member, so only a flood fills it.
@@ -252,8 +251,8 @@ struct Applied {
     allmulticast: bool,
 }
 
-/// A bond of member ports, the control side. See the [module
-/// docs](self) and the [crate docs](crate) for the contract.
+/// A bond of member ports, the control side. See the [crate
+/// docs](crate#control-side-and-queue-handles) for the contract.
 pub struct BondPort {
     name: String,
     cfg: BondConfig,
@@ -751,11 +750,15 @@ struct BondRx {
     /// 802.3ad: where slow-protocol frames go up.
     slow: Option<Producer<SlowFrame>>,
     next: usize,
-    scratch: Burst<Mbuf>,
     hold: Vec<Mbuf>,
     run: RunFlag,
     counters: Arc<RxCounters>,
     _lease: Lease,
+}
+
+#[inline]
+fn is_slow(m: &Mbuf) -> bool {
+    wire::slow_subtype(m.data()).is_some()
 }
 
 impl BondRx {
@@ -768,26 +771,19 @@ impl BondRx {
         }
     }
 
-    /// A member that delivers: its frames go up, except slow-protocol
-    /// frames in 802.3ad mode.
+    /// Frames `start..` of `pkts` came from member `i`, which delivers:
+    /// they stay, except slow-protocol frames in 802.3ad mode.
     #[inline]
-    fn rx_active(&mut self, i: usize, pkts: &mut Burst<Mbuf>) {
-        let start = pkts.len();
-        if self.members[i].rx_burst(pkts) == 0 {
-            return;
-        }
+    fn keep(&mut self, i: usize, start: usize, pkts: &mut Burst<Mbuf>) {
         let Some(slow) = &mut self.slow else { return };
-        if !pkts.as_slice()[start..]
-            .iter()
-            .any(|m| wire::slow_subtype(m.data()).is_some())
-        {
+        if !pkts.as_slice()[start..].iter().any(is_slow) {
             return;
         }
         // Rare: pull the slow frames out, keeping the order of the rest.
         self.hold.clear();
         self.hold.extend(pkts.drain());
         for (k, m) in self.hold.drain(..).enumerate() {
-            if k >= start && wire::slow_subtype(m.data()).is_some() {
+            if k >= start && is_slow(&m) {
                 Self::pass_up(slow, &self.counters, i, m);
             } else {
                 let _ = pkts.push(m);
@@ -795,32 +791,34 @@ impl BondRx {
         }
     }
 
-    /// A member that does not deliver (a backup, a port not collecting):
-    /// its frames are dropped, except slow-protocol frames in 802.3ad mode.
+    /// Frames `start..` of `pkts` came from member `i`, which does not
+    /// deliver (a backup, a port not collecting): they are dropped and
+    /// counted, except slow-protocol frames in 802.3ad mode.
     #[inline]
-    fn rx_inactive(&mut self, i: usize) {
-        let got = self.members[i].rx_burst(&mut self.scratch);
-        if got == 0 {
-            return;
+    fn drop_inactive(&mut self, i: usize, start: usize, pkts: &mut Burst<Mbuf>) {
+        let got = (pkts.len() - start) as u64;
+        let slow = match &mut self.slow {
+            Some(slow) if pkts.as_slice()[start..].iter().any(is_slow) => slow,
+            _ => {
+                pkts.truncate(start);
+                self.counters.dropped_inactive.add(got);
+                return;
+            }
+        };
+        self.hold.clear();
+        self.hold.extend(pkts.drain());
+        let mut dropped = 0;
+        for (k, m) in self.hold.drain(..).enumerate() {
+            if k < start {
+                let _ = pkts.push(m);
+            } else if is_slow(&m) {
+                Self::pass_up(slow, &self.counters, i, m);
+            } else {
+                dropped += 1;
+            }
         }
-        match &mut self.slow {
-            None => {
-                self.counters.dropped_inactive.add(got as u64);
-                self.scratch.clear();
-            }
-            Some(slow) => {
-                let mut dropped = 0;
-                while let Some(m) = self.scratch.pop_front() {
-                    if wire::slow_subtype(m.data()).is_some() {
-                        Self::pass_up(slow, &self.counters, i, m);
-                    } else {
-                        dropped += 1;
-                    }
-                }
-                if dropped > 0 {
-                    self.counters.dropped_inactive.add(dropped);
-                }
-            }
+        if dropped > 0 {
+            self.counters.dropped_inactive.add(dropped);
         }
     }
 }
@@ -831,7 +829,6 @@ impl RxQueue for BondRx {
         if !self.run.is_running() {
             return 0;
         }
-        let rx_mask = (self.view.load(Ordering::Acquire) >> 32) as u32;
         let before = pkts.len();
         let n = self.members.len();
         // Start from a different member each call, as DPDK's bonding does,
@@ -847,10 +844,20 @@ impl RxQueue for BondRx {
             } else {
                 first + k
             };
+            let start = pkts.len();
+            if self.members[i].rx_burst(pkts) == 0 {
+                continue;
+            }
+            // Whether member i delivers, read after its frames are in
+            // hand: each frame is judged by a view at least as new as its
+            // arrival, as Linux judges a frame when it processes it. So a
+            // frame sent after the control side enabled its member is
+            // never dropped by a burst that began before.
+            let rx_mask = (self.view.load(Ordering::Acquire) >> 32) as u32;
             if rx_mask & (1 << i) != 0 {
-                self.rx_active(i, pkts);
+                self.keep(i, start, pkts);
             } else {
-                self.rx_inactive(i);
+                self.drop_inactive(i, start, pkts);
             }
         }
         pkts.len() - before
@@ -1126,7 +1133,6 @@ impl Port for BondPort {
                     view: self.view.clone(),
                     slow: slow.next(),
                     next: 0,
-                    scratch: Burst::new(RX_SCRATCH),
                     hold: Vec::with_capacity(1024),
                     run: self.run.clone(),
                     counters: counters.clone(),
