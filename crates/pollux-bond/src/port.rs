@@ -456,6 +456,12 @@ impl BondPort {
     }
 
     fn service_at(&mut self, now: Instant) {
+        // The members' own periodic work (a VF's mailbox and reset
+        // recovery, counter sampling): their control sides are ours, so
+        // nobody else can call it.
+        for m in &mut self.members {
+            m.service();
+        }
         if !self.started {
             return;
         }
@@ -525,8 +531,12 @@ impl BondPort {
         }
     }
 
-    /// Sends a control frame on the member's dedicated queue.
+    /// Sends a control frame on the member's dedicated queue. Before
+    /// start there is none and nothing to say: start begins LACP anew.
     fn send_control(&mut self, member: usize, frame: &[u8]) {
+        if !self.started {
+            return;
+        }
         let (Some(pool), Some(q)) = (&self.pool, self.ctrl_tx.get_mut(member)) else {
             self.ctl.ctrl_tx_failed += 1;
             return;
@@ -1169,7 +1179,8 @@ impl Port for BondPort {
         Ok(Queues { rx, tx })
     }
 
-    /// The bond's periodic work: link monitoring at `miimon`, the
+    /// The bond's periodic work: the members' own `service`, link
+    /// monitoring at `miimon`, the
     /// slow-protocol frames the receive handles passed up, LACP timers and
     /// transmissions, failover announcements; then the member sets are
     /// published to the handles. Call it every 10 to 100 ms (LACP partners

@@ -204,6 +204,38 @@ fn slow_frames_wait_in_a_bounded_ring_and_inactive_members_drop() {
 }
 
 #[test]
+fn the_bond_services_its_members() {
+    let pool = pool(256);
+    let (mine, _peers, _w) = pairs(2, &pool);
+    let mut logs = Vec::new();
+    let mut wrapped = Vec::new();
+    for (n, p) in mine {
+        let (port, log) = FilterPort::new(p, false, false, false, false);
+        logs.push(log);
+        wrapped.push((n, Box::new(port) as Box<dyn Port>));
+    }
+    let cfg = BondConfig::from_args(&args(&[("mode", "balance-xor")])).unwrap();
+    let mut b = BondPort::new("bond0", cfg, wrapped).unwrap();
+    let services = |logs: &[std::sync::Arc<std::sync::Mutex<FilterLog>>]| -> Vec<usize> {
+        logs.iter().map(|l| l.lock().unwrap().services).collect()
+    };
+    // Their control sides are the bond's: nobody else can service them,
+    // started or not.
+    b.service();
+    assert_eq!(services(&logs), [1, 1]);
+    start(&mut b, &pool);
+    let before = services(&logs);
+    for _ in 0..3 {
+        b.service();
+    }
+    let after = services(&logs);
+    assert!(
+        after.iter().zip(&before).all(|(a, b)| a - b == 3),
+        "{after:?}"
+    );
+}
+
+#[test]
 fn at_most_32_members() {
     let cfg = BondConfig::from_args(&args(&[("mode", "balance-xor")])).unwrap();
     assert!(BondPort::new("bond0", cfg.clone(), nulls(32)).is_ok());

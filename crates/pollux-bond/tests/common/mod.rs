@@ -324,6 +324,8 @@ pub struct FilterLog {
     pub mc: Vec<MacAddr>,
     pub allmulti: bool,
     pub promisc: bool,
+    /// `service` calls.
+    pub services: usize,
 }
 
 /// Wraps a port to record (or refuse) receive-filter and MAC changes, as
@@ -381,6 +383,7 @@ impl Port for FilterPort {
         self.inner.take_queues()
     }
     fn service(&mut self) {
+        self.log.lock().unwrap().services += 1;
         self.inner.service()
     }
     fn link(&mut self) -> LinkStatus {
