@@ -180,7 +180,29 @@ struct RxCounters {
 struct TxCounters {
     no_member: Counter,
     broadcast_copy_failed: Counter,
+    /// Control frames queue 0 took from the control side but no member
+    /// queue accepted (shared control path only).
+    ctrl_failed: Counter,
 }
+
+/// Where the bond's control frames (LACPDUs, marker responses,
+/// announcements) leave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CtrlPath {
+    /// Each member's last transmit queue, kept by the control side: frames
+    /// leave from `service` whatever the application does (DPDK bonding's
+    /// "dedicated queues").
+    Dedicated,
+    /// Members with no transmit queue to spare (ring, pcap, af_packet
+    /// ports): the control side queues frames in a single-producer ring
+    /// per member and the bond's transmit queue 0 sends them at its next
+    /// call, an empty burst included, as DPDK's bonding does without
+    /// dedicated queues.
+    Shared,
+}
+
+/// Depth of a member's control-frame ring on the shared path.
+const CTRL_RING: usize = 64;
 
 /// The members the data path uses, as published by the control side: bit
 /// `i` of the low half is set when member `i` transmits, bit `i` of the
@@ -243,6 +265,8 @@ struct Pending {
     rx: Vec<Vec<Box<dyn RxQueue>>>,
     tx: Vec<Vec<Box<dyn TxQueue>>>,
     slow: Vec<Producer<SlowFrame>>,
+    /// Shared path: the consumer ends, for transmit queue 0.
+    ctrl: Vec<Consumer<Mbuf>>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -268,8 +292,11 @@ pub struct BondPort {
     leases: Leases,
     /// The member queues of this start, until `take_queues`.
     pending: Option<Pending>,
+    ctrl_path: CtrlPath,
     /// Each member's dedicated control transmit queue (its last one).
     ctrl_tx: Vec<Box<dyn TxQueue>>,
+    /// Shared path: the producer end of each member's control ring.
+    ctrl_ring: Vec<Producer<Mbuf>>,
     /// One per bond receive queue (802.3ad only).
     slow_rx: Vec<Consumer<SlowFrame>>,
     view: Arc<AtomicU64>,
@@ -374,7 +401,9 @@ impl BondPort {
             run: RunFlag::new(),
             leases: Leases::new(),
             pending: None,
+            ctrl_path: CtrlPath::Dedicated,
             ctrl_tx: Vec::new(),
+            ctrl_ring: Vec::new(),
             slow_rx: Vec::new(),
             view: Arc::new(AtomicU64::new(0)),
             links: vec![LinkStatus::DOWN; n],
@@ -440,6 +469,8 @@ impl BondPort {
             c.broadcast_copy_failed = c
                 .broadcast_copy_failed
                 .wrapping_add(q.broadcast_copy_failed.get());
+            c.ctrl_tx_failed = c.ctrl_tx_failed.wrapping_add(q.ctrl_failed.get());
+            c.ctrl_tx = c.ctrl_tx.wrapping_sub(q.ctrl_failed.get());
         }
         c
     }
@@ -537,6 +568,9 @@ impl BondPort {
         if !self.started {
             return;
         }
+        if self.ctrl_path == CtrlPath::Shared {
+            return self.queue_control(member, frame);
+        }
         let (Some(pool), Some(q)) = (&self.pool, self.ctrl_tx.get_mut(member)) else {
             self.ctl.ctrl_tx_failed += 1;
             return;
@@ -556,6 +590,23 @@ impl BondPort {
         } else {
             self.ctl.ctrl_tx_failed += 1;
         }
+    }
+
+    /// Shared path: hands a control frame to transmit queue 0.
+    fn queue_control(&mut self, member: usize, frame: &[u8]) {
+        let (Some(pool), Some(ring)) = (&self.pool, self.ctrl_ring.get_mut(member)) else {
+            self.ctl.ctrl_tx_failed += 1;
+            return;
+        };
+        let Some(mut m) = pool.alloc() else {
+            self.ctl.ctrl_tx_failed += 1;
+            return;
+        };
+        if !m.copy_from(frame) || ring.enqueue(m).is_err() {
+            self.ctl.ctrl_tx_failed += 1;
+            return;
+        }
+        self.ctl.ctrl_tx += 1;
     }
 
     /// Puts the bond's receive filters on member `i` as the mode wants:
@@ -653,14 +704,16 @@ impl BondPort {
             rx: (0..rxq).map(|_| Vec::with_capacity(n)).collect(),
             tx: (0..txq).map(|_| Vec::with_capacity(n)).collect(),
             slow: Vec::new(),
+            ctrl: Vec::new(),
         };
+        let extra = usize::from(self.ctrl_path == CtrlPath::Dedicated);
         let mut ctrl = Vec::with_capacity(n);
         for i in 0..n {
             let q = match self.members[i].take_queues() {
                 Ok(q) => q,
                 Err(e) => return Err(self.member_error(i, "taking its queues: ", e)),
             };
-            if q.rx.len() != rxq || q.tx.len() != txq + 1 {
+            if q.rx.len() != rxq || q.tx.len() != txq + extra {
                 return Err(self.member_error(
                     i,
                     "",
@@ -668,12 +721,14 @@ impl BondPort {
                         "handed out {} rx and {} tx queues where {rxq} and {} were configured",
                         q.rx.len(),
                         q.tx.len(),
-                        txq + 1
+                        txq + extra
                     )),
                 ));
             }
             let mut tx = q.tx;
-            ctrl.extend(tx.pop());
+            if extra == 1 {
+                ctrl.extend(tx.pop());
+            }
             for (k, h) in q.rx.into_iter().enumerate() {
                 pending.rx[k].push(h);
             }
@@ -682,6 +737,15 @@ impl BondPort {
             }
         }
         self.ctrl_tx = ctrl;
+        self.ctrl_ring.clear();
+        if self.ctrl_path == CtrlPath::Shared {
+            for _ in 0..n {
+                let (p, c) = channel(CTRL_RING, RingMode::Single, RingMode::Single)
+                    .map_err(|e| PortError::Other(e.to_string()))?;
+                self.ctrl_ring.push(p);
+                pending.ctrl.push(c);
+            }
+        }
         self.slow_rx.clear();
         if self.cfg.mode == Mode::Ieee8023ad {
             for _ in 0..rxq {
@@ -725,6 +789,7 @@ impl BondPort {
         self.publish();
         self.pending = None;
         self.ctrl_tx.clear();
+        self.ctrl_ring.clear();
         let mut r = Ok(());
         for i in 0..self.members.len() {
             if let Err(e) = self.members[i].stop() {
@@ -885,6 +950,9 @@ enum Spread {
 /// Bond transmit queue `q`: transmit queue `q` of every member.
 struct BondTx {
     members: Vec<Box<dyn TxQueue>>,
+    /// Queue 0 on the shared control path: each member's control frames.
+    ctrl: Vec<Consumer<Mbuf>>,
+    ctrl_burst: Burst<Mbuf>,
     view: Arc<AtomicU64>,
     cache: TxView,
     spread: Spread,
@@ -898,6 +966,23 @@ struct BondTx {
 }
 
 impl BondTx {
+    /// Sends the control frames the control side queued, each on its own
+    /// member (shared control path; nothing to do otherwise).
+    #[inline]
+    fn flush_control(&mut self) {
+        for (i, c) in self.ctrl.iter_mut().enumerate() {
+            if c.ring().is_empty() {
+                continue;
+            }
+            c.dequeue_burst(&mut self.ctrl_burst, CTRL_RING);
+            self.members[i].tx_burst(&mut self.ctrl_burst);
+            if !self.ctrl_burst.is_empty() {
+                self.counters.ctrl_failed.add(self.ctrl_burst.len() as u64);
+                self.ctrl_burst.clear();
+            }
+        }
+    }
+
     fn distribute(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
         let cnt = self.cache.len;
         let mut total = 0;
@@ -992,7 +1077,13 @@ impl BondTx {
 impl TxQueue for BondTx {
     #[inline]
     fn tx_burst(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
-        if !self.run.is_running() || pkts.is_empty() {
+        if !self.run.is_running() {
+            return 0;
+        }
+        if !self.ctrl.is_empty() {
+            self.flush_control();
+        }
+        if pkts.is_empty() {
             return 0;
         }
         let w = self.view.load(Ordering::Acquire);
@@ -1037,8 +1128,9 @@ impl Port for BondPort {
             });
         }
         let mut caps = caps.unwrap_or_default();
-        // Every member's last transmit queue is the bond's control queue.
-        caps.max_tx_queues = caps.max_tx_queues.saturating_sub(1);
+        // Every member's last transmit queue becomes the bond's control
+        // queue when the members have one to spare (see `configure`); the
+        // bond offers all of theirs and decides at configure time.
         if self.cfg.mode == Mode::Ieee8023ad {
             // One multicast entry is the bond's own.
             caps.max_mc_addrs = caps.max_mc_addrs.saturating_sub(1);
@@ -1059,24 +1151,26 @@ impl Port for BondPort {
         if self.started {
             return Err(PortError::Started);
         }
-        let need = conf.tx_queues as u32 + 1;
-        for (i, m) in self.members.iter().enumerate() {
-            let has = m.info().capabilities.max_tx_queues;
-            if (has as u32) < need {
-                return Err(PortError::InvalidConfig(format!(
-                    "bond {}: member {} has {has} tx queue(s); the bond needs {need} on every \
-                     member: its {} plus one dedicated to LACPDUs and other control frames, \
-                     so over this member it offers at most {}",
-                    self.name,
-                    self.specs[i].name,
-                    conf.tx_queues,
-                    has.saturating_sub(1)
-                )));
-            }
-        }
+        // One more transmit queue on every member for control frames when
+        // all of them have it; otherwise the shared path through queue 0.
+        let need = conf.tx_queues + 1;
+        let spare = self
+            .members
+            .iter()
+            .all(|m| m.info().capabilities.max_tx_queues >= need);
+        self.ctrl_path = if spare {
+            CtrlPath::Dedicated
+        } else {
+            tracing::info!(
+                bond = %self.name,
+                "members have no transmit queue to spare: control frames go out with transmit \
+                 queue 0, which must then be called at least every 100 ms (an empty burst does)"
+            );
+            CtrlPath::Shared
+        };
         conf.validate(&self.info().capabilities)?;
         let mut member_conf = conf.clone();
-        member_conf.tx_queues = conf.tx_queues + 1;
+        member_conf.tx_queues = conf.tx_queues + u16::from(spare);
         for i in 0..self.members.len() {
             if let Err(e) = self.members[i].configure(&member_conf) {
                 return Err(self.member_error(i, "", e));
@@ -1156,6 +1250,7 @@ impl Port for BondPort {
             _ => Spread::Hash(self.cfg.xmit_hash_policy),
         };
         let word = self.view.load(Ordering::Acquire);
+        let mut ctrl = Some(pending.ctrl);
         let tx = pending
             .tx
             .into_iter()
@@ -1163,6 +1258,9 @@ impl Port for BondPort {
             .map(|(members, counters)| {
                 Box::new(BondTx {
                     members,
+                    // Queue 0 (the first) sends the shared control frames.
+                    ctrl: ctrl.take().unwrap_or_default(),
+                    ctrl_burst: Burst::new(CTRL_RING),
                     view: self.view.clone(),
                     cache: TxView::new(word),
                     spread,

@@ -80,33 +80,92 @@ fn queues_are_handed_out_once_per_start_and_stop_silences_them() {
 }
 
 #[test]
-fn members_get_one_tx_queue_more_than_the_bond() {
+fn members_get_one_tx_queue_more_than_the_bond_when_they_have_it() {
     let pool = pool(1024);
     let cfg = BondConfig::from_args(&args(&[("mode", "balance-xor")])).unwrap();
     let mut bond = BondPort::new("bond0", cfg, nulls(2)).unwrap();
     let caps = bond.info().capabilities;
-    assert_eq!(
-        caps.max_tx_queues,
-        pollux_soft::null::MAX_QUEUES - 1,
-        "one member tx queue is the bond's own"
-    );
+    assert_eq!(caps.max_tx_queues, pollux_soft::null::MAX_QUEUES);
     assert_eq!(caps.max_rx_queues, pollux_soft::null::MAX_QUEUES);
     let mut conf = PortConf::new(pool.clone());
-    conf.tx_queues = pollux_soft::null::MAX_QUEUES;
-    let e = bond.configure(&conf).unwrap_err().to_string();
-    assert!(
-        e.contains("member null0") && e.contains("dedicated to LACPDUs"),
-        "{e}"
-    );
     conf.rx_queues = 2;
     conf.tx_queues = 3;
     bond.configure(&conf).unwrap();
     bond.start().unwrap();
     let q = bond.take_queues().unwrap();
     assert_eq!((q.rx.len(), q.tx.len()), (2, 3));
-    // Each member was configured with 2 rx and 4 tx queues.
+    // Each member was configured with 2 rx and 4 tx queues: the last is
+    // the bond's control queue.
     assert_eq!(bond.member(0).unwrap().queue_stats().len(), 4);
     assert_eq!(bond.queue_stats().len(), 3);
+    drop(q);
+    bond.stop().unwrap();
+    // Every queue the members have: none to spare, the shared path.
+    conf.tx_queues = pollux_soft::null::MAX_QUEUES;
+    bond.configure(&conf).unwrap();
+    bond.start().unwrap();
+    let q = bond.take_queues().unwrap();
+    assert_eq!(q.tx.len(), pollux_soft::null::MAX_QUEUES as usize);
+    assert_eq!(
+        bond.member(0).unwrap().queue_stats().len(),
+        pollux_soft::null::MAX_QUEUES as usize
+    );
+}
+
+/// Members with one transmit queue (plain ring ports): LACPDUs wait for the
+/// bond's transmit queue 0 and leave at its next call, an empty one
+/// included, as DPDK's bonding does without dedicated queues.
+#[test]
+fn without_a_spare_tx_queue_control_frames_leave_with_queue_0() {
+    let pool = pool(1024);
+    let clock = ManualClock::new();
+    let cfg = BondConfig::from_args(&args(&[("mode", "802.3ad"), ("lacp_rate", "fast")])).unwrap();
+    let mut members: Members = Vec::new();
+    let mut peers = Vec::new();
+    for i in 0..2 {
+        let (a, b) = ring_pair(format!("s{i}"), format!("t{i}"), 256).unwrap();
+        assert_eq!(a.info().capabilities.max_tx_queues, 1);
+        members.push((format!("s{i}"), Box::new(a) as Box<dyn Port>));
+        peers.push(b);
+    }
+    let mut bond = BondPort::with_clock("bond0", cfg, members, Box::new(clock.clone())).unwrap();
+    start(&mut bond, &pool);
+    let mut peers: Vec<_> = peers
+        .into_iter()
+        .map(|mut p| {
+            start(&mut p, &pool);
+            pollux_core::Polled::new(p).unwrap()
+        })
+        .collect();
+    let mut q = bond.take_queues().unwrap();
+    for _ in 0..100 {
+        clock.advance(ms(10));
+        bond.service();
+    }
+    let mut b = Burst::new(64);
+    for p in peers.iter_mut() {
+        assert_eq!(p.rx_burst(0, &mut b), 0, "nothing before queue 0 runs");
+    }
+    let queued = bond.shell_counters().ctrl_tx;
+    assert!(queued >= 2, "LACPDUs queued: {queued}");
+    assert_eq!(q.tx[0].tx_burst(&mut b), 0, "an empty burst sends no data");
+    let mut got = 0;
+    for p in peers.iter_mut() {
+        let n = p.rx_burst(0, &mut b);
+        assert!(n >= 1, "each member sent its LACPDUs");
+        assert!(
+            b.iter().all(|m| m.data()[12..14] == [0x88, 0x09]),
+            "slow protocols"
+        );
+        got += n as u64;
+        b.clear();
+    }
+    assert_eq!(got, queued);
+    assert_eq!(bond.shell_counters().ctrl_tx_failed, 0);
+    drop(q);
+    drop(peers);
+    drop(bond);
+    assert_eq!(pool.available(), pool.size());
 }
 
 #[test]

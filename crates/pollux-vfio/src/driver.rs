@@ -27,6 +27,9 @@ pub struct PciOpenOpts {
 /// The error a driver's `open` returns: its own error type, boxed.
 pub type DriverError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// A driver's open function.
+pub type OpenFn = fn(PciAddr, &PciOpenOpts) -> Result<Box<dyn Port>, DriverError>;
+
 /// One PCI poll-mode driver.
 #[derive(Debug)]
 pub struct PciDriver {
@@ -37,7 +40,7 @@ pub struct PciDriver {
     /// (vendor, device) IDs it drives.
     pub ids: &'static [(u16, u16)],
     /// Opens the function at an address with one of `ids`.
-    pub open: fn(PciAddr, &PciOpenOpts) -> Result<Box<dyn Port>, DriverError>,
+    pub open: OpenFn,
 }
 
 impl PciDriver {
