@@ -8,7 +8,9 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pollux::core::ring::{channel, Mode};
-use pollux::core::{AnonMemory, Burst, Mbuf, Mempool, MempoolConfig, Port, PortConf};
+use pollux::core::{
+    AnonMemory, Burst, Mbuf, Mempool, MempoolConfig, Port, PortConf, RxQueue, TxQueue,
+};
 use pollux::soft::null::{NullOpts, NullPort};
 
 fn pool(n: usize) -> Mempool {
@@ -67,18 +69,21 @@ fn io_forward(c: &mut Criterion) {
             .expect("configure");
         port.start().expect("start");
     }
+    let mut rx = a.take_queues().expect("queues").rx.remove(0);
+    let mut tx = b.take_queues().expect("queues").tx.remove(0);
     let mut g = c.benchmark_group("io_forward_null");
     g.throughput(Throughput::Elements(32));
     let mut burst = Burst::new(32);
     g.bench_function("burst32", |bench| {
         bench.iter(|| {
-            let n = a.rx_burst(0, &mut burst);
-            let sent = b.tx_burst(0, &mut burst);
+            let n = rx.rx_burst(&mut burst);
+            let sent = tx.tx_burst(&mut burst);
             debug_assert_eq!(n, sent);
             burst.clear();
         })
     });
     g.finish();
+    drop((rx, tx));
     assert_eq!(p.available(), p.size());
 }
 

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use pollux::core::lcore::{self, StopFlag};
-use pollux::core::{AnonMemory, Burst, Mempool, MempoolConfig, Port, PortConf};
+use pollux::core::{AnonMemory, Burst, Mempool, MempoolConfig, Port, PortConf, RxQueue, TxQueue};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,23 +42,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
+    // The data path: queue 0 of each port, handed to one lcore. The ports'
+    // control sides stay here.
+    let mut q0 = ports[0].take_queues()?;
+    let mut q1 = ports[1].take_queues()?;
+    let (mut rx0, mut tx0) = (q0.rx.remove(0), q0.tx.remove(0));
+    let (mut rx1, mut tx1) = (q1.rx.remove(0), q1.tx.remove(0));
     let stop = StopFlag::new();
     let cpu = lcore::available_cpus().last().copied();
     let worker = lcore::launch(0, cpu, stop.clone(), move |ctx| {
         let mut burst = Burst::new(32);
         while !ctx.stop.is_stopped() {
-            for (rx, tx) in [(0, 1), (1, 0)] {
-                if ports[rx].rx_burst(0, &mut burst) > 0 {
-                    ports[tx].tx_burst(0, &mut burst);
+            for (rx, tx) in [(&mut rx0, &mut tx1), (&mut rx1, &mut tx0)] {
+                if rx.rx_burst(&mut burst) > 0 {
+                    tx.tx_burst(&mut burst);
                     burst.clear(); // what the port did not take is dropped
                 }
             }
         }
-        ports
     })?;
-    std::thread::sleep(Duration::from_secs(3));
+    // Control work while the lcore forwards (a NIC's mailbox, a bond's LACP).
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < until {
+        ports.iter_mut().for_each(|p| p.service());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     stop.stop();
-    let mut ports = worker.join()?;
+    worker.join()?;
+    drop((q0, q1));
     for (id, port) in ports.iter_mut().enumerate() {
         port.stop()?;
         let s = port.stats();

@@ -20,7 +20,9 @@
 use std::time::{Duration, Instant};
 
 use pollux::core::net::internet_checksum;
-use pollux::core::{Burst, HugePages, MacAddr, Mbuf, Mempool, MempoolConfig, Port, PortConf};
+use pollux::core::{
+    Burst, HugePages, MacAddr, Mbuf, Mempool, MempoolConfig, Port, PortConf, RxQueue, TxQueue,
+};
 use pollux::igbvf::{IgbVf, IgbVfOpts};
 
 struct Args {
@@ -164,6 +166,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let size = pool.size();
     vf.configure(&PortConf::new(pool.clone()))?;
     vf.start()?;
+    // One thread does everything here: it polls queue 0 and, every 20 ms,
+    // the control side (mailbox watch, PF-reset recovery, link).
+    let mut q = vf.take_queues()?;
+    let (rxq, txq) = (&mut q.rx[0], &mut q.tx[0]);
     if !args.mcast.is_empty() {
         vf.set_mc_addr_list(&args.mcast)?;
     }
@@ -201,6 +207,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     loop {
         if Instant::now() >= next_link {
             next_link = Instant::now() + Duration::from_millis(20);
+            vf.service();
             let up = vf.link().up;
             if up != link_up {
                 link_up = up;
@@ -218,7 +225,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
         }
-        let n = vf.rx_burst(0, &mut rx);
+        let n = rxq.rx_burst(&mut rx);
         c.rx += n as u64;
         for mut m in rx.drain() {
             let d = m.data();
@@ -234,7 +241,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         if !tx.is_empty() {
-            vf.tx_burst(0, &mut tx);
+            txq.tx_burst(&mut tx);
             // A reply that did not fit is dropped: ping retries, ARP too.
             tx.clear();
         }
@@ -247,6 +254,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             std::thread::yield_now();
         }
     }
+    drop(q);
     vf.stop()?;
     let s = vf.stats();
     let recoveries = vf.recoveries();

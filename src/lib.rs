@@ -21,3 +21,6 @@ pub use pollux_pci as pci;
 pub use pollux_soft as soft;
 pub use pollux_sriov as sriov;
 pub use pollux_vfio as vfio;
+
+mod registry;
+pub use registry::{open, open_pci, pci_driver, OpenError, PCI_DRIVERS};

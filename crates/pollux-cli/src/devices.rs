@@ -35,6 +35,8 @@ struct Entry {
     name: Option<String>,
     driver: Option<String>,
     driver_kind: &'static str,
+    /// The Pollux poll-mode driver for this function's ID, if any.
+    pmd: Option<&'static str>,
     driver_override: Option<String>,
     iommu_group: Option<u32>,
     numa_node: Option<u32>,
@@ -67,6 +69,7 @@ fn entry(f: PciFunction, vf_index: Option<u32>, pci_ids: &Path) -> Entry {
         class: format!("{:06x}", f.class),
         name,
         driver_kind: kind_name(f.driver_kind()),
+        pmd: pollux::pci_driver(f.vendor, f.device).map(|d| d.name),
         driver: f.driver,
         driver_override: f.driver_override,
         iommu_group: f.iommu_group,
@@ -122,6 +125,9 @@ fn render(entries: &[Entry]) -> String {
             }
             if let Some(o) = &e.driver_override {
                 let _ = write!(s, " override={o}");
+            }
+            if let Some(p) = e.pmd {
+                let _ = write!(s, " pmd={p}");
             }
             if !e.netdevs.is_empty() {
                 let _ = write!(s, " if={}", e.netdevs.join(","));
@@ -245,16 +251,16 @@ mod tests {
         let expect = "\
 Network devices using a userspace driver (vfio-pci, uio)
 ========================================================
-0000:00:10.0 8086:10ca '82576 Virtual Function' drv=vfio-pci vf=0 of 0000:00:02.0 iommu_group=10 numa=0
+0000:00:10.0 8086:10ca '82576 Virtual Function' drv=vfio-pci pmd=net_igbvf vf=0 of 0000:00:02.0 iommu_group=10 numa=0
 
 Network devices using a kernel driver
 =====================================
 0000:00:02.0 8086:10c9 '82576 Gigabit Network Connection' drv=igb if=eth0 vfs=3/7 iommu_group=3 numa=0
-0000:00:10.4 8086:10ca '82576 Virtual Function' drv=igbvf if=enp0s16f4 vf=2 of 0000:00:02.0 iommu_group=12 numa=0
+0000:00:10.4 8086:10ca '82576 Virtual Function' drv=igbvf pmd=net_igbvf if=enp0s16f4 vf=2 of 0000:00:02.0 iommu_group=12 numa=0
 
 Network devices with no driver
 ==============================
-0000:00:10.2 8086:10ca '82576 Virtual Function' vf=1 of 0000:00:02.0 iommu_group=11 numa=0
+0000:00:10.2 8086:10ca '82576 Virtual Function' pmd=net_igbvf vf=1 of 0000:00:02.0 iommu_group=11 numa=0
 
 ";
         assert_eq!(out, expect);
@@ -276,6 +282,8 @@ Network devices with no driver
         assert_eq!(arr[1]["physfn"], "0000:00:02.0");
         assert_eq!(arr[1]["vf_index"], 0);
         assert_eq!(arr[1]["driver_kind"], "userspace");
+        assert_eq!(arr[1]["pmd"], "net_igbvf", "found through the registry");
+        assert_eq!(arr[0]["pmd"], serde_json::Value::Null, "no PMD for the PF");
         assert_eq!(arr[2]["driver"], serde_json::Value::Null);
         assert_eq!(arr[3]["netdevs"], serde_json::json!(["enp0s16f4"]));
     }

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use pollux_pci::{PciAddr, Sysfs};
 use pollux_sriov::lifecycle::{self, CreateOpts, Timeouts};
 use pollux_sriov::netlink::{LinkState, Mac, Rtnl, VfAttr, VfState, Vlan, VlanProto};
-use pollux_pci::{PciAddr, Sysfs};
 
 /// Options every `pollux vf` subcommand shares.
 #[derive(clap::Args, Debug, Clone)]

@@ -1,18 +1,20 @@
 //! The forwarding engines: what one lcore does with its streams.
 //!
 //! A stream is DPDK testpmd's unit of work: receive from one port queue,
-//! forward to one port queue (or only receive, or only send). Each lcore
-//! runs its streams round-robin until told to stop and publishes its
-//! counters after every pass with plain relaxed stores, so the stats
-//! thread can read them without slowing the loop.
+//! forward to one port queue (or only receive, or only send). A stream owns
+//! the queue handles it uses ([`StreamQueues`]), and every handle belongs
+//! to exactly one stream, so the lcore that runs a stream polls its queues
+//! with no lock. Each lcore runs its streams round-robin until told to stop
+//! and publishes its counters after every pass with plain relaxed stores,
+//! so the stats thread can read them without slowing the loop.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 use pollux_core::lcore::StopFlag;
 use pollux_core::net::{udp_frame, UdpFrameSpec};
-use pollux_core::{Burst, MacAddr, Mbuf, Mempool, Port};
+use pollux_core::{Burst, MacAddr, Mbuf, Mempool, RxQueue, TxQueue};
 
 /// Forwarding modes, named as in dpdk-testpmd.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -72,47 +74,29 @@ pub struct FwdConfig {
     pub flows: u32,
 }
 
-/// How an lcore reaches its ports: owned outright when one lcore runs
-/// everything, behind a lock per port when several share them.
-pub trait PortAccess {
-    fn rx(&mut self, port: usize, queue: u16, pkts: &mut Burst<Mbuf>) -> usize;
-    fn tx(&mut self, port: usize, queue: u16, pkts: &mut Burst<Mbuf>) -> usize;
+/// The queue handles one stream polls: its receive queue (none for
+/// txonly/flowgen) and its transmit queue. rxonly sends nothing on its
+/// transmit queue but calls it with an empty burst now and then, as every
+/// mode does when idle: a port may send its own control frames then (a
+/// bond whose members have no transmit queue to spare sends its LACPDUs
+/// with queue 0, as DPDK's bonding does without dedicated queues).
+pub struct StreamQueues {
+    pub rx: Option<Box<dyn RxQueue>>,
+    pub tx: Option<Box<dyn TxQueue>>,
 }
 
-impl PortAccess for Vec<Box<dyn Port>> {
-    #[inline]
-    fn rx(&mut self, port: usize, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
-        self[port].rx_burst(queue, pkts)
-    }
-    #[inline]
-    fn tx(&mut self, port: usize, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
-        self[port].tx_burst(queue, pkts)
-    }
-}
-
-/// Ports shared by several lcores.
-pub type SharedPorts = Arc<Vec<Mutex<Box<dyn Port>>>>;
-
-/// Lock-per-port access for several lcores.
-pub struct Shared(pub SharedPorts);
-
-impl PortAccess for Shared {
-    #[inline]
-    fn rx(&mut self, port: usize, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
-        // A poisoned lock means another lcore panicked; its port state is
-        // still consistent (burst calls do not unwind mid-update), so go on.
-        let mut p = self.0[port].lock().unwrap_or_else(|e| e.into_inner());
-        p.rx_burst(queue, pkts)
-    }
-    #[inline]
-    fn tx(&mut self, port: usize, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
-        let mut p = self.0[port].lock().unwrap_or_else(|e| e.into_inner());
-        p.tx_burst(queue, pkts)
+impl std::fmt::Debug for StreamQueues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamQueues")
+            .field("rx", &self.rx.is_some())
+            .field("tx", &self.tx.is_some())
+            .finish()
     }
 }
 
 struct Stream {
     spec: StreamSpec,
+    q: StreamQueues,
     burst: Burst<Mbuf>,
     rx: u64,
     tx: u64,
@@ -122,19 +106,32 @@ struct Stream {
     /// The frame txonly and flowgen copy into every packet.
     template: Vec<u8>,
     next_flow: u32,
+    /// Polls that received nothing, for the idle transmit call.
+    idle: u32,
+}
+
+/// Idle polls between two empty transmit calls.
+const IDLE_TX_EVERY: u32 = 64;
+
+/// Calls the transmit queue with an empty burst every [`IDLE_TX_EVERY`]
+/// idle polls.
+#[inline(always)]
+fn idle_tx(s: &mut Stream) {
+    s.idle = s.idle.wrapping_add(1);
+    if s.idle % IDLE_TX_EVERY == 0 {
+        if let Some(tx) = s.q.tx.as_mut() {
+            debug_assert!(s.burst.is_empty());
+            tx.tx_burst(&mut s.burst);
+        }
+    }
 }
 
 /// Runs `streams` on this lcore until `stop` is set.
-pub fn run_lcore<P: PortAccess>(
-    ports: &mut P,
-    streams: Vec<StreamSpec>,
-    cfg: &FwdConfig,
-    stop: &StopFlag,
-) {
+pub fn run_lcore(streams: Vec<(StreamSpec, StreamQueues)>, cfg: &FwdConfig, stop: &StopFlag) {
     let hdr_len = pollux_core::net::UDP_FRAME_MIN;
     let mut streams: Vec<Stream> = streams
         .into_iter()
-        .map(|spec| {
+        .map(|(spec, q)| {
             let mut macs = [0u8; 12];
             macs[..6].copy_from_slice(&cfg.peer_macs[spec.tx_port].0);
             macs[6..].copy_from_slice(&cfg.port_macs[spec.tx_port].0);
@@ -149,6 +146,7 @@ pub fn run_lcore<P: PortAccess>(
             frame.truncate(hdr_len);
             Stream {
                 spec,
+                q,
                 burst: Burst::new(cfg.burst),
                 rx: 0,
                 tx: 0,
@@ -156,22 +154,23 @@ pub fn run_lcore<P: PortAccess>(
                 macs,
                 template: frame,
                 next_flow: 0,
+                idle: 0,
             }
         })
         .collect();
     while !stop.is_stopped() {
         for s in streams.iter_mut() {
             match cfg.mode {
-                FwdMode::Io => forward(ports, s, |_| {}),
+                FwdMode::Io => forward(s, |_| {}),
                 FwdMode::Mac => {
                     let macs = s.macs;
-                    forward(ports, s, |m| {
+                    forward(s, |m| {
                         if m.len() >= 12 {
                             m.data_mut()[..12].copy_from_slice(&macs);
                         }
                     })
                 }
-                FwdMode::Macswap => forward(ports, s, |m| {
+                FwdMode::Macswap => forward(s, |m| {
                     if m.len() >= 12 {
                         let d = m.data_mut();
                         let (dst, src) = d[..12].split_at_mut(6);
@@ -179,12 +178,17 @@ pub fn run_lcore<P: PortAccess>(
                     }
                 }),
                 FwdMode::Rxonly => {
-                    let n = ports.rx(s.spec.rx_port, s.spec.rx_queue, &mut s.burst);
-                    s.rx += n as u64;
-                    s.burst.clear();
+                    if let Some(rx) = s.q.rx.as_mut() {
+                        let n = rx.rx_burst(&mut s.burst);
+                        s.rx += n as u64;
+                        s.burst.clear();
+                        if n == 0 {
+                            idle_tx(s);
+                        }
+                    }
                 }
-                FwdMode::Txonly => generate(ports, s, cfg, false),
-                FwdMode::Flowgen => generate(ports, s, cfg, true),
+                FwdMode::Txonly => generate(s, cfg, false),
+                FwdMode::Flowgen => generate(s, cfg, true),
             }
             let c = &s.spec.counters;
             c.rx.store(s.rx, Ordering::Relaxed);
@@ -201,16 +205,24 @@ pub fn run_lcore<P: PortAccess>(
 }
 
 #[inline(always)]
-fn forward<P: PortAccess>(ports: &mut P, s: &mut Stream, mut edit: impl FnMut(&mut Mbuf)) {
-    let n = ports.rx(s.spec.rx_port, s.spec.rx_queue, &mut s.burst);
+fn forward(s: &mut Stream, mut edit: impl FnMut(&mut Mbuf)) {
+    let Some(rx) = s.q.rx.as_mut() else {
+        return;
+    };
+    let n = rx.rx_burst(&mut s.burst);
     if n == 0 {
+        idle_tx(s);
         return;
     }
+    let Some(tx) = s.q.tx.as_mut() else {
+        s.burst.clear();
+        return;
+    };
     s.rx += n as u64;
     for m in s.burst.iter_mut() {
         edit(m);
     }
-    let sent = ports.tx(s.spec.tx_port, s.spec.tx_queue, &mut s.burst);
+    let sent = tx.tx_burst(&mut s.burst);
     s.tx += sent as u64;
     if !s.burst.is_empty() {
         // As testpmd without --retry: what the port did not take is dropped.
@@ -220,8 +232,8 @@ fn forward<P: PortAccess>(ports: &mut P, s: &mut Stream, mut edit: impl FnMut(&m
 }
 
 #[inline(always)]
-fn generate<P: PortAccess>(ports: &mut P, s: &mut Stream, cfg: &FwdConfig, flows: bool) {
-    if !cfg.pool.alloc_bulk(&mut s.burst, cfg.burst) {
+fn generate(s: &mut Stream, cfg: &FwdConfig, flows: bool) {
+    if s.q.tx.is_none() || !cfg.pool.alloc_bulk(&mut s.burst, cfg.burst) {
         return;
     }
     let len = cfg.txpkts;
@@ -248,7 +260,10 @@ fn generate<P: PortAccess>(ports: &mut P, s: &mut Stream, cfg: &FwdConfig, flows
             d[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
         }
     }
-    let sent = ports.tx(s.spec.tx_port, s.spec.tx_queue, &mut s.burst);
+    let sent = match s.q.tx.as_mut() {
+        Some(tx) => tx.tx_burst(&mut s.burst),
+        None => 0,
+    };
     s.tx += sent as u64;
     if !s.burst.is_empty() {
         s.dropped += s.burst.len() as u64;
@@ -298,7 +313,10 @@ mod tests {
     #[test]
     fn flowgen_headers_verify_for_every_flow() {
         let pool = Mempool::new(MempoolConfig::new("t", 1024), &AnonMemory::default()).unwrap();
-        let mut null: Vec<Box<dyn Port>> = vec![Box::new(CapturePort::default())];
+        let q = StreamQueues {
+            rx: None,
+            tx: Some(Box::new(CaptureTx::default())),
+        };
         let cfg = FwdConfig {
             mode: FwdMode::Flowgen,
             burst: 32,
@@ -313,42 +331,27 @@ mod tests {
             },
             flows: 100,
         };
-        let streams = build_streams(1, 1, FwdMode::Flowgen);
+        let mut streams = build_streams(1, 1, FwdMode::Flowgen);
         let stop = StopFlag::new();
         let stop2 = stop.clone();
-        let t = std::thread::spawn(move || {
-            run_lcore(&mut null, streams, &cfg, &stop2);
-            null
-        });
+        let spec = streams.remove(0);
+        let counters = spec.counters.clone();
+        let t = std::thread::spawn(move || run_lcore(vec![(spec, q)], &cfg, &stop2));
         std::thread::sleep(std::time::Duration::from_millis(50));
         stop.stop();
-        drop(t.join().unwrap());
+        t.join().unwrap();
+        assert!(counters.tx.load(Ordering::Acquire) > 0, "flowgen sent");
         assert_eq!(pool.available(), pool.size());
     }
 
     /// Checks every frame it is given, then frees it.
     #[derive(Default)]
-    struct CapturePort {
+    struct CaptureTx {
         seen: std::collections::HashSet<[u8; 4]>,
     }
 
-    impl Port for CapturePort {
-        fn info(&self) -> pollux_core::PortInfo {
-            Default::default()
-        }
-        fn configure(&mut self, _: &pollux_core::PortConf) -> Result<(), pollux_core::PortError> {
-            Ok(())
-        }
-        fn start(&mut self) -> Result<(), pollux_core::PortError> {
-            Ok(())
-        }
-        fn stop(&mut self) -> Result<(), pollux_core::PortError> {
-            Ok(())
-        }
-        fn rx_burst(&mut self, _: u16, _: &mut Burst<Mbuf>) -> usize {
-            0
-        }
-        fn tx_burst(&mut self, _: u16, pkts: &mut Burst<Mbuf>) -> usize {
+    impl TxQueue for CaptureTx {
+        fn tx_burst(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
             let n = pkts.len();
             for m in pkts.drain() {
                 let d = m.data();
@@ -358,19 +361,6 @@ mod tests {
             assert!(self.seen.len() <= 100, "at most `flows` sources");
             n
         }
-        fn link(&mut self) -> pollux_core::LinkStatus {
-            pollux_core::LinkStatus::up(1)
-        }
-        fn mac_addr(&self) -> MacAddr {
-            MacAddr::ZERO
-        }
-        fn set_mac_addr(&mut self, _: MacAddr) -> Result<(), pollux_core::PortError> {
-            Ok(())
-        }
-        fn stats(&self) -> pollux_core::PortStats {
-            Default::default()
-        }
-        fn reset_stats(&mut self) {}
     }
 
     #[test]

@@ -1,30 +1,34 @@
 //! `pollux testpmd`: forward packets between ports, like dpdk-testpmd.
 //!
 //! Ports come from `--vdev` device strings (software ports) and `-a`
-//! PCI addresses (NIC virtual functions). Streams are laid out as testpmd
-//! does (ports paired 0-1, 2-3, one stream per port and queue) and shared
-//! round-robin among `--nb-cores` forwarding lcores pinned to CPUs. The
-//! main thread prints a stats table every `--stats-period` seconds and a
-//! summary at the end; with `--json` the only thing on stdout is one final
-//! JSON line.
+//! PCI addresses (NIC virtual functions, opened through the driver
+//! registry). Streams are laid out as testpmd does (ports paired 0-1, 2-3,
+//! one stream per port and queue) and shared round-robin among
+//! `--nb-cores` forwarding lcores pinned to CPUs; each stream owns the
+//! queue handles it polls, so lcores share nothing but the mempool. The
+//! main thread keeps the ports' control sides: it runs their `service`
+//! (mailbox, recovery, LACP), prints a stats table every `--stats-period`
+//! seconds and a summary at the end; with `--json` the only thing on
+//! stdout is one final JSON line.
 
 mod fwd;
 mod telemetry;
 
 use std::io::Write;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use pollux_core::lcore::{self, StopFlag};
 use pollux_core::mempool::{MempoolConfig, DEFAULT_DATA_ROOM};
 use pollux_core::net::{UdpFrameSpec, UDP_FRAME_MIN};
-use pollux_core::{AnonMemory, MacAddr, Mempool, Port, PortConf, PortStats};
+use pollux_core::{
+    AnonMemory, MacAddr, Mempool, Port, PortConf, PortStats, QueueStats, RxQueue, TxQueue,
+};
 use serde::Serialize;
 
 pub use fwd::FwdMode;
-use fwd::{build_streams, FwdConfig, Shared, StreamSpec};
+use fwd::{build_streams, FwdConfig, StreamQueues, StreamSpec};
 pub use telemetry::run_dir;
 
 #[derive(clap::Args, Debug)]
@@ -113,6 +117,27 @@ pub struct TestpmdArgs {
     no_promisc: bool,
 }
 
+/// Per-queue figures of the final report (the port's own queue counters).
+#[derive(Debug, Serialize)]
+struct QueueReport {
+    queue: usize,
+    rx_packets: u64,
+    tx_packets: u64,
+}
+
+/// One stream's figures: which lcore ran it, on which queues.
+#[derive(Debug, Serialize)]
+struct StreamReport {
+    lcore: usize,
+    rx_port: usize,
+    rx_queue: u16,
+    tx_port: usize,
+    tx_queue: u16,
+    rx_packets: u64,
+    tx_packets: u64,
+    dropped: u64,
+}
+
 /// Per-port figures of the final report.
 #[derive(Debug, Serialize)]
 struct PortReport {
@@ -124,6 +149,7 @@ struct PortReport {
     rx_dropped: u64,
     tx_dropped: u64,
     errors: u64,
+    queues: Vec<QueueReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -135,6 +161,7 @@ struct Report {
     fwd: FwdMode,
     burst: u16,
     nb_cores: u16,
+    streams: Vec<StreamReport>,
     mbufs_total: usize,
     mbufs_free_at_exit: usize,
 }
@@ -272,8 +299,8 @@ fn open_ports(args: &TestpmdArgs) -> Result<Opened> {
         .map(|(p, s)| (s.name.clone(), p))
         .collect();
     for pci in pci_addresses(args)? {
-        let port = pollux_igbvf::open_pci(pci, pollux_igbvf::IgbVfOpts::default())
-            .map_err(|e| anyhow::anyhow!("-a {pci}: {}", pollux_igbvf::error::chain(&e)))?;
+        let port = pollux::open_pci(pci, &pollux_vfio::PciOpenOpts::default())
+            .map_err(|e| anyhow::anyhow!("-a {pci}: {e}"))?;
         ports.push((pci.to_string(), port));
     }
     let mut snapshots = Vec::new();
@@ -423,13 +450,40 @@ pub fn run(args: TestpmdArgs) -> Result<()> {
         peer_macs[p] = m.trim().parse()?;
     }
 
+    // Every handle goes to the one stream that polls it.
+    let mut rx_handles: Vec<Vec<Option<Box<dyn RxQueue>>>> = Vec::new();
+    let mut tx_handles: Vec<Vec<Option<Box<dyn TxQueue>>>> = Vec::new();
+    for (i, p) in ports.iter_mut().enumerate() {
+        let q = p
+            .take_queues()
+            .with_context(|| format!("port {i} ({}): queues", names[i]))?;
+        rx_handles.push(q.rx.into_iter().map(Some).collect());
+        tx_handles.push(q.tx.into_iter().map(Some).collect());
+    }
     let queues = args.rxq.min(args.txq);
     let streams = build_streams(nb_ports, queues, args.fwd);
     let nb_cores = (args.nb_cores as usize).min(streams.len());
-    let mut per_core: Vec<Vec<StreamSpec>> = vec![Vec::new(); nb_cores];
+    let mut per_core: Vec<Vec<(StreamSpec, StreamQueues)>> =
+        (0..nb_cores).map(|_| Vec::new()).collect();
+    let mut stream_lcore = Vec::new();
     for (i, s) in streams.iter().enumerate() {
-        per_core[i % nb_cores].push(s.clone());
+        let rx = if args.fwd.receives() {
+            let h = rx_handles[s.rx_port][s.rx_queue as usize].take();
+            Some(h.with_context(|| format!("rx queue {}/{} has no handle", s.rx_port, s.rx_queue))?)
+        } else {
+            None
+        };
+        // rxonly too: its queue gets the idle calls (see fwd::StreamQueues).
+        let h = tx_handles[s.tx_port][s.tx_queue as usize].take();
+        let tx = Some(
+            h.with_context(|| format!("tx queue {}/{} has no handle", s.tx_port, s.tx_queue))?,
+        );
+        per_core[i % nb_cores].push((s.clone(), StreamQueues { rx, tx }));
+        stream_lcore.push(i % nb_cores);
     }
+    // Handles no stream uses (rxq != txq, or the unused direction of
+    // txonly/rxonly) stay alive, idle, until the run ends.
+    let idle = (rx_handles, tx_handles);
     let cfg = FwdConfig {
         mode: args.fwd,
         burst: args.burst as usize,
@@ -458,6 +512,7 @@ pub fn run(args: TestpmdArgs) -> Result<()> {
             .context("cannot install signal handler")?;
     }
     let (main_cpu, cpus) = lcore_cpus(&args, nb_cores);
+    print_stream_table(&mut out, &per_core, &cpus, &cfg)?;
     // The stats loop, the control socket and the signal handling then never
     // interrupt a forwarding lcore.
     if let Some(c) = main_cpu {
@@ -485,41 +540,24 @@ pub fn run(args: TestpmdArgs) -> Result<()> {
     }
 
     let start = Instant::now();
-    enum Owned {
-        One(lcore::Lcore<Vec<Box<dyn Port>>>),
-        Many(Vec<lcore::Lcore<()>>, fwd::SharedPorts),
-    }
-    let running = if nb_cores == 1 {
-        let streams = per_core.pop().unwrap_or_default();
+    let mut lcores = Vec::new();
+    for (i, streams) in per_core.into_iter().enumerate() {
         let (cfg, stop2) = (cfg.clone(), stop.clone());
-        let mut ports = std::mem::take(&mut ports);
-        Owned::One(lcore::launch(0, cpus[0], stop.clone(), move |_| {
-            fwd::run_lcore(&mut ports, streams, &cfg, &stop2);
-            ports
-        })?)
-    } else {
-        let shared: fwd::SharedPorts = Arc::new(
-            std::mem::take(&mut ports)
-                .into_iter()
-                .map(Mutex::new)
-                .collect(),
-        );
-        let mut lcores = Vec::new();
-        for (i, streams) in per_core.into_iter().enumerate() {
-            let (cfg, stop2, shared2) = (cfg.clone(), stop.clone(), shared.clone());
-            lcores.push(lcore::launch(i, cpus[i], stop.clone(), move |_| {
-                fwd::run_lcore(&mut Shared(shared2), streams, &cfg, &stop2)
-            })?);
-        }
-        Owned::Many(lcores, shared)
-    };
+        lcores.push(lcore::launch(i, cpus[i], stop.clone(), move |_| {
+            fwd::run_lcore(streams, &cfg, &stop2)
+        })?);
+    }
 
-    // Main lcore: live stats until the deadline or a signal.
+    // Main lcore: the ports' control work, live stats until the deadline
+    // or a signal.
     let deadline = args.duration.map(|d| start + Duration::from_secs_f64(d));
     let period = (args.stats_period > 0.0).then(|| Duration::from_secs_f64(args.stats_period));
     let mut next_tick = period.map(|p| start + p);
     let mut last = (start, vec![(0u64, 0u64); nb_ports]);
     while !stop.is_stopped() {
+        for p in ports.iter_mut() {
+            p.service();
+        }
         let now = Instant::now();
         if deadline.is_some_and(|d| now >= d) {
             break;
@@ -545,34 +583,46 @@ pub fn run(args: TestpmdArgs) -> Result<()> {
         std::thread::sleep(wake.saturating_duration_since(Instant::now()));
     }
     stop.stop();
-    let mut ports: Vec<Box<dyn Port>> = match running {
-        Owned::One(l) => l
-            .join()
-            .map_err(|e| anyhow::anyhow!("forwarding lcore failed: {e}"))?,
-        Owned::Many(lcores, shared) => {
-            for l in lcores {
-                l.join()
-                    .map_err(|e| anyhow::anyhow!("forwarding lcore failed: {e}"))?;
-            }
-            Arc::try_unwrap(shared)
-                .map_err(|_| anyhow::anyhow!("ports still shared after the lcores stopped"))?
-                .into_iter()
-                .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
-                .collect()
+    let mut failed = None;
+    for l in lcores {
+        if let Err(e) = l.join() {
+            failed.get_or_insert(e);
         }
-    };
+    }
+    // The streams' handles went with their lcores; the idle ones go now,
+    // before the ports stop.
+    drop(idle);
+    if let Some(e) = failed {
+        bail!("forwarding lcore failed: {e}");
+    }
     let elapsed = start.elapsed().as_secs_f64();
 
     let flows = totals(&streams, nb_ports);
     let mut stats = Vec::new();
+    let mut qstats = Vec::new();
     for (i, p) in ports.iter_mut().enumerate() {
         if let Err(e) = p.stop() {
             tracing::warn!("port {i}: stop: {e}");
         }
         stats.push(p.stats());
+        qstats.push(p.queue_stats());
     }
     drop(ports);
-    let report = build_report(&names, &stats, &flows, elapsed, &args, &pool);
+    let mut report = build_report(&names, &stats, &qstats, &flows, elapsed, &args, &pool);
+    report.streams = streams
+        .iter()
+        .zip(&stream_lcore)
+        .map(|(s, &lcore)| StreamReport {
+            lcore,
+            rx_port: s.rx_port,
+            rx_queue: s.rx_queue,
+            tx_port: s.tx_port,
+            tx_queue: s.tx_queue,
+            rx_packets: s.counters.rx.load(Ordering::Acquire),
+            tx_packets: s.counters.tx.load(Ordering::Acquire),
+            dropped: s.counters.dropped.load(Ordering::Acquire),
+        })
+        .collect();
     print_summary(&mut out, &report)?;
     for b in &bonds {
         writeln!(out, "{}", b.lock().unwrap_or_else(|e| e.into_inner()))?;
@@ -587,6 +637,40 @@ pub fn run(args: TestpmdArgs) -> Result<()> {
             report.mbufs_total - report.mbufs_free_at_exit,
             report.mbufs_total
         );
+    }
+    Ok(())
+}
+
+/// dpdk-testpmd's stream table: which lcore, on which CPU, forwards which
+/// queue to which.
+fn print_stream_table(
+    out: &mut dyn Write,
+    per_core: &[Vec<(StreamSpec, StreamQueues)>],
+    cpus: &[Option<usize>],
+    cfg: &FwdConfig,
+) -> std::io::Result<()> {
+    for (i, streams) in per_core.iter().enumerate() {
+        let cpu = cpus[i].map_or_else(|| "any CPU".to_string(), |c| format!("CPU {c}"));
+        writeln!(
+            out,
+            "Logical Core {i} ({cpu}) forwards packets on {} streams:",
+            streams.len()
+        )?;
+        for (s, q) in streams {
+            let rx = match q.rx {
+                Some(_) => format!("RX P={}/Q={}", s.rx_port, s.rx_queue),
+                None => "RX -".to_string(),
+            };
+            let tx = match q.tx {
+                Some(_) if cfg.mode == FwdMode::Rxonly => "TX -".to_string(),
+                Some(_) => format!(
+                    "TX P={}/Q={} peer={}",
+                    s.tx_port, s.tx_queue, cfg.peer_macs[s.tx_port]
+                ),
+                None => "TX -".to_string(),
+            };
+            writeln!(out, "  {rx} -> {tx}")?;
+        }
     }
     Ok(())
 }
@@ -648,6 +732,7 @@ fn print_live(
 fn build_report(
     names: &[String],
     stats: &[PortStats],
+    qstats: &[Vec<QueueStats>],
     flows: &[(u64, u64, u64)],
     elapsed: f64,
     args: &TestpmdArgs,
@@ -657,7 +742,8 @@ fn build_report(
         .iter()
         .zip(stats)
         .zip(flows)
-        .map(|((name, s), f)| PortReport {
+        .zip(qstats)
+        .map(|(((name, s), f), q)| PortReport {
             name: name.clone(),
             rx_packets: s.ipackets,
             tx_packets: s.opackets,
@@ -666,6 +752,15 @@ fn build_report(
             rx_dropped: s.imissed + s.rx_nombuf,
             tx_dropped: f.2,
             errors: s.ierrors + s.oerrors,
+            queues: q
+                .iter()
+                .enumerate()
+                .map(|(queue, q)| QueueReport {
+                    queue,
+                    rx_packets: q.rx_packets,
+                    tx_packets: q.tx_packets,
+                })
+                .collect(),
         })
         .collect();
     Report {
@@ -676,6 +771,7 @@ fn build_report(
         fwd: args.fwd,
         burst: args.burst,
         nb_cores: args.nb_cores,
+        streams: Vec::new(),
         mbufs_total: pool.size(),
         mbufs_free_at_exit: pool.available(),
     }
@@ -700,6 +796,17 @@ fn print_summary(out: &mut dyn Write, r: &Report) -> std::io::Result<()> {
             p.tx_dropped,
             p.errors
         )?;
+    }
+    for (i, p) in r.ports.iter().enumerate() {
+        if p.queues.len() > 1 {
+            for q in &p.queues {
+                writeln!(
+                    out,
+                    "  port {i} queue {} RX {:>14} TX {:>14}",
+                    q.queue, q.rx_packets, q.tx_packets
+                )?;
+            }
+        }
     }
     writeln!(
         out,

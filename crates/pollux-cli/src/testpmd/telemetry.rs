@@ -1,10 +1,11 @@
 //! A small control socket so other processes can ask a running testpmd for
 //! the status of its bonds (`pollux bond show`).
 //!
-//! The lcore owns the bond while it forwards, so the bond is wrapped in a
-//! [`Published`] port that refreshes a shared snapshot of its status about
-//! ten times a second from inside the forwarding loop. The main thread
-//! answers one line commands on a Unix socket from that snapshot:
+//! The bond's control side stays with testpmd's main thread while the lcores
+//! poll its queues; it is wrapped in a [`Published`] port whose
+//! [`Port::service`] runs the bond's own service and refreshes a shared
+//! snapshot of its status about ten times a second. The main thread answers
+//! one line commands on a Unix socket from that snapshot:
 //!
 //! - `bond show` — every bond in the layout of /proc/net/bonding/bondN
 //! - `bond show json` — the same as one JSON array
@@ -20,8 +21,7 @@ use std::time::{Duration, Instant};
 
 use pollux_bond::{BondPort, BondStatus};
 use pollux_core::{
-    Burst, LinkStatus, MacAddr, Mbuf, Port, PortConf, PortError, PortInfo, PortStats, QueueStats,
-    Xstat,
+    LinkStatus, MacAddr, Port, PortConf, PortError, PortInfo, PortStats, QueueStats, Queues, Xstat,
 };
 
 /// Where control sockets live: `$POLLUX_RUN_DIR`, else `/run/pollux` for
@@ -46,7 +46,6 @@ pub type Snapshot = Arc<Mutex<BondStatus>>;
 pub struct Published {
     bond: BondPort,
     snapshot: Snapshot,
-    calls: u32,
     next: Instant,
 }
 
@@ -59,24 +58,10 @@ impl Published {
             Published {
                 bond,
                 snapshot: snapshot.clone(),
-                calls: 0,
                 next: Instant::now() + REFRESH,
             },
             snapshot,
         )
-    }
-
-    #[inline]
-    fn tick(&mut self) {
-        // Look at the clock once every 256 bursts only.
-        self.calls = self.calls.wrapping_add(1);
-        if self.calls % 256 == 0 {
-            let now = Instant::now();
-            if now >= self.next {
-                self.publish();
-                self.next = now + REFRESH;
-            }
-        }
     }
 
     fn publish(&mut self) {
@@ -101,15 +86,16 @@ impl Port for Published {
         self.publish();
         self.bond.stop()
     }
-    #[inline]
-    fn rx_burst(&mut self, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
-        self.tick();
-        self.bond.rx_burst(queue, pkts)
+    fn take_queues(&mut self) -> Result<Queues, PortError> {
+        self.bond.take_queues()
     }
-    #[inline]
-    fn tx_burst(&mut self, queue: u16, pkts: &mut Burst<Mbuf>) -> usize {
-        self.tick();
-        self.bond.tx_burst(queue, pkts)
+    fn service(&mut self) {
+        self.bond.service();
+        let now = Instant::now();
+        if now >= self.next {
+            self.publish();
+            self.next = now + REFRESH;
+        }
     }
     fn link(&mut self) -> LinkStatus {
         self.bond.link()
