@@ -422,6 +422,15 @@ impl Cni<'_> {
         f.display().to_string()
     }
 
+    /// A network configuration list at spec `version` with these plugins,
+    /// in order (the runtime's view of a chain).
+    fn conflist_at(&self, name: &str, version: &str, plugins: &[Value]) -> String {
+        let list = json!({"cniVersion": version, "name": name, "plugins": plugins});
+        let f = self.dir.join(format!("{name}.conflist"));
+        std::fs::write(&f, list.to_string()).unwrap();
+        f.display().to_string()
+    }
+
     /// One libcni operation; returns (success, parsed stdout).
     #[allow(clippy::too_many_arguments)]
     fn op(
@@ -505,6 +514,66 @@ fn ipam() -> Value {
     json!({"type": "host-local", "subnet": "169.254.100.0/24"})
 }
 
+/// How many addresses host-local still holds for network `net`.
+fn leases_of(lab: &Lab, net: &str) -> String {
+    lab.run(
+        &format!("ls /var/lib/cni/networks/{net}/ 2>/dev/null | grep -c 169.254 || true"),
+        T,
+    )
+    .unwrap()
+    .stdout
+    .trim()
+    .to_owned()
+}
+
+/// The entry of interface `name` in a result as libcni returns it, with
+/// its index.
+fn iface_in(res: &Value, name: &str) -> (usize, Value) {
+    res["interfaces"]
+        .as_array()
+        .and_then(|l| l.iter().enumerate().find(|(_, i)| i["name"] == name))
+        .map(|(n, i)| (n, i.clone()))
+        .unwrap_or_else(|| panic!("no interface {name} in {res}"))
+}
+
+/// The `ips` entry host-local gave (169.254.100.0/24).
+fn our_ip(res: &Value) -> Value {
+    res["ips"]
+        .as_array()
+        .and_then(|l| {
+            l.iter().find(|i| {
+                i["address"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("169.254.100."))
+            })
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("no host-local address in {res}"))
+}
+
+/// Spec versions existing SR-IOV NetworkAttachmentDefinitions say (issue
+/// 14), each driven through Debian's libcni (which knows specs up to
+/// 1.0.0) with host-local as IPAM at that version.
+const MATRIX_VERSIONS: [&str; 3] = ["0.3.1", "0.4.0", "1.0.0"];
+
+/// CHECK through libcni at `version`: passes from 0.4.0; before it libcni
+/// itself refuses ("does not support the CHECK command"), as the spec has
+/// no CHECK there.
+fn check_at(cni: &Cni, version: &str, conf: &str, cid: &str, ns: &str) {
+    let (ok, v, out) = cni.op("check", conf, cid, ns, "net1", json!({}), "");
+    if version == "0.3.1" {
+        assert!(!ok, "libcni must refuse CHECK at 0.3.1: {}", show(&out));
+        let msg = v["error"]["msg"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains("does not support the CHECK command"),
+            "{}",
+            show(&out)
+        );
+    } else {
+        assert!(ok, "CHECK at {version}: {}", show(&out));
+    }
+}
+
 #[test]
 fn cni_dpdk_and_netdevice_mode_through_libcni() {
     let lab = Lab::boot(&Topology::new().pf(Pf::new(3))).expect("the lab boots");
@@ -524,30 +593,44 @@ fn cni_dpdk_and_netdevice_mode_through_libcni() {
     let cni = setup_cni(&lab);
     let ifn = &pf.ifname;
 
-    // DPDK mode, every attribute igb supports, MAC from runtimeConfig
-    // (libcni passes it because the plugin declares the capability).
+    // DPDK mode at spec 1.0.0, every attribute igb supports, MAC from
+    // runtimeConfig (libcni passes it because the plugin declares the
+    // capability). Debian's loopback runs first, so pollux-cni gets its
+    // result (lo, 127.0.0.1/8) as prevResult and must pass it on.
     let devinfo = "/run/k8s.cni.cncf.io/devinfo/cni/pod1-net1-device.json";
-    let conf = cni.conflist(
+    let conf = cni.conflist_at(
         "dpdk",
-        json!({"deviceID": vf0, "vlan": 100, "vlanQoS": 3, "mac": "02:00:00:00:00:11", "max_tx_rate": 100,
-               "spoofchk": "off", "trust": "on", "logLevel": "debug", "logFile": "/tmp/pollux-cni.log",
+        "1.0.0",
+        &[
+            json!({"type": "loopback"}),
+            json!({"type": "pollux-cni", "deviceID": vf0, "vlan": 100, "vlanQoS": 3,
+               "mac": "02:00:00:00:00:11", "max_tx_rate": 100, "spoofchk": "off", "trust": "on",
+               "logLevel": "debug", "logFile": "/tmp/pollux-cni.log",
                "capabilities": {"mac": true, "CNIDeviceInfoFile": true}, "ipam": ipam()}),
+        ],
     );
     let cap = json!({"mac": "02:00:00:00:00:22", "CNIDeviceInfoFile": devinfo});
     let (ok, res, out) = cni.op("add", &conf, "cid1", "pod1", "net1", cap.clone(), "");
     assert!(ok, "{}", show(&out));
-    let iface = &res["interfaces"][0];
-    assert_eq!(iface["name"], "net1");
+    assert_eq!(res["cniVersion"], "1.0.0", "{res}");
+    let (n, iface) = iface_in(&res, "net1");
     // libcni 1.1.2 knows results up to 1.0.0, which have no pciID; the 1.1.0
     // ADD below checks it.
     assert_eq!(iface["mac"], "02:00:00:00:00:22", "runtimeConfig.mac wins");
-    assert!(
-        res["ips"][0]["address"]
-            .as_str()
-            .unwrap()
-            .starts_with("169.254.100."),
+    assert_eq!(iface["sandbox"], "/var/run/netns/pod1", "{res}");
+    assert_eq!(
+        our_ip(&res)["interface"],
+        n,
+        "our address points at net1: {res}"
+    );
+    // Passed on: loopback's interface and address first, as they were.
+    assert_eq!(
+        (n, &res["interfaces"][0]["name"]),
+        (1, &json!("lo")),
         "{res}"
     );
+    assert_eq!(res["ips"][0]["address"], "127.0.0.1/8", "{res}");
+    assert_eq!(res["ips"][0]["interface"], 0, "{res}");
     assert_eq!(
         ip_vf(&lab, ifn, 0),
         IpVf {
@@ -619,6 +702,95 @@ fn cni_dpdk_and_netdevice_mode_through_libcni() {
     // DEL again: idempotent.
     let (ok, _, out) = cni.op("del", &conf, "cid1", "pod1", "net1", cap.clone(), "");
     assert!(ok, "{}", show(&out));
+
+    // The same at the older versions existing attachments use (issue 14;
+    // 1.0.0 was above): ADD, CHECK where the version has it, DEL, the VF
+    // configured and restored each time as iproute2 shows it. At 0.3.1
+    // Debian's loopback runs first, so its result in that version's layout
+    // reaches pollux-cni as prevResult; at 0.4.0 pollux-cni is first.
+    for (i, version) in ["0.3.1", "0.4.0"].iter().enumerate() {
+        let loopback = *version == "0.3.1";
+        let net = format!("dpdk{}", version.replace('.', ""));
+        let mac = format!("02:00:00:00:01:{i:02x}");
+        let mut plugins = Vec::new();
+        if loopback {
+            plugins.push(json!({"type": "loopback"}));
+        }
+        plugins.push(
+            json!({"type": "pollux-cni", "deviceID": vf0, "vlan": 200 + i, "vlanQoS": 2,
+            "mac": mac, "spoofchk": "off", "trust": "on", "ipam": ipam()}),
+        );
+        let conf = cni.conflist_at(&net, version, &plugins);
+        let cid = format!("dv{i}");
+        let (ok, res, out) = cni.op("add", &conf, &cid, "pod6", "net1", json!({}), "");
+        assert!(ok, "{version}: {}", show(&out));
+        assert_eq!(res["cniVersion"], *version, "{res}");
+        let (n, iface) = iface_in(&res, "net1");
+        assert_eq!(iface["mac"], mac.as_str(), "{res}");
+        assert_eq!(iface["sandbox"], "/var/run/netns/pod6", "{res}");
+        let ip = our_ip(&res);
+        assert_eq!(ip["interface"], n, "our address points at net1: {res}");
+        assert_eq!(ip["version"], "4", "0.3.x/0.4.0 ips carry version: {res}");
+        if loopback {
+            // Passed on: loopback's interface and addresses first, with
+            // the version field the 0.3.1 layout requires.
+            assert_eq!(
+                (n, &res["interfaces"][0]["name"]),
+                (1, &json!("lo")),
+                "{res}"
+            );
+            assert_eq!(res["ips"][0]["version"], "4", "{res}");
+            assert_eq!(res["ips"][0]["address"], "127.0.0.1/8", "{res}");
+            assert_eq!(res["ips"][0]["interface"], 0, "{res}");
+        }
+        assert_eq!(
+            ip_vf(&lab, ifn, 0),
+            IpVf {
+                mac: mac.clone(),
+                vlan: 200 + i as u64,
+                qos: 2,
+                spoofchk: Some(false),
+                trust: Some(true),
+                ..pristine()
+            },
+            "{version}"
+        );
+        assert_eq!(leases_of(&lab, &net), "1", "{version}");
+        check_at(&cni, version, &conf, &cid, "pod6");
+        let (ok, _, out) = cni.op("del", &conf, &cid, "pod6", "net1", json!({}), "");
+        assert!(ok, "{version}: {}", show(&out));
+        assert_eq!(ip_vf(&lab, ifn, 0), pristine(), "{version}: restored");
+        assert_eq!(leases_of(&lab, &net), "0", "{version}: lease released");
+        println!("RESULT cni dpdk {version} loopback={loopback}: add/check/del ok");
+    }
+    // 0.2.0, whose results hold only IP configuration (ip4/ip6): with
+    // host-local the address comes back as ip4; without IPAM there is
+    // nothing to report, so ADD is refused (7) before the VF is touched.
+    let plugin = json!({"type": "pollux-cni", "deviceID": vf0, "vlan": 220, "ipam": ipam()});
+    let conf = cni.conflist_at("dpdk020", "0.2.0", &[plugin]);
+    let (ok, res, out) = cni.op("add", &conf, "d020", "pod6", "net1", json!({}), "");
+    assert!(ok, "{}", show(&out));
+    assert_eq!(res["cniVersion"], "0.2.0", "{res}");
+    assert!(
+        res["ip4"]["ip"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("169.254.100.")),
+        "{res}"
+    );
+    assert_eq!(ip_vf(&lab, ifn, 0).vlan, 220);
+    let (ok, _, out) = cni.op("del", &conf, "d020", "pod6", "net1", json!({}), "");
+    assert!(ok, "{}", show(&out));
+    assert_eq!(ip_vf(&lab, ifn, 0), pristine());
+    assert_eq!(leases_of(&lab, "dpdk020"), "0");
+    let conf = cni.conflist_at(
+        "dpdk020b",
+        "0.2.0",
+        &[json!({"type": "pollux-cni", "deviceID": vf0, "vlan": 221})],
+    );
+    let (ok, v, out) = cni.op("add", &conf, "d020b", "pod6", "net1", json!({}), "");
+    assert!(!ok && v["error"]["code"] == 7, "{}", show(&out));
+    assert_eq!(ip_vf(&lab, ifn, 0), pristine());
+    println!("RESULT cni dpdk 0.2.0: add/del ok, no-ipam refused with 7");
 
     // What igb refuses, through libcni: clear errors and the VF untouched.
     for (extra, needle) in [
@@ -720,12 +892,13 @@ fn cni_dpdk_and_netdevice_mode_through_libcni() {
     );
     assert_eq!(ip_vf(&lab, ifn, 0), pristine());
 
-    // Netdevice mode (its name read after udev has renamed it): VF 2 on igbvf has a netdev; it moves into the pod as
-    // net1 with its MTU and the host-local address, and comes back under its
-    // old name. No MAC here: a VF netdev's MAC change is a mailbox request
-    // to the PF, and in this model igbvf's second reset at probe never gets
-    // the reset-done bit, so the PF never clears it to send (docs/lab.md);
-    // the unit tests judge the MAC ordering against an igb-like PF model.
+    // Netdevice mode (its name read after udev has renamed it): VF 2 on
+    // igbvf has a netdev; it moves into the pod as net1 with its MTU and
+    // the host-local address, and comes back under its old name. No MAC
+    // here: a VF netdev's MAC change is a mailbox request to the PF, and in
+    // this model igbvf's second reset at probe never gets the reset-done
+    // bit, so the PF never clears it to send (docs/lab.md); the unit tests
+    // judge the MAC ordering against an igb-like PF model.
     lab.run_ok(&format!("{p} vf bind {vf2} igbvf"), T).unwrap();
     let host_if = lab
         .wait_until(
@@ -744,55 +917,91 @@ fn cni_dpdk_and_netdevice_mode_through_libcni() {
         .stdout
         .trim()
         .to_owned();
-    let conf = cni.conflist(
-        "netdev",
-        json!({"deviceID": vf2, "mtu": 1400, "vlan": 30, "ipam": ipam()}),
-    );
-    let (ok, res, out) = cni.op("add", &conf, "cid9", "pod9", "net1", json!({}), "");
-    assert!(ok, "{}", show(&out));
-    let addr = res["ips"][0]["address"].as_str().unwrap().to_owned();
-    let host_mac = res["interfaces"][0]["mac"].as_str().unwrap().to_owned();
-    let inpod = lab
-        .run_ok("ip netns exec pod9 ip -j addr show dev net1", T)
-        .unwrap();
-    let j: Value = serde_json::from_str(&inpod.stdout).unwrap();
-    assert_eq!(j[0]["address"], host_mac.as_str(), "{}", inpod.stdout);
-    assert_eq!(j[0]["mtu"], 1400);
-    assert!(
-        j[0]["flags"].as_array().unwrap().iter().any(|f| f == "UP"),
-        "{}",
-        inpod.stdout
-    );
-    let ip4 = addr.split('/').next().unwrap();
-    assert!(
-        j[0]["addr_info"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["local"] == ip4),
-        "{}",
-        inpod.stdout
-    );
-    assert!(
-        lab.run(&format!("ip link show dev {host_if}"), T)
+
+    // At each version, chained before Debian's tuning plugin, which reads
+    // pollux-cni's result as its prevResult (in that version's layout),
+    // sets a sysctl of net1 in the pod and passes the result on; its CHECK
+    // reads the sysctl back. At 0.4.0 loopback runs first too, so the
+    // chain is loopback, pollux-cni, tuning.
+    let arp_notify = "/proc/sys/net/ipv4/conf/net1/arp_notify";
+    for (i, version) in MATRIX_VERSIONS.iter().enumerate() {
+        let loopback = *version == "0.4.0";
+        let net = format!("netdev{}", version.replace('.', ""));
+        let mut plugins = Vec::new();
+        if loopback {
+            plugins.push(json!({"type": "loopback"}));
+        }
+        plugins.push(json!({"type": "pollux-cni", "deviceID": vf2, "mtu": 1400,
+            "vlan": 40 + i, "ipam": ipam()}));
+        plugins.push(json!({"type": "tuning", "sysctl": {"net.ipv4.conf.net1.arp_notify": "1"}}));
+        let conf = cni.conflist_at(&net, version, &plugins);
+        let cid = format!("nv{i}");
+        let (ok, res, out) = cni.op("add", &conf, &cid, "pod9", "net1", json!({}), "");
+        assert!(ok, "{version}: {}", show(&out));
+        assert_eq!(res["cniVersion"], *version, "{res}");
+        let (n, iface) = iface_in(&res, "net1");
+        assert_eq!(iface["sandbox"], "/var/run/netns/pod9", "{res}");
+        let ip = our_ip(&res);
+        assert_eq!(ip["interface"], n, "{res}");
+        if *version != "1.0.0" {
+            assert_eq!(ip["version"], "4", "{res}");
+        }
+        if loopback {
+            assert_eq!(
+                (n, &res["interfaces"][0]["name"]),
+                (1, &json!("lo")),
+                "{res}"
+            );
+            assert_eq!(res["ips"][0]["address"], "127.0.0.1/8", "{res}");
+            assert_eq!(res["ips"][0]["interface"], 0, "{res}");
+        }
+        let inpod = lab
+            .run_ok("ip netns exec pod9 ip -j addr show dev net1", T)
+            .unwrap();
+        let j: Value = serde_json::from_str(&inpod.stdout).unwrap();
+        assert_eq!(j[0]["address"], iface["mac"], "{}", inpod.stdout);
+        assert_eq!(j[0]["mtu"], 1400);
+        assert!(
+            j[0]["flags"].as_array().unwrap().iter().any(|f| f == "UP"),
+            "{}",
+            inpod.stdout
+        );
+        let addr = ip["address"].as_str().unwrap().split('/').next().unwrap();
+        assert!(
+            j[0]["addr_info"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["local"] == addr),
+            "{}",
+            inpod.stdout
+        );
+        assert!(
+            lab.run(&format!("ip link show dev {host_if}"), T)
+                .unwrap()
+                .stdout
+                .is_empty(),
+            "{version}: gone from the host"
+        );
+        let sysctl = lab
+            .run_ok(&format!("ip netns exec pod9 cat {arp_notify}"), T)
+            .unwrap();
+        assert_eq!(sysctl.stdout.trim(), "1", "{version}: tuning ran on net1");
+        assert_eq!(ip_vf(&lab, ifn, 2).vlan, 40 + i as u64, "{version}");
+        check_at(&cni, version, &conf, &cid, "pod9");
+        let (ok, _, out) = cni.op("del", &conf, &cid, "pod9", "net1", json!({}), "");
+        assert!(ok, "{version}: {}", show(&out));
+        lab.run_ok(&format!("ip link show dev {host_if}"), T)
+            .unwrap();
+        assert!(lab
+            .run("ip netns exec pod9 ip link show dev net1", T)
             .unwrap()
             .stdout
-            .is_empty(),
-        "gone from the host"
-    );
-    assert_eq!(ip_vf(&lab, ifn, 2).vlan, 30);
-    let (ok, _, out) = cni.op("check", &conf, "cid9", "pod9", "net1", json!({}), "");
-    assert!(ok, "{}", show(&out));
-    let (ok, _, out) = cni.op("del", &conf, "cid9", "pod9", "net1", json!({}), "");
-    assert!(ok, "{}", show(&out));
-    lab.run_ok(&format!("ip link show dev {host_if}"), T)
-        .unwrap();
-    assert!(lab
-        .run("ip netns exec pod9 ip link show dev net1", T)
-        .unwrap()
-        .stdout
-        .is_empty());
-    assert_eq!(ip_vf(&lab, ifn, 2).vlan, 0);
+            .is_empty());
+        assert_eq!(ip_vf(&lab, ifn, 2).vlan, 0, "{version}: restored");
+        assert_eq!(leases_of(&lab, &net), "0", "{version}: lease released");
+        println!("RESULT cni netdevice+tuning {version} loopback={loopback}: add/check/del ok");
+    }
 }
 
 #[test]
