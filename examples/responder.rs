@@ -278,6 +278,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() {
+    // The driver's own log (PF resets, recoveries) on stderr with RUST_LOG,
+    // e.g. RUST_LOG=pollux_igbvf=debug.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     if let Err(e) = run() {
         eprintln!("responder: {e}");
         std::process::exit(1);

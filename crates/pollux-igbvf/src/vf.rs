@@ -131,13 +131,11 @@ const QUEUE_TIMEOUT: Duration = Duration::from_millis(100);
 /// Ethernet header + FCS + one VLAN tag, added to the MTU for RLPML.
 const FRAME_OVERHEAD: u32 = 14 + 4 + 4;
 
-/// One queue of a [`QueueSet`]: its ring while no handle holds it, the
-/// counters its handle publishes, and the epoch its handle last re-armed
-/// its ring for.
+/// One queue of a [`QueueSet`]: its ring while no handle holds it, and
+/// the counters its handle publishes.
 struct Slot<R> {
     ring: Mutex<Option<R>>,
     counters: QueueCounters,
-    ack: AtomicU32,
 }
 
 impl<R> Slot<R> {
@@ -145,7 +143,6 @@ impl<R> Slot<R> {
         Slot {
             ring: Mutex::new(Some(ring)),
             counters: QueueCounters::default(),
-            ack: AtomicU32::new(0),
         }
     }
 
@@ -173,16 +170,21 @@ const EPOCH: u32 = 2;
 ///
 /// `state` is the only thing a burst reads besides its own ring: one
 /// acquire load. Its low bit says whether the queues run; the rest is an
-/// epoch that the control side advances whenever it has reset the VF (stop,
-/// PF-reset recovery), which stops the device's DMA and forgets the
-/// rings' positions. A handle that sees a new epoch re-arms its own ring in
-/// software (every descriptor rewritten, positions back to 0, in-flight
-/// transmits freed: the device no longer owns them) and stores the epoch in
-/// its slot's `ack`. The control side programs the registers and sets the
-/// running bit again only when every ring is re-armed: acknowledged by its
-/// handle, or parked in its slot and re-armed by the control side itself.
-/// So the device never sees a descriptor the driver is rewriting, no burst
-/// ever waits, and buffers are freed only after the reset.
+/// epoch that the control side advances whenever it has stopped the
+/// queues (stop, PF-reset recovery), which stops the device's DMA and
+/// forgets the rings' positions.
+///
+/// When it brings the queues up again, the control side programs every
+/// ring register with head and tail at 0 and re-arms the rings parked in
+/// their slots itself (their rx tails are set too). A handle that holds
+/// its ring sees the new epoch at its next burst and resynchronises in
+/// software: every rx descriptor rewritten with its buffer, in-flight
+/// transmits freed (the device no longer owns them), positions back to 0.
+/// Only once it sees the running bit does an rx handle move its tail,
+/// which is when the device may fetch its descriptors again. So the device
+/// never sees a descriptor the driver is rewriting, no burst waits, the
+/// control side waits for no handle (an idle one resynchronises whenever it
+/// next runs), and buffers are freed only after the queues stopped.
 struct QueueSet {
     bar: Arc<Bar>,
     state: AtomicU32,
@@ -215,35 +217,24 @@ impl QueueSet {
         self.state.store(epoch | RUNNING, Ordering::Release);
     }
 
-    /// Whether every ring is ready for `epoch`; parked rings are re-armed
-    /// here. `Err` with the queue whose pool ran dry.
-    fn rings_ready(&self, epoch: u32) -> Result<bool, (u16, usize)> {
-        let mut ready = true;
+    /// Re-arms every parked ring (rx: every slot given a buffer; tx:
+    /// in-flight packets freed). `Err` with the queue whose pool ran dry.
+    fn arm_parked(&self) -> Result<(), (u16, usize)> {
         for (i, s) in self.rx.iter().enumerate() {
-            match s.parked().as_mut() {
-                Some(r) if s.ack.load(Ordering::Acquire) != epoch => {
-                    let missing = r.arm();
-                    if missing > 0 {
-                        return Err((i as u16, missing));
-                    }
-                    s.ack.store(epoch, Ordering::Release);
+            if let Some(r) = s.parked().as_mut() {
+                let missing = r.arm();
+                if missing > 0 {
+                    return Err((i as u16, missing));
                 }
-                Some(_) => {}
-                None => ready &= s.ack.load(Ordering::Acquire) == epoch,
             }
         }
         for s in &self.tx {
-            match s.parked().as_mut() {
-                Some(t) if s.ack.load(Ordering::Acquire) != epoch => {
-                    t.reset();
-                    s.counters.store(counts_tx(t));
-                    s.ack.store(epoch, Ordering::Release);
-                }
-                Some(_) => {}
-                None => ready &= s.ack.load(Ordering::Acquire) == epoch,
+            if let Some(t) = s.parked().as_mut() {
+                t.reset();
+                s.counters.store(counts_tx(t));
             }
         }
-        Ok(ready)
+        Ok(())
     }
 
     /// Returns the buffers of every parked ring. Only after a VF reset.
@@ -293,6 +284,9 @@ pub struct IgbVfRx {
     set: Arc<QueueSet>,
     queue: usize,
     seen: u32,
+    /// Re-armed for the current epoch; the tail is still to be given to
+    /// the device once the queues run.
+    kick: bool,
     _lease: Lease,
 }
 
@@ -306,24 +300,36 @@ pub struct IgbVfTx {
 }
 
 impl IgbVfRx {
-    /// A state change: re-arm for a new epoch (the VF was reset, see
-    /// [`QueueSet`]). Not inlined: it runs once per stop or recovery.
+    /// A state change (see [`QueueSet`]). Not inlined: it runs once per
+    /// stop, start or recovery.
     #[cold]
     fn sync(&mut self, st: u32) {
-        let epoch = st & !RUNNING;
-        if epoch != self.seen & !RUNNING {
-            if let Some(r) = self.ring.as_mut() {
-                // Every slot of a ring a handle holds has its buffer (a
-                // burst swaps in a fresh one before it gives one away), so
-                // this only rewrites descriptors. Should one be missing, the
-                // ring is not acknowledged, the queues stay down, and the
-                // next burst tries again: the device is never given a
-                // descriptor without a buffer.
-                if r.arm() > 0 {
-                    return;
-                }
+        let Some(r) = self.ring.as_mut() else {
+            self.seen = st;
+            return;
+        };
+        if (st ^ self.seen) & !RUNNING != 0 {
+            // A new epoch: the queues were stopped. Every slot of a ring a
+            // handle holds has its buffer (a burst swaps in a fresh one
+            // before it gives one away), so this only rewrites the
+            // descriptors. Should one be missing, `seen` stays behind and
+            // the next burst tries again: the device is never given a
+            // descriptor without a buffer.
+            if r.arm() > 0 {
+                return;
             }
-            self.set.rx[self.queue].ack.store(epoch, Ordering::Release);
+            self.kick = true;
+        }
+        if st & RUNNING != 0 && self.kick {
+            // The control side programmed the queue (head and tail 0)
+            // before it set the running bit, which the acquire load of
+            // `st` saw; the rewritten descriptors must be visible to the
+            // device before the tail lets it fetch them.
+            crate::desc::wmb_before_doorbell();
+            self.set
+                .bar
+                .write32(regs::rdt(self.queue as u16), r.initial_tail());
+            self.kick = false;
         }
         self.seen = st;
     }
@@ -336,7 +342,7 @@ impl RxQueue for IgbVfRx {
         if st != self.seen {
             self.sync(st);
         }
-        if st & RUNNING == 0 {
+        if self.seen & RUNNING == 0 || self.kick {
             return 0;
         }
         let Some(r) = self.ring.as_mut() else {
@@ -351,16 +357,14 @@ impl RxQueue for IgbVfRx {
 impl IgbVfTx {
     #[cold]
     fn sync(&mut self, st: u32) {
-        let epoch = st & !RUNNING;
-        if epoch != self.seen & !RUNNING {
-            let s = &self.set.tx[self.queue];
+        if (st ^ self.seen) & !RUNNING != 0 {
             if let Some(t) = self.ring.as_mut() {
-                // The VF reset stopped the device before the epoch moved:
-                // what it had not sent is freed here.
+                // The queues were stopped before the epoch moved and are
+                // programmed anew with head and tail 0: what the device had
+                // not sent is freed here and the ring starts over at 0.
                 t.reset();
-                s.counters.store(counts_tx(t));
+                self.set.tx[self.queue].counters.store(counts_tx(t));
             }
-            s.ack.store(epoch, Ordering::Release);
         }
         self.seen = st;
     }
@@ -390,8 +394,8 @@ impl TxQueue for IgbVfTx {
 impl Drop for IgbVfRx {
     fn drop(&mut self) {
         let s = &self.set.rx[self.queue];
-        // The handle re-armed (or not) for `seen`; the control side checks
-        // parked rings against the epoch itself.
+        // The control side re-arms parked rings itself when it brings the
+        // queues up.
         *s.parked() = self.ring.take();
     }
 }
@@ -828,42 +832,52 @@ impl IgbVf {
             );
             self.wait_dctl(regs::txdctl(i), true, "tx", i)?;
         }
-        // The descriptors were rewritten by arm(), on this thread or on a
-        // handle's whose ack we read with acquire; they must be visible to
-        // the device before the tail lets it fetch them.
+        // Parked rings were re-armed on this thread; their descriptors must
+        // be visible to the device before the tail lets it fetch them. A
+        // ring a handle holds keeps tail 0 until its handle has
+        // resynchronised and moves the tail itself (see [`QueueSet`]).
         crate::desc::wmb_before_doorbell();
         for (i, l) in q.rx_layout.iter().enumerate() {
-            self.bar.write32(regs::rdt(i as u16), l.initial_tail);
+            if q.rx[i].parked().is_some() {
+                self.bar.write32(regs::rdt(i as u16), l.initial_tail);
+            }
         }
         Ok(())
     }
 
-    /// Brings the queues up for a new epoch once every ring is re-armed:
-    /// `Ok(false)` while a handle has yet to re-arm its ring.
-    fn bring_up(&mut self, epoch: u32) -> Result<bool, IgbVfError> {
+    /// Brings the queues up for `epoch`: parked rings re-armed, every
+    /// register programmed, the running bit set.
+    fn bring_up(&mut self, epoch: u32) -> Result<(), IgbVfError> {
         let addr = self.addr;
         let Some(q) = self.queues.clone() else {
             return Err(IgbVfError::Config("not configured".into()));
         };
-        match q.rings_ready(epoch) {
-            Ok(true) => {}
-            Ok(false) => return Ok(false),
-            Err((queue, need)) => return Err(IgbVfError::PoolEmpty { addr, queue, need }),
-        }
+        q.arm_parked()
+            .map_err(|(queue, need)| IgbVfError::PoolEmpty { addr, queue, need })?;
         self.program_queues()?;
         q.set_running(epoch);
-        Ok(true)
+        Ok(())
     }
 
-    /// One step of PF-reset recovery; never waits for the handles.
+    /// One step of PF-reset recovery: stop the queues (once), then the
+    /// reset handshake and bring-up, retried until the PF answers. Never
+    /// waits for the handles.
     fn recovery_step(&mut self, now: Instant) {
         let Some(q) = self.queues.clone() else { return };
         let rec = match self.recovery {
             Some(r) => r,
             None => {
-                // Stop the device and the handles: the PF reset left the
-                // rings where the device no longer expects them.
-                let _ = self.quiesce();
+                // Stop the queues and the handles: the PF reset left the
+                // rings where the device no longer expects them. Disabled
+                // queues fetch no descriptor and write no buffer; the VF
+                // reset comes with the reset handshake below, once the PF
+                // is back. Should the queues not report disabled, a VF
+                // reset now.
+                if let Err(e) = self.disable_queues() {
+                    tracing::debug!(vf = %self.addr, error = %e, "queues did not stop; VF reset");
+                    self.bar.write32(regs::CTRL, regs::CTRL_RST);
+                    let _ = self.bar.read32(regs::STATUS);
+                }
                 let r = Recovery {
                     epoch: q.next_epoch(),
                 };
@@ -872,28 +886,17 @@ impl IgbVf {
             }
         };
         let res = (|| {
-            if !q
-                .rings_ready(rec.epoch)
-                .map_err(|(queue, need)| IgbVfError::PoolEmpty {
-                    addr: self.addr,
-                    queue,
-                    need,
-                })?
-            {
-                return Ok(false);
-            }
             // A short wait: the next service call retries.
             self.reset_handshake(Duration::from_millis(10))?;
             self.restore_filters()?;
             self.bring_up(rec.epoch)
         })();
         match res {
-            Ok(true) => {
+            Ok(()) => {
                 self.recovery = None;
                 self.recoveries += 1;
                 tracing::info!(vf = %self.addr, mac = %self.mac, "re-initialised after PF reset");
             }
-            Ok(false) => {}
             Err(e) => {
                 self.pf_lost = true;
                 self.next_check = now + RETRY_AFTER;
@@ -932,7 +935,15 @@ impl IgbVf {
             hw.sample(&*self.bar);
             self.hw.set(hw);
         }
-        if (self.pf_lost || self.recovery.is_some()) && self.started && ctl & regs::MBX_RSTI == 0 {
+        // RSTI is no reason to wait: QEMU's igb model keeps it set after the
+        // PF is back until the VF resets itself, as Linux igbvf's watchdog
+        // does when it sees RSTI or RSTD. The reset handshake in the
+        // recovery step resets the VF and fails fast (PfNotReady, retried
+        // every RETRY_AFTER) while the PF is still down.
+        if (self.pf_lost || self.recovery.is_some()) && self.started {
+            if ctl & regs::MBX_RSTI != 0 {
+                tracing::debug!(vf = %self.addr, "recovery: PF reset indication (RSTI) set");
+            }
             self.recovery_step(now);
         }
     }
@@ -1103,12 +1114,7 @@ impl Port for IgbVf {
         // them all here.
         let epoch = q.next_epoch();
         match self.bring_up(epoch) {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(PortError::Other(
-                    "a queue handle is still alive (cannot happen: leases are checked)".into(),
-                ))
-            }
+            Ok(()) => {}
             Err(e) => {
                 let _ = self.quiesce();
                 q.release_parked();
@@ -1131,7 +1137,8 @@ impl Port for IgbVf {
         let res = self.quiesce();
         if let Some(q) = &self.queues {
             // Handles still out see the new epoch, stop, and free what
-            // they had in flight; parked rings give their buffers back now.
+            // they had in flight at their next burst; parked rings give
+            // their buffers back now.
             q.next_epoch();
             q.release_parked();
         }
@@ -1157,6 +1164,7 @@ impl Port for IgbVf {
                     set: q.clone(),
                     queue: i,
                     seen,
+                    kick: false,
                     _lease: self.leases.lease(),
                 }) as Box<dyn RxQueue>
             })
@@ -1384,6 +1392,7 @@ mod tests {
                 set: q.clone(),
                 queue: 0,
                 seen,
+                kick: false,
                 _lease: leases.lease(),
             },
             IgbVfTx {
@@ -1396,13 +1405,21 @@ mod tests {
         )
     }
 
+    /// What bring_up does to the registers of a ring a handle holds.
+    fn program(q: &QueueSet) {
+        q.bar.write32(regs::rdh(0), 0);
+        q.bar.write32(regs::rdt(0), 0);
+    }
+
     /// PF-reset recovery against handles polled on another thread: the
-    /// control side never waits inside a burst and the burst never waits
-    /// for the control side, in-flight transmits are freed at each new
-    /// epoch, and every buffer is back at the end. Under the old design
-    /// the recovery ran inside the burst and took the whole port.
+    /// control side never waits for a handle and a burst never waits for
+    /// the control side; each handle resynchronises at its next burst and
+    /// gives the device its rx tail only once the queues run; in-flight
+    /// transmits are freed at each new epoch; every buffer is back at the
+    /// end. Under the old design the recovery ran inside the burst and
+    /// took the whole port.
     #[test]
-    fn recovery_handshakes_with_handles_polled_elsewhere() {
+    fn recovery_against_handles_polled_elsewhere() {
         let mut cfg = MempoolConfig::new("vf-test", 512);
         cfg.cache_size = 0;
         let pool = Mempool::new(cfg, &AnonMemory::new(HugePages::Never)).unwrap();
@@ -1410,7 +1427,7 @@ mod tests {
         let leases = Leases::new();
         // Start: every ring parked, armed by the control side.
         let e = q.next_epoch();
-        assert_eq!(q.rings_ready(e), Ok(true));
+        q.arm_parked().unwrap();
         q.set_running(e);
         assert_eq!(pool.available(), 512 - 64, "rx ring armed");
         let (mut rx, mut tx) = handles(&q, &leases);
@@ -1418,41 +1435,45 @@ mod tests {
         let (done2, pool2) = (done.clone(), pool.clone());
         let poller = std::thread::spawn(move || {
             let mut bursts = 0u64;
-            let mut stopped = 0u64;
+            let mut refused = 0u64;
             let mut b = Burst::new(8);
             while !done2.load(Ordering::Relaxed) {
                 assert_eq!(rx.rx_burst(&mut b), 0, "no device writes here");
                 pool2.alloc_bulk(&mut b, 8);
+                b.iter_mut().for_each(|m| assert!(m.set_len(60)));
                 if tx.tx_burst(&mut b) == 0 && !b.is_empty() {
-                    stopped += 1;
+                    refused += 1;
                 }
                 b.clear();
                 bursts += 1;
             }
-            (bursts, stopped, rx, tx)
+            (bursts, refused, rx, tx)
         });
         for _ in 0..50 {
-            // What recovery_step does around the VF reset.
+            // What recovery_step does: stop, new epoch, program, run.
             let e = q.next_epoch();
+            q.arm_parked().unwrap();
+            program(&q);
+            std::thread::sleep(Duration::from_millis(1));
+            assert_eq!(q.bar.read32(regs::rdt(0)), 0, "no tail while stopped");
+            q.set_running(e);
             let t0 = Instant::now();
-            while q.rings_ready(e) != Ok(true) {
+            while q.bar.read32(regs::rdt(0)) != 63 {
                 assert!(
                     t0.elapsed() < Duration::from_secs(5),
-                    "handles never re-armed"
+                    "the handle never kicked"
                 );
                 std::thread::yield_now();
             }
-            q.set_running(e);
-            std::thread::sleep(Duration::from_millis(1));
         }
         done.store(true, Ordering::Relaxed);
-        let (bursts, stopped, rx, tx) = poller.join().unwrap();
+        let (bursts, refused, rx, tx) = poller.join().unwrap();
         assert!(
-            bursts > 50 && stopped > 0,
-            "{bursts} bursts, {stopped} refused"
+            bursts > 50 && refused > 0,
+            "{bursts} bursts, {refused} refused"
         );
-        // The transmit ring never completes here (no device): it only ever
-        // held 63 buffers, freed at each epoch and at the end.
+        // The transmit ring never completes here (no device): what it held
+        // was freed at each epoch.
         assert!(
             q.tx[0].counters.get().errors > 0,
             "in-flight frames dropped"
@@ -1465,9 +1486,11 @@ mod tests {
         assert_eq!(pool.available(), 512, "every buffer back");
     }
 
-    /// A handle that sees a stopped port leaves the caller's packets alone.
+    /// A handle that has not run since the queues stopped is no obstacle:
+    /// the control side brings them up without it, and the handle catches
+    /// up at its next burst.
     #[test]
-    fn stopped_handles_take_nothing() {
+    fn an_idle_handle_catches_up_later() {
         let pool = Mempool::new(
             MempoolConfig::new("vf-test2", 256),
             &AnonMemory::new(HugePages::Never),
@@ -1476,13 +1499,35 @@ mod tests {
         let q = set(&pool);
         let leases = Leases::new();
         let e = q.next_epoch();
-        assert_eq!(q.rings_ready(e), Ok(true));
-        let (_rx, mut tx) = handles(&q, &leases);
+        q.arm_parked().unwrap();
+        let (mut rx, mut tx) = handles(&q, &leases);
         let mut b = Burst::new(4);
         assert!(pool.alloc_bulk(&mut b, 4));
+        b.iter_mut().for_each(|m| assert!(m.set_len(60)));
         assert_eq!(tx.tx_burst(&mut b), 0, "armed but not running");
-        assert_eq!(b.len(), 4);
+        assert_eq!(b.len(), 4, "the packets stay the caller's");
         q.set_running(e);
         assert_eq!(tx.tx_burst(&mut b), 4);
+        // Three stops and starts while the handles sleep.
+        for _ in 0..3 {
+            let e = q.next_epoch();
+            program(&q);
+            q.set_running(e);
+        }
+        assert_eq!(q.bar.read32(regs::rdt(0)), 0);
+        assert_eq!(rx.rx_burst(&mut b), 0);
+        assert_eq!(
+            q.bar.read32(regs::rdt(0)),
+            63,
+            "tail given on the first burst"
+        );
+        assert!(pool.alloc_bulk(&mut b, 4));
+        b.iter_mut().for_each(|m| assert!(m.set_len(60)));
+        assert_eq!(tx.tx_burst(&mut b), 4);
+        assert_eq!(
+            q.bar.read32(regs::tdt(0)),
+            4,
+            "the tx ring started over at 0"
+        );
     }
 }
