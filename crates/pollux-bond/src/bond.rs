@@ -8,11 +8,12 @@ use std::time::Instant;
 
 use pollux_core::{Duplex, LinkStatus, MacAddr};
 
+use crate::alb::{self, Rlb, Tlb, Usable, TLB_HASH_TABLE_SIZE};
 use crate::config::{BondConfig, FailOverMac, LacpRate, Mode, PrimaryReselect};
 use crate::hash::FastMod;
 use crate::lacp::{Lacp, LacpSettings};
 use crate::status::{
-    ActiveAggregatorStatus, BondStatus, LacpStatus, MemberLacpStatus, MemberStatus,
+    ActiveAggregatorStatus, AlbStatus, BondStatus, LacpStatus, MemberLacpStatus, MemberStatus,
 };
 use crate::wire::{self, WireError};
 
@@ -68,6 +69,10 @@ pub enum Action {
         old: Option<usize>,
         new: Option<usize>,
     },
+    /// balance-alb: the receive filters of member `member` changed (it
+    /// goes promiscuous, or back, to receive a failed member's MAC; see
+    /// [`Bond::alb_promiscuous`]).
+    FiltersChanged { member: usize },
 }
 
 #[derive(Clone, Debug)]
@@ -94,6 +99,15 @@ pub struct BondCounters {
     pub slow_rx: u64,
     /// Slow-protocol frames that failed validation.
     pub slow_rx_invalid: u64,
+    /// balance-tlb/alb: learning packets sent.
+    pub learning_packets: u64,
+    /// balance-alb: ARP requests for the bond's addresses answered.
+    pub arp_replies: u64,
+    /// balance-alb: ARP updates sent to clients whose member changed.
+    pub arp_updates: u64,
+    /// balance-alb: frames passed up that were not ARP requests for the
+    /// bond's addresses (never counted by a correct receive path).
+    pub arp_rx_invalid: u64,
 }
 
 /// The protocol core of a bond. See the [module docs](self).
@@ -114,7 +128,25 @@ pub struct Bond {
     announce: Option<(u8, Instant)>,
     actions: VecDeque<Action>,
     counters: BondCounters,
+    /// balance-tlb/alb: the transmit flow table.
+    tlb: Option<Tlb>,
+    /// balance-alb: the receive client table.
+    rlb: Option<Rlb>,
+    /// balance-tlb/alb: when every member next sends learning packets.
+    next_lp: Option<Instant>,
+    /// balance-alb: the next monitor tick with work (client updates,
+    /// client rebalance, end of promiscuous mode).
+    alb_tick: Option<Instant>,
+    /// balance-alb: the clients are to be assigned again (a member came up).
+    rlb_rebalance: bool,
+    /// balance-alb: the member put in promiscuous mode to receive a failed
+    /// member's MAC, and until when (rlb_teach_disabled_mac_on_primary()).
+    promisc: Option<(usize, Instant)>,
 }
+
+/// How long the active member stays promiscuous after it was taught a
+/// failed member's MAC (RLB_PROMISC_TIMEOUT, bond_alb.h: 10 s).
+const RLB_PROMISC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Bond {
     /// A bond over `members` (at least one), links unknown until the first
@@ -165,11 +197,21 @@ impl Bond {
             announce: None,
             actions: VecDeque::new(),
             counters: BondCounters::default(),
+            tlb: cfg.mode.is_alb_family().then(|| Tlb::new(now)),
+            rlb: (cfg.mode == Mode::BalanceAlb).then(Rlb::new),
+            next_lp: cfg.mode.is_alb_family().then_some(now + cfg.lp_interval),
+            alb_tick: None,
+            rlb_rebalance: false,
+            promisc: None,
         };
         // Every mode but active-backup with fail_over_mac puts the bond MAC
         // on every member (bond_enslave()); with fail_over_mac=follow the
-        // active member gets it when it becomes active.
-        if !(cfg.mode == Mode::ActiveBackup && cfg.fail_over_mac != FailOverMac::None) {
+        // active member gets it when it becomes active. balance-tlb and
+        // balance-alb leave every member its own MAC; the active member
+        // gets the bond's (bond_alb_init_slave(), alb_set_slave_mac_addr()).
+        let own_macs = cfg.mode.is_alb_family()
+            || (cfg.mode == Mode::ActiveBackup && cfg.fail_over_mac != FailOverMac::None);
+        if !own_macs {
             for i in 0..b.members.len() {
                 b.program_mac(i, mac);
             }
@@ -268,6 +310,11 @@ impl Bond {
                 }
             }
         }
+        let alb_changes = if self.tlb.is_some() {
+            lacp_changes.clone()
+        } else {
+            Vec::new()
+        };
         for i in lacp_changes {
             self.lacp_link(i, now);
         }
@@ -284,7 +331,13 @@ impl Bond {
             // that comes back does not take over otherwise (members have
             // equal priority), so there is no failback without a primary.
             let active_gone = self.active.map_or(true, |a| !self.members[a].link.usable());
+            if !alb_changes.is_empty() {
+                self.alb_link_changes(now, &alb_changes);
+            }
             self.reselect(now, active_gone || primary_up);
+            if !alb_changes.is_empty() {
+                self.alb_after_changes(now);
+            }
         }
     }
 
@@ -331,6 +384,7 @@ impl Bond {
                 self.announce = (left > 1).then(|| (left - 1, now + self.cfg.notify_gap()));
             }
         }
+        self.alb_timeout(now);
     }
 
     /// The earliest instant at which [`Bond::handle_timeout`] or a link
@@ -340,6 +394,9 @@ impl Bond {
             self.next_link_check,
             self.lacp.as_ref().and_then(|l| l.poll_timeout()),
             self.announce.map(|(_, t)| t),
+            self.next_lp,
+            self.alb_tick,
+            self.tlb.as_ref().map(|t| t.next_rebalance()),
         ]
         .into_iter()
         .flatten()
@@ -400,6 +457,16 @@ impl Bond {
         if self.cfg.mode == Mode::ActiveBackup && self.cfg.fail_over_mac != FailOverMac::None {
             return;
         }
+        if self.cfg.mode.is_alb_family() {
+            // Only the member that carries the bond's MAC changes
+            // (bond_alb_set_mac_address()).
+            self.mac = mac;
+            if let Some(a) = self.active {
+                self.program_mac(a, mac);
+                self.send_learning(a, mac);
+            }
+            return;
+        }
         self.mac = mac;
         for i in 0..self.members.len() {
             self.program_mac(i, mac);
@@ -455,6 +522,20 @@ impl Bond {
                 }
             }
             Mode::BalanceRr | Mode::BalanceXor | Mode::Broadcast => {
+                self.tx = (0..n).filter(|&i| usable(self, i)).collect();
+                self.rx_ok.fill(true);
+            }
+            Mode::BalanceTlb | Mode::BalanceAlb => {
+                // One active member carries the bond's MAC (and so its
+                // receive traffic in tlb); every usable member transmits,
+                // and every member's frames go up (bond_alb.c never marks
+                // a member inactive).
+                if choose_active {
+                    let best = self.find_best();
+                    if best != self.active {
+                        self.change_active(best, now);
+                    }
+                }
                 self.tx = (0..n).filter(|&i| usable(self, i)).collect();
                 self.rx_ok.fill(true);
             }
@@ -531,6 +612,9 @@ impl Bond {
     }
 
     fn change_active(&mut self, new: Option<usize>, now: Instant) {
+        if self.cfg.mode.is_alb_family() {
+            return self.alb_change_active(new, now);
+        }
         let old = self.active;
         self.active = new;
         if old.is_some() {
@@ -578,6 +662,274 @@ impl Bond {
         }
     }
 
+    fn usable_loads(&self) -> Vec<Usable> {
+        (0..self.members.len())
+            .filter(|&i| self.members[i].link.usable())
+            .map(|i| Usable {
+                member: i,
+                speed_mbps: self.members[i].speed_mbps,
+            })
+            .collect()
+    }
+
+    /// balance-tlb/alb: the transmit flow table the handles follow, one
+    /// member per bucket ([`alb::NO_MEMBER`]: the active member).
+    pub fn tlb_table(&self) -> Option<&[u8; TLB_HASH_TABLE_SIZE]> {
+        self.tlb.as_ref().map(|t| t.table())
+    }
+
+    /// balance-tlb/alb: whether [`Bond::handle_tlb_load`] is due.
+    pub fn tlb_rebalance_due(&self, now: Instant) -> bool {
+        self.tlb.as_ref().is_some_and(|t| now >= t.next_rebalance())
+    }
+
+    /// balance-tlb/alb, every rebalance interval: the bytes each bucket
+    /// has sent since start (the transmit handles' counters summed) and
+    /// the bytes sent outside the table. Assigns the buckets again.
+    pub fn handle_tlb_load(
+        &mut self,
+        now: Instant,
+        totals: &[u64; TLB_HASH_TABLE_SIZE],
+        unbalanced: u64,
+    ) {
+        let usable = self.usable_loads();
+        let active = self.active;
+        if let Some(t) = &mut self.tlb {
+            t.rebalance(now, totals, unbalanced, &usable, active);
+        }
+    }
+
+    /// balance-alb: the member kept promiscuous to receive a failed
+    /// member's MAC, if any.
+    pub fn alb_promiscuous(&self) -> Option<usize> {
+        self.promisc.map(|(m, _)| m)
+    }
+
+    /// A member's current MAC (balance-tlb/alb give each its own).
+    pub fn member_mac(&self, i: usize) -> MacAddr {
+        self.members[i].mac
+    }
+
+    /// balance-alb: an ARP frame a receive handle passed up from `member`.
+    /// A request for one of the bond's addresses is answered with the MAC
+    /// of the member chosen for the asking peer (a new peer gets the next
+    /// member; a known one keeps its own). Anything else is counted and
+    /// ignored.
+    pub fn handle_arp(&mut self, _now: Instant, _member: usize, frame: &[u8]) {
+        let Some(a) = wire::ArpView::new_checked(frame) else {
+            self.counters.arp_rx_invalid += 1;
+            return;
+        };
+        let our = a.target_ip();
+        let ours = self.cfg.ip.iter().any(|ip| ip.octets() == our);
+        if a.op() != wire::ARP_REQUEST || !ours || a.sender_ip() == our {
+            self.counters.arp_rx_invalid += 1;
+            return;
+        }
+        let usable = self.usable_loads();
+        let Some(rlb) = &mut self.rlb else {
+            self.counters.arp_rx_invalid += 1;
+            return;
+        };
+        let (peer_ip, peer_mac) = (a.sender_ip(), a.sender_mac());
+        let Some(m) = rlb.on_request(peer_ip, peer_mac, our, &usable) else {
+            return;
+        };
+        let frame = wire::arp_reply(self.members[m].mac, our, peer_mac, peer_ip);
+        self.actions.push_back(Action::Transmit {
+            member: m,
+            frame: frame.to_vec(),
+        });
+        self.counters.arp_replies += 1;
+    }
+
+    /// alb_send_learning_packets(): one learning packet with `mac` as its
+    /// source out of `member`.
+    fn send_learning(&mut self, member: usize, mac: MacAddr) {
+        if !self.members[member].link.usable() {
+            return;
+        }
+        self.actions.push_back(Action::Transmit {
+            member,
+            frame: wire::learning_packet(mac).to_vec(),
+        });
+        self.counters.learning_packets += 1;
+    }
+
+    /// bond_alb_handle_link_change() for members whose usability changed:
+    /// a failed member's flows and clients move to the others (and, when
+    /// it is not the active member, the active one is taught its MAC); a
+    /// member that came up makes a rebalance of both tables due.
+    fn alb_link_changes(&mut self, now: Instant, changed: &[usize]) {
+        let usable = self.usable_loads();
+        let active = self.active;
+        let mut down = false;
+        for &i in changed {
+            if self.members[i].link.usable() {
+                if let Some(t) = &mut self.tlb {
+                    t.rebalance_soon(now);
+                }
+                if self.rlb.is_some() {
+                    self.rlb_rebalance = true;
+                    self.alb_tick.get_or_insert(now);
+                }
+            } else {
+                down = true;
+                if self.rlb.is_some() && Some(i) != active {
+                    let mac = self.members[i].mac;
+                    self.teach_disabled_mac(now, mac);
+                }
+            }
+        }
+        if down {
+            if let Some(t) = &mut self.tlb {
+                t.move_off(&usable, active.filter(|&a| self.members[a].link.usable()));
+            }
+            if let Some(r) = &mut self.rlb {
+                r.move_off(&usable);
+            }
+        }
+    }
+
+    /// After link changes and the choice of the active member: the first
+    /// round of client updates goes out at once (Linux waits for its next
+    /// 100 ms monitor tick), the retries at the following ticks.
+    fn alb_after_changes(&mut self, now: Instant) {
+        if self.rlb.as_ref().is_some_and(|r| r.pending()) {
+            self.send_client_updates();
+            self.alb_tick = Some(now + alb::ALB_TICK);
+        }
+    }
+
+    /// rlb_teach_disabled_mac_on_primary(): the active member goes
+    /// promiscuous (for RLB_PROMISC_TIMEOUT) and sends learning packets
+    /// with the failed member's MAC, so that frames peers still send to
+    /// that MAC reach it until they learn the new one.
+    fn teach_disabled_mac(&mut self, now: Instant, mac: MacAddr) {
+        let Some(a) = self.active.filter(|&a| self.members[a].link.usable()) else {
+            return;
+        };
+        let was = self.promisc.map(|(m, _)| m);
+        self.promisc = Some((a, now + RLB_PROMISC_TIMEOUT));
+        if was != Some(a) {
+            if let Some(w) = was {
+                self.actions.push_back(Action::FiltersChanged { member: w });
+            }
+            self.actions.push_back(Action::FiltersChanged { member: a });
+        }
+        self.send_learning(a, mac);
+        self.alb_tick.get_or_insert(now + alb::ALB_TICK);
+    }
+
+    /// One round of ARP updates to the clients still to be told, each
+    /// RLB_ARP_BURST_SIZE times, from its member's MAC (rlb_update_client()).
+    fn send_client_updates(&mut self) {
+        let Some(r) = &mut self.rlb else { return };
+        for c in r.take_updates() {
+            let frame = wire::arp_reply(self.members[c.member].mac, c.our_ip, c.mac, c.ip);
+            if !self.members[c.member].link.usable() {
+                continue;
+            }
+            for _ in 0..alb::RLB_ARP_BURST_SIZE {
+                self.actions.push_back(Action::Transmit {
+                    member: c.member,
+                    frame: frame.to_vec(),
+                });
+                self.counters.arp_updates += 1;
+            }
+        }
+    }
+
+    /// bond_alb_handle_active_change(): the new active member takes the
+    /// bond's MAC from the old one (or from whichever member has it) and
+    /// gives it its own (alb_swap_mac_addr()); both send learning packets
+    /// with their new MACs (alb_fasten_mac_swap()). In balance-alb their
+    /// clients are told, and a member that cannot send any more has its
+    /// new MAC taught on the active member.
+    fn alb_change_active(&mut self, new: Option<usize>, now: Instant) {
+        let old = self.active;
+        if old == new {
+            return;
+        }
+        self.active = new;
+        if old.is_some() {
+            self.counters.active_changes += 1;
+        }
+        self.actions.push_back(Action::ActiveChanged { old, new });
+        let Some(n) = new else { return };
+        let bond_mac = self.mac;
+        let swap = old.filter(|&o| o != n).or_else(|| {
+            (0..self.members.len()).find(|&i| i != n && self.members[i].mac == bond_mac)
+        });
+        let Some(s) = swap else {
+            self.program_mac(n, bond_mac);
+            self.send_learning(n, bond_mac);
+            return;
+        };
+        let (ms, mn) = (self.members[s].mac, self.members[n].mac);
+        self.program_mac(s, mn);
+        self.program_mac(n, ms);
+        let mut disabled = None;
+        for i in [s, n] {
+            if self.members[i].link.usable() {
+                let mac = self.members[i].mac;
+                self.send_learning(i, mac);
+                if let Some(r) = &mut self.rlb {
+                    // rlb_req_update_slave_clients(): its clients were
+                    // given its old MAC.
+                    r.mark_member(i);
+                }
+            } else {
+                disabled = Some(i);
+            }
+        }
+        if let Some(d) = disabled.filter(|_| self.rlb.is_some()) {
+            let mac = self.members[d].mac;
+            self.teach_disabled_mac(now, mac);
+        }
+    }
+
+    /// The periodic work of bond_alb_monitor(): learning packets from
+    /// every member every `lp_interval`, client updates and rebalance,
+    /// the end of promiscuous mode.
+    fn alb_timeout(&mut self, now: Instant) {
+        if let Some(t) = self.next_lp {
+            if now >= t {
+                for i in 0..self.members.len() {
+                    let mac = self.members[i].mac;
+                    self.send_learning(i, mac);
+                }
+                self.next_lp = Some(now + self.cfg.lp_interval);
+            }
+        }
+        let Some(t) = self.alb_tick else { return };
+        if now < t {
+            return;
+        }
+        if self.rlb_rebalance {
+            self.rlb_rebalance = false;
+            let usable = self.usable_loads();
+            if let Some(r) = &mut self.rlb {
+                r.rebalance(&usable);
+            }
+        }
+        if self.rlb.as_ref().is_some_and(|r| r.pending()) {
+            self.send_client_updates();
+        }
+        if let Some((m, until)) = self.promisc {
+            if now >= until {
+                self.promisc = None;
+                self.actions.push_back(Action::FiltersChanged { member: m });
+            }
+        }
+        let more = self.rlb.as_ref().is_some_and(|r| r.pending());
+        self.alb_tick = if more {
+            Some(now + alb::ALB_TICK)
+        } else {
+            self.promisc.map(|(_, until)| until)
+        };
+    }
+
     /// Status in the shape of /proc/net/bonding/bondN.
     pub fn status(&self, name: &str) -> BondStatus {
         let cfg = &self.cfg;
@@ -617,6 +969,9 @@ impl Bond {
                 mac: m.mac,
                 active: match cfg.mode {
                     Mode::ActiveBackup => self.active == Some(i),
+                    Mode::BalanceTlb | Mode::BalanceAlb => {
+                        self.tx.contains(&i) || self.active == Some(i)
+                    }
                     _ => self.tx.contains(&i),
                 },
                 lacp: self.lacp.as_ref().map(|l| {
@@ -645,7 +1000,9 @@ impl Bond {
             fail_over_mac: (cfg.mode == Mode::ActiveBackup
                 && cfg.fail_over_mac != FailOverMac::None)
                 .then_some(cfg.fail_over_mac),
-            primary: (cfg.mode == Mode::ActiveBackup)
+            primary: cfg
+                .mode
+                .uses_primary()
                 .then(|| self.primary.map(|p| self.members[p].name.clone())),
             primary_reselect: cfg.primary_reselect,
             active_member: self.active.map(|a| self.members[a].name.clone()),
@@ -658,6 +1015,18 @@ impl Bond {
             lacp,
             members,
             counters: self.counters,
+            alb: self.tlb.as_ref().map(|t| AlbStatus {
+                tlb_dynamic_lb: cfg.tlb_dynamic_lb,
+                lp_interval_s: cfg.lp_interval.as_secs(),
+                ip: cfg.ip.clone(),
+                tlb_rebalances: t.rebalances(),
+                tlb_load_bytes_per_s: t.loads(self.members.len(), self.active),
+                clients: self
+                    .rlb
+                    .as_ref()
+                    .map(|r| r.clients().copied().collect())
+                    .unwrap_or_default(),
+            }),
         }
     }
 

@@ -28,6 +28,13 @@ pub enum Mode {
     /// IEEE 802.1AX (802.3ad) link aggregation with LACP (mode 4).
     #[serde(rename = "802.3ad")]
     Ieee8023ad,
+    /// Adaptive transmit load balancing (mode 5): transmit spread by load,
+    /// receive on the active member, MACs swapped at failover.
+    BalanceTlb,
+    /// Adaptive load balancing (mode 6): balance-tlb plus receive load
+    /// balancing for IPv4 by ARP (the bond answers ARP for `ip=` with a
+    /// member's MAC chosen per peer).
+    BalanceAlb,
 }
 
 impl Mode {
@@ -39,6 +46,8 @@ impl Mode {
             Mode::BalanceXor => "balance-xor",
             Mode::Broadcast => "broadcast",
             Mode::Ieee8023ad => "802.3ad",
+            Mode::BalanceTlb => "balance-tlb",
+            Mode::BalanceAlb => "balance-alb",
         }
     }
 
@@ -50,12 +59,27 @@ impl Mode {
             Mode::BalanceXor => "load balancing (xor)",
             Mode::Broadcast => "fault-tolerance (broadcast)",
             Mode::Ieee8023ad => "IEEE 802.3ad Dynamic link aggregation",
+            Mode::BalanceTlb => "transmit load balancing",
+            Mode::BalanceAlb => "adaptive load balancing",
         }
     }
 
     /// Whether the mode picks members with `xmit_hash_policy`.
     pub fn uses_xmit_hash(self) -> bool {
         matches!(self, Mode::BalanceXor | Mode::Ieee8023ad)
+    }
+
+    /// balance-tlb or balance-alb: the modes of Linux's bond_alb.c.
+    pub fn is_alb_family(self) -> bool {
+        matches!(self, Mode::BalanceTlb | Mode::BalanceAlb)
+    }
+
+    /// Modes with one active member (Linux's bond_uses_primary()).
+    pub fn uses_primary(self) -> bool {
+        matches!(
+            self,
+            Mode::ActiveBackup | Mode::BalanceTlb | Mode::BalanceAlb
+        )
     }
 
     fn parse(v: &str) -> Option<Mode> {
@@ -65,6 +89,8 @@ impl Mode {
             "balance-xor" | "2" => Mode::BalanceXor,
             "broadcast" | "3" => Mode::Broadcast,
             "802.3ad" | "4" => Mode::Ieee8023ad,
+            "balance-tlb" | "5" => Mode::BalanceTlb,
+            "balance-alb" | "6" => Mode::BalanceAlb,
             _ => return None,
         })
     }
@@ -282,6 +308,18 @@ pub struct BondConfig {
     /// `peer_notif_delay`: gap between announcements (zero: `miimon`).
     #[serde(serialize_with = "ser_ms")]
     pub peer_notif_delay: Duration,
+    /// `tlb_dynamic_lb` (balance-tlb): true spreads flows by the load they
+    /// sent, rebalanced every 10 s; false spreads them by the xmit hash.
+    /// balance-alb always balances dynamically, as on Linux.
+    pub tlb_dynamic_lb: bool,
+    /// `lp_interval`: seconds between the learning packets every member
+    /// sends with its own MAC (balance-tlb, balance-alb).
+    #[serde(serialize_with = "ser_ms")]
+    pub lp_interval: Duration,
+    /// `ip` (repeatable): the bond's own IPv4 addresses. balance-alb answers
+    /// ARP requests for them with a member's MAC chosen per peer (Pollux
+    /// has no IP stack to take them from, as Linux's bond_alb.c does).
+    pub ip: Vec<Ipv4Addr>,
 }
 
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -318,6 +356,10 @@ impl Default for BondConfig {
             announce_ip: Vec::new(),
             num_grat_arp: 1,
             peer_notif_delay: Duration::ZERO,
+            tlb_dynamic_lb: true,
+            // BOND_ALB_DEFAULT_LP_INTERVAL (bond_alb.h): 1 second.
+            lp_interval: Duration::from_secs(1),
+            ip: Vec::new(),
         }
     }
 }
@@ -326,7 +368,7 @@ impl Default for BondConfig {
 pub const KEYS: &str = "mode, member (or slave), xmit_hash_policy (or xmit_policy), lacp_rate, \
 lacp_active, miimon, updelay, downdelay, primary, primary_reselect, fail_over_mac, ad_select, \
 min_links, mac, ad_actor_sys_prio, ad_actor_system, ad_user_port_key, announce_ip, num_grat_arp, \
-peer_notif_delay";
+peer_notif_delay, tlb_dynamic_lb, lp_interval, ip";
 
 impl BondConfig {
     /// A configuration of `mode` over `members`, everything else default.
@@ -373,7 +415,7 @@ impl BondConfig {
                 "mode" => {
                     once(&mut seen, "mode")?;
                     c.mode = Mode::parse(v).ok_or_else(|| {
-                        bad("use balance-rr, active-backup, balance-xor, broadcast or 802.3ad (or 0-4)")
+                        bad("use balance-rr, active-backup, balance-xor, broadcast, 802.3ad, balance-tlb or balance-alb (or 0-6)")
                     })?;
                 }
                 "xmit_hash_policy" | "xmit_policy" => {
@@ -480,6 +522,31 @@ impl BondConfig {
                         c.announce_ip.push(ip);
                     }
                 }
+                "tlb_dynamic_lb" => {
+                    once(&mut seen, "tlb_dynamic_lb")?;
+                    c.tlb_dynamic_lb = match v {
+                        "1" => true,
+                        "0" => false,
+                        _ => return Err(bad("use 0 or 1")),
+                    };
+                }
+                "lp_interval" => {
+                    once(&mut seen, "lp_interval")?;
+                    // Seconds, as Linux's lp_interval (1..=INT_MAX there).
+                    c.lp_interval = match v.parse::<u64>() {
+                        Ok(n) if (1..=3600).contains(&n) => Duration::from_secs(n),
+                        _ => return Err(bad("seconds, 1..=3600")),
+                    };
+                }
+                "ip" => {
+                    let ip: Ipv4Addr = v.parse().map_err(|_| bad("an IPv4 address"))?;
+                    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+                        return Err(bad("a unicast IPv4 address"));
+                    }
+                    if !c.ip.contains(&ip) {
+                        c.ip.push(ip);
+                    }
+                }
                 "num_grat_arp" | "num_unsol_na" => {
                     once(&mut seen, "num_grat_arp")?;
                     c.num_grat_arp = v.parse().map_err(|_| bad("0..=255"))?;
@@ -522,6 +589,13 @@ impl BondConfig {
     pub fn validate(&self) -> Result<(), BondError> {
         if self.members.len() > MAX_MEMBERS {
             return Err(BondError::TooManyMembers(self.members.len()));
+        }
+        if self.mode == Mode::BalanceAlb && self.ip.is_empty() {
+            return Err(BondError::invalid(
+                "ip",
+                "",
+                "balance-alb answers ARP for the bond's own IPv4 addresses: give at least one ip=A.B.C.D",
+            ));
         }
         if let Some(p) = &self.primary {
             if !self.members.is_empty() && !self.members.contains(p) {
@@ -615,8 +689,12 @@ mod tests {
         let e = BondConfig::from_args(&args(&[("mode", "1"), ("mode", "2")])).unwrap_err();
         assert!(matches!(e, BondError::Duplicate(_)), "{e}");
         for (k, v) in [
-            ("mode", "5"),
+            ("mode", "7"),
+            ("mode", "balance-tlb2"),
             ("lacp_rate", "medium"),
+            ("tlb_dynamic_lb", "2"),
+            ("lp_interval", "0"),
+            ("ip", "224.0.0.1"),
             ("miimon", "-1"),
             ("mac", "01:00:5e:00:00:01"),
             ("ad_user_port_key", "1024"),

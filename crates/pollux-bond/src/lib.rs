@@ -138,6 +138,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod alb;
 pub mod bond;
 pub mod config;
 mod error;

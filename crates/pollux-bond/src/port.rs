@@ -34,6 +34,7 @@ use pollux_core::{
     TxOffloads, TxQueue, Xstat,
 };
 
+use crate::alb::{NO_MEMBER, TLB_HASH_TABLE_SIZE};
 use crate::bond::{Action, Bond, MemberSpec};
 use crate::config::{BondConfig, Mode, XmitHashPolicy, MAX_MEMBERS};
 use crate::hash::{xmit_hash, FastMod};
@@ -175,7 +176,7 @@ struct RxCounters {
 }
 
 /// The shell counters one transmit handle writes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[repr(align(64))]
 struct TxCounters {
     no_member: Counter,
@@ -183,6 +184,65 @@ struct TxCounters {
     /// Control frames queue 0 took from the control side but no member
     /// queue accepted (shared control path only).
     ctrl_failed: Counter,
+    /// balance-tlb/alb: bytes sent per bucket of the flow table, read by
+    /// the control side at every rebalance.
+    tlb_bytes: [Counter; TLB_HASH_TABLE_SIZE],
+    /// balance-tlb/alb: bytes sent outside the table (on the active member).
+    unbalanced: Counter,
+}
+
+impl Default for TxCounters {
+    fn default() -> TxCounters {
+        TxCounters {
+            no_member: Counter::default(),
+            broadcast_copy_failed: Counter::default(),
+            ctrl_failed: Counter::default(),
+            tlb_bytes: std::array::from_fn(|_| Counter::default()),
+            unbalanced: Counter::default(),
+        }
+    }
+}
+
+/// What balance-tlb and balance-alb transmit handles need of the control
+/// side besides the member masks, published with plain stores after every
+/// change and read with plain loads: the active member, the flow table
+/// (one byte per bucket, eight to a word) and each member's MAC (frames
+/// that leave on a member other than the active one carry that member's
+/// MAC as their source, as bond_alb.c's bond_do_alb_xmit() writes it).
+#[derive(Debug)]
+struct AlbShared {
+    active: AtomicU64,
+    table: [AtomicU64; TLB_HASH_TABLE_SIZE / 8],
+    macs: [AtomicU64; MAX_MEMBERS],
+}
+
+impl Default for AlbShared {
+    fn default() -> AlbShared {
+        AlbShared {
+            active: AtomicU64::new(u64::MAX),
+            table: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
+            macs: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+fn mac_word(m: MacAddr) -> u64 {
+    let mut b = [0u8; 8];
+    b[..6].copy_from_slice(&m.0);
+    u64::from_le_bytes(b)
+}
+
+fn word_mac(w: u64) -> [u8; 6] {
+    let b = w.to_le_bytes();
+    [b[0], b[1], b[2], b[3], b[4], b[5]]
+}
+
+/// Stores `v` only when it differs: a store invalidates the line in every
+/// lcore's cache.
+fn store_if_changed(a: &AtomicU64, v: u64) {
+    if a.load(Ordering::Relaxed) != v {
+        a.store(v, Ordering::Release);
+    }
 }
 
 /// Where the bond's control frames (LACPDUs, marker responses,
@@ -223,6 +283,8 @@ fn view_word(core: &Bond) -> u64 {
 struct TxView {
     word: u64,
     list: [u8; MAX_MEMBERS],
+    /// Member to position in `list` ([`NO_MEMBER`]: not transmitting).
+    pos: [u8; MAX_MEMBERS],
     len: usize,
     modulo: FastMod,
 }
@@ -230,16 +292,20 @@ struct TxView {
 impl TxView {
     fn new(word: u64) -> TxView {
         let mut list = [0u8; MAX_MEMBERS];
+        let mut pos = [NO_MEMBER; MAX_MEMBERS];
         let mut len = 0;
         let mut mask = word as u32;
         while mask != 0 {
-            list[len] = mask.trailing_zeros() as u8;
+            let m = mask.trailing_zeros() as u8;
+            list[len] = m;
+            pos[m as usize] = len as u8;
             len += 1;
             mask &= mask - 1;
         }
         TxView {
             word,
             list,
+            pos,
             len,
             modulo: FastMod::new(len as u32),
         }
@@ -252,8 +318,9 @@ impl TxView {
     }
 }
 
-/// A slow-protocol frame on its way from a receive handle to the control
-/// side.
+/// A slow-protocol frame (802.3ad) or an ARP request for one of the
+/// bond's addresses (balance-alb) on its way from a receive handle to the
+/// control side.
 struct SlowFrame {
     member: usize,
     frame: Mbuf,
@@ -297,9 +364,15 @@ pub struct BondPort {
     ctrl_tx: Vec<Box<dyn TxQueue>>,
     /// Shared path: the producer end of each member's control ring.
     ctrl_ring: Vec<Producer<Mbuf>>,
-    /// One per bond receive queue (802.3ad only).
+    /// One per bond receive queue (802.3ad and balance-alb).
     slow_rx: Vec<Consumer<SlowFrame>>,
     view: Arc<AtomicU64>,
+    /// balance-tlb/alb: the rest of what the transmit handles follow.
+    alb: Arc<AlbShared>,
+    /// balance-tlb/alb: what per-queue counters of earlier configurations
+    /// counted per bucket, and outside the table.
+    tlb_retired: Box<[u64; TLB_HASH_TABLE_SIZE]>,
+    unbalanced_retired: u64,
     links: Vec<LinkStatus>,
     promiscuous: bool,
     allmulticast: bool,
@@ -406,6 +479,9 @@ impl BondPort {
             ctrl_ring: Vec::new(),
             slow_rx: Vec::new(),
             view: Arc::new(AtomicU64::new(0)),
+            alb: Arc::default(),
+            tlb_retired: Box::new([0; TLB_HASH_TABLE_SIZE]),
+            unbalanced_retired: 0,
             links: vec![LinkStatus::DOWN; n],
             promiscuous: false,
             allmulticast: false,
@@ -504,18 +580,57 @@ impl BondPort {
         }
         // Frames the receive handles passed up since the last call; they
         // arrived at most one service interval ago.
+        let lacp = self.cfg.mode == Mode::Ieee8023ad;
         for ring in &mut self.slow_rx {
             while let Some(f) = ring.dequeue() {
-                let _ = self.core.handle_slow_frame(now, f.member, f.frame.data());
+                if lacp {
+                    let _ = self.core.handle_slow_frame(now, f.member, f.frame.data());
+                } else {
+                    self.core.handle_arp(now, f.member, f.frame.data());
+                }
             }
+        }
+        if self.core.tlb_rebalance_due(now) {
+            let (totals, unbalanced) = self.tlb_totals();
+            self.core.handle_tlb_load(now, &totals, unbalanced);
         }
         self.core.handle_timeout(now);
         self.run_actions();
         self.publish();
     }
 
-    /// Tells the queue handles about the core's current member sets.
+    /// balance-tlb/alb: the bytes each bucket sent since the bond was made,
+    /// and the bytes sent outside the table: every transmit handle's
+    /// single-writer counters summed (plain loads).
+    fn tlb_totals(&self) -> ([u64; TLB_HASH_TABLE_SIZE], u64) {
+        let mut t = *self.tlb_retired;
+        let mut u = self.unbalanced_retired;
+        for q in &self.tx_counters {
+            for (b, c) in q.tlb_bytes.iter().enumerate() {
+                t[b] = t[b].wrapping_add(c.get());
+            }
+            u = u.wrapping_add(q.unbalanced.get());
+        }
+        (t, u)
+    }
+
+    /// Tells the queue handles about the core's current member sets (and,
+    /// in balance-tlb/alb, the active member, the flow table and the
+    /// members' MACs; those before the masks, so a handle that sees new
+    /// masks sees a table at least as new).
     fn publish(&mut self) {
+        if let Some(table) = self.core.tlb_table() {
+            for (k, chunk) in table.chunks(8).enumerate() {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(chunk);
+                store_if_changed(&self.alb.table[k], u64::from_le_bytes(w));
+            }
+            let active = self.core.active().map_or(u64::MAX, |a| a as u64);
+            store_if_changed(&self.alb.active, active);
+            for i in 0..self.members.len() {
+                store_if_changed(&self.alb.macs[i], mac_word(self.core.member_mac(i)));
+            }
+        }
         let w = if self.started {
             view_word(&self.core)
         } else {
@@ -550,6 +665,7 @@ impl BondPort {
                 self.send_control(member, &frame);
                 Ok(())
             }
+            Action::FiltersChanged { member } => self.apply_filters(member),
             Action::ActiveChanged { old, new } => {
                 let mut r = Ok(());
                 for i in [old, new].into_iter().flatten() {
@@ -627,7 +743,9 @@ impl BondPort {
             list.push(SLOW_PROTOCOLS_MAC);
         }
         let mut want_allmulti = user && self.allmulticast;
-        let mut want_promisc = user && self.promiscuous;
+        // balance-alb: the active member also receives a failed member's
+        // MAC for a while (rlb_teach_disabled_mac_on_primary()).
+        let mut want_promisc = (user && self.promiscuous) || self.core.alb_promiscuous() == Some(i);
         let port = &mut self.members[i];
         let mut first_err = None;
         if let Err(e) = port.set_mc_addr_list(&list) {
@@ -747,7 +865,7 @@ impl BondPort {
             }
         }
         self.slow_rx.clear();
-        if self.cfg.mode == Mode::Ieee8023ad {
+        if self.cfg.mode == Mode::Ieee8023ad || self.cfg.mode == Mode::BalanceAlb {
             for _ in 0..rxq {
                 let (p, c) = channel(SLOW_RING, RingMode::Single, RingMode::Single)
                     .map_err(|e| PortError::Other(e.to_string()))?;
@@ -822,8 +940,12 @@ impl BondPort {
 struct BondRx {
     members: Vec<Box<dyn RxQueue>>,
     view: Arc<AtomicU64>,
-    /// 802.3ad: where slow-protocol frames go up.
+    /// 802.3ad: where slow-protocol frames go up; balance-alb: where ARP
+    /// requests for the bond's addresses go up.
     slow: Option<Producer<SlowFrame>>,
+    /// balance-alb: the bond's addresses (fixed at configuration). With
+    /// them the handle passes up ARP requests for them, not slow frames.
+    arp_ips: Option<Box<[[u8; 4]]>>,
     next: usize,
     hold: Vec<Mbuf>,
     run: RunFlag,
@@ -831,9 +953,19 @@ struct BondRx {
     _lease: Lease,
 }
 
+/// Whether a receive handle passes `m` up to the control side: a
+/// slow-protocol frame in 802.3ad mode, an ARP request for one of the
+/// bond's addresses in balance-alb (checked view: no panic on any frame).
 #[inline]
-fn is_slow(m: &Mbuf) -> bool {
-    wire::slow_subtype(m.data()).is_some()
+fn is_slow(arp_ips: &Option<Box<[[u8; 4]]>>, m: &Mbuf) -> bool {
+    match arp_ips {
+        None => wire::slow_subtype(m.data()).is_some(),
+        Some(ips) => wire::ArpView::new_checked(m.data()).is_some_and(|a| {
+            a.op() == wire::ARP_REQUEST
+                && a.sender_ip() != a.target_ip()
+                && ips.contains(&a.target_ip())
+        }),
+    }
 }
 
 impl BondRx {
@@ -851,14 +983,15 @@ impl BondRx {
     #[inline]
     fn keep(&mut self, i: usize, start: usize, pkts: &mut Burst<Mbuf>) {
         let Some(slow) = &mut self.slow else { return };
-        if !pkts.as_slice()[start..].iter().any(is_slow) {
+        let ips = &self.arp_ips;
+        if !pkts.as_slice()[start..].iter().any(|m| is_slow(ips, m)) {
             return;
         }
         // Rare: pull the slow frames out, keeping the order of the rest.
         self.hold.clear();
         self.hold.extend(pkts.drain());
         for (k, m) in self.hold.drain(..).enumerate() {
-            if k >= start && is_slow(&m) {
+            if k >= start && is_slow(&self.arp_ips, &m) {
                 Self::pass_up(slow, &self.counters, i, m);
             } else {
                 let _ = pkts.push(m);
@@ -872,8 +1005,9 @@ impl BondRx {
     #[inline]
     fn drop_inactive(&mut self, i: usize, start: usize, pkts: &mut Burst<Mbuf>) {
         let got = (pkts.len() - start) as u64;
+        let ips = &self.arp_ips;
         let slow = match &mut self.slow {
-            Some(slow) if pkts.as_slice()[start..].iter().any(is_slow) => slow,
+            Some(slow) if pkts.as_slice()[start..].iter().any(|m| is_slow(ips, m)) => slow,
             _ => {
                 pkts.truncate(start);
                 self.counters.dropped_inactive.add(got);
@@ -886,7 +1020,7 @@ impl BondRx {
         for (k, m) in self.hold.drain(..).enumerate() {
             if k < start {
                 let _ = pkts.push(m);
-            } else if is_slow(&m) {
+            } else if is_slow(&self.arp_ips, &m) {
                 Self::pass_up(slow, &self.counters, i, m);
             } else {
                 dropped += 1;
@@ -945,6 +1079,13 @@ enum Spread {
     Hash(XmitHashPolicy),
     RoundRobin,
     Broadcast,
+    /// balance-tlb/alb: IP flows by the control side's flow table
+    /// (`dynamic`, tlb_dynamic_lb=1) or by the xmit hash; everything else
+    /// on the active member.
+    Tlb {
+        dynamic: bool,
+        policy: XmitHashPolicy,
+    },
 }
 
 /// Bond transmit queue `q`: transmit queue `q` of every member.
@@ -956,6 +1097,11 @@ struct BondTx {
     view: Arc<AtomicU64>,
     cache: TxView,
     spread: Spread,
+    /// balance-tlb/alb: the active member, the flow table, the MACs.
+    alb: Option<Arc<AlbShared>>,
+    /// balance-tlb/alb: position of the active member in `cache.list`,
+    /// read once per burst.
+    active_pos: usize,
     rr: u32,
     pool: Mempool,
     per_member: Vec<Burst<Mbuf>>,
@@ -965,7 +1111,67 @@ struct BondTx {
     _lease: Lease,
 }
 
+/// Whether balance-tlb/alb spreads a frame (bond_xmit_tlb_slave_get()):
+/// unicast IPv4, and unicast IPv6 but neighbour solicitations and
+/// advertisements. Everything else leaves on the active member.
+#[inline]
+fn tlb_balanced(d: &[u8]) -> bool {
+    if d.len() < 14 || d[0] & 1 != 0 {
+        return false;
+    }
+    match u16::from_be_bytes([d[12], d[13]]) {
+        pollux_core::net::ETHERTYPE_IPV4 => true,
+        // Next header ICMPv6 (58), type 135 or 136 (bond_is_icmpv6_nd()).
+        pollux_core::net::ETHERTYPE_IPV6 => {
+            !(d.len() >= 55 && d[20] == 58 && matches!(d[54], 135 | 136))
+        }
+        _ => false,
+    }
+}
+
 impl BondTx {
+    /// balance-tlb/alb: the position in `cache.list` of the member `m`
+    /// leaves on. Counts the frame's bytes for its bucket (single-writer
+    /// counters, no read-modify-write) and, when that member is not the
+    /// active one, writes the member's MAC as the source (bond_do_alb_xmit()).
+    #[inline]
+    fn tlb_pick(&mut self, m: &mut Mbuf, dynamic: bool, policy: XmitHashPolicy) -> usize {
+        let len = m.len() as u64;
+        let mut j = self.active_pos;
+        if tlb_balanced(m.data()) {
+            let t = m.tx();
+            let vlan = t.flags.contains(TxFlags::VLAN_INSERT).then_some(t.vlan_tci);
+            let h = xmit_hash(policy, m.data(), vlan);
+            if dynamic {
+                let b = (h & 0xff) as usize;
+                self.counters.tlb_bytes[b].add(len);
+                if let Some(alb) = &self.alb {
+                    let w = alb.table[b >> 3].load(Ordering::Relaxed);
+                    let member = (w >> ((b & 7) * 8)) as u8;
+                    if let Some(&p) = self.cache.pos.get(member as usize) {
+                        if p != NO_MEMBER {
+                            j = p as usize;
+                        }
+                    }
+                }
+            } else {
+                j = self.cache.index(h);
+            }
+        } else {
+            self.counters.unbalanced.add(len);
+        }
+        if j != self.active_pos {
+            if let Some(alb) = &self.alb {
+                let member = self.cache.list[j] as usize;
+                let mac = word_mac(alb.macs[member].load(Ordering::Relaxed));
+                if let Some(src) = m.data_mut().get_mut(6..12) {
+                    src.copy_from_slice(&mac);
+                }
+            }
+        }
+        j
+    }
+
     /// Sends the control frames the control side queued, each on its own
     /// member (shared control path; nothing to do otherwise).
     #[inline]
@@ -993,12 +1199,14 @@ impl BondTx {
             }
             for _ in 0..n {
                 let Some(m) = pkts.pop_front() else { break };
+                let mut m = m;
                 let j = match self.spread {
                     Spread::Hash(policy) => {
                         let t = m.tx();
                         let vlan = t.flags.contains(TxFlags::VLAN_INSERT).then_some(t.vlan_tci);
                         self.cache.index(xmit_hash(policy, m.data(), vlan))
                     }
+                    Spread::Tlb { dynamic, policy } => self.tlb_pick(&mut m, dynamic, policy),
                     _ => {
                         let j = self.cache.index(self.rr);
                         self.rr = self.rr.wrapping_add(1);
@@ -1089,6 +1297,15 @@ impl TxQueue for BondTx {
         let w = self.view.load(Ordering::Acquire);
         if w != self.cache.word {
             self.cache = TxView::new(w);
+        }
+        if let Some(alb) = &self.alb {
+            // The active member's position, once per burst; when it is not
+            // transmitting (a view in between), the first member stands in.
+            let a = alb.active.load(Ordering::Acquire);
+            self.active_pos = match self.cache.pos.get(a as usize) {
+                Some(&p) if p != NO_MEMBER && a < MAX_MEMBERS as u64 => p as usize,
+                _ => 0,
+            };
         }
         match self.cache.len {
             0 => {
@@ -1187,6 +1404,9 @@ impl Port for BondPort {
             member_op_failed: 0,
             ..old
         };
+        let (totals, unbalanced) = self.tlb_totals();
+        *self.tlb_retired = totals;
+        self.unbalanced_retired = unbalanced;
         self.rx_counters = (0..conf.rx_queues).map(|_| Arc::default()).collect();
         self.tx_counters = (0..conf.tx_queues).map(|_| Arc::default()).collect();
         Ok(())
@@ -1236,6 +1456,8 @@ impl Port for BondPort {
                     members,
                     view: self.view.clone(),
                     slow: slow.next(),
+                    arp_ips: (self.cfg.mode == Mode::BalanceAlb)
+                        .then(|| self.cfg.ip.iter().map(|ip| ip.octets()).collect()),
                     next: 0,
                     hold: Vec::with_capacity(1024),
                     run: self.run.clone(),
@@ -1247,8 +1469,13 @@ impl Port for BondPort {
         let spread = match self.cfg.mode {
             Mode::BalanceRr => Spread::RoundRobin,
             Mode::Broadcast => Spread::Broadcast,
+            Mode::BalanceTlb | Mode::BalanceAlb => Spread::Tlb {
+                dynamic: self.cfg.tlb_dynamic_lb,
+                policy: self.cfg.xmit_hash_policy,
+            },
             _ => Spread::Hash(self.cfg.xmit_hash_policy),
         };
+        let alb = self.cfg.mode.is_alb_family().then(|| self.alb.clone());
         let word = self.view.load(Ordering::Acquire);
         let mut ctrl = Some(pending.ctrl);
         let tx = pending
@@ -1264,6 +1491,8 @@ impl Port for BondPort {
                     view: self.view.clone(),
                     cache: TxView::new(word),
                     spread,
+                    alb: alb.clone(),
+                    active_pos: 0,
                     rr: 0,
                     pool: pool.clone(),
                     per_member: (0..n).map(|_| Burst::new(TX_CHUNK)).collect(),

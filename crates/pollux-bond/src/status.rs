@@ -7,6 +7,7 @@ use std::fmt;
 use pollux_core::{Duplex, MacAddr};
 use serde::{Serialize, Serializer};
 
+use crate::alb::Client;
 use crate::bond::{BondCounters, LinkState};
 use crate::config::{AdSelect, FailOverMac, LacpRate, Mode, PrimaryReselect, XmitHashPolicy};
 use crate::lacp::{ChurnState, LacpStats, MuxState, PeriodicState, RxState, Selected};
@@ -50,6 +51,23 @@ pub struct BondStatus {
     pub lacp: Option<LacpStatus>,
     pub members: Vec<MemberStatus>,
     pub counters: BondCounters,
+    /// balance-tlb and balance-alb: the load-balancing tables (what Linux
+    /// shows in debugfs, bonding/bondN/rlb_hash_table, not in /proc).
+    pub alb: Option<AlbStatus>,
+}
+
+/// The state of balance-tlb and balance-alb.
+#[derive(Clone, Debug, Serialize)]
+pub struct AlbStatus {
+    pub tlb_dynamic_lb: bool,
+    pub lp_interval_s: u64,
+    /// The bond's own IPv4 addresses (`ip=`).
+    pub ip: Vec<std::net::Ipv4Addr>,
+    pub tlb_rebalances: u64,
+    /// Each member's transmit load by the last rebalance, bytes per second.
+    pub tlb_load_bytes_per_s: Vec<u64>,
+    /// balance-alb: the receive clients and the member each was given.
+    pub clients: Vec<Client>,
 }
 
 /// The "802.3ad info" block.

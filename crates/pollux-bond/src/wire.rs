@@ -469,6 +469,112 @@ pub fn rarp_announce(mac: MacAddr) -> [u8; ANNOUNCE_LEN] {
     f
 }
 
+/// EtherType of the learning packets of balance-tlb and balance-alb:
+/// ETH_P_LOOPBACK (include/uapi/linux/if_ether.h), as bond_alb.c sends.
+pub const ETHERTYPE_LOOPBACK: u16 = 0x9000;
+
+/// A learning packet (bond_alb.c `struct learning_pkt`, sent by
+/// alb_send_lp_vid()): destination and source both `mac`, EtherType
+/// ETH_P_LOOPBACK, zero padding to the 60-byte minimum (ETH_ZLEN). A
+/// switch learns `mac` on the port it came in on; no host takes it.
+/// Untagged only: a Pollux bond has no VLAN devices above it to send
+/// one per VLAN for.
+pub fn learning_packet(mac: MacAddr) -> [u8; ANNOUNCE_LEN] {
+    let mut f = [0u8; ANNOUNCE_LEN];
+    f[0..6].copy_from_slice(&mac.0);
+    f[6..12].copy_from_slice(&mac.0);
+    f[12..14].copy_from_slice(&ETHERTYPE_LOOPBACK.to_be_bytes());
+    f
+}
+
+/// ARP operation codes (RFC 826).
+pub const ARP_REQUEST: u16 = 1;
+pub const ARP_REPLY: u16 = 2;
+
+/// An untagged Ethernet/IPv4 ARP packet, a checked view: [`ArpView::new_checked`]
+/// takes any bytes and refuses anything shorter than 42 bytes or not
+/// Ethernet/IPv4 ARP; no accessor panics afterwards.
+#[derive(Clone, Copy, Debug)]
+pub struct ArpView<'a> {
+    b: &'a [u8],
+}
+
+/// Length of an Ethernet header and an Ethernet/IPv4 ARP body.
+pub const ARP_FRAME_LEN: usize = 42;
+
+impl<'a> ArpView<'a> {
+    #[inline]
+    pub fn new_checked(b: &'a [u8]) -> Option<ArpView<'a>> {
+        if b.len() < ARP_FRAME_LEN
+            || b[12..14] != pollux_core::net::ETHERTYPE_ARP.to_be_bytes()
+            || b[14..16] != 1u16.to_be_bytes()
+            || b[16..18] != 0x0800u16.to_be_bytes()
+            || b[18] != 6
+            || b[19] != 4
+        {
+            return None;
+        }
+        Some(ArpView { b })
+    }
+
+    fn mac_at(&self, o: usize) -> MacAddr {
+        let mut m = [0u8; 6];
+        m.copy_from_slice(&self.b[o..o + 6]);
+        MacAddr(m)
+    }
+
+    fn ip_at(&self, o: usize) -> [u8; 4] {
+        let mut m = [0u8; 4];
+        m.copy_from_slice(&self.b[o..o + 4]);
+        m
+    }
+
+    pub fn eth_src(&self) -> MacAddr {
+        self.mac_at(6)
+    }
+    pub fn op(&self) -> u16 {
+        u16::from_be_bytes([self.b[20], self.b[21]])
+    }
+    pub fn sender_mac(&self) -> MacAddr {
+        self.mac_at(22)
+    }
+    pub fn sender_ip(&self) -> [u8; 4] {
+        self.ip_at(28)
+    }
+    pub fn target_mac(&self) -> MacAddr {
+        self.mac_at(32)
+    }
+    pub fn target_ip(&self) -> [u8; 4] {
+        self.ip_at(38)
+    }
+}
+
+/// An ARP reply from `src_mac`/`src_ip` to `dst_mac`/`dst_ip`, Ethernet
+/// destination `dst_mac`, padded to 60 bytes: the reply balance-alb sends
+/// to a peer's request, and the update it sends when the peer's member
+/// changes (what bond_alb.c's rlb_update_client() builds with arp_create()).
+pub fn arp_reply(
+    src_mac: MacAddr,
+    src_ip: [u8; 4],
+    dst_mac: MacAddr,
+    dst_ip: [u8; 4],
+) -> [u8; ANNOUNCE_LEN] {
+    let mut f = [0u8; ANNOUNCE_LEN];
+    f[0..6].copy_from_slice(&dst_mac.0);
+    f[6..12].copy_from_slice(&src_mac.0);
+    f[12..14].copy_from_slice(&pollux_core::net::ETHERTYPE_ARP.to_be_bytes());
+    f[14..16].copy_from_slice(&1u16.to_be_bytes());
+    f[16..18].copy_from_slice(&0x0800u16.to_be_bytes());
+    f[18] = 6;
+    f[19] = 4;
+    f[20..22].copy_from_slice(&ARP_REPLY.to_be_bytes());
+    f[22..28].copy_from_slice(&src_mac.0);
+    f[28..32].copy_from_slice(&src_ip);
+    f[32..38].copy_from_slice(&dst_mac.0);
+    f[38..42].copy_from_slice(&dst_ip);
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -637,5 +743,31 @@ mod tests {
             proptest::prop_assert_eq!(p.partner(), partner);
             proptest::prop_assert_eq!(p.collector_max_delay(), delay);
         }
+    }
+
+    #[test]
+    fn arp_views_refuse_short_and_foreign_frames() {
+        let me = MacAddr([2, 0, 0, 0, 0, 1]);
+        let peer = MacAddr([2, 0, 0, 0, 0, 9]);
+        let f = arp_reply(me, [169, 254, 0, 1], peer, [169, 254, 0, 9]);
+        let v = ArpView::new_checked(&f).unwrap();
+        assert_eq!(v.op(), ARP_REPLY);
+        assert_eq!(v.sender_mac(), me);
+        assert_eq!(v.eth_src(), me);
+        assert_eq!(v.sender_ip(), [169, 254, 0, 1]);
+        assert_eq!(v.target_mac(), peer);
+        assert_eq!(v.target_ip(), [169, 254, 0, 9]);
+        for n in 0..ARP_FRAME_LEN {
+            assert!(ArpView::new_checked(&f[..n]).is_none(), "{n} bytes");
+        }
+        assert!(ArpView::new_checked(&f[..ARP_FRAME_LEN]).is_some());
+        let mut g = f;
+        g[19] = 16; // IPv6-sized protocol addresses
+        assert!(ArpView::new_checked(&g).is_none());
+        assert!(ArpView::new_checked(&learning_packet(me)).is_none());
+        let lp = learning_packet(me);
+        assert_eq!(&lp[0..6], &me.0);
+        assert_eq!(&lp[6..12], &me.0);
+        assert_eq!(&lp[12..14], &[0x90, 0x00]);
     }
 }
