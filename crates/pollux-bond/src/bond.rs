@@ -526,10 +526,13 @@ impl Bond {
                 self.rx_ok.fill(true);
             }
             Mode::BalanceTlb | Mode::BalanceAlb => {
-                // One active member carries the bond's MAC (and so its
-                // receive traffic in tlb); every usable member transmits,
-                // and every member's frames go up (bond_alb.c never marks
-                // a member inactive).
+                // One active member carries the bond's MAC; every usable
+                // member transmits. Linux marks the others inactive
+                // (bond_set_slave_inactive_flags()), and an inactive member
+                // delivers nothing in balance-tlb and only unicast in
+                // balance-alb (bond_should_deliver_exact_match()); the
+                // receive handles drop an alb backup's broadcast and
+                // multicast frames themselves.
                 if choose_active {
                     let best = self.find_best();
                     if best != self.active {
@@ -537,7 +540,10 @@ impl Bond {
                     }
                 }
                 self.tx = (0..n).filter(|&i| usable(self, i)).collect();
-                self.rx_ok.fill(true);
+                let alb = self.cfg.mode == Mode::BalanceAlb;
+                for i in 0..n {
+                    self.rx_ok[i] = alb || Some(i) == self.active;
+                }
             }
             Mode::Ieee8023ad => {
                 let l = self.lacp.as_ref().expect("802.3ad bond has LACP state");

@@ -946,6 +946,9 @@ struct BondRx {
     /// balance-alb: the bond's addresses (fixed at configuration). With
     /// them the handle passes up ARP requests for them, not slow frames.
     arp_ips: Option<Box<[[u8; 4]]>>,
+    /// balance-alb: who the active member is (the others' broadcast and
+    /// multicast frames are dropped).
+    alb: Option<Arc<AlbShared>>,
     next: usize,
     hold: Vec<Mbuf>,
     run: RunFlag,
@@ -997,6 +1000,28 @@ impl BondRx {
                 let _ = pkts.push(m);
             }
         }
+    }
+
+    /// balance-alb: frames `start..` of `pkts` came from a member that is
+    /// not the active one: its broadcast and multicast frames are dropped
+    /// and counted (the active member has the same ones).
+    #[inline]
+    fn drop_group(&mut self, start: usize, pkts: &mut Burst<Mbuf>) {
+        let group = |m: &Mbuf| m.data().first().is_some_and(|b| b & 1 != 0);
+        if !pkts.as_slice()[start..].iter().any(group) {
+            return;
+        }
+        self.hold.clear();
+        self.hold.extend(pkts.drain());
+        let mut dropped = 0;
+        for (k, m) in self.hold.drain(..).enumerate() {
+            if k >= start && group(&m) {
+                dropped += 1;
+            } else {
+                let _ = pkts.push(m);
+            }
+        }
+        self.counters.dropped_inactive.add(dropped);
     }
 
     /// Frames `start..` of `pkts` came from member `i`, which does not
@@ -1064,6 +1089,11 @@ impl RxQueue for BondRx {
             // never dropped by a burst that began before.
             let rx_mask = (self.view.load(Ordering::Acquire) >> 32) as u32;
             if rx_mask & (1 << i) != 0 {
+                if let Some(alb) = &self.alb {
+                    if alb.active.load(Ordering::Acquire) != i as u64 {
+                        self.drop_group(start, pkts);
+                    }
+                }
                 self.keep(i, start, pkts);
             } else {
                 self.drop_inactive(i, start, pkts);
@@ -1458,6 +1488,7 @@ impl Port for BondPort {
                     slow: slow.next(),
                     arp_ips: (self.cfg.mode == Mode::BalanceAlb)
                         .then(|| self.cfg.ip.iter().map(|ip| ip.octets()).collect()),
+                    alb: (self.cfg.mode == Mode::BalanceAlb).then(|| self.alb.clone()),
                     next: 0,
                     hold: Vec::with_capacity(1024),
                     run: self.run.clone(),

@@ -332,19 +332,59 @@ fn alb_answers_arp_with_a_members_mac_chosen_per_peer() {
         assert_eq!((*mac, *ip), (m1, BOND_IP));
         assert!(*tip == peer_ip(2) || *tip == peer_ip(4));
     }
-    // Asking again gives the same answer.
+    // Asking again gives the same answer. The copy of the broadcast that
+    // reaches the other member is dropped there, as Linux drops an
+    // inactive member's broadcasts; a unicast request to that member's
+    // MAC is answered.
+    send_all(
+        &mut bed.peers[0],
+        vec![arp_request(&bed.pool, peer_mac(2), peer_ip(2), BOND_IP)],
+    );
     send_all(
         &mut bed.peers[1],
         vec![arp_request(&bed.pool, peer_mac(2), peer_ip(2), BOND_IP)],
     );
+    let mut unicast = arp_request(&bed.pool, peer_mac(4), peer_ip(4), BOND_IP);
+    unicast.data_mut()[0..6].copy_from_slice(&m1.0);
+    send_all(&mut bed.peers[1], vec![unicast]);
     assert!(drain(&mut bond).is_empty());
     bond.service();
-    assert_eq!(arp_replies(&drain(&mut bed.peers[1])).len(), 1);
+    let again = arp_replies(&drain(&mut bed.peers[1]));
+    assert_eq!(again.len(), 2, "{again:?}");
+    assert!(again.iter().all(|r| r.0 == m1));
+    assert!(drain(&mut bed.peers[0]).is_empty());
     let st = bond.status();
     let clients = &st.alb.as_ref().unwrap().clients;
     assert_eq!(clients.len(), 4);
-    assert_eq!(st.counters.arp_replies, 5);
+    assert_eq!(st.counters.arp_replies, 6);
     assert_eq!(st.counters.arp_rx_invalid, 0);
+    assert_eq!(bond.shell_counters().rx_dropped_inactive, 1);
+}
+
+#[test]
+fn tlb_receives_on_the_active_member_only() {
+    let (mut bond, mut bed) = make_bond(2, &[("mode", "balance-tlb")]);
+    send_all(
+        &mut bed.peers[0],
+        (0..5).map(|i| udp(&bed.pool, 1, 1, i)).collect(),
+    );
+    send_all(
+        &mut bed.peers[1],
+        (5..9).map(|i| udp(&bed.pool, 1, 1, i)).collect(),
+    );
+    let got: Vec<u32> = drain(&mut bond).iter().map(seq_of).collect();
+    assert_eq!(got, [0, 1, 2, 3, 4]);
+    assert_eq!(bond.shell_counters().rx_dropped_inactive, 4);
+    // After failover the other member receives.
+    bed.wires[0].set_up(false);
+    bed.clock.advance(ms(100));
+    bond.service();
+    send_all(
+        &mut bed.peers[1],
+        (9..12).map(|i| udp(&bed.pool, 1, 1, i)).collect(),
+    );
+    let got: Vec<u32> = drain(&mut bond).iter().map(seq_of).collect();
+    assert_eq!(got, [9, 10, 11]);
 }
 
 #[test]
