@@ -4,9 +4,11 @@
 //!  --vdev 'net_bonding0,mode=2,slave=net_null0,slave=net_null1,xmit_policy=l34'
 //!  -- --forward-mode=txonly --txonly-multi-flow`.
 //!
-//! `cargo run --release -p pollux-bond --example bond_txonly -- [seconds] [direct]`
+//! `cargo run --release -p pollux-bond --example bond_txonly -- [seconds] [direct|tlb]`
 //! prints packets per second; `direct` sends straight into one null port
-//! instead, for the bond's overhead. The loop sends on the port's tx queue
+//! instead, for the bond's overhead; `tlb` makes the bond balance-tlb
+//! (layer3+4 flow buckets, rebalanced by load every 10 s), the
+//! counterpart of DPDK's `net_bonding0,mode=5`. The loop sends on the port's tx queue
 //! handle; the bond (balance-xor, no LACP) needs no `service` calls for
 //! that, but gets one a second as an application's control thread would.
 
@@ -20,7 +22,9 @@ use pollux_soft::null::{NullOpts, NullPort};
 fn main() {
     let mut args = std::env::args().skip(1);
     let secs: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let direct = args.next().as_deref() == Some("direct");
+    let variant = args.next();
+    let direct = variant.as_deref() == Some("direct");
+    let tlb = variant.as_deref() == Some("tlb");
     let pool =
         Mempool::new(MempoolConfig::new("txonly", 8192), &AnonMemory::default()).expect("mempool");
     let mut port: Box<dyn Port> = if direct {
@@ -36,7 +40,10 @@ fn main() {
             })
             .collect();
         let args: Vec<(String, String)> = vec![
-            ("mode".into(), "balance-xor".into()),
+            (
+                "mode".into(),
+                if tlb { "balance-tlb" } else { "balance-xor" }.into(),
+            ),
             ("xmit_hash_policy".into(), "layer3+4".into()),
         ];
         Box::new(
@@ -91,6 +98,8 @@ fn main() {
         "{}: {:.2} Mpps ({} packets in {:.2} s; member tx total {})",
         if direct {
             "null direct"
+        } else if tlb {
+            "bond tlb l34 over 2 null"
         } else {
             "bond xor l34 over 2 null"
         },

@@ -1,8 +1,9 @@
 //! Pollux bonding: one [`Port`](pollux_core::Port) over several member
 //! ports (VF drivers, software ports, anything that implements the trait),
 //! with the modes and options of Linux bonding
-//! (Documentation/networking/bonding.rst): `balance-rr`, `active-backup`,
-//! `balance-xor`, `broadcast` and `802.3ad` with LACP.
+//! (Documentation/networking/bonding.rst): all seven, `balance-rr`,
+//! `active-backup`, `balance-xor`, `broadcast`, `802.3ad` with LACP,
+//! `balance-tlb` and `balance-alb`.
 //!
 //! # Layers
 //!
@@ -13,6 +14,8 @@
 //!   flow lands on the member index Linux would pick.
 //! - [`lacp`]: the IEEE 802.1AX machines (Receive, Periodic, Selection,
 //!   Mux, Transmit, Churn) with no I/O and no clock.
+//! - [`alb`]: the transmit flow table of balance-tlb and the receive
+//!   client table of balance-alb (Linux's bond_alb.c), no I/O, no clock.
 //! - [`bond`]: the protocol core of a bond: link monitoring with
 //!   `miimon`/`updelay`/`downdelay`, active member selection, the sets of
 //!   members that send and receive, MAC policy, `min_links`. Also no I/O:
@@ -53,6 +56,22 @@
 //!   single-consumer ring, one per receive queue; `service` feeds them to
 //!   LACP. A ring that is full (no `service` for a long time, or a flood)
 //!   drops and counts ([`ShellCounters::slow_rx_dropped`]).
+//! - **balance-tlb and balance-alb.** The control side also publishes the
+//!   active member, the 256-bucket flow table (a byte per bucket, eight to
+//!   an atomic word) and the members' MACs, with plain stores of changed
+//!   words. A transmit handle reads the active member once per burst and
+//!   the flow table with one relaxed load per IP frame, counts each
+//!   frame's bytes in its own per-bucket counters (one writer, a load and
+//!   a store, never a read-modify-write), and writes the member's MAC as
+//!   source when a frame leaves on a member other than the active one.
+//!   `service` sums those counters every 10 s to rebalance. ARP requests
+//!   for the bond's `ip=` addresses are taken out of the receive stream
+//!   (balance-alb only) and go up through the same single-producer ring as
+//!   slow-protocol frames; the control side answers them from its client
+//!   table with the chosen member's MAC, and sends the ARP updates and
+//!   learning packets. So nothing is answered in the data path, and the
+//!   answer to a request waits for the next `service` (10 to 100 ms).
+//!   Requests are not delivered to the application; other ARP frames are.
 //! - **Control transmissions.** Every member is configured with one
 //!   transmit queue more than the bond has, and the control side keeps
 //!   that last queue of each member: LACPDUs, marker responses and
@@ -102,7 +121,9 @@
 //!   `primary`, `primary_reselect`, `fail_over_mac`, `ad_select`,
 //!   `min_links`, `mac`, `ad_actor_sys_prio`, `ad_actor_system`,
 //!   `ad_user_port_key`, `announce_ip` (repeated), `num_grat_arp`,
-//!   `peer_notif_delay`. Values are Linux's names or numbers; times are
+//!   `peer_notif_delay`, `tlb_dynamic_lb`, `lp_interval` (seconds, as on
+//!   Linux), `ip` (repeated; the bond's own IPv4 addresses, required by
+//!   balance-alb). Values are Linux's names or numbers; other times are
 //!   milliseconds. Unknown keys are errors.
 //! - [`BondPort::new`] takes the bond's name, the configuration and the
 //!   member ports as `(name, Box<dyn Port>)`; the names must be those of
@@ -126,6 +147,12 @@
 //!
 //! # Differences from Linux, on purpose
 //!
+//! - balance-tlb/alb assign every flow bucket at each rebalance, heaviest
+//!   first, on the control side; Linux assigns a bucket at its first frame
+//!   after a rebalance (the handles may not write shared state). The first
+//!   round of ARP updates after a member fails goes out at once, not at
+//!   the next 100 ms tick. Learning packets are untagged only (no VLAN
+//!   devices above a Pollux bond).
 //! - `min_links` applies to every mode, not only 802.3ad: below it the
 //!   bond reports link down and sends nothing.
 //! - With `miimon=0` the links are sampled once at start and never again,
