@@ -85,8 +85,34 @@ struct LocalCache {
     /// Number of cached objects. Written only by the slot's owner; read by
     /// anyone for [`Mempool::available`].
     len: AtomicUsize,
+    /// Odd while the owner moves buffers between this cache and the ring
+    /// (a seqlock written only by the owner): a count read across such a
+    /// move could see the moved buffers in both places, or in neither.
+    moving: AtomicUsize,
     /// Header addresses; only the slot's owner touches them.
     objs: UnsafeCell<Box<[usize]>>,
+}
+
+impl LocalCache {
+    /// Starts a move between this cache and the ring (owner only).
+    #[inline]
+    fn begin_move(&self) -> usize {
+        let seq = self.moving.load(Ordering::Relaxed);
+        self.moving.store(seq.wrapping_add(1), Ordering::Relaxed);
+        // Release fence: the odd value is ordered before the moves' writes
+        // (the cache length, the ring's indices), so a reader that sees
+        // any of them sees the move under way (the seqlock of crossbeam's
+        // AtomicCell and of Linux's seqcount: a store, then smp_wmb()).
+        std::sync::atomic::fence(Ordering::Release);
+        seq
+    }
+
+    /// Ends a move (owner only).
+    #[inline]
+    fn end_move(&self, seq: usize) {
+        // Release: the moves' writes happen before the even value.
+        self.moving.store(seq.wrapping_add(2), Ordering::Release);
+    }
 }
 
 pub(crate) struct PoolInner {
@@ -134,9 +160,12 @@ impl PoolInner {
             if len >= self.flush_threshold {
                 // Keep `cache_size`, hand the rest back. The ring holds every
                 // buffer of the pool, so it always has room.
+                let seq = cache.begin_move();
+                cache.len.store(self.cache_size, Ordering::Relaxed);
                 let ok = self.ring.enqueue_bulk_copy(&objs[self.cache_size..len]);
                 debug_assert!(ok);
-                len = self.cache_size;
+                cache.end_move(seq);
+                return;
             }
             // Release: pairs with the Acquire in `available`, so a count that
             // includes this buffer is seen only after the buffer is back.
@@ -158,13 +187,43 @@ impl PoolInner {
         }
     }
 
+    /// Free buffers: exact when the pool is quiet, never more than the
+    /// truth while buffers move, because the pool is freed when this
+    /// reaches its size (see `PoolOwner`). A count taken while an owner
+    /// moves buffers between its cache and the ring is retried; when no
+    /// clean count comes after many tries, 0 (the pool is then leaked, not
+    /// freed).
     fn available(&self) -> usize {
-        let cached: usize = self
-            .caches
-            .iter()
-            .map(|c| c.len.load(Ordering::Acquire))
-            .sum();
-        self.ring.len() + cached
+        for _ in 0..10_000 {
+            // Seqlock reader: the move counters before and after the
+            // counts; equal and even means no move overlapped them.
+            let (before, moving) = self
+                .caches
+                .iter()
+                .map(|c| c.moving.load(Ordering::Acquire))
+                .fold((0usize, false), |(a, odd), m| {
+                    (a.wrapping_add(m), odd || m & 1 == 1)
+                });
+            let cached: usize = self
+                .caches
+                .iter()
+                .map(|c| c.len.load(Ordering::Acquire))
+                .sum();
+            let free = self.ring.len() + cached;
+            std::sync::atomic::fence(Ordering::Acquire);
+            // Counters only grow, so an unchanged sum means no cache
+            // changed its counter in between.
+            let after: usize = self
+                .caches
+                .iter()
+                .map(|c| c.moving.load(Ordering::Relaxed))
+                .fold(0, |a, m| a.wrapping_add(m));
+            if before == after && !moving {
+                return free.min(self.size);
+            }
+            std::hint::spin_loop();
+        }
+        0
     }
 }
 
@@ -248,6 +307,7 @@ impl Mempool {
                 .map(|_| {
                     CachePadded::new(LocalCache {
                         len: AtomicUsize::new(0),
+                        moving: AtomicUsize::new(0),
                         objs: UnsafeCell::new(vec![0; cache_size * 2].into_boxed_slice()),
                     })
                 })
@@ -358,11 +418,19 @@ impl Mempool {
                 if len < n {
                     // Refill to cache_size + n, or at least to n.
                     let want = inner.cache_size + n - len;
-                    if inner.ring.dequeue_bulk_copy(&mut objs[len..len + want]) {
+                    let seq = cache.begin_move();
+                    let got = if inner.ring.dequeue_bulk_copy(&mut objs[len..len + want]) {
                         len += want;
+                        true
                     } else if inner.ring.dequeue_bulk_copy(&mut objs[len..n]) {
                         len = n;
+                        true
                     } else {
+                        false
+                    };
+                    cache.len.store(len, Ordering::Relaxed);
+                    cache.end_move(seq);
+                    if !got {
                         return false;
                     }
                 }
@@ -568,5 +636,61 @@ mod tests {
         drop(p);
         m.copy_from(b"still valid");
         assert_eq!(m.data(), b"still valid");
+    }
+}
+
+#[cfg(test)]
+mod count_tests {
+    use super::*;
+    use crate::mem::{AnonMemory, HugePages};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    /// `available()` must never count a buffer twice: the pool is freed
+    /// when it reports every buffer back, so an over-count frees it under
+    /// an mbuf still in use. Two workers each keep 8 mbufs for the whole
+    /// test while cycling enough buffers through their caches to flush to
+    /// and refill from the ring; a third thread checks the count all along.
+    #[test]
+    fn available_never_counts_a_buffer_twice() {
+        let mut cfg = MempoolConfig::new("count", 2048);
+        cfg.cache_size = 64;
+        let pool = Mempool::new(cfg, &AnonMemory::new(HugePages::Never)).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let ready = Arc::new(std::sync::Barrier::new(3));
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                let (pool, stop, ready) = (pool.clone(), stop.clone(), ready.clone());
+                std::thread::spawn(move || {
+                    let mut kept = Burst::new(8);
+                    assert!(pool.alloc_bulk(&mut kept, 8));
+                    ready.wait();
+                    let mut b = Burst::new(256);
+                    while !stop.load(Ordering::Relaxed) {
+                        // 256 out, then back: the cache flushes and refills.
+                        for _ in 0..8 {
+                            assert!(pool.alloc_bulk(&mut b, 32));
+                        }
+                        b.clear();
+                    }
+                    drop(kept);
+                })
+            })
+            .collect();
+        ready.wait();
+        let t0 = std::time::Instant::now();
+        let mut checks = 0u64;
+        while t0.elapsed() < std::time::Duration::from_secs(2) {
+            let a = pool.available();
+            assert!(
+                a <= 2048 - 16,
+                "counted {a} free with 16 held: a buffer counted twice"
+            );
+            checks += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        workers.into_iter().for_each(|w| w.join().unwrap());
+        assert!(checks > 1000);
+        assert_eq!(pool.available(), 2048);
     }
 }

@@ -101,9 +101,19 @@ impl<T> Ring<T> {
 
     /// Items currently published and not yet consumed (a snapshot).
     pub fn len(&self) -> usize {
-        let cons = self.cons.tail.load(Ordering::Acquire);
+        // Producer's tail first: a consumer that moves on between the two
+        // loads makes the count smaller, never larger (a stale consumer
+        // tail read first would count entries already taken). The
+        // consumer's tail can then be ahead of the producer's we read:
+        // that is an empty ring, not a wrapped one.
         let prod = self.prod.tail.load(Ordering::Acquire);
-        prod.wrapping_sub(cons).min(self.capacity)
+        let cons = self.cons.tail.load(Ordering::Acquire);
+        let n = prod.wrapping_sub(cons);
+        if n > self.capacity {
+            0
+        } else {
+            n
+        }
     }
 
     /// True when [`Ring::len`] is 0.
@@ -131,7 +141,7 @@ impl<T> Ring<T> {
             // Acquire: the consumer's reads of the slots we are about to
             // overwrite happen before our writes.
             let cons_tail = self.cons.tail.load(Ordering::Acquire);
-            let free = self.capacity - head.wrapping_sub(cons_tail);
+            let free = free_entries(self.capacity, head, cons_tail);
             let n = if n <= free {
                 n
             } else if amount == Amount::UpTo {
@@ -528,6 +538,17 @@ impl<T> fmt::Debug for Consumer<T> {
     }
 }
 
+/// Free slots for a producer whose head is `head`, as rte_ring computes
+/// them (`capacity + cons_tail - head`, modular). A multi-producer head
+/// loaded before `cons_tail` may be stale, with the consumer already past
+/// it: the result is then larger than the capacity, the claim's
+/// compare-and-swap fails on the stale head and the loop retries. Plain
+/// subtraction would overflow there (a panic in debug builds).
+#[inline(always)]
+fn free_entries(capacity: usize, head: usize, cons_tail: usize) -> usize {
+    capacity.wrapping_add(cons_tail).wrapping_sub(head)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -715,5 +736,16 @@ mod tests {
                 proptest::prop_assert_eq!(r.len(), model.len());
             }
         }
+    }
+
+    #[test]
+    fn a_stale_producer_head_does_not_overflow() {
+        // The consumer tail (103) is past a stale head (100) of a
+        // capacity-8 ring: 11 "free", and the CAS on the stale head fails.
+        assert_eq!(free_entries(8, 100, 103), 11);
+        assert_eq!(free_entries(8, 103, 100), 5);
+        // Across the wrap of the indices.
+        assert_eq!(free_entries(8, usize::MAX, 2), 11);
+        assert_eq!(free_entries(8, 1, usize::MAX - 1), 5);
     }
 }
