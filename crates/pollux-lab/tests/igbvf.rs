@@ -472,8 +472,7 @@ fn sigint_mid_traffic_and_error_paths() {
         .expect("ran");
     assert!(!e.success(), "virtio NIC accepted");
     assert!(
-        e.stderr
-            .contains("no Pollux driver for PCI ID"),
+        e.stderr.contains("no Pollux driver for PCI ID"),
         "unknown device: {}",
         e.stderr
     );
