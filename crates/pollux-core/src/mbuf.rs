@@ -341,6 +341,24 @@ impl Mbuf {
         &mut self.hdr_mut().tx
     }
 
+    /// An identity of the pool this mbuf came from: equal for two mbufs
+    /// of one pool, stable while the pool lives. For drivers that check a
+    /// pool once and remember the answer.
+    #[inline]
+    pub fn pool_id(&self) -> usize {
+        self.hdr().pool as usize
+    }
+
+    /// The IOVA range of the memory of this mbuf's pool (what a driver
+    /// checks against its IOMMU domain before giving the buffer to its
+    /// device).
+    pub fn pool_iova_range(&self) -> (Iova, usize) {
+        // SAFETY: the pool outlives its mbufs (see `hdr`); its region is
+        // set at creation and never changes.
+        let region = unsafe { &(*self.hdr().pool).region };
+        (region.iova(), region.len())
+    }
+
     /// Whether this mbuf came from `pool`.
     pub fn is_from(&self, pool: &crate::Mempool) -> bool {
         std::ptr::eq(self.hdr().pool, pool.inner_ptr())

@@ -124,7 +124,7 @@ pub(crate) struct PoolInner {
     ring: Ring<usize>,
     caches: Box<[CachePadded<LocalCache>]>,
     headers: Box<[UnsafeCell<MbufHeader>]>,
-    region: DmaRegion,
+    pub(crate) region: DmaRegion,
 }
 
 // SAFETY: headers are reached only through the Mbuf that owns them or,

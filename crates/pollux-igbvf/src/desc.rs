@@ -215,18 +215,44 @@ impl<D> std::fmt::Debug for DescRing<D> {
 
 /// Orders the descriptor (and buffer) writes before it ahead of the MMIO
 /// doorbell write after it, so the device never fetches a descriptor older
-/// than the tail says. x86-64 keeps stores to write-back memory in order
-/// with a later store to uncached MMIO, so a compiler barrier would do; a
-/// full fence costs a few cycles per burst and is right on every target.
+/// than the tail says (Linux: the `dma_wmb()` inside `writel()`).
+///
+/// - x86-64: stores to write-back memory are not reordered with a later
+///   store to uncached MMIO, so only the compiler must be kept from moving
+///   them; the `SeqCst` fence (an `mfence`) does that and more, a few
+///   cycles per burst.
+/// - aarch64: a CPU fence (`dmb ish`, what `fence(SeqCst)` compiles to)
+///   orders only within the inner shareable domain, which the device is
+///   not in; the device needs `dmb oshst` (outer shareable, stores), as
+///   Linux's `dma_wmb()`/`__iowmb()` use.
+/// - Other targets: the `SeqCst` fence, not verified against a device.
 #[inline(always)]
 pub fn wmb_before_doorbell() {
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: a barrier instruction; it touches no memory or register the
+    // compiler tracks, and `nostack` holds.
+    unsafe {
+        std::arch::asm!("dmb oshst", options(nostack, preserves_flags));
+    }
+    #[cfg(not(target_arch = "aarch64"))]
     std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
 }
 
 /// Orders the read of a descriptor's done bit before the reads of the rest
 /// of the descriptor and of the buffer it describes, which the device wrote
-/// before setting the bit.
+/// before setting the bit (Linux: `dma_rmb()`).
+///
+/// - x86-64: loads are not reordered with older loads; the acquire fence
+///   only stops the compiler.
+/// - aarch64: the device is outside the inner shareable domain that an
+///   acquire fence (`dmb ishld`) covers; `dmb oshld` as Linux's `dma_rmb()`.
 #[inline(always)]
 pub fn rmb_after_done_bit() {
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: a barrier instruction, as in `wmb_before_doorbell`.
+    unsafe {
+        std::arch::asm!("dmb oshld", options(nostack, preserves_flags));
+    }
+    #[cfg(not(target_arch = "aarch64"))]
     std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
 }

@@ -78,6 +78,7 @@ pub mod mbx;
 pub mod regs;
 pub mod rx;
 pub mod stats;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tx;
 pub mod vf;

@@ -8,6 +8,10 @@
 //! and buffers must live in memory whose IOVA is its virtual address
 //! ([`pollux_core::AnonMemory`]), and the registers in a
 //! [`pollux_vfio::Bar::plain_memory`], where the driver's tail writes land.
+//!
+//! Like a device, it writes and reads through whatever address a
+//! descriptor holds, so [`SimRx::deliver`] and [`SimTx::process`] are
+//! `unsafe`; the module exists only with the `testing` feature.
 
 use pollux_vfio::Bar;
 
@@ -26,8 +30,15 @@ impl SimRx {
     /// the ring has no descriptor the driver gave it (head == RDT).
     ///
     /// `status` is OR-ed into the write-back status (DD and EOP are added).
+    ///
+    /// # Safety
+    /// Every descriptor between the device's head and RDT must hold, as its
+    /// buffer address, a pointer to memory the caller owns that is writable
+    /// for the ring's buffer size and that nothing reads or writes during
+    /// the call: a ring armed by [`crate::rx::RxRing`] over a pool of
+    /// [`pollux_core::AnonMemory`] (IOVA = address) is.
     #[allow(clippy::too_many_arguments)]
-    pub fn deliver(
+    pub unsafe fn deliver(
         &mut self,
         bar: &Bar,
         queue: u16,
@@ -113,7 +124,13 @@ impl SimTx {
     /// Processes every descriptor up to TDT, like a write to TDT makes the
     /// device do; returns the frames, and writes DD back where RS is set.
     /// With `copy` false the frames' bytes are not copied (benches).
-    pub fn process(
+    ///
+    /// # Safety
+    /// Every data descriptor between the device's head and TDT must point at
+    /// memory readable for its length that nothing writes during the call:
+    /// descriptors written by [`crate::tx::TxRing`] for mbufs of a pool of
+    /// [`pollux_core::AnonMemory`] (IOVA = address) are.
+    pub unsafe fn process(
         &mut self,
         bar: &Bar,
         queue: u16,

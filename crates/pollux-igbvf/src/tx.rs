@@ -25,9 +25,17 @@ const MAX_DATA_LEN: usize = 16383;
 pub struct TxRingStats {
     pub packets: u64,
     pub bytes: u64,
-    /// Packets taken but dropped (empty, too long, or flushed by a reset).
+    /// Packets taken but dropped (empty, too long, from memory the device
+    /// cannot reach, or flushed by a reset).
     pub errors: u64,
+    /// Of `errors`: packets whose buffer lies outside the device's IOMMU
+    /// domain (a pool not made from the VF's container).
+    pub unreachable: u64,
 }
+
+/// Whether the device can read `len` bytes at an IOVA (the VF's container
+/// maps them). Asked once per pool a ring sees, not per packet.
+pub type DmaCheck = Box<dyn Fn(pollux_core::Iova, u64) -> bool + Send + Sync>;
 
 /// One transmit queue.
 pub struct TxRing {
@@ -47,6 +55,10 @@ pub struct TxRing {
     /// The context descriptor the device holds in slot 0, if any.
     ctx: Option<AdvTxCtxDesc>,
     tail_reg: u32,
+    /// Which pools the device can reach, remembered for the last pool seen.
+    dma_check: Option<DmaCheck>,
+    last_pool: usize,
+    last_pool_ok: bool,
     pub stats: TxRingStats,
 }
 
@@ -65,8 +77,37 @@ impl TxRing {
             ctx: None,
             ring,
             tail_reg: regs::tdt(queue),
+            dma_check: None,
+            last_pool: 0,
+            last_pool_ok: true,
             stats: TxRingStats::default(),
         }
+    }
+
+    /// Refuse packets whose pool the device cannot reach: `check` says
+    /// whether an IOVA range is mapped for the device. Such packets are
+    /// taken, dropped and counted (`errors`, `unreachable`) instead of
+    /// handing the device an address outside its IOMMU domain. Without a
+    /// check (plain-memory tests) every pool is accepted.
+    pub fn set_dma_check(&mut self, check: DmaCheck) {
+        self.dma_check = Some(check);
+        self.last_pool = 0;
+    }
+
+    /// Whether the device can read this packet's pool; asks the check only
+    /// when the pool differs from the last one seen.
+    #[inline(always)]
+    fn reachable(&mut self, m: &Mbuf) -> bool {
+        let pool = m.pool_id();
+        if pool != self.last_pool {
+            let (iova, len) = m.pool_iova_range();
+            self.last_pool_ok = self
+                .dma_check
+                .as_ref()
+                .map_or(true, |f| f(iova, len as u64));
+            self.last_pool = pool;
+        }
+        self.last_pool_ok
     }
 
     /// The descriptor ring.
@@ -152,6 +193,12 @@ impl TxRing {
             let len = m.len();
             if len == 0 || len > MAX_DATA_LEN {
                 self.stats.errors += 1;
+                taken += 1;
+                continue;
+            }
+            if !self.reachable(&m) {
+                self.stats.errors += 1;
+                self.stats.unreachable += 1;
                 taken += 1;
                 continue;
             }

@@ -1072,7 +1072,9 @@ impl Port for IgbVf {
         for q in 0..conf.tx_queues {
             let ring = DescRing::new(ring_mem(conf.tx_desc)?, conf.tx_desc)
                 .ok_or_else(|| PortError::Other("tx ring region too small".into()))?;
-            let t = TxRing::new(ring, q);
+            let mut t = TxRing::new(ring, q);
+            let container = self.container().clone();
+            t.set_dma_check(Box::new(move |iova, len| container.maps(iova, len)));
             tx_layout.push(RingLayout {
                 iova: t.ring().iova().0,
                 bytes: t.ring().bytes(),

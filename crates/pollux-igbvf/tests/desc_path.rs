@@ -12,6 +12,38 @@ use pollux_igbvf::testing::{SentFrame, SimRx, SimTx};
 use pollux_igbvf::tx::TxRing;
 use pollux_vfio::Bar;
 
+/// The simulated device delivers a frame.
+#[allow(clippy::too_many_arguments)]
+fn deliver(
+    dev: &mut SimRx,
+    bar: &Bar,
+    queue: u16,
+    ring: &DescRing<AdvRxDesc>,
+    frame: &[u8],
+    status: u32,
+    vlan: u16,
+    pkt_info: u16,
+) -> bool {
+    // SAFETY: every ring in these tests is armed by RxRing over a pool of
+    // AnonMemory (IOVA = address), whose buffers the ring owns while the
+    // descriptors hold them; nothing else touches them during the call.
+    unsafe { dev.deliver(bar, queue, ring, frame, status, vlan, pkt_info) }
+}
+
+/// The simulated device transmits what the driver queued.
+fn process(
+    dev: &mut SimTx,
+    bar: &Bar,
+    queue: u16,
+    ring: &DescRing<AdvTxDesc>,
+    copy: bool,
+    out: &mut Vec<SentFrame>,
+) -> usize {
+    // SAFETY: the descriptors were written by TxRing for mbufs of AnonMemory
+    // pools (IOVA = address) that the ring holds until completion.
+    unsafe { dev.process(bar, queue, ring, copy, out) }
+}
+
 fn pool(n: usize) -> Mempool {
     let mut cfg = MempoolConfig::new("t", n);
     cfg.cache_size = 0;
@@ -59,8 +91,9 @@ fn rx_delivers_frames_with_metadata_and_refills() {
     let mut t = rx_setup(64, 256);
     let f1 = frame(60, 1);
     let f2 = frame(1514, 2);
-    assert!(t.dev.deliver(&t.bar, 0, t.q.ring(), &f1, 0, 0, 0));
-    assert!(t.dev.deliver(
+    assert!(deliver(&mut t.dev, &t.bar, 0, t.q.ring(), &f1, 0, 0, 0));
+    assert!(deliver(
+        &mut t.dev,
         &t.bar,
         0,
         t.q.ring(),
@@ -102,10 +135,16 @@ fn rx_tail_moves_in_batches_and_wraps() {
     let mut total = 0;
     for round in 0..20 {
         let mut delivered = 0;
-        while t
-            .dev
-            .deliver(&t.bar, 0, t.q.ring(), &frame(64, round), 0, 0, 0)
-        {
+        while deliver(
+            &mut t.dev,
+            &t.bar,
+            0,
+            t.q.ring(),
+            &frame(64, round),
+            0,
+            0,
+            0,
+        ) {
             delivered += 1;
         }
         assert!(delivered > 0, "the device starved in round {round}");
@@ -127,9 +166,16 @@ fn rx_tail_moves_in_batches_and_wraps() {
 fn rx_burst_stops_at_spare_room_and_leaves_the_rest() {
     let mut t = rx_setup(64, 256);
     for i in 0..10 {
-        assert!(t
-            .dev
-            .deliver(&t.bar, 0, t.q.ring(), &frame(100, i), 0, 0, 0));
+        assert!(deliver(
+            &mut t.dev,
+            &t.bar,
+            0,
+            t.q.ring(),
+            &frame(100, i),
+            0,
+            0,
+            0
+        ));
     }
     let mut b = Burst::new(4);
     assert_eq!(t.q.rx_burst(&t.bar, &mut b), 4);
@@ -157,7 +203,7 @@ fn rx_survives_a_confused_device() {
     t.dev.deliver_raw(t.q.ring(), 0, 2048u64 << 32);
     t.dev
         .deliver_raw(t.q.ring(), 0, (100u64 << 32) | regs::RXD_STAT_EOP as u64);
-    assert!(t.dev.deliver(&t.bar, 0, t.q.ring(), &good, 0, 0, 0));
+    assert!(deliver(&mut t.dev, &t.bar, 0, t.q.ring(), &good, 0, 0, 0));
     let mut b = Burst::new(32);
     assert_eq!(t.q.rx_burst(&t.bar, &mut b), 1);
     assert_eq!(b.as_slice()[0].data(), &good[..]);
@@ -183,7 +229,16 @@ fn rx_pool_exhaustion_counts_and_recovers() {
     let mut t = rx_setup(32, 40);
     // 32 in the ring, 8 left.
     for i in 0..20 {
-        assert!(t.dev.deliver(&t.bar, 0, t.q.ring(), &frame(64, i), 0, 0, 0));
+        assert!(deliver(
+            &mut t.dev,
+            &t.bar,
+            0,
+            t.q.ring(),
+            &frame(64, i),
+            0,
+            0,
+            0
+        ));
     }
     let mut held = Burst::new(64);
     let got = t.q.rx_burst(&t.bar, &mut held);
@@ -234,7 +289,10 @@ fn tx_sends_frames_as_written_and_reclaims() {
     assert!(b.is_empty());
     assert_eq!(t.bar.read32(regs::tdt(0)), 10, "one doorbell for the burst");
     let mut out = Vec::new();
-    assert_eq!(t.dev.process(&t.bar, 0, t.q.ring(), true, &mut out), 10);
+    assert_eq!(
+        process(&mut t.dev, &t.bar, 0, t.q.ring(), true, &mut out),
+        10
+    );
     for (i, f) in out.iter().enumerate() {
         assert_eq!(f.bytes, frame(60, i as u8));
         assert_eq!(f.cmd_type_len & 0xFFFF, 60);
@@ -265,13 +323,13 @@ fn tx_full_ring_leaves_packets_with_the_caller() {
     assert_eq!(b.len(), 9);
     assert_eq!(t.q.tx_burst(&t.bar, &mut b), 0);
     let mut out = Vec::new();
-    t.dev.process(&t.bar, 0, t.q.ring(), false, &mut out);
+    process(&mut t.dev, &t.bar, 0, t.q.ring(), false, &mut out);
     assert_eq!(
         t.q.tx_burst(&t.bar, &mut b),
         9,
         "room again after completion"
     );
-    t.dev.process(&t.bar, 0, t.q.ring(), false, &mut out);
+    process(&mut t.dev, &t.bar, 0, t.q.ring(), false, &mut out);
     assert_eq!(out.len(), 40);
     t.q.reclaim();
     assert_eq!(t.pool.in_use(), 0);
@@ -292,7 +350,7 @@ fn tx_offloads_write_a_context_descriptor_once() {
     assert_eq!(t.q.tx_burst(&t.bar, &mut b), 3);
     assert_eq!(t.bar.read32(regs::tdt(0)), 4, "one context + three data");
     let mut out: Vec<SentFrame> = Vec::new();
-    t.dev.process(&t.bar, 0, t.q.ring(), true, &mut out);
+    process(&mut t.dev, &t.bar, 0, t.q.ring(), true, &mut out);
     assert_eq!(out.len(), 3);
     for f in &out {
         assert_ne!(f.cmd_type_len & regs::TXD_DCMD_VLE, 0);
@@ -318,7 +376,7 @@ fn tx_offloads_write_a_context_descriptor_once() {
     t.q.tx_burst(&t.bar, &mut b);
     assert_eq!(t.bar.read32(regs::tdt(0)), 6);
     out.clear();
-    t.dev.process(&t.bar, 0, t.q.ring(), true, &mut out);
+    process(&mut t.dev, &t.bar, 0, t.q.ring(), true, &mut out);
     assert_eq!(out[0].context.unwrap()[0] >> 16, 200);
 }
 
@@ -360,7 +418,8 @@ fn rx_to_tx_forwarding_round_trip_keeps_every_buffer() {
     let mut delivered = 0;
     for round in 0..200u32 {
         for _ in 0..(round % 40) {
-            if rx.dev.deliver(
+            if deliver(
+                &mut rx.dev,
                 &rx.bar,
                 0,
                 rx.q.ring(),
@@ -379,13 +438,13 @@ fn rx_to_tx_forwarding_round_trip_keeps_every_buffer() {
             d[0..6].copy_from_slice(&MacAddr([2, 0, 0, 0, 0, 2]).0);
         }
         tx.tx_burst(&bar_tx, &mut b);
-        dev_tx.process(&bar_tx, 0, tx.ring(), false, &mut sent);
+        process(&mut dev_tx, &bar_tx, 0, tx.ring(), false, &mut sent);
     }
     // Drain what is still in the rx ring and the burst.
     for _ in 0..1000 {
         rx.q.rx_burst(&rx.bar, &mut b);
         tx.tx_burst(&bar_tx, &mut b);
-        dev_tx.process(&bar_tx, 0, tx.ring(), false, &mut sent);
+        process(&mut dev_tx, &bar_tx, 0, tx.ring(), false, &mut sent);
         if b.is_empty() && sent.len() == delivered {
             break;
         }
@@ -395,4 +454,42 @@ fn rx_to_tx_forwarding_round_trip_keeps_every_buffer() {
     assert_eq!(rx.pool.in_use(), 128, "only the rx ring's buffers are out");
     let _ = AdvTxDesc::default();
     let _ = AdvRxDesc::default();
+}
+
+/// A packet from a pool the device cannot reach (not mapped in the VF's
+/// IOMMU domain) is taken, dropped and counted, never given to the device;
+/// the check runs once per change of pool, not per packet.
+#[test]
+fn tx_refuses_packets_the_device_cannot_reach() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let mut t = tx_setup(64, 128);
+    let foreign = pool(16);
+    let (reach_lo, reach_len) = t.pool.iova_range();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let asked2 = asked.clone();
+    t.q.set_dma_check(Box::new(move |iova, len| {
+        asked2.fetch_add(1, Ordering::Relaxed);
+        iova.0 >= reach_lo.0 && iova.0 + len <= reach_lo.0 + reach_len as u64
+    }));
+    let mut b = Burst::new(16);
+    for (p, n) in [(&t.pool, 4), (&foreign, 3), (&t.pool, 2)] {
+        let mut part = pkts(p, n, 60);
+        while let Some(m) = part.pop_front() {
+            b.push(m).unwrap();
+        }
+    }
+    assert_eq!(t.q.tx_burst(&t.bar, &mut b), 9, "all taken");
+    assert_eq!(
+        t.bar.read32(regs::tdt(0)),
+        6,
+        "only the reachable six were given to the device"
+    );
+    assert_eq!((t.q.stats.unreachable, t.q.stats.errors), (3, 3));
+    assert_eq!(t.q.stats.packets, 6);
+    assert_eq!(asked.load(Ordering::Relaxed), 3, "asked per change of pool");
+    assert_eq!(foreign.available(), 16, "the refused buffers went back");
+    let mut sent = Vec::new();
+    process(&mut t.dev, &t.bar, 0, t.q.ring(), true, &mut sent);
+    assert_eq!(sent.len(), 6);
 }
