@@ -718,3 +718,352 @@ fn vf_lacp_with_linux_bonding() {
         assert!(mc > 3, "{vf} received {mc} multicast frames: {line}");
     }
 }
+
+// balance-tlb and balance-alb (issue 18): Pollux's two af_packet members
+// (pv0, pv1) are plugged into a Linux bridge (br0 in namespace `sw`, its
+// ports bv0 and bv1) with four kernel peers behind it (namespaces p1..p4,
+// 169.254.10.11-14, on bridge ports bp1..bp4). Linux is the judge: each
+// peer's `ip neigh`, the bridge ports' transmit counters (which member a
+// peer's frames reach) and ping. The same topology then runs Linux's own
+// bonding over pv0 and pv1 as the baseline for the failover losses.
+
+const PEERS: u8 = 4;
+
+fn peer_ns(k: u8) -> String {
+    format!("p{k}")
+}
+
+fn peer_ip(k: u8) -> String {
+    format!("169.254.10.{}", 10 + k)
+}
+
+fn boot_bridge() -> Lab {
+    let lab =
+        Lab::boot(&Topology::new().module("bonding").module("bridge")).expect("the lab boots");
+    let mut script = String::from(
+        "set -e
+ip netns add sw
+ip -n sw link set lo up
+ip netns exec sw sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+ip -n sw link add br0 type bridge stp_state 0 forward_delay 0
+ip -n sw link set br0 up
+for i in 0 1; do
+  ip link add pv$i type veth peer name bv$i
+  ip link set bv$i netns sw
+  ip -n sw link set bv$i master br0
+  ip -n sw link set bv$i up
+  ethtool -K pv$i tx off >/dev/null 2>&1 || true
+  sysctl -qw net.ipv6.conf.pv$i.disable_ipv6=1
+  ip link set pv$i up
+done
+",
+    );
+    for k in 1..=PEERS {
+        script.push_str(&format!(
+            "ip netns add p{k}
+ip netns exec p{k} sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+ip -n p{k} link set lo up
+ip link add e{k} type veth peer name bp{k}
+ip link set e{k} netns p{k}
+ip link set bp{k} netns sw
+ip -n sw link set bp{k} master br0
+ip -n sw link set bp{k} up
+ip -n p{k} addr add {ip}/16 dev e{k}
+ip -n p{k} link set e{k} up
+",
+            ip = peer_ip(k)
+        ));
+    }
+    lab.run_ok(&format!("sh -c {}", pollux_lab::shell_quote(&script)), T)
+        .expect("bridge, members and peers");
+    lab
+}
+
+/// The MAC `ip neigh` of peer `k` holds for the bond's address.
+fn neigh_mac(lab: &Lab, k: u8) -> Option<String> {
+    let out = lab
+        .run_ok(&format!("ip -n {} neigh show {POLLUX_IP}", peer_ns(k)), T)
+        .expect("ip neigh");
+    let line = out.stdout.lines().next()?.to_owned();
+    let mut it = line.split_whitespace();
+    it.find(|w| *w == "lladdr")?;
+    it.next().map(str::to_owned)
+}
+
+fn iface_mac(lab: &Lab, iface: &str) -> String {
+    lab.run_ok(&format!("cat /sys/class/net/{iface}/address"), T)
+        .expect("read a MAC")
+        .stdout
+        .trim()
+        .to_owned()
+}
+
+/// Frames the bridge sent out of bv0 and bv1 (towards pv0 and pv1).
+fn bridge_tx(lab: &Lab) -> [u64; 2] {
+    let out = lab
+        .run_ok(
+            "ip netns exec sw sh -c 'cat /sys/class/net/bv0/statistics/tx_packets /sys/class/net/bv1/statistics/tx_packets'",
+            T,
+        )
+        .expect("bridge port counters");
+    let v: Vec<u64> = out
+        .stdout
+        .split_whitespace()
+        .map(|s| s.parse().expect("a counter"))
+        .collect();
+    [v[0], v[1]]
+}
+
+/// Every peer forgets the bond's address and resolves it again with a
+/// short ping; returns each peer's MAC for it.
+fn resolve_all(lab: &Lab) -> Vec<String> {
+    (1..=PEERS)
+        .map(|k| {
+            lab.run_ok(&format!("ip -n {} neigh flush all", peer_ns(k)), T)
+                .expect("neigh flush");
+            let out = lab
+                .run(
+                    &format!(
+                        "ip netns exec {} ping -n -c 3 -i 0.2 -W 2 {POLLUX_IP}",
+                        peer_ns(k)
+                    ),
+                    T,
+                )
+                .expect("ping runs");
+            let (sent, got) = ping_counts(&out.stdout);
+            assert_eq!(got, sent, "peer {k} reaches the bond: {}", out.stdout);
+            neigh_mac(lab, k).unwrap_or_else(|| panic!("peer {k} has no entry for the bond"))
+        })
+        .collect()
+}
+
+/// Each peer alone pings 20 times; the bridge port towards the member
+/// whose MAC the peer holds must carry them (Linux's bridge forwards by
+/// the MAC it learned from that member's own frames). With `strict` off
+/// the split is only printed.
+fn check_arrival(lab: &Lab, label: &str, macs: &[String], member_macs: &[String; 2], strict: bool) {
+    for k in 1..=PEERS {
+        let want = member_macs
+            .iter()
+            .position(|m| *m == macs[k as usize - 1])
+            .unwrap_or_else(|| {
+                panic!(
+                    "{label}: peer {k} holds {} which is no member's MAC {member_macs:?}",
+                    macs[k as usize - 1]
+                )
+            });
+        let before = bridge_tx(lab);
+        let out = lab
+            .run(
+                &format!(
+                    "ip netns exec {} ping -n -q -c 20 -i 0.05 -W 2 {POLLUX_IP}",
+                    peer_ns(k)
+                ),
+                T,
+            )
+            .expect("ping runs");
+        let after = bridge_tx(lab);
+        let (sent, got) = ping_counts(&out.stdout);
+        let d = [after[0] - before[0], after[1] - before[1]];
+        println!(
+            "{label}: peer {k} -> member {want}: bridge tx to pv0/pv1 {d:?}, ping {got}/{sent}"
+        );
+        assert_eq!(got, sent, "{label}: peer {k}");
+        assert!(
+            !strict || (d[want] >= 20 && d[1 - want] < 5),
+            "{label}: peer {k}'s echoes should reach pv{want} only: {d:?}"
+        );
+    }
+}
+
+/// A 10 ms ping of 300 echoes from every peer at once; one second in,
+/// member pv0's link is cut on the bridge side. Returns the echoes lost
+/// per peer.
+fn failover_losses(lab: &Lab, label: &str) -> Vec<u32> {
+    let script = format!(
+        "for k in $(seq {PEERS}); do ip netns exec p$k ping -n -q -c 300 -i 0.01 -W 1 {POLLUX_IP} > /tmp/ping$k.txt 2>&1 & done
+sleep 1
+ip -n sw link set bv0 down
+wait
+for k in $(seq {PEERS}); do echo \"== p$k\"; cat /tmp/ping$k.txt; done"
+    );
+    let out = lab
+        .run_ok(
+            &format!("sh -c {}", pollux_lab::shell_quote(&script)),
+            Duration::from_secs(120),
+        )
+        .expect("the pings run");
+    let losses: Vec<u32> = out
+        .stdout
+        .split("== p")
+        .skip(1)
+        .map(|block| {
+            let (sent, got) = ping_counts(block);
+            assert_eq!(sent, 300, "{label}: {block}");
+            sent - got
+        })
+        .collect();
+    assert_eq!(losses.len(), PEERS as usize, "{}", out.stdout);
+    println!("{label}: failover of pv0 under 10 ms pings: lost {losses:?} of 300 per peer");
+    losses
+}
+
+fn restore_pv0(lab: &Lab) {
+    lab.run_ok("ip -n sw link set bv0 up", T).unwrap();
+    lab.wait_until(
+        "grep -q 1 /sys/class/net/pv0/carrier",
+        Duration::from_secs(20),
+    )
+    .expect("pv0 has carrier again");
+}
+
+/// What one mode showed: the peers' MACs before and after the failover,
+/// and the losses.
+struct ModeRun {
+    before: Vec<String>,
+    after: Vec<String>,
+    member_macs_after: [String; 2],
+    losses: Vec<u32>,
+}
+
+/// Resolution, arrival and failover for a bond that is already running
+/// over pv0 and pv1 (Pollux's or Linux's; `strict` for Pollux's).
+fn run_mode(lab: &Lab, label: &str, alb: bool, strict: bool) -> ModeRun {
+    let member_macs = [iface_mac(lab, "pv0"), iface_mac(lab, "pv1")];
+    let before = resolve_all(lab);
+    println!("{label}: members {member_macs:?}, peers' entries {before:?}");
+    let mut distinct = before.clone();
+    distinct.sort();
+    distinct.dedup();
+    if alb {
+        assert_eq!(
+            distinct.len(),
+            2,
+            "{label}: the peers are spread over both members' MACs: {before:?}"
+        );
+    } else {
+        assert_eq!(
+            distinct.len(),
+            1,
+            "{label}: one MAC for every peer: {before:?}"
+        );
+    }
+    check_arrival(lab, label, &before, &member_macs, strict);
+    let losses = failover_losses(lab, label);
+    // Entries settle: the update bursts and their retries are over.
+    std::thread::sleep(Duration::from_secs(2));
+    let member_macs_after = [iface_mac(lab, "pv0"), iface_mac(lab, "pv1")];
+    let after: Vec<String> = (1..=PEERS)
+        .map(|k| neigh_mac(lab, k).unwrap_or_default())
+        .collect();
+    println!("{label}: after the cut members {member_macs_after:?}, peers' entries {after:?}");
+    restore_pv0(lab);
+    ModeRun {
+        before,
+        after,
+        member_macs_after,
+        losses,
+    }
+}
+
+/// After pv0 failed, pv1 took the bond's MAC (the swap) and every peer's
+/// entry names pv1's MAC now, so their traffic reaches the member left.
+fn check_moved(label: &str, r: &ModeRun, bond_mac: &str) {
+    assert_eq!(
+        r.member_macs_after[1], bond_mac,
+        "{label}: pv1 carries the bond's MAC after the swap"
+    );
+    for (k, mac) in r.after.iter().enumerate() {
+        assert_eq!(
+            mac,
+            &r.member_macs_after[1],
+            "{label}: peer {} points at pv1 (was {})",
+            k + 1,
+            r.before[k]
+        );
+    }
+}
+
+#[test]
+fn tlb_and_alb_with_kernel_peers_behind_a_bridge() {
+    let lab = boot_bridge();
+    let mut results: Vec<(String, Vec<u32>)> = Vec::new();
+
+    for (mode, alb) in [("balance-tlb", false), ("balance-alb", true)] {
+        let label = format!("pollux {mode}");
+        let (resp, bond_mac) = pollux(&lab, &format!("mode={mode},miimon=10,ip={POLLUX_IP}"));
+        let r = run_mode(&lab, &label, alb, true);
+        if !alb {
+            assert!(
+                r.before.iter().all(|m| *m == bond_mac),
+                "{label}: {:?}",
+                r.before
+            );
+        }
+        let last = final_status(resp);
+        println!("{label}: final status\n{last}");
+        check_moved(&label, &r, &bond_mac);
+        assert!(
+            last.contains(match mode {
+                "balance-tlb" => "Bonding Mode: transmit load balancing",
+                _ => "Bonding Mode: adaptive load balancing",
+            }),
+            "{last}"
+        );
+        results.push((label, r.losses));
+        // Give pv0 and pv1 their own MACs back for the next bond.
+        lab.run_ok(
+            "sh -c 'ip link set pv0 down; ip link set pv1 down; ip link set pv0 address 02:00:00:00:a0:00; ip link set pv1 address 02:00:00:00:a1:00; ip link set pv0 up; ip link set pv1 up'",
+            T,
+        )
+        .unwrap();
+        lab.wait_until(
+            "grep -q 1 /sys/class/net/pv0/carrier && grep -q 1 /sys/class/net/pv1/carrier",
+            Duration::from_secs(20),
+        )
+        .expect("carrier on both members");
+    }
+
+    // The baseline: Linux's own bonding, same members, same peers, for the
+    // failover losses. Its placement is printed, not asserted: the Linux
+    // host's own ARP requests (it resolves the peers it answers) carry a
+    // member's MAC to every peer on the segment, so a peer's entry and the
+    // port its echoes take can change under a running ping (seen: one
+    // peer's 20 echoes split 10/12 over pv0/pv1).
+    for (mode, alb) in [("balance-tlb", false), ("balance-alb", true)] {
+        let label = format!("linux {mode}");
+        lab.run_ok(
+            &format!(
+                "sh -c 'set -e; ip link set pv0 down; ip link set pv1 down
+ip link add bond0 type bond mode {mode} miimon 10
+ip link set pv0 master bond0; ip link set pv1 master bond0
+ip link set bond0 up; ip addr add {POLLUX_IP}/16 dev bond0'"
+            ),
+            T,
+        )
+        .expect("Linux bond");
+        lab.wait_until(
+            "grep -q 'MII Status: up' /proc/net/bonding/bond0 && [ $(grep -c 'MII Status: up' /proc/net/bonding/bond0) = 3 ]",
+            Duration::from_secs(20),
+        )
+        .expect("Linux bond up");
+        let r = run_mode(&lab, &label, alb, false);
+        results.push((label, r.losses));
+        lab.run_ok("ip link del bond0", T).unwrap();
+        lab.run_ok("sh -c 'ip link set pv0 up; ip link set pv1 up'", T)
+            .unwrap();
+    }
+
+    for (label, l) in &results {
+        println!(
+            "RESULT {label}: lost {l:?} of 300 echoes per peer (worst {})",
+            l.iter().max().unwrap()
+        );
+    }
+    for (label, l) in results.iter().filter(|(l, _)| l.starts_with("pollux")) {
+        assert!(
+            l.iter().all(|&x| x <= 3),
+            "{label}: more than 3 of 300 echoes lost by a peer: {l:?} (all runs: {results:?})"
+        );
+    }
+}
