@@ -555,3 +555,96 @@ fn bad_bonds_and_pod_devices_are_clear_errors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not set"), "{err}");
 }
+
+#[test]
+fn tlb_and_alb_bonds_run_and_pollux_bond_show_reports_them() {
+    let run = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pollux"))
+        .env("POLLUX_RUN_DIR", run.path())
+        .args([
+            "testpmd",
+            "--vdev",
+            "null0",
+            "--vdev",
+            "null1",
+            "--vdev",
+            "null2",
+            "--vdev",
+            "null3",
+            "--vdev",
+            "bond0,mode=balance-tlb,member=null0,member=null1,xmit_hash_policy=layer3+4",
+            "--vdev",
+            "bond1,mode=6,member=null2,member=null3,ip=169.254.0.1,ip=169.254.0.2",
+            "--fwd",
+            "flowgen",
+            "--duration",
+            "4",
+            "--stats-period",
+            "0",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let status = loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_pollux"))
+            .env("POLLUX_RUN_DIR", run.path())
+            .args(["bond", "show", "--json"])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no bond status");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status[0]["mode"], "balance-tlb");
+    assert_eq!(status[1]["mode"], "balance-alb");
+    assert_eq!(status[0]["active_member"], "null0");
+    assert_eq!(status[1]["alb"]["ip"][1], "169.254.0.2");
+    assert_eq!(status[0]["alb"]["tlb_dynamic_lb"], true);
+    let text = Command::new(env!("CARGO_BIN_EXE_pollux"))
+        .env("POLLUX_RUN_DIR", run.path())
+        .args(["bond", "show"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    for want in [
+        "Bonding Mode: transmit load balancing",
+        "Bonding Mode: adaptive load balancing",
+        "Primary Slave: None",
+        "Currently Active Slave: null0",
+        "Currently Active Slave: null2",
+    ] {
+        assert!(text.contains(want), "{want:?} in\n{text}");
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"]);
+    // balance-alb without an address to answer for is refused.
+    let out = Command::new(env!("CARGO_BIN_EXE_pollux"))
+        .args([
+            "testpmd",
+            "--vdev",
+            "null0",
+            "--vdev",
+            "null1",
+            "--vdev",
+            "bond0,mode=balance-alb,member=null0,member=null1",
+            "--duration",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ip=A.B.C.D"), "{err}");
+}
