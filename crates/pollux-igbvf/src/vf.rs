@@ -17,7 +17,7 @@
 //!    clear-to-send means the PF forgot this VF, and the driver
 //!    re-initialises the VF by itself once the PF is back, so traffic
 //!    resumes without the application doing anything. That recovery is a
-//!    handshake with the handles, described at [`QueueSet`]; no burst waits
+//!    handshake with the handles, described at `QueueSet` below; no burst waits
 //!    for it.
 //! 6. [`Port::stop`] / drop: the VF reset (which stops its DMA), bus
 //!    mastering off; buffers go back to their pools only after that, when
