@@ -12,37 +12,8 @@ use pollux_igbvf::testing::{SentFrame, SimRx, SimTx};
 use pollux_igbvf::tx::TxRing;
 use pollux_vfio::Bar;
 
-/// The simulated device delivers a frame.
-#[allow(clippy::too_many_arguments)]
-fn deliver(
-    dev: &mut SimRx,
-    bar: &Bar,
-    queue: u16,
-    ring: &DescRing<AdvRxDesc>,
-    frame: &[u8],
-    status: u32,
-    vlan: u16,
-    pkt_info: u16,
-) -> bool {
-    // SAFETY: every ring in these tests is armed by RxRing over a pool of
-    // AnonMemory (IOVA = address), whose buffers the ring owns while the
-    // descriptors hold them; nothing else touches them during the call.
-    unsafe { dev.deliver(bar, queue, ring, frame, status, vlan, pkt_info) }
-}
-
-/// The simulated device transmits what the driver queued.
-fn process(
-    dev: &mut SimTx,
-    bar: &Bar,
-    queue: u16,
-    ring: &DescRing<AdvTxDesc>,
-    copy: bool,
-    out: &mut Vec<SentFrame>,
-) -> usize {
-    // SAFETY: the descriptors were written by TxRing for mbufs of AnonMemory
-    // pools (IOVA = address) that the ring holds until completion.
-    unsafe { dev.process(bar, queue, ring, copy, out) }
-}
+mod common;
+use common::sim::{deliver, process};
 
 fn pool(n: usize) -> Mempool {
     let mut cfg = MempoolConfig::new("t", n);
