@@ -8,9 +8,10 @@
 //! # Transmit (tlb)
 //!
 //! A flow is a bucket of a 256-entry table (TLB_HASH_TABLE_SIZE in
-//! bond_alb.h): the low byte of the xmit hash of the frame (Linux 4.x and
-//! later: `bond_xmit_hash() & 0xFF`; before, a byte hash of the destination
-//! IP). Each bucket is assigned to a member. The transmit handles count the
+//! bond_alb.h). balance-tlb takes the low byte of the frame's xmit hash
+//! (bond_xmit_tlb_slave_get() with `bond_xmit_hash()`); balance-alb the XOR of the bytes of its
+//! destination IP address (bond_xmit_alb_slave_get(): `_simple_hash()`
+//! of `daddr`). Each bucket is assigned to a member. The transmit handles count the
 //! bytes each bucket sent, each in its own single-writer counters; every
 //! rebalance interval (BOND_TLB_REBALANCE_INTERVAL, 10 s) the control side
 //! reads the counters and [`Tlb::rebalance`] turns them into each bucket's

@@ -1002,7 +1002,11 @@ impl Bond {
         BondStatus {
             name: name.to_string(),
             mode: cfg.mode,
-            xmit_hash_policy: cfg.mode.uses_xmit_hash().then_some(cfg.xmit_hash_policy),
+            // bond_mode_uses_xmit_hash(): also balance-tlb/alb without
+            // tlb_dynamic_lb.
+            xmit_hash_policy: (cfg.mode.uses_xmit_hash()
+                || (cfg.mode.is_alb_family() && !cfg.tlb_dynamic_lb))
+                .then_some(cfg.xmit_hash_policy),
             fail_over_mac: (cfg.mode == Mode::ActiveBackup
                 && cfg.fail_over_mac != FailOverMac::None)
                 .then_some(cfg.fail_over_mac),

@@ -1111,10 +1111,12 @@ enum Spread {
     Broadcast,
     /// balance-tlb/alb: IP flows by the control side's flow table
     /// (`dynamic`, tlb_dynamic_lb=1) or by the xmit hash; everything else
-    /// on the active member.
+    /// on the active member. `alb`: balance-alb's choice of frames and
+    /// buckets (bond_xmit_alb_slave_get()) rather than balance-tlb's.
     Tlb {
         dynamic: bool,
         policy: XmitHashPolicy,
+        alb: bool,
     },
 }
 
@@ -1141,7 +1143,40 @@ struct BondTx {
     _lease: Lease,
 }
 
-/// Whether balance-tlb/alb spreads a frame (bond_xmit_tlb_slave_get()):
+/// balance-alb's bucket of a frame, or `None` when the frame is not
+/// spread (bond_xmit_alb_slave_get()): _simple_hash() of the destination
+/// IPv4 address, unless the frame is broadcast, to 255.255.255.255 or
+/// IGMP; of the destination IPv6 address, unless the frame is broadcast or
+/// to 33:33:00:00:00:01, from ::, or a neighbour solicitation or
+/// advertisement. ARP and everything else leave on the active member.
+#[inline]
+fn alb_bucket(d: &[u8]) -> Option<u8> {
+    if d.len() < 14 || d[0..6] == [0xff; 6] {
+        return None;
+    }
+    match u16::from_be_bytes([d[12], d[13]]) {
+        pollux_core::net::ETHERTYPE_IPV4 => {
+            let dst = d.get(30..34)?;
+            if dst == [0xff; 4] || d[23] == 2 {
+                return None;
+            }
+            Some(crate::alb::simple_hash(dst))
+        }
+        pollux_core::net::ETHERTYPE_IPV6 => {
+            let dst = d.get(38..54)?;
+            if d[0..6] == [0x33, 0x33, 0, 0, 0, 1]
+                || d[22..38].iter().all(|&b| b == 0)
+                || (d[20] == 58 && matches!(d.get(54), Some(135 | 136)))
+            {
+                return None;
+            }
+            Some(crate::alb::simple_hash(dst))
+        }
+        _ => None,
+    }
+}
+
+/// Whether balance-tlb spreads a frame (bond_xmit_tlb_slave_get()):
 /// unicast IPv4, and unicast IPv6 but neighbour solicitations and
 /// advertisements. Everything else leaves on the active member.
 #[inline]
@@ -1165,13 +1200,25 @@ impl BondTx {
     /// counters, no read-modify-write) and, when that member is not the
     /// active one, writes the member's MAC as the source (bond_do_alb_xmit()).
     #[inline]
-    fn tlb_pick(&mut self, m: &mut Mbuf, dynamic: bool, policy: XmitHashPolicy) -> usize {
+    fn tlb_pick(
+        &mut self,
+        m: &mut Mbuf,
+        dynamic: bool,
+        policy: XmitHashPolicy,
+        alb: bool,
+    ) -> usize {
         let len = m.len() as u64;
         let mut j = self.active_pos;
-        if tlb_balanced(m.data()) {
+        let alb_b = if alb { alb_bucket(m.data()) } else { None };
+        if alb_b.is_some() || (!alb && tlb_balanced(m.data())) {
             let t = m.tx();
             let vlan = t.flags.contains(TxFlags::VLAN_INSERT).then_some(t.vlan_tci);
-            let h = xmit_hash(policy, m.data(), vlan);
+            // balance-alb hashes the destination address into its bucket;
+            // balance-tlb (and the xmit-hash spread) take the xmit hash.
+            let h = match alb_b {
+                Some(b) if dynamic => b as u32,
+                _ => xmit_hash(policy, m.data(), vlan),
+            };
             if dynamic {
                 let b = (h & 0xff) as usize;
                 self.counters.tlb_bytes[b].add(len);
@@ -1236,7 +1283,11 @@ impl BondTx {
                         let vlan = t.flags.contains(TxFlags::VLAN_INSERT).then_some(t.vlan_tci);
                         self.cache.index(xmit_hash(policy, m.data(), vlan))
                     }
-                    Spread::Tlb { dynamic, policy } => self.tlb_pick(&mut m, dynamic, policy),
+                    Spread::Tlb {
+                        dynamic,
+                        policy,
+                        alb,
+                    } => self.tlb_pick(&mut m, dynamic, policy, alb),
                     _ => {
                         let j = self.cache.index(self.rr);
                         self.rr = self.rr.wrapping_add(1);
@@ -1503,6 +1554,7 @@ impl Port for BondPort {
             Mode::BalanceTlb | Mode::BalanceAlb => Spread::Tlb {
                 dynamic: self.cfg.tlb_dynamic_lb,
                 policy: self.cfg.xmit_hash_policy,
+                alb: self.cfg.mode == Mode::BalanceAlb,
             },
             _ => Spread::Hash(self.cfg.xmit_hash_policy),
         };

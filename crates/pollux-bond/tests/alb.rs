@@ -362,6 +362,57 @@ fn alb_answers_arp_with_a_members_mac_chosen_per_peer() {
 }
 
 #[test]
+fn alb_spreads_by_the_destination_address_hash() {
+    let (mut bond, mut bed) = make_bond(2, &[("mode", "balance-alb"), ("ip", "169.254.0.1")]);
+    let table = *bond.core().tlb_table().unwrap();
+    let m1 = mac_of(&bond, 1);
+    let frames: Vec<Mbuf> = (1..=40u8)
+        .map(|i| {
+            let mut m = bed.pool.alloc().unwrap();
+            assert!(m.set_len(64));
+            let spec = UdpFrameSpec {
+                dst_ip: [10, 0, 0, i],
+                ..UdpFrameSpec::default()
+            };
+            assert!(udp_frame(m.data_mut(), &spec));
+            m
+        })
+        .collect();
+    send_all(&mut bond, frames);
+    let mut n = 0;
+    for (member, p) in bed.peers.iter_mut().enumerate() {
+        for m in udp_only(drain(p)) {
+            let dst = [m.data()[30], m.data()[31], m.data()[32], m.data()[33]];
+            // _simple_hash() of the destination address is the bucket.
+            let b = pollux_bond::alb::simple_hash(&dst) as usize;
+            assert_eq!(table[b] as usize, member, "{dst:?}");
+            if member == 1 {
+                assert_eq!(src_mac(&m), m1);
+            }
+            n += 1;
+        }
+    }
+    assert_eq!(n, 40);
+    // IPv4 broadcast leaves on the active member.
+    let mut m = bed.pool.alloc().unwrap();
+    assert!(m.set_len(64));
+    let spec = UdpFrameSpec {
+        dst_ip: [255, 255, 255, 255],
+        dst_mac: MacAddr([2, 0, 0, 0, 0, 9]),
+        ..UdpFrameSpec::default()
+    };
+    assert!(udp_frame(m.data_mut(), &spec));
+    let b = pollux_bond::alb::simple_hash(&[255; 4]) as usize;
+    send_all(&mut bond, vec![m]);
+    assert_eq!(
+        udp_only(drain(&mut bed.peers[0])).len(),
+        1,
+        "bucket {b} ignored"
+    );
+    assert!(drain(&mut bed.peers[1]).is_empty());
+}
+
+#[test]
 fn tlb_receives_on_the_active_member_only() {
     let (mut bond, mut bed) = make_bond(2, &[("mode", "balance-tlb")]);
     send_all(
@@ -507,4 +558,64 @@ fn alb_failover_of_the_active_member_swaps_macs_and_updates_peers() {
     told.dedup();
     assert_eq!(told.len(), 4, "{told:?}");
     assert!(drain(&mut bed.peers[0]).is_empty());
+}
+
+#[test]
+fn short_and_garbled_frames_pass_both_paths_without_panic() {
+    for mode in ["balance-tlb", "balance-alb"] {
+        let (mut bond, mut bed) = make_bond(2, &[("mode", mode), ("ip", "169.254.0.1")]);
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut frames = |pool: &Mempool| -> Vec<Mbuf> {
+            let mut v = Vec::new();
+            for len in 1..=70usize {
+                for ethertype in [[8u8, 6], [8, 0], [0x86, 0xdd]] {
+                    let mut m = pool.alloc().unwrap();
+                    assert!(m.set_len(len));
+                    for b in m.data_mut() {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        *b = x as u8;
+                    }
+                    let d = m.data_mut();
+                    if len >= 14 {
+                        d[0] &= 0xfe;
+                        d[12..14].copy_from_slice(&ethertype);
+                    }
+                    if len >= 42 && ethertype == [8, 6] {
+                        // An ARP request for the bond's address with a
+                        // garbled body around it.
+                        d[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+                        d[38..42].copy_from_slice(&BOND_IP);
+                    }
+                    v.push(m);
+                }
+            }
+            v
+        };
+        let sent = frames(&bed.pool);
+        let n = sent.len();
+        send_all(&mut bed.peers[0], sent);
+        let up = drain(&mut bond).len();
+        bond.service();
+        assert!(up <= n);
+        let out = frames(&bed.pool);
+        send_all(&mut bond, out);
+        for p in &mut bed.peers {
+            drain(p);
+        }
+        bed.clock.advance(ms(100));
+        bond.service();
+        let st = bond.status();
+        assert_eq!(
+            st.counters.arp_rx_invalid, 0,
+            "{mode}: only valid requests go up"
+        );
+        if mode == "balance-alb" {
+            assert_eq!(
+                st.counters.arp_replies, 29,
+                "one per request of 42 bytes or more"
+            );
+        }
+    }
 }
