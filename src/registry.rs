@@ -5,7 +5,7 @@
 //! ...); this list is the only place that names them, so the CLI and
 //! applications open a new family without naming it.
 
-use pollux_core::Port;
+use pollux_core::{error_chain as chain, Port};
 use pollux_pci::{PciAddr, Sysfs};
 use pollux_vfio::{PciDriver, PciOpenOpts};
 
@@ -46,21 +46,6 @@ pub enum OpenError {
     /// A software device string that does not parse or open.
     #[error(transparent)]
     Vdev(#[from] pollux_soft::SoftError),
-}
-
-/// An error and its causes on one line.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 /// Opens the PCI function at `addr` with the driver for its ID.

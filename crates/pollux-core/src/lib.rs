@@ -42,3 +42,21 @@ pub use port::{
     StatsBase, TxOffloads, TxQueue, Xstat,
 };
 pub use ring::Ring;
+
+/// An error and its sources on one line (`outer: inner: root`), for places
+/// that take a string: a `PortError::Other`, a CLI's one-line message. A
+/// source whose message the line already holds (error types that print
+/// their source themselves) is not repeated.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        src = c.source();
+    }
+    s
+}

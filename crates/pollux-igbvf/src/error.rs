@@ -109,14 +109,5 @@ impl From<IgbVfError> for PortError {
     }
 }
 
-/// The error and its sources on one line.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s += ": ";
-        s += &c.to_string();
-        src = c.source();
-    }
-    s
-}
+/// The error and its sources on one line ([`pollux_core::error_chain`]).
+pub use pollux_core::error_chain as chain;

@@ -18,6 +18,7 @@ use pollux_core::{DmaRegion, HugePages, Iova, MemError, MemoryProvider};
 
 use crate::container::Container;
 use crate::error::VfioError;
+use pollux_core::error_chain;
 
 const HUGE_2M: usize = 2 << 20;
 const PAGE_4K: usize = 4096;
@@ -113,18 +114,6 @@ impl MemoryProvider for DmaMemory {
     fn name(&self) -> &str {
         "vfio"
     }
-}
-
-/// The error and its sources on one line, for places that take a string.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s += ": ";
-        s += &c.to_string();
-        src = c.source();
-    }
-    s
 }
 
 /// Keeps one allocation mapped; undoes everything on drop.
