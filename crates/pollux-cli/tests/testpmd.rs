@@ -559,7 +559,7 @@ fn bad_bonds_and_pod_devices_are_clear_errors() {
 #[test]
 fn tlb_and_alb_bonds_run_and_pollux_bond_show_reports_them() {
     let run = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pollux"))
+    let child = Command::new(env!("CARGO_BIN_EXE_pollux"))
         .env("POLLUX_RUN_DIR", run.path())
         .args([
             "testpmd",
