@@ -169,6 +169,9 @@ pub mod alb;
 pub mod bond;
 pub mod config;
 mod error;
+/// Entry points for the fuzz targets and the corpus replay: a test double,
+/// behind the `testing` feature.
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod fuzz_harness;
 pub mod hash;
