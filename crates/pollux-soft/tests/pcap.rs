@@ -561,7 +561,11 @@ fn a_tx_handle_on_another_thread_writes_while_control_reads_stats() {
     let mut tx = writer.join().unwrap();
     let s = p.stats();
     assert_eq!(s.opackets, N as u64);
-    assert_eq!(p.queue_stats()[0].tx_packets, s.opackets, "equal once quiet");
+    assert_eq!(
+        p.queue_stats()[0].tx_packets,
+        s.opackets,
+        "equal once quiet"
+    );
     assert_eq!(s.obytes, frames.iter().map(|f| f.len() as u64).sum::<u64>());
 
     // Stop with the handle still out: the port cannot flush what the
