@@ -4,10 +4,14 @@
 //!
 //! - Debian packages ([`APT_PACKAGES`]): DPDK as a reference, packet tools,
 //!   and everything the lab guest runs (the guest uses the host's binaries).
-//! - QEMU >= 8 with `-device igb`: on bookworm, `qemu-system-x86` from
-//!   bookworm-backports (10.0), after adding that suite for the mirror the
-//!   machine already uses.
-//! - The guest kernel: the newest `linux-image-*-amd64` that backports'
+//! - QEMU 11 (igb, virtio-net SR-IOV, the vfio-user client): Debian's
+//!   `qemu-system-x86` from trixie-backports. It needs trixie's libc, so it is
+//!   installed into a minimal trixie tree made with `debootstrap` under the
+//!   lab cache (`<cache>/qemu/tree`) and run through that tree's own loader by
+//!   a wrapper script (see [`pollux_lab::env::qemu_dir`]). Nothing of trixie
+//!   is installed on the host.
+//! - The guest kernel: on bookworm from bookworm-backports (added for the
+//!   mirror the machine already uses): the newest `linux-image-*-amd64` that backports'
 //!   `linux-image-amd64` depends on, fetched with `apt-get download` and
 //!   extracted into the lab cache with `dpkg-deb -x` (never installed), then
 //!   `depmod -b`.
@@ -44,10 +48,16 @@ pub const APT_PACKAGES: &[&str] = &[
     // image's version.
     "pciutils",
     "file",
+    // Makes the trixie tree that holds the lab's QEMU 11.
+    "debootstrap",
 ];
 
-/// The QEMU package (from backports on bookworm).
+/// The QEMU package, from trixie-backports inside the trixie tree.
 const QEMU_PACKAGE: &str = "qemu-system-x86";
+/// The Debian release whose backports carry QEMU 11 (1:11.1.3+ds-2~bpo13+1
+/// when this was written), and that release's backports suite.
+const QEMU_RELEASE: &str = "trixie";
+const QEMU_SUITE: &str = "trixie-backports";
 
 /// virtme-ng, pinned to the version LAB.md verified.
 const VIRTME_NG: &str = "virtme-ng==1.42";
@@ -177,59 +187,39 @@ pub fn setup() -> Result<()> {
     let mut manual: Vec<String> = Vec::new();
     let mut apt_updated = false;
 
-    // Debian packages and QEMU.
+    // Debian packages.
     let missing = missing_packages(APT_PACKAGES)?;
-    let qemu = env::find_qemu();
-    if missing.is_empty() && qemu.is_ok() {
-        if let Ok((path, (a, b, c))) = &qemu {
-            println!(
-                "setup: {} Debian packages present; QEMU {a}.{b}.{c} at {}",
-                APT_PACKAGES.len(),
-                path.display()
-            );
-        }
+    if missing.is_empty() {
+        println!("setup: {} Debian packages present", APT_PACKAGES.len());
     } else if root {
-        if let (Err(e), Some(s)) = (&qemu, &suite) {
-            println!("setup: {e}");
-            ensure_backports(s)?;
-        }
         cmd::run(apt_get().arg("update"))?;
         apt_updated = true;
-        if !missing.is_empty() {
-            cmd::run(
-                apt_get()
-                    .args(["install", "-y", "--no-install-recommends"])
-                    .args(&missing),
-            )?;
-        }
-        if qemu.is_err() {
-            let mut c = apt_get();
-            c.args(["install", "-y", "--no-install-recommends"]);
-            if let Some(s) = &suite {
-                c.args(["-t", s]);
-            }
-            cmd::run(c.arg(QEMU_PACKAGE))?;
-            let (path, (a, b, c)) = env::find_qemu().map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("setup: QEMU {a}.{b}.{c} at {}", path.display());
-        }
+        cmd::run(
+            apt_get()
+                .args(["install", "-y", "--no-install-recommends"])
+                .args(&missing),
+        )?;
     } else {
-        if !missing.is_empty() {
-            manual.push(format!(
-                "missing Debian packages: {}\n    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y {}",
-                missing.join(" "),
-                missing.join(" ")
-            ));
+        manual.push(format!(
+            "missing Debian packages: {}\n    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y {}",
+            missing.join(" "),
+            missing.join(" ")
+        ));
+    }
+
+    // QEMU 11 in its trixie tree (making it needs root: debootstrap, chroot).
+    if std::env::var_os("POLLUX_LAB_QEMU").is_some() || env::qemu_wrapper().is_file() {
+        match env::find_qemu() {
+            Ok((path, (a, b, c))) => println!("setup: QEMU {a}.{b}.{c} at {}", path.display()),
+            Err(e) => manual.push(format!("{e}")),
         }
-        if let Err(e) = &qemu {
-            let how = match &suite {
-                Some(s) => format!(
-                    "echo 'deb {} {s} main' > /etc/apt/sources.list.d/{s}.list && apt-get update && apt-get install -y -t {s} {QEMU_PACKAGE}",
-                    debian_mirror()
-                ),
-                None => format!("apt-get install -y {QEMU_PACKAGE}"),
-            };
-            manual.push(format!("{e}\n    {how}"));
-        }
+    } else if root {
+        provision_qemu()?;
+    } else {
+        manual.push(format!(
+            "the lab's QEMU 11 ({QEMU_SUITE}'s {QEMU_PACKAGE} in a {QEMU_RELEASE} tree at {}): making that tree needs root (debootstrap, chroot)",
+            env::qemu_tree().display()
+        ));
     }
 
     // The guest kernel (no root needed once apt knows the backports suite).
@@ -279,6 +269,92 @@ pub fn setup() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Makes `<cache>/qemu`: debootstraps a minimal trixie tree, installs
+/// trixie-backports' QEMU into it and writes the wrapper. Works in a
+/// `.partial` folder renamed at the end, so an interrupted run leaves nothing
+/// that looks finished.
+fn provision_qemu() -> Result<()> {
+    let started = std::time::Instant::now();
+    let dir = env::qemu_dir();
+    let partial = env::cache_dir().join("qemu.partial");
+    let _ = std::fs::remove_dir_all(&partial);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&partial)
+        .with_context(|| format!("cannot create {}", partial.display()))?;
+    let tree = partial.join("tree");
+    let mirror = debian_mirror();
+    println!(
+        "setup: making a {QEMU_RELEASE} tree for QEMU 11 in {} (from {mirror})",
+        tree.display()
+    );
+    cmd::run(
+        Command::new(sbin("debootstrap"))
+            .args(["--variant=minbase", QEMU_RELEASE])
+            .arg(&tree)
+            .arg(&mirror),
+    )
+    .context("debootstrap of the QEMU tree failed (is the mirror reachable, and is debian-archive-keyring new enough to know trixie's key?)")?;
+    std::fs::write(
+        tree.join(format!("etc/apt/sources.list.d/{QEMU_SUITE}.sources")),
+        format!(
+            "Types: deb\nURIs: {mirror}\nSuites: {QEMU_SUITE}\nComponents: main\n\
+             Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+        ),
+    )?;
+    let chroot_apt = |args: &[&str]| {
+        let mut c = Command::new(sbin("chroot"));
+        c.env("DEBIAN_FRONTEND", "noninteractive")
+            .arg(&tree)
+            .arg("apt-get")
+            .args(args);
+        c
+    };
+    cmd::run(&mut chroot_apt(&["update"]))?;
+    cmd::run(&mut chroot_apt(&[
+        "install",
+        "-y",
+        "--no-install-recommends",
+        "-t",
+        QEMU_SUITE,
+        QEMU_PACKAGE,
+    ]))
+    .with_context(|| {
+        format!(
+            "installing {QEMU_PACKAGE} from {QEMU_SUITE} into {} failed",
+            tree.display()
+        )
+    })?;
+    cmd::run(&mut chroot_apt(&["clean"]))?;
+    // The wrapper names the tree's final path; it is written last, and its
+    // presence is what says the tree is complete.
+    std::fs::rename(&partial, &dir)
+        .with_context(|| format!("cannot move {} to {}", partial.display(), dir.display()))?;
+    let wrapper = env::qemu_wrapper();
+    let tmp = wrapper.with_extension("tmp");
+    std::fs::write(&tmp, env::qemu_wrapper_script(&env::qemu_tree()))?;
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    std::fs::rename(&tmp, &wrapper)?;
+    let (path, (a, b, c)) = env::find_qemu().map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "setup: QEMU {a}.{b}.{c} at {} (tree made in {:.0} s)",
+        path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A program from /usr/sbin or /sbin, which a non-root PATH may lack.
+fn sbin(name: &str) -> PathBuf {
+    env::which(name)
+        .or_else(|| {
+            ["/usr/sbin", "/sbin"]
+                .iter()
+                .map(|d| Path::new(d).join(name))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| PathBuf::from(name))
 }
 
 /// Reads `Package`/`Version`/`Depends` stanzas of `apt-cache show`.
@@ -376,16 +452,8 @@ fn provision_kernel(suite: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// depmod lives in /usr/sbin, which a non-root PATH may lack.
 fn depmod() -> PathBuf {
-    env::which("depmod")
-        .or_else(|| {
-            ["/usr/sbin/depmod", "/sbin/depmod"]
-                .iter()
-                .map(PathBuf::from)
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| PathBuf::from("depmod"))
+    sbin("depmod")
 }
 
 fn virtme_ng_version() -> Option<String> {

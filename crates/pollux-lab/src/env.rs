@@ -3,7 +3,7 @@
 //! | part | default | override |
 //! | --- | --- | --- |
 //! | cache folder | `$XDG_CACHE_HOME/pollux-lab` or `~/.cache/pollux-lab` | `POLLUX_LAB_CACHE` |
-//! | QEMU (>= 8, with `-device igb`) | `qemu-system-x86_64` on `PATH` | `POLLUX_LAB_QEMU` (path to the binary) |
+//! | QEMU (>= 10.1: igb, virtio-net `sriov-pf`, `vfio-user-pci`) | `<cache>/qemu/qemu-system-x86_64`: Debian trixie-backports' QEMU 11 in a trixie tree, run through that tree's own loader | `POLLUX_LAB_QEMU` (path to the binary) |
 //! | guest kernel | newest `<cache>/kernel/<release>/boot/vmlinuz-<release>` | `POLLUX_LAB_KERNEL` (path to a bzImage/vmlinuz) |
 //! | virtme-ng | `<cache>/venv/bin/vng` | `POLLUX_LAB_VNG` |
 //! | guest agent | `pollux-lab-agent` next to the running test or xtask binary | `POLLUX_LAB_AGENT` |
@@ -23,8 +23,9 @@ use std::process::Command;
 
 use crate::error::{Error, Result};
 
-/// The oldest QEMU with `-device igb`.
-pub const MIN_QEMU_MAJOR: u32 = 8;
+/// The oldest QEMU the lab runs: 10.1 added virtio-net SR-IOV (`sriov-pf`)
+/// and the vfio-user client (`-device vfio-user-pci`); igb came in 8.0.
+pub const MIN_QEMU: (u32, u32) = (10, 1);
 
 /// Name of the guest agent binary.
 pub const AGENT_BIN: &str = "pollux-lab-agent";
@@ -46,6 +47,48 @@ pub fn cache_dir() -> PathBuf {
 /// `<cache>/kernel`: one folder per extracted kernel release.
 pub fn kernel_cache_dir() -> PathBuf {
     cache_dir().join("kernel")
+}
+
+/// `<cache>/qemu`: the QEMU the lab runs by default. Debian's QEMU 11 comes
+/// from trixie-backports and needs trixie's libc (2.38+), which bookworm
+/// hosts lack, so `cargo xtask setup` debootstraps a minimal trixie tree into
+/// `<cache>/qemu/tree`, installs `qemu-system-x86` there, and writes the
+/// wrapper [`qemu_wrapper`] that starts the tree's QEMU through the tree's own
+/// dynamic loader and libraries. Nothing is installed on the host.
+pub fn qemu_dir() -> PathBuf {
+    cache_dir().join("qemu")
+}
+
+/// The debootstrapped trixie tree under [`qemu_dir`].
+pub fn qemu_tree() -> PathBuf {
+    qemu_dir().join("tree")
+}
+
+/// The wrapper script that runs the tree's QEMU (exists once provisioning
+/// finished: it is written last).
+pub fn qemu_wrapper() -> PathBuf {
+    qemu_dir().join("qemu-system-x86_64")
+}
+
+/// The wrapper's text for a tree at `tree`. QEMU looks for its firmware in
+/// paths compiled in (`/usr/share/seabios`, ...), which are the host's, so
+/// every firmware folder of the tree is given with `-L`; `QEMU_MODULE_DIR`
+/// keeps it from loading the host's own (other build's) modules, which aborts
+/// with "Only modules from the same build can be loaded".
+pub fn qemu_wrapper_script(tree: &Path) -> String {
+    let t = tree.to_string_lossy();
+    format!(
+        "#!/bin/sh\n\
+         # Written by `cargo xtask setup` (Pollux): Debian trixie-backports' QEMU\n\
+         # from the trixie tree {t}, run through that tree's own loader and\n\
+         # libraries, because it needs a newer libc than the host has.\n\
+         T='{t}'\n\
+         export QEMU_MODULE_DIR=\"$T/usr/lib/x86_64-linux-gnu/qemu\"\n\
+         exec \"$T/lib64/ld-linux-x86-64.so.2\" \\\n\
+         \x20   --library-path \"$T/usr/lib/x86_64-linux-gnu:$T/lib/x86_64-linux-gnu\" \\\n\
+         \x20   \"$T/usr/bin/qemu-system-x86_64\" \\\n\
+         \x20   -L \"$T/usr/share/qemu\" -L \"$T/usr/share/seabios\" \"$@\"\n"
+    )
 }
 
 /// `<cache>/venv`: the Python venv holding virtme-ng.
@@ -152,11 +195,18 @@ impl LabEnv {
 pub fn find_qemu() -> Result<(PathBuf, (u32, u32, u32))> {
     let qemu = match std::env::var_os("POLLUX_LAB_QEMU") {
         Some(p) => PathBuf::from(p),
-        None => which("qemu-system-x86_64").ok_or_else(|| {
-            Error::Setup(format!(
-                "qemu-system-x86_64 is not on PATH (need QEMU >= {MIN_QEMU_MAJOR}: Debian bookworm-backports' qemu-system-x86); {FIX}, or set POLLUX_LAB_QEMU"
-            ))
-        })?,
+        None => {
+            let w = qemu_wrapper();
+            if !w.is_file() {
+                return Err(Error::Setup(format!(
+                    "the lab's QEMU 11 is not installed at {} (Debian trixie-backports' qemu-system-x86 in a trixie tree); {FIX}, or set POLLUX_LAB_QEMU to a QEMU >= {}.{}",
+                    w.display(),
+                    MIN_QEMU.0,
+                    MIN_QEMU.1
+                )));
+            }
+            w
+        }
     };
     let out = Command::new(&qemu)
         .arg("--version")
@@ -169,13 +219,15 @@ pub fn find_qemu() -> Result<(PathBuf, (u32, u32, u32))> {
             qemu.display()
         ))
     })?;
-    if version.0 < MIN_QEMU_MAJOR {
+    if (version.0, version.1) < MIN_QEMU {
         return Err(Error::Setup(format!(
-            "{} is QEMU {}.{}.{}; the igb device needs QEMU >= {MIN_QEMU_MAJOR} (Debian bookworm's 7.2 has none); {FIX}, or set POLLUX_LAB_QEMU",
+            "{} is QEMU {}.{}.{}; the lab needs QEMU >= {}.{} (virtio-net SR-IOV and the vfio-user client); {FIX}, or set POLLUX_LAB_QEMU",
             qemu.display(),
             version.0,
             version.1,
-            version.2
+            version.2,
+            MIN_QEMU.0,
+            MIN_QEMU.1
         )));
     }
     Ok((qemu, version))
