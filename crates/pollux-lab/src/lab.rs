@@ -141,6 +141,27 @@ pub struct PfInfo {
     pub peers: Vec<PeerInfo>,
 }
 
+/// A virtio-net SR-IOV PF as the guest sees it after boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtioPfInfo {
+    /// Virtio PF index in the topology.
+    pub index: usize,
+    /// QEMU netdev id of the PF (alone on its hub).
+    pub netdev: String,
+    /// PCI address of the PF (function 0 on its root port's bus).
+    pub pci: String,
+    /// The PF's kernel interface (root namespace, down).
+    pub ifname: String,
+    /// Its VFs, by VF number; `pf` in each is this PF's index.
+    pub vfs: Vec<VfInfo>,
+    /// QEMU netdev id of each VF's end of its wire, by VF number.
+    pub vf_netdevs: Vec<String>,
+    /// The MAC QEMU gives each VF (its `VIRTIO_NET_F_MAC`), by VF number.
+    pub vf_macs: Vec<String>,
+    /// The peer on each VF's wire, by VF number.
+    pub vf_peers: Vec<PeerInfo>,
+}
+
 /// `cmd` wrapped in `ip netns exec NS sh -c '...'` (unchanged for None).
 pub fn in_netns(netns: Option<&str>, cmd: &str) -> String {
     match netns {
@@ -254,6 +275,7 @@ pub struct Lab {
     transcript: Mutex<File>,
     _sock_dir: tempfile::TempDir,
     pfs: Vec<PfInfo>,
+    virtio_pfs: Vec<VirtioPfInfo>,
     segments: Vec<Vec<PeerInfo>>,
     boot_time: Duration,
     ready_time: Duration,
@@ -696,6 +718,7 @@ impl Lab {
             transcript: Mutex::new(transcript),
             _sock_dir: sock_dir,
             pfs: Vec::new(),
+            virtio_pfs: Vec::new(),
             segments: Vec::new(),
             boot_time,
             ready_time: Duration::ZERO,
@@ -729,9 +752,16 @@ impl Lab {
         // Drivers loaded just now rename their netdevs through udev.
         self.run("udevadm settle --timeout=30", t)?;
 
-        let plan = self.topology.nics();
+        let all = self.topology.nics();
+        // VFs appear only when their PF's sriov_numvfs is written, below.
+        let plan: Vec<NicPlan> = all
+            .iter()
+            .filter(|n| n.present_at_boot())
+            .cloned()
+            .collect();
         let found = self.find_nics(&plan, t)?;
         let mut pfs: Vec<PfInfo> = Vec::new();
+        let mut virtio_pfs: Vec<VirtioPfInfo> = Vec::new();
         let mut segments: Vec<Vec<PeerInfo>> = Vec::new();
         let mut script = String::new();
         for (nic, (pci, ifname)) in plan.iter().zip(found) {
@@ -749,7 +779,7 @@ impl Lab {
                 script.push_str(&format!(
                     "[ -e /run/netns/{q} ] || ip netns add {q}\nip -n {q} link set lo up\nip link set {i} netns {q}\nip -n {q} link set {i} up\n"
                 ));
-            } else if !matches!(nic.role, NicRole::Pf { .. }) {
+            } else if !matches!(nic.role, NicRole::Pf { .. } | NicRole::VirtioPf { .. }) {
                 script.push_str(&format!("ip link set {} up\n", shell_quote(&ifname)));
             }
             match nic.role {
@@ -763,6 +793,25 @@ impl Lab {
                     peers: Vec::new(),
                 }),
                 NicRole::PfPeer { pf, .. } => pfs[pf].peers.push(peer),
+                NicRole::VirtioPf { pf } => {
+                    let vfs: Vec<&NicPlan> = all
+                        .iter()
+                        .filter(|n| matches!(n.role, NicRole::VirtioVf { pf: p, .. } if p == pf))
+                        .collect();
+                    virtio_pfs.push(VirtioPfInfo {
+                        index: pf,
+                        netdev: nic.netdev.clone(),
+                        pci,
+                        ifname,
+                        vfs: Vec::new(),
+                        vf_netdevs: vfs.iter().map(|n| n.netdev.clone()).collect(),
+                        vf_macs: vfs.iter().map(|n| n.mac.clone()).collect(),
+                        vf_peers: Vec::new(),
+                    })
+                }
+                NicRole::VirtioVfPeer { pf, .. } => virtio_pfs[pf].vf_peers.push(peer),
+                // Not present at boot (filtered out above).
+                NicRole::VirtioVf { .. } => {}
                 NicRole::SegmentPeer { segment, .. } => {
                     if segments.len() <= segment {
                         segments.resize(segment + 1, Vec::new());
@@ -776,58 +825,21 @@ impl Lab {
         }
 
         for pf in &mut pfs {
-            let spec = self.topology.pf_spec(pf.index);
-            let n = spec.vfs();
+            let n = self.topology.pf_spec(pf.index).vfs();
             if n > 0 {
-                let dev = format!("/sys/bus/pci/devices/{}", pf.pci);
-                // Autoprobe off first: otherwise the guest's igbvf grabs the
-                // VFs asynchronously and races any later unbind (LAB.md).
-                self.run_ok(
-                    &format!(
-                        "echo 0 > {dev}/sriov_drivers_autoprobe && echo {n} > {dev}/sriov_numvfs"
-                    ),
-                    t,
-                )?;
-                let out = self.run_ok(
-                    &format!(
-                        "cd {dev} && for v in virtfn*; do g=$(readlink $v/iommu_group); echo ${{v#virtfn}} $(basename $(readlink $v)) ${{g##*/}}; done"
-                    ),
-                    t,
-                )?;
-                let mut vfs: Vec<VfInfo> = out
-                    .stdout
-                    .lines()
-                    .filter_map(|l| {
-                        let mut it = l.split_whitespace();
-                        let index = it.next()?.parse().ok()?;
-                        let pci = it.next()?.to_owned();
-                        let iommu_group = it.next().and_then(|g| g.parse().ok());
-                        Some(VfInfo {
-                            pf: pf.index,
-                            index,
-                            pci,
-                            iommu_group,
-                        })
-                    })
-                    .collect();
-                vfs.sort_by_key(|v| v.index);
-                if vfs.len() != n as usize {
-                    return Err(Error::Protocol(format!(
-                        "PF {} ({}) shows {} VFs after asking for {n}: {:?}",
-                        pf.index,
-                        pf.pci,
-                        vfs.len(),
-                        out.stdout
-                    )));
-                }
-                pf.vfs = vfs;
+                pf.vfs = self.create_vfs(pf.index, &pf.pci, n, t)?;
             }
             if self.topology.pf_up(pf.index) {
                 // After the VFs exist: a PF open is what sets RSTD for them.
                 self.run_ok(&format!("ip link set {} up", shell_quote(&pf.ifname)), t)?;
             }
         }
+        for pf in &mut virtio_pfs {
+            let n = self.topology.virtio_pfs()[pf.index].vfs();
+            pf.vfs = self.create_vfs(pf.index, &pf.pci, n, t)?;
+        }
         self.pfs = pfs;
+        self.virtio_pfs = virtio_pfs;
         self.segments = segments;
         for i in 0..self.pfs.len() {
             if self.topology.pf_bind_vfio(i) {
@@ -837,6 +849,49 @@ impl Lab {
             }
         }
         Ok(())
+    }
+
+    /// Creates `n` VFs of the PF at `pci` and reads their addresses and IOMMU
+    /// groups.
+    fn create_vfs(&self, pf_index: usize, pci: &str, n: u8, t: Duration) -> Result<Vec<VfInfo>> {
+        let dev = format!("/sys/bus/pci/devices/{pci}");
+        // Autoprobe off first: otherwise the guest's VF driver grabs the VFs
+        // asynchronously and races any later unbind (LAB.md).
+        self.run_ok(
+            &format!("echo 0 > {dev}/sriov_drivers_autoprobe && echo {n} > {dev}/sriov_numvfs"),
+            t,
+        )?;
+        let out = self.run_ok(
+            &format!(
+                "cd {dev} && for v in virtfn*; do g=$(readlink $v/iommu_group); echo ${{v#virtfn}} $(basename $(readlink $v)) ${{g##*/}}; done"
+            ),
+            t,
+        )?;
+        let mut vfs: Vec<VfInfo> = out
+            .stdout
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.split_whitespace();
+                let index = it.next()?.parse().ok()?;
+                let pci = it.next()?.to_owned();
+                let iommu_group = it.next().and_then(|g| g.parse().ok());
+                Some(VfInfo {
+                    pf: pf_index,
+                    index,
+                    pci,
+                    iommu_group,
+                })
+            })
+            .collect();
+        vfs.sort_by_key(|v| v.index);
+        if vfs.len() != n as usize {
+            return Err(Error::Protocol(format!(
+                "PF {pf_index} ({pci}) shows {} VFs after asking for {n}: {:?}",
+                vfs.len(),
+                out.stdout
+            )));
+        }
+        Ok(vfs)
     }
 
     /// PCI address and interface name of each planned NIC, found under its
@@ -1219,6 +1274,16 @@ impl Lab {
         let p = self.pf(pf)?;
         p.peers.get(j).ok_or_else(|| {
             Error::Topology(format!("PF {pf} has no peer {j}; it has {}", p.peers.len()))
+        })
+    }
+
+    /// Virtio-net SR-IOV PF `i`.
+    pub fn virtio_pf(&self, i: usize) -> Result<&VirtioPfInfo> {
+        self.virtio_pfs.get(i).ok_or_else(|| {
+            Error::Topology(format!(
+                "no virtio PF {i}; this topology has {}",
+                self.virtio_pfs.len()
+            ))
         })
     }
 

@@ -8,7 +8,8 @@
 //! guest from the host: run commands, start background processes, cut wires.
 //!
 //! # Parts
-//! - QEMU >= 8 (Debian bookworm-backports' 10.0), the guest kernel (Debian
+//! - QEMU >= 10.1 (Debian trixie-backports' 11.1, run from a trixie tree in
+//!   the lab cache through that tree's loader), the guest kernel (Debian
 //!   backports `linux-image-6.12*`, extracted into a cache folder), and
 //!   virtme-ng (PyPI, in a venv). `cargo xtask setup` installs them; see
 //!   [`env`](mod@env) for where they are looked up and the `POLLUX_LAB_*` overrides.
@@ -51,8 +52,9 @@
 //! `sriov_drivers_autoprobe` off (no guest driver touches them), sets PFs up
 //! after that (a PF open is what gives the VFs their reset-done bit in this
 //! model), and binds VFs to vfio-pci where asked. The machine options that
-//! make VFs work (`pci-hole64-size=0`, `kernel-irqchip=split`,
-//! `intremap=on`) are always set; see `docs/lab.md` for why.
+//! make VFs work (`kernel-irqchip=split`, `intremap=on`) are always set; see
+//! `docs/lab.md` for why. [`VirtioPf`] adds a virtio-net PF whose SR-IOV VFs
+//! the guest creates the same way.
 //!
 //! # Failures
 //! Everything waits with a timeout and fails with an [`Error`] that says
@@ -116,10 +118,14 @@ pub mod topology;
 
 pub use env::{host_binary, host_example, target_dir, LabEnv};
 pub use error::{is_guest_loss, Error, Result};
-pub use lab::{in_netns, shell_quote, tail_of, Lab, LabOptions, Output, PeerInfo, PfInfo, VfInfo};
+pub use lab::{
+    in_netns, shell_quote, tail_of, Lab, LabOptions, Output, PeerInfo, PfInfo, VfInfo, VirtioPfInfo,
+};
 pub use process::GuestProcess;
 pub use proto::ExitStatus;
-pub use topology::{NicModel, Peer, Pf, Segment, Topology, WireKind, MAX_VFS_PER_PF};
+pub use topology::{
+    NicModel, Peer, Pf, Segment, Topology, VirtioPf, WireKind, MAX_VFS_PER_PF, MAX_VIRTIO_VFS,
+};
 
 #[cfg(test)]
 mod manifest_tests {

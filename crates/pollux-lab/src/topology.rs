@@ -190,6 +190,56 @@ impl Pf {
     }
 }
 
+/// Most VFs a virtio-net PF gets: its VFs sit at functions 1..=7 of the PF's
+/// own bus (no ARI behind a `pcie-root-port`).
+pub const MAX_VIRTIO_VFS: u8 = 7;
+
+/// A virtio-net PF with SR-IOV VFs (QEMU 10.1 and later: `virtio-net-pci`'s
+/// `sriov-pf` property names the PF a VF belongs to).
+///
+/// The PF and its VFs share one `pcie-root-port`: the VFs at functions
+/// 1..=N of its bus, declared before the PF at function 0 (QEMU collects a
+/// PF's VFs when the PF is realized). Every function has
+/// `iommu_platform=on`, so a function bound to vfio-pci in the guest does
+/// its DMA through the vIOMMU (without it the device ignores the IOMMU and
+/// the IOVAs a userspace driver programs would be wrong). Each VF is on a
+/// wire of its own to a kernel peer NIC (a unix `dgram` pair; on a hub one
+/// port that cannot receive stalls every sender, LAB.md); the PF's netdev
+/// is alone on a hub of its own.
+///
+/// VFs are created at boot with `sriov_drivers_autoprobe` off, so they start
+/// unbound like the igb VFs; bind them with [`crate::Lab::bind_vfio`] or
+/// [`crate::Lab::bind_driver`] (`virtio-pci` for the guest's `virtio_net`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtioPf {
+    vfs: u8,
+    peer: Peer,
+}
+
+impl VirtioPf {
+    /// A virtio-net PF offering `vfs` VFs (1..=[`MAX_VIRTIO_VFS`]), all of
+    /// them created at boot, each wired to a virtio-net peer in a namespace
+    /// of its own.
+    pub fn new(vfs: u8) -> Self {
+        VirtioPf {
+            vfs,
+            peer: Peer::virtio(),
+        }
+    }
+
+    /// The kind of peer NIC on each VF's wire (default: virtio-net in its
+    /// own namespace). A named namespace is shared by every VF's peer.
+    pub fn peer(mut self, peer: Peer) -> Self {
+        self.peer = peer;
+        self
+    }
+
+    /// Number of VFs.
+    pub fn vfs(&self) -> u8 {
+        self.vfs
+    }
+}
+
 /// A wire that joins peer NICs only, with no igb port on it (for example a
 /// kernel-to-kernel reference link).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,6 +276,7 @@ impl Segment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     pfs: Vec<Pf>,
+    virtio_pfs: Vec<VirtioPf>,
     segments: Vec<Segment>,
     memory_mib: u32,
     cpus: u8,
@@ -244,6 +295,7 @@ impl Topology {
     pub fn new() -> Self {
         Topology {
             pfs: Vec::new(),
+            virtio_pfs: Vec::new(),
             segments: Vec::new(),
             memory_mib: 2048,
             cpus: 2,
@@ -262,6 +314,18 @@ impl Topology {
     pub fn pf(mut self, pf: Pf) -> Self {
         self.pfs.push(pf);
         self
+    }
+
+    /// Adds a virtio-net PF with SR-IOV VFs; virtio PFs are numbered in the
+    /// order they are added, apart from the igb PFs.
+    pub fn virtio_pf(mut self, pf: VirtioPf) -> Self {
+        self.virtio_pfs.push(pf);
+        self
+    }
+
+    /// The virtio-net PFs, in index order.
+    pub fn virtio_pfs(&self) -> &[VirtioPf] {
+        &self.virtio_pfs
     }
 
     /// Adds a standalone wire between peer NICs.
@@ -336,6 +400,14 @@ impl Topology {
                 ));
             }
         }
+        for (i, pf) in self.virtio_pfs.iter().enumerate() {
+            if pf.vfs == 0 || pf.vfs > MAX_VIRTIO_VFS {
+                return bad(format!(
+                    "virtio PF {i} asks for {} VFs; a virtio-net PF here has 1 to {MAX_VIRTIO_VFS}",
+                    pf.vfs
+                ));
+            }
+        }
         for (k, seg) in self.segments.iter().enumerate() {
             if seg.peers.is_empty() {
                 return bad(format!("segment {k} has no NICs"));
@@ -376,20 +448,38 @@ impl Topology {
         Ok(())
     }
 
-    /// Every NIC, in PCI placement order: each PF followed by its peers, then
-    /// the segments' NICs.
+    /// Every NIC, in PCI placement order: each igb PF followed by its peers,
+    /// then each virtio PF's VFs, the PF itself and the VFs' peers, then the
+    /// segments' NICs.
     pub fn nics(&self) -> Vec<NicPlan> {
         let mut out = Vec::new();
-        let mut push = |role: NicRole, model: NicModel, netdev: String, mac: String, netns| {
-            let n = out.len();
+        // Root ports handed out so far; the NICs of one virtio PF share one.
+        let mut ports = 0usize;
+        let mut push = |role: NicRole,
+                        model: NicModel,
+                        netdev: String,
+                        mac: String,
+                        netns,
+                        sriov: Option<SriovPlace>| {
+            let port = match &sriov {
+                // A virtio PF's VFs come first and take the port their PF
+                // (function 0, next in line) will close.
+                Some(SriovPlace { function, .. }) if *function != 0 => ports,
+                _ => {
+                    ports += 1;
+                    ports - 1
+                }
+            };
             out.push(NicPlan {
                 role,
                 model,
                 device_id: format!("nic-{netdev}"),
                 netdev,
                 mac,
-                root_port: format!("{:02x}.{}", FIRST_ROOT_PORT_SLOT + n / 8, n % 8),
+                port,
+                root_port: format!("{:02x}.{}", FIRST_ROOT_PORT_SLOT + port / 8, port % 8),
                 netns,
+                sriov,
             });
         };
         for (i, pf) in self.pfs.iter().enumerate() {
@@ -398,6 +488,7 @@ impl Topology {
                 NicModel::Igb,
                 format!("pf{i}"),
                 format!("52:54:00:10:{i:02x}:00"),
+                None,
                 None,
             );
             for (j, peer) in pf.peers.iter().enumerate() {
@@ -409,6 +500,52 @@ impl Topology {
                     netdev,
                     format!("52:54:00:20:{i:02x}:{j:02x}"),
                     ns,
+                    None,
+                );
+            }
+        }
+        for (i, pf) in self.virtio_pfs.iter().enumerate() {
+            let pf_dev = format!("nic-vpf{i}");
+            for j in 0..pf.vfs {
+                push(
+                    NicRole::VirtioVf {
+                        pf: i,
+                        vf: j as usize,
+                    },
+                    NicModel::VirtioNet,
+                    format!("vpf{i}-vf{j}"),
+                    format!("52:54:00:40:{i:02x}:{:02x}", j + 1),
+                    None,
+                    Some(SriovPlace {
+                        function: j + 1,
+                        pf_device: Some(pf_dev.clone()),
+                    }),
+                );
+            }
+            push(
+                NicRole::VirtioPf { pf: i },
+                NicModel::VirtioNet,
+                format!("vpf{i}"),
+                format!("52:54:00:40:{i:02x}:00"),
+                None,
+                Some(SriovPlace {
+                    function: 0,
+                    pf_device: None,
+                }),
+            );
+            for j in 0..pf.vfs {
+                let netdev = format!("vpf{i}-vf{j}-peer");
+                let ns = pf.peer.netns.resolve(&netdev);
+                push(
+                    NicRole::VirtioVfPeer {
+                        pf: i,
+                        vf: j as usize,
+                    },
+                    pf.peer.model,
+                    netdev,
+                    format!("52:54:00:50:{i:02x}:{j:02x}"),
+                    ns,
+                    None,
                 );
             }
         }
@@ -425,10 +562,38 @@ impl Topology {
                     netdev,
                     format!("52:54:00:30:{k:02x}:{j:02x}"),
                     ns,
+                    None,
                 );
             }
         }
         out
+    }
+
+    /// The wires: their kind and the netdev ids on each, one per igb PF, one
+    /// per virtio PF and per virtio VF, one per segment.
+    fn wires(&self) -> Vec<(WireKind, Vec<String>)> {
+        let mut wires = Vec::new();
+        for (i, pf) in self.pfs.iter().enumerate() {
+            let mut ids = vec![format!("pf{i}")];
+            ids.extend((0..pf.peers.len()).map(|j| format!("pf{i}-peer{j}")));
+            wires.push((pf.wire, ids));
+        }
+        for (i, pf) in self.virtio_pfs.iter().enumerate() {
+            wires.push((WireKind::Hub, vec![format!("vpf{i}")]));
+            for j in 0..pf.vfs {
+                wires.push((
+                    WireKind::Dgram,
+                    vec![format!("vpf{i}-vf{j}"), format!("vpf{i}-vf{j}-peer")],
+                ));
+            }
+        }
+        for (k, seg) in self.segments.iter().enumerate() {
+            let ids = (0..seg.peers.len())
+                .map(|j| format!("seg{k}-peer{j}"))
+                .collect();
+            wires.push((seg.wire, ids));
+        }
+        wires
     }
 
     /// Guest kernel modules to load at boot: the drivers of every NIC in the
@@ -473,52 +638,43 @@ impl Topology {
         // (type1 refuses unsafe interrupts), which needs the split irqchip.
         opt("-machine", "kernel-irqchip=split".into());
         opt("-device", "intel-iommu,intremap=on,caching-mode=on".into());
-        // QEMU 10.0.2 drops the upper half of a 64-bit VF BAR; with no 64-bit
-        // hole the guest places VF BARs below 4 GiB where they work (LAB.md).
-        opt("-global", "q35-pcihost.pci-hole64-size=0".into());
 
         let nics = self.nics();
-        for (n, nic) in nics.iter().enumerate() {
+        let mut last_port = None;
+        for nic in &nics {
+            let n = nic.port;
             let (slot, func) = (FIRST_ROOT_PORT_SLOT + n / 8, n % 8);
-            let multi = if func == 0 { ",multifunction=on" } else { "" };
-            opt(
-                "-device",
-                format!(
-                    "pcie-root-port,id=rp{n},bus=pcie.0,chassis={},addr={slot:#04x}.{func}{multi}",
-                    n + 1
-                ),
+            // One port per NIC, except that a virtio PF's VFs share their
+            // PF's; NICs on one port are consecutive.
+            if last_port != Some(n) {
+                last_port = Some(n);
+                let multi = if func == 0 { ",multifunction=on" } else { "" };
+                opt(
+                    "-device",
+                    format!(
+                        "pcie-root-port,id=rp{n},bus=pcie.0,chassis={},addr={slot:#04x}.{func}{multi}",
+                        n + 1
+                    ),
+                );
+            }
+            let mut dev = format!(
+                "{},id={},netdev={},mac={},bus=rp{n}",
+                nic.model.qemu_device(),
+                nic.device_id,
+                nic.netdev,
+                nic.mac
             );
-            opt(
-                "-device",
-                format!(
-                    "{},id={},netdev={},mac={},bus=rp{n}",
-                    nic.model.qemu_device(),
-                    nic.device_id,
-                    nic.netdev,
-                    nic.mac
-                ),
-            );
+            if let Some(place) = &nic.sriov {
+                dev.push_str(&format!(",addr=0x0.{:#x}", place.function));
+                if let Some(pf) = &place.pf_device {
+                    dev.push_str(&format!(",sriov-pf={pf}"));
+                }
+                dev.push_str(",iommu_platform=on");
+            }
+            opt("-device", dev);
         }
 
-        // Wires: (kind, netdev ids on it), one per PF and one per segment.
-        let mut wires: Vec<(WireKind, Vec<&str>)> = Vec::new();
-        let mut it = nics.iter();
-        for pf in &self.pfs {
-            let ids: Vec<&str> = it
-                .by_ref()
-                .take(1 + pf.peers.len())
-                .map(|n| n.netdev.as_str())
-                .collect();
-            wires.push((pf.wire, ids));
-        }
-        for seg in &self.segments {
-            let ids: Vec<&str> = it
-                .by_ref()
-                .take(seg.peers.len())
-                .map(|n| n.netdev.as_str())
-                .collect();
-            wires.push((seg.wire, ids));
-        }
+        let wires = self.wires();
         for (hub, (kind, ids)) in wires.iter().enumerate() {
             match kind {
                 WireKind::Hub => {
@@ -539,7 +695,7 @@ impl Topology {
                 }
                 WireKind::Dgram => {
                     let path = |id: &str| format!("{sock_dir}/{id}.dgram");
-                    for (me, other) in [(ids[0], ids[1]), (ids[1], ids[0])] {
+                    for (me, other) in [(&ids[0], &ids[1]), (&ids[1], &ids[0])] {
                         opt(
                             "-netdev",
                             format!(
@@ -605,6 +761,25 @@ pub enum NicRole {
         /// Peer index on that wire.
         peer: usize,
     },
+    /// The virtio-net PF with this index.
+    VirtioPf {
+        /// Virtio PF index.
+        pf: usize,
+    },
+    /// VF `vf` of virtio PF `pf` (absent until the guest enables its VFs).
+    VirtioVf {
+        /// Virtio PF index.
+        pf: usize,
+        /// VF number.
+        vf: usize,
+    },
+    /// The peer on the wire of VF `vf` of virtio PF `pf`.
+    VirtioVfPeer {
+        /// Virtio PF index.
+        pf: usize,
+        /// VF number.
+        vf: usize,
+    },
     /// NIC `peer` of standalone segment `segment`.
     SegmentPeer {
         /// Segment index.
@@ -627,10 +802,32 @@ pub struct NicPlan {
     pub device_id: String,
     /// MAC address QEMU gives the NIC.
     pub mac: String,
+    /// Index of its root port (`rp<port>` in QEMU).
+    pub port: usize,
     /// `slot.function` of its root port on bus 0.
     pub root_port: String,
     /// Guest network namespace the NIC is moved into (None: root namespace).
     pub netns: Option<String>,
+    /// Where a virtio SR-IOV function sits on its port's bus (None: alone
+    /// at function 0, no SR-IOV role).
+    pub sriov: Option<SriovPlace>,
+}
+
+impl NicPlan {
+    /// Whether the guest sees this NIC at boot (a VF only appears once its
+    /// PF's `sriov_numvfs` is written).
+    pub fn present_at_boot(&self) -> bool {
+        !matches!(self.role, NicRole::VirtioVf { .. })
+    }
+}
+
+/// The place of one function of a virtio-net SR-IOV PF.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SriovPlace {
+    /// PCI function on the root port's bus (0 for the PF).
+    pub function: u8,
+    /// QEMU device id of the PF (None for the PF itself).
+    pub pf_device: Option<String>,
 }
 
 #[cfg(test)]
@@ -660,9 +857,48 @@ mod tests {
         assert!(joined
             .contains("pcie-root-port,id=rp0,bus=pcie.0,chassis=1,addr=0x10.0,multifunction=on"));
         assert!(joined.contains("pcie-root-port,id=rp3,bus=pcie.0,chassis=4,addr=0x10.3 "));
-        assert!(joined.contains("q35-pcihost.pci-hole64-size=0"));
+        assert!(!joined.contains("pci-hole64-size"));
         assert!(!joined.contains("user,"), "no slirp netdevs");
         assert!(!joined.contains("tap"), "no tap netdevs");
+    }
+
+    #[test]
+    fn virtio_vfs_share_their_pf_port_come_first_and_get_wires_of_their_own() {
+        let topo = Topology::new()
+            .pf(Pf::new(1).peer(Peer::virtio()))
+            .virtio_pf(VirtioPf::new(2));
+        let nics = topo.nics();
+        let roles: Vec<_> = nics.iter().map(|n| (n.netdev.as_str(), n.port)).collect();
+        assert_eq!(
+            roles,
+            vec![
+                ("pf0", 0),
+                ("pf0-peer0", 1),
+                ("vpf0-vf0", 2),
+                ("vpf0-vf1", 2),
+                ("vpf0", 2),
+                ("vpf0-vf0-peer", 3),
+                ("vpf0-vf1-peer", 4)
+            ]
+        );
+        assert!(!nics[2].present_at_boot() && nics[4].present_at_boot());
+        let args = topo.qemu_args("/tmp/s", &mut no_port).unwrap().join(" ");
+        // One root port for the PF and its VFs, declared once.
+        assert_eq!(args.matches("pcie-root-port,id=rp2,").count(), 1);
+        assert!(!args.contains("id=rp5"));
+        let vf0 = args.find("id=nic-vpf0-vf0,").unwrap();
+        let pf = args.find("id=nic-vpf0,").unwrap();
+        assert!(vf0 < pf, "VFs are declared before their PF: {args}");
+        assert!(args.contains("virtio-net-pci,id=nic-vpf0-vf1,netdev=vpf0-vf1,mac=52:54:00:40:00:02,bus=rp2,addr=0x0.0x2,sriov-pf=nic-vpf0,iommu_platform=on"));
+        assert!(args.contains("virtio-net-pci,id=nic-vpf0,netdev=vpf0,mac=52:54:00:40:00:00,bus=rp2,addr=0x0.0x0,iommu_platform=on"));
+        assert!(args.contains("dgram,id=vpf0-vf1,local.type=unix,local.path=/tmp/s/vpf0-vf1.dgram,remote.type=unix,remote.path=/tmp/s/vpf0-vf1-peer.dgram"));
+        assert!(args.contains("-netdev hubport,id=vpf0,hubid=1"));
+        assert!(!args.contains("tap"), "no tap netdevs");
+        let e = Topology::new()
+            .virtio_pf(VirtioPf::new(0))
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("1 to 7"), "{e}");
     }
 
     #[test]
