@@ -1,4 +1,4 @@
-//! `cargo xtask lab demo|shell|test`.
+//! `cargo xtask lab demo|shell|test|bench`.
 
 use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
@@ -47,16 +47,14 @@ fn lab_test_targets() -> Vec<String> {
         .collect()
 }
 
-/// `cargo xtask lab test [FILTER]`: builds the host binaries lab tests run in
-/// the guest, then every lab test, one at a time. A FILTER that names a test
-/// file (`lab`, `igbvf`, `bond`, `sriov`, ...) runs that file; any other
-/// FILTER selects tests whose name contains it.
-pub fn test(filter: Option<&str>) -> Result<()> {
-    // Every binary and example a lab test may start in the guest. If another
-    // crate does not build, say so, but still run the lab's own tests.
+/// Builds every binary and example a lab test may start in the guest. If
+/// another crate does not build, says so and still builds the lab's own
+/// agent, so the lab's tests run; the error is returned for the caller to
+/// report after them.
+fn build_for_lab() -> Result<Result<()>> {
     let built = cmd::run(cmd::cargo().args(["build", "--workspace", "--bins", "--examples"]))
         // The igbvf tests measure against DPDK with the release `pollux` and
-        // run the VF throughput bench once (added by the igbvf engineer).
+        // run the VF throughput bench once.
         .and_then(|()| cmd::run(cmd::cargo().args(["build", "--release", "-p", "pollux-cli"])))
         .and_then(|()| {
             cmd::run(cmd::cargo().args([
@@ -72,34 +70,157 @@ pub fn test(filter: Option<&str>) -> Result<()> {
         eprintln!("lab: the workspace's binaries did not all build ({e:#}); lab tests that need them will fail");
         build_agent()?;
     }
-    preflight()?;
+    // The test executables themselves, before any clock starts.
+    cmd::run(lab_cargo_test().args(["--no-run"]))?;
+    Ok(built)
+}
+
+/// `cargo test -p pollux-lab --features lab --tests`, without the `--`.
+fn lab_cargo_test() -> std::process::Command {
     let mut c = cmd::cargo();
-    // --no-fail-fast: one failing test file must not hide the others' results.
+    c.args(["test", "-p", "pollux-lab", "--features", "lab", "--tests"]);
+    c
+}
+
+/// The tests of lab test file `target`, by name.
+fn list_tests(target: &str) -> Result<Vec<String>> {
+    let mut c = cmd::cargo();
     c.args([
         "test",
+        "-q",
         "-p",
         "pollux-lab",
         "--features",
         "lab",
-        "--no-fail-fast",
+        "--test",
+        target,
+        "--",
+        "--list",
+        "--format",
+        "terse",
     ]);
-    match filter {
-        Some(f) if lab_test_targets().iter().any(|t| t == f) => {
-            c.args(["--test", f, "--"]);
-        }
-        Some(f) => {
-            c.args(["--tests", "--", f]);
-        }
-        None => {
-            c.args(["--tests", "--"]);
+    let out = cmd::output(&mut c)?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .map(str::to_owned)
+        .collect())
+}
+
+/// One lab test's outcome.
+struct Timed {
+    file: String,
+    name: String,
+    secs: f64,
+    ok: bool,
+}
+
+/// Runs the selected lab tests one at a time, each in its own `cargo test
+/// --exact` process (one guest at a time: two TCG guests on 2 cores starve
+/// each other), and prints each test's wall time, the suite's total and the
+/// failures. `bench` sets `POLLUX_LAB_BENCH=1`, which tests that measure
+/// read to run their long form.
+fn run_lab_tests(select: &dyn Fn(&str, &str) -> bool, bench: bool) -> Result<()> {
+    let mut plan = Vec::new();
+    for target in lab_test_targets() {
+        for name in list_tests(&target)? {
+            if select(&target, &name) {
+                plan.push((target.clone(), name));
+            }
         }
     }
-    // One guest at a time: two TCG guests on 2 cores starve each other.
-    c.args(["--test-threads=1", "--nocapture"]);
-    let t = Instant::now();
-    let r = cmd::run(&mut c);
-    println!("lab: suite took {:.0} s", t.elapsed().as_secs_f64());
+    if plan.is_empty() {
+        bail!("no lab test matches");
+    }
+    let t0 = Instant::now();
+    let mut done: Vec<Timed> = Vec::new();
+    for (file, name) in plan {
+        let mut c = cmd::cargo();
+        c.args([
+            "test",
+            "-p",
+            "pollux-lab",
+            "--features",
+            "lab",
+            "--test",
+            &file,
+            "--",
+            "--exact",
+            &name,
+            "--test-threads=1",
+            "--nocapture",
+        ]);
+        if bench {
+            c.env("POLLUX_LAB_BENCH", "1");
+        }
+        let t = Instant::now();
+        let ok = cmd::run(&mut c).is_ok();
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "lab: {file}::{name} {} in {secs:.0} s",
+            if ok { "passed" } else { "FAILED" }
+        );
+        done.push(Timed {
+            file,
+            name,
+            secs,
+            ok,
+        });
+    }
+    let total = t0.elapsed().as_secs_f64();
+    println!("\nlab: wall time per test");
+    for d in &done {
+        println!(
+            "lab: {:>6.0} s  {:<6}  {}::{}",
+            d.secs,
+            if d.ok { "ok" } else { "FAILED" },
+            d.file,
+            d.name
+        );
+    }
+    let failed: Vec<String> = done
+        .iter()
+        .filter(|d| !d.ok)
+        .map(|d| format!("{}::{}", d.file, d.name))
+        .collect();
+    println!(
+        "lab: {} tests, {} failed, suite took {total:.0} s",
+        done.len(),
+        failed.len()
+    );
+    if !failed.is_empty() {
+        bail!("lab tests failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// `cargo xtask lab test [FILTER]`: builds the host binaries lab tests run in
+/// the guest, then every lab test, one at a time, each timed. A FILTER that
+/// names a test file (`lab`, `igbvf`, `virtio`, `bond`, `sriov`, ...) runs
+/// that file; any other FILTER selects tests whose name contains it.
+pub fn test(filter: Option<&str>) -> Result<()> {
+    let built = build_for_lab()?;
+    preflight()?;
+    let targets = lab_test_targets();
+    let r = match filter {
+        Some(f) if targets.iter().any(|t| t == f) => run_lab_tests(&|file, _| file == f, false),
+        Some(f) => run_lab_tests(&|_, name| name.contains(f), false),
+        None => run_lab_tests(&|_, _| true, false),
+    };
     r?;
+    built
+}
+
+/// The lab tests that measure against DPDK; `cargo xtask lab bench` runs
+/// them in their long form (`POLLUX_LAB_BENCH=1`), the suite in a short one.
+const BENCH_TESTS: &[&str] = &["side_by_side_with_dpdk_igbvf"];
+
+/// `cargo xtask lab bench`: the long side-by-side measurements against DPDK
+/// (several interleaved rounds, the ratio asserted), for docs/performance.md.
+pub fn bench() -> Result<()> {
+    let built = build_for_lab()?;
+    preflight()?;
+    run_lab_tests(&|_, name| BENCH_TESTS.contains(&name), true)?;
     built
 }
 

@@ -1,13 +1,13 @@
 //! `cargo xtask`: the project's own tasks.
 //!
 //! - `cargo xtask setup`: installs what the project needs (Debian packages,
-//!   QEMU 10 from bookworm-backports, the lab's guest kernel, virtme-ng).
+//!   QEMU 11 in a trixie tree under the lab cache, the lab's guest kernel,
+//!   virtme-ng).
 //! - `cargo xtask test`: everything CI checks, in order, with a summary.
-//! - `cargo xtask lab demo|shell|test [FILTER]`: the QEMU lab.
+//! - `cargo xtask lab demo|shell|test [FILTER]|bench`: the QEMU lab.
 //!
 //! Adding a task: a variant in [`Task`] (or [`LabTask`]), a module for its
-//! code, one arm in `main`. A `bench` task belongs in `bench.rs` next to
-//! these.
+//! code, one arm in `main`.
 
 mod cmd;
 mod lab;
@@ -44,11 +44,15 @@ enum LabTask {
     Demo,
     /// Boot a guest and type commands into it (`:help` for lab commands).
     Shell(lab::ShellArgs),
-    /// Build the workspace's binaries, then run the lab test suite.
+    /// Build the workspace's binaries, then run the lab test suite, each
+    /// test timed.
     Test {
-        /// Run only tests whose name contains this.
+        /// A test file (lab, igbvf, virtio, bond, sriov) or a substring of
+        /// test names.
         filter: Option<String>,
     },
+    /// The long side-by-side measurements against DPDK (docs/performance.md).
+    Bench,
 }
 
 fn main() -> ExitCode {
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
             LabTask::Demo => lab::demo(),
             LabTask::Shell(args) => lab::shell(&args),
             LabTask::Test { filter } => lab::test(filter.as_deref()),
+            LabTask::Bench => lab::bench(),
         },
     };
     match result {
