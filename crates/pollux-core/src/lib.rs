@@ -17,12 +17,19 @@
 //!   software ports and the bond, and the per-queue [`RxQueue`] and
 //!   [`TxQueue`] handles its data path is split into, one lcore each.
 //! - [`lcore`]: polling threads pinned to cores, with a clean stop signal.
+//! - [`wire`]: checked zero-copy views of the Ethernet, 802.1Q, ARP, IPv4,
+//!   IPv6, UDP, TCP and ICMP headers the data path reads, fuzzed.
 //!
 //! Unsafe code is confined to the modules that manage raw memory (`ring`,
 //! `burst`, `mbuf`, `mempool`, `mem`, `lcore`); each block states the
 //! invariant it relies on.
 
 pub mod burst;
+/// Entry points for the fuzz targets and the corpus replay: a test double,
+/// behind the `testing` feature.
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod fuzz_harness;
 pub mod lcore;
 pub mod mbuf;
 pub mod mem;
@@ -30,6 +37,7 @@ pub mod mempool;
 pub mod net;
 pub mod port;
 pub mod ring;
+pub mod wire;
 
 pub use burst::Burst;
 pub use mbuf::{Mbuf, PacketType, RxFlags, RxMeta, TxFlags, TxOffload};
