@@ -40,9 +40,15 @@
 //! headers from `layer2+3` and `layer3+4`, which then fall back to
 //! `layer2`; the `encap` policies look through it.
 
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use pollux_core::wire::{EthernetFrame, IcmpPacket, Ipv4Packet, Ipv6Packet, VlanTag};
+
 use crate::config::XmitHashPolicy;
 
-const ETH_HLEN: usize = 14;
+const ETH_HLEN: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
+const IPV4_HLEN: usize = Ipv4Packet::<&[u8]>::HEADER_LEN;
+const IPV6_HLEN: usize = Ipv6Packet::<&[u8]>::HEADER_LEN;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const IPPROTO_ICMP: i32 = 1;
@@ -93,18 +99,52 @@ fn be16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
 
+/// An IPv4 address as Linux's `__force u32` load of it on a
+/// little-endian host.
 #[inline]
-fn ipv6_addr_hash(b: &[u8], at: usize) -> u32 {
-    le32(b, at) ^ le32(b, at + 4) ^ le32(b, at + 8) ^ le32(b, at + 12)
+fn ipv4_load(a: Ipv4Addr) -> u32 {
+    u32::from_le_bytes(a.octets())
+}
+
+/// ipv6_addr_hash(): the XOR of the address's four 32-bit loads.
+#[inline]
+fn ipv6_addr_hash(a: Ipv6Addr) -> u32 {
+    let o = a.octets();
+    le32(&o, 0) ^ le32(&o, 4) ^ le32(&o, 8) ^ le32(&o, 12)
+}
+
+/// The IPv4 header at `at`, when the frame holds its fixed part.
+///
+/// Not [`Ipv4Packet::new_checked`]: Linux's dissectors read the
+/// addresses and protocol of a header whose Total Length (or, in
+/// `bond_flow_ip()`, IHL) is wrong, and the hash must match theirs bit
+/// for bit. Only the fixed-header accessors are used, which the length
+/// check here keeps in bounds.
+#[inline]
+fn ipv4_at(f: &[u8], at: usize) -> Option<Ipv4Packet<&[u8]>> {
+    match f.get(at..) {
+        Some(b) if b.len() >= IPV4_HLEN => Some(Ipv4Packet::new_unchecked(b)),
+        _ => None,
+    }
+}
+
+/// The IPv6 fixed header at `at`, with Payload Length unchecked as in
+/// Linux's dissectors (see [`ipv4_at`]).
+#[inline]
+fn ipv6_at(f: &[u8], at: usize) -> Option<Ipv6Packet<&[u8]>> {
+    match f.get(at..) {
+        Some(b) if b.len() >= IPV6_HLEN => Some(Ipv6Packet::new_unchecked(b)),
+        _ => None,
+    }
 }
 
 /// bond_eth_hash(): 0 for frames shorter than an Ethernet header.
 #[inline]
 fn eth_hash(f: &[u8]) -> u32 {
-    if f.len() < ETH_HLEN {
-        return 0;
+    match EthernetFrame::new_checked(f) {
+        Ok(e) => (e.dst_addr().0[5] ^ e.src_addr().0[5]) as u32 ^ e.ethertype() as u32,
+        Err(_) => 0,
     }
-    (f[5] ^ f[11]) as u32 ^ be16(f, 12) as u32
 }
 
 /// proto_ports_offset() of include/net/ip.h.
@@ -117,7 +157,10 @@ fn ports_offset(proto: i32) -> Option<usize> {
     }
 }
 
-/// __skb_flow_get_ports().
+/// __skb_flow_get_ports(). The word is the first four bytes of whichever
+/// transport header `proto` names (the SPI for AH), loaded as Linux does,
+/// not one protocol's fields, so it is read here rather than through a
+/// UDP or TCP view (whose length checks Linux does not make either).
 #[inline]
 fn get_ports(f: &[u8], thoff: usize, proto: i32) -> u32 {
     match ports_offset(proto) {
@@ -134,13 +177,13 @@ fn icmp_has_id(t: u8) -> bool {
 
 /// skb_flow_get_icmp_tci(): leaves the fields alone when truncated.
 fn get_icmp(f: &[u8], thoff: usize, fk: &mut Flow) {
-    if thoff + 8 > f.len() {
+    let Some(Ok(icmp)) = f.get(thoff..).map(IcmpPacket::new_checked) else {
         return;
-    }
-    fk.icmp_type = f[thoff];
-    fk.icmp_code = f[thoff + 1];
-    fk.icmp_id = if icmp_has_id(f[thoff]) {
-        match be16(f, thoff + 4) {
+    };
+    fk.icmp_type = icmp.msg_type();
+    fk.icmp_code = icmp.msg_code();
+    fk.icmp_id = if icmp_has_id(icmp.msg_type()) {
+        match icmp.echo_ident() {
             0 => 1,
             id => id,
         }
@@ -160,25 +203,24 @@ fn flow_ip(
 ) -> bool {
     match l2_proto {
         ETH_P_IP => {
-            if *nhoff + 20 > f.len() {
+            let Some(ip) = ipv4_at(f, *nhoff) else {
                 return false;
-            }
-            let ip = *nhoff;
-            fk.addrs = Addrs::V4(le32(f, ip + 12), le32(f, ip + 16));
-            *nhoff += ((f[ip] & 0x0f) as usize) << 2;
+            };
+            fk.addrs = Addrs::V4(ipv4_load(ip.src_addr()), ipv4_load(ip.dst_addr()));
+            // As bond_flow_ip(): IHL taken as it is, even below 5.
+            *nhoff += ip.header_len();
             // ip_is_fragment(): MF or a fragment offset.
-            if be16(f, ip + 6) & 0x3fff == 0 {
-                *ip_proto = f[ip + 9] as i32;
+            if !ip.is_fragment() {
+                *ip_proto = ip.protocol() as i32;
             }
         }
         ETH_P_IPV6 => {
-            if *nhoff + 40 > f.len() {
+            let Some(ip) = ipv6_at(f, *nhoff) else {
                 return false;
-            }
-            let ip = *nhoff;
-            fk.addrs = Addrs::V6(ipv6_addr_hash(f, ip + 8), ipv6_addr_hash(f, ip + 24));
-            *nhoff += 40;
-            *ip_proto = f[ip + 6] as i32;
+            };
+            fk.addrs = Addrs::V6(ipv6_addr_hash(ip.src_addr()), ipv6_addr_hash(ip.dst_addr()));
+            *nhoff += IPV6_HLEN;
+            *ip_proto = ip.next_header() as i32;
         }
         _ => return false,
     }
@@ -241,15 +283,15 @@ fn dissect_encap(f: &[u8], mut proto: u16, fk: &mut Flow) -> bool {
             Step::Bad => return false,
             Step::Proto => {
                 let r = match proto {
-                    ETH_P_IP => {
-                        if nhoff + 20 > hlen || f[nhoff] & 0x0f < 5 {
-                            Step::Bad
-                        } else {
-                            let ip = nhoff;
-                            nhoff += ((f[ip] & 0x0f) as usize) * 4;
-                            ip_proto = f[ip + 9];
-                            fk.addrs = Addrs::V4(le32(f, ip + 12), le32(f, ip + 16));
-                            if be16(f, ip + 6) & 0x3fff != 0 {
+                    ETH_P_IP => match ipv4_at(f, nhoff) {
+                        // __skb_flow_dissect() refuses an IHL below 5 but
+                        // not a short Total Length or an IHL past the end.
+                        Some(ip) if ip.header_len() >= IPV4_HLEN => {
+                            nhoff += ip.header_len();
+                            ip_proto = ip.protocol();
+                            fk.addrs =
+                                Addrs::V4(ipv4_load(ip.src_addr()), ipv4_load(ip.dst_addr()));
+                            if ip.is_fragment() {
                                 // A fragment; without FLOW_DISSECTOR_F_PARSE_1ST_FRAG
                                 // the dissector stops at the IP header.
                                 fragment = true;
@@ -258,28 +300,28 @@ fn dissect_encap(f: &[u8], mut proto: u16, fk: &mut Flow) -> bool {
                                 Step::IpProto
                             }
                         }
-                    }
-                    ETH_P_IPV6 => {
-                        if nhoff + 40 > hlen {
-                            Step::Bad
-                        } else {
-                            let ip = nhoff;
-                            ip_proto = f[ip + 6];
-                            nhoff += 40;
-                            fk.addrs =
-                                Addrs::V6(ipv6_addr_hash(f, ip + 8), ipv6_addr_hash(f, ip + 24));
+                        _ => Step::Bad,
+                    },
+                    ETH_P_IPV6 => match ipv6_at(f, nhoff) {
+                        Some(ip) => {
+                            ip_proto = ip.next_header();
+                            nhoff += IPV6_HLEN;
+                            fk.addrs = Addrs::V6(
+                                ipv6_addr_hash(ip.src_addr()),
+                                ipv6_addr_hash(ip.dst_addr()),
+                            );
                             Step::IpProto
                         }
-                    }
-                    0x8100 | 0x88a8 => {
-                        if nhoff + 4 > hlen {
-                            Step::Bad
-                        } else {
-                            proto = be16(f, nhoff + 2);
-                            nhoff += 4;
+                        None => Step::Bad,
+                    },
+                    0x8100 | 0x88a8 => match f.get(nhoff..).map(VlanTag::new_checked) {
+                        Some(Ok(tag)) => {
+                            proto = tag.ethertype();
+                            nhoff += VlanTag::<&[u8]>::HEADER_LEN;
                             Step::Proto
                         }
-                    }
+                        _ => Step::Bad,
+                    },
                     0x8864 => {
                         // PPPoE session: ver 1, type 1, code 0, then the PPP protocol.
                         if nhoff + 8 > hlen || f[nhoff] != 0x11 || f[nhoff + 1] != 0 {
@@ -516,17 +558,21 @@ fn ip_hash(mut h: u32, fk: &Flow, drop_low_bit: bool) -> u32 {
 /// uses it, as only it reads `skb->vlan_tci` on Linux).
 pub fn xmit_hash(policy: XmitHashPolicy, frame: &[u8], vlan_tci: Option<u16>) -> u32 {
     if policy == XmitHashPolicy::VlanSrcMac {
-        if frame.len() < ETH_HLEN {
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
             return 0;
-        }
-        let vendor = u32::from_be_bytes([0, frame[6], frame[7], frame[8]]);
-        let dev = u32::from_be_bytes([0, frame[9], frame[10], frame[11]]);
+        };
+        let s = eth.src_addr().0;
+        let vendor = u32::from_be_bytes([0, s[0], s[1], s[2]]);
+        let dev = u32::from_be_bytes([0, s[3], s[4], s[5]]);
         return vlan_tci.unwrap_or(0) as u32 ^ vendor ^ dev;
     }
-    if policy == XmitHashPolicy::Layer2 || frame.len() < ETH_HLEN {
+    if policy == XmitHashPolicy::Layer2 {
         return eth_hash(frame);
     }
-    let l2_proto = be16(frame, 12);
+    let Ok(eth) = EthernetFrame::new_checked(frame) else {
+        return eth_hash(frame);
+    };
+    let l2_proto = eth.ethertype();
     let mut fk = Flow::default();
     let ok = match policy {
         XmitHashPolicy::Encap23 | XmitHashPolicy::Encap34 => {
