@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use pollux_core::wire::ArpOp;
 use pollux_core::{Duplex, LinkStatus, MacAddr};
 
 use crate::alb::{self, Rlb, Tlb, Usable, TLB_HASH_TABLE_SIZE};
@@ -722,13 +723,13 @@ impl Bond {
     /// member; a known one keeps its own). Anything else is counted and
     /// ignored.
     pub fn handle_arp(&mut self, _now: Instant, _member: usize, frame: &[u8]) {
-        let Some(a) = wire::ArpView::new_checked(frame) else {
+        let Some((_, a)) = wire::untagged_arp(frame) else {
             self.counters.arp_rx_invalid += 1;
             return;
         };
-        let our = a.target_ip();
-        let ours = self.cfg.ip.iter().any(|ip| ip.octets() == our);
-        if a.op() != wire::ARP_REQUEST || !ours || a.sender_ip() == our {
+        let our = a.tpa();
+        let ours = self.cfg.ip.contains(&our);
+        if a.op() != ArpOp::Request || !ours || a.spa() == our {
             self.counters.arp_rx_invalid += 1;
             return;
         }
@@ -737,7 +738,7 @@ impl Bond {
             self.counters.arp_rx_invalid += 1;
             return;
         };
-        let (peer_ip, peer_mac) = (a.sender_ip(), a.sender_mac());
+        let (our, peer_ip, peer_mac) = (our.octets(), a.spa().octets(), a.sha());
         let Some(m) = rlb.on_request(peer_ip, peer_mac, our, &usable) else {
             return;
         };

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pollux_core::ring::{channel, Consumer, Mode as RingMode, Producer};
+use pollux_core::wire::ArpOp;
 use pollux_core::{
     Burst, Capabilities, Duplex, Lease, Leases, LinkStatus, MacAddr, Mbuf, Mempool, Port, PortConf,
     PortError, PortInfo, PortStats, QueueStats, Queues, RunFlag, RxOffloads, RxQueue, TxFlags,
@@ -963,10 +964,8 @@ struct BondRx {
 fn is_slow(arp_ips: &Option<Box<[[u8; 4]]>>, m: &Mbuf) -> bool {
     match arp_ips {
         None => wire::slow_subtype(m.data()).is_some(),
-        Some(ips) => wire::ArpView::new_checked(m.data()).is_some_and(|a| {
-            a.op() == wire::ARP_REQUEST
-                && a.sender_ip() != a.target_ip()
-                && ips.contains(&a.target_ip())
+        Some(ips) => wire::untagged_arp(m.data()).is_some_and(|(_, a)| {
+            a.op() == ArpOp::Request && a.spa() != a.tpa() && ips.contains(&a.tpa().octets())
         }),
     }
 }

@@ -11,7 +11,10 @@
 //! [`Lacpdu::new_checked`] and [`MarkerPdu::new_checked`] validate
 //! untrusted bytes once; after that no accessor can panic.
 
-use pollux_core::net::ETHERTYPE_SLOW;
+use std::net::Ipv4Addr;
+
+use pollux_core::net::{ETHERTYPE_ARP, ETHERTYPE_SLOW};
+use pollux_core::wire::{ArpOp, ArpPacket, EthernetFrame};
 use pollux_core::MacAddr;
 use serde::Serialize;
 
@@ -432,19 +435,38 @@ pub const ANNOUNCE_LEN: usize = 60;
 /// target IP both `ip`, target hardware address zero, broadcast, as Linux
 /// sends for NETDEV_NOTIFY_PEERS (net/ipv4/devinet.c inetdev_send_gratuitous_arp).
 pub fn gratuitous_arp(mac: MacAddr, ip: [u8; 4]) -> [u8; ANNOUNCE_LEN] {
+    let ip = Ipv4Addr::from(ip);
+    arp_frame(
+        MacAddr::BROADCAST,
+        ETHERTYPE_ARP,
+        ArpOp::Request,
+        (mac, ip),
+        (MacAddr::ZERO, ip),
+    )
+}
+
+/// An Ethernet/IPv4 ARP (or RARP) frame padded to [`ANNOUNCE_LEN`]: from
+/// the sender's MAC to `dst`, sender and target (hardware, protocol)
+/// addresses as given.
+fn arp_frame(
+    dst: MacAddr,
+    ethertype: u16,
+    op: ArpOp,
+    (sha, spa): (MacAddr, Ipv4Addr),
+    (tha, tpa): (MacAddr, Ipv4Addr),
+) -> [u8; ANNOUNCE_LEN] {
     let mut f = [0u8; ANNOUNCE_LEN];
-    f[0..6].copy_from_slice(&MacAddr::BROADCAST.0);
-    f[6..12].copy_from_slice(&mac.0);
-    f[12..14].copy_from_slice(&pollux_core::net::ETHERTYPE_ARP.to_be_bytes());
-    f[14..16].copy_from_slice(&1u16.to_be_bytes()); // Ethernet
-    f[16..18].copy_from_slice(&0x0800u16.to_be_bytes()); // IPv4
-    f[18] = 6;
-    f[19] = 4;
-    f[20..22].copy_from_slice(&1u16.to_be_bytes()); // request
-    f[22..28].copy_from_slice(&mac.0);
-    f[28..32].copy_from_slice(&ip);
-    // target hardware address 0
-    f[38..42].copy_from_slice(&ip);
+    let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
+    eth.set_dst_addr(dst);
+    eth.set_src_addr(sha);
+    eth.set_ethertype(ethertype);
+    let mut arp = ArpPacket::new_unchecked(eth.payload_mut());
+    arp.fill_ethernet_ipv4();
+    arp.set_op(op);
+    arp.set_sha(sha);
+    arp.set_spa(spa);
+    arp.set_tha(tha);
+    arp.set_tpa(tpa);
     f
 }
 
@@ -455,18 +477,16 @@ pub const ETHERTYPE_RARP: u16 = 0x8035;
 /// "request reverse" whose source is `mac`, the frame QEMU's
 /// announce-self and VMware send so that switches learn a moved MAC.
 pub fn rarp_announce(mac: MacAddr) -> [u8; ANNOUNCE_LEN] {
-    let mut f = [0u8; ANNOUNCE_LEN];
-    f[0..6].copy_from_slice(&MacAddr::BROADCAST.0);
-    f[6..12].copy_from_slice(&mac.0);
-    f[12..14].copy_from_slice(&ETHERTYPE_RARP.to_be_bytes());
-    f[14..16].copy_from_slice(&1u16.to_be_bytes());
-    f[16..18].copy_from_slice(&0x0800u16.to_be_bytes());
-    f[18] = 6;
-    f[19] = 4;
-    f[20..22].copy_from_slice(&3u16.to_be_bytes()); // request reverse
-    f[22..28].copy_from_slice(&mac.0);
-    f[32..38].copy_from_slice(&mac.0);
-    f
+    // RFC 903: op 3, sender and target hardware address both `mac`, no
+    // protocol addresses.
+    let none = Ipv4Addr::UNSPECIFIED;
+    arp_frame(
+        MacAddr::BROADCAST,
+        ETHERTYPE_RARP,
+        ArpOp::Other(3),
+        (mac, none),
+        (mac, none),
+    )
 }
 
 /// EtherType of the learning packets of balance-tlb and balance-alb:
@@ -481,9 +501,10 @@ pub const ETHERTYPE_LOOPBACK: u16 = 0x9000;
 /// one per VLAN for.
 pub fn learning_packet(mac: MacAddr) -> [u8; ANNOUNCE_LEN] {
     let mut f = [0u8; ANNOUNCE_LEN];
-    f[0..6].copy_from_slice(&mac.0);
-    f[6..12].copy_from_slice(&mac.0);
-    f[12..14].copy_from_slice(&ETHERTYPE_LOOPBACK.to_be_bytes());
+    let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
+    eth.set_dst_addr(mac);
+    eth.set_src_addr(mac);
+    eth.set_ethertype(ETHERTYPE_LOOPBACK);
     f
 }
 
@@ -491,63 +512,24 @@ pub fn learning_packet(mac: MacAddr) -> [u8; ANNOUNCE_LEN] {
 pub const ARP_REQUEST: u16 = 1;
 pub const ARP_REPLY: u16 = 2;
 
-/// An untagged Ethernet/IPv4 ARP packet, a checked view: [`ArpView::new_checked`]
-/// takes any bytes and refuses anything shorter than 42 bytes or not
-/// Ethernet/IPv4 ARP; no accessor panics afterwards.
-#[derive(Clone, Copy, Debug)]
-pub struct ArpView<'a> {
-    b: &'a [u8],
+/// An Ethernet header and the ARP packet after it.
+pub type EthArp<'a> = (EthernetFrame<&'a [u8]>, ArpPacket<&'a [u8]>);
+
+/// The Ethernet header and ARP packet of an untagged Ethernet/IPv4 ARP
+/// frame, through the core's checked views; `None` for anything else
+/// (shorter than 42 bytes, another EtherType, ARP for other addresses).
+#[inline]
+pub fn untagged_arp(frame: &[u8]) -> Option<EthArp<'_>> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != ETHERTYPE_ARP {
+        return None;
+    }
+    let arp = ArpPacket::new_checked(&frame[EthernetFrame::<&[u8]>::HEADER_LEN..]).ok()?;
+    Some((eth, arp))
 }
 
 /// Length of an Ethernet header and an Ethernet/IPv4 ARP body.
-pub const ARP_FRAME_LEN: usize = 42;
-
-impl<'a> ArpView<'a> {
-    #[inline]
-    pub fn new_checked(b: &'a [u8]) -> Option<ArpView<'a>> {
-        if b.len() < ARP_FRAME_LEN
-            || b[12..14] != pollux_core::net::ETHERTYPE_ARP.to_be_bytes()
-            || b[14..16] != 1u16.to_be_bytes()
-            || b[16..18] != 0x0800u16.to_be_bytes()
-            || b[18] != 6
-            || b[19] != 4
-        {
-            return None;
-        }
-        Some(ArpView { b })
-    }
-
-    fn mac_at(&self, o: usize) -> MacAddr {
-        let mut m = [0u8; 6];
-        m.copy_from_slice(&self.b[o..o + 6]);
-        MacAddr(m)
-    }
-
-    fn ip_at(&self, o: usize) -> [u8; 4] {
-        let mut m = [0u8; 4];
-        m.copy_from_slice(&self.b[o..o + 4]);
-        m
-    }
-
-    pub fn eth_src(&self) -> MacAddr {
-        self.mac_at(6)
-    }
-    pub fn op(&self) -> u16 {
-        u16::from_be_bytes([self.b[20], self.b[21]])
-    }
-    pub fn sender_mac(&self) -> MacAddr {
-        self.mac_at(22)
-    }
-    pub fn sender_ip(&self) -> [u8; 4] {
-        self.ip_at(28)
-    }
-    pub fn target_mac(&self) -> MacAddr {
-        self.mac_at(32)
-    }
-    pub fn target_ip(&self) -> [u8; 4] {
-        self.ip_at(38)
-    }
-}
+pub const ARP_FRAME_LEN: usize = EthernetFrame::<&[u8]>::HEADER_LEN + ArpPacket::<&[u8]>::LEN;
 
 /// An ARP reply from `src_mac`/`src_ip` to `dst_mac`/`dst_ip`, Ethernet
 /// destination `dst_mac`, padded to 60 bytes: the reply balance-alb sends
@@ -559,20 +541,13 @@ pub fn arp_reply(
     dst_mac: MacAddr,
     dst_ip: [u8; 4],
 ) -> [u8; ANNOUNCE_LEN] {
-    let mut f = [0u8; ANNOUNCE_LEN];
-    f[0..6].copy_from_slice(&dst_mac.0);
-    f[6..12].copy_from_slice(&src_mac.0);
-    f[12..14].copy_from_slice(&pollux_core::net::ETHERTYPE_ARP.to_be_bytes());
-    f[14..16].copy_from_slice(&1u16.to_be_bytes());
-    f[16..18].copy_from_slice(&0x0800u16.to_be_bytes());
-    f[18] = 6;
-    f[19] = 4;
-    f[20..22].copy_from_slice(&ARP_REPLY.to_be_bytes());
-    f[22..28].copy_from_slice(&src_mac.0);
-    f[28..32].copy_from_slice(&src_ip);
-    f[32..38].copy_from_slice(&dst_mac.0);
-    f[38..42].copy_from_slice(&dst_ip);
-    f
+    arp_frame(
+        dst_mac,
+        ETHERTYPE_ARP,
+        ArpOp::Reply,
+        (src_mac, src_ip.into()),
+        (dst_mac, dst_ip.into()),
+    )
 }
 
 #[cfg(test)]
@@ -750,21 +725,30 @@ mod tests {
         let me = MacAddr([2, 0, 0, 0, 0, 1]);
         let peer = MacAddr([2, 0, 0, 0, 0, 9]);
         let f = arp_reply(me, [169, 254, 0, 1], peer, [169, 254, 0, 9]);
-        let v = ArpView::new_checked(&f).unwrap();
-        assert_eq!(v.op(), ARP_REPLY);
-        assert_eq!(v.sender_mac(), me);
-        assert_eq!(v.eth_src(), me);
-        assert_eq!(v.sender_ip(), [169, 254, 0, 1]);
-        assert_eq!(v.target_mac(), peer);
-        assert_eq!(v.target_ip(), [169, 254, 0, 9]);
+        let (e, v) = untagged_arp(&f).unwrap();
+        assert_eq!(u16::from(v.op()), ARP_REPLY);
+        assert_eq!(v.sha(), me);
+        assert_eq!((e.src_addr(), e.dst_addr()), (me, peer));
+        assert_eq!(v.spa(), Ipv4Addr::new(169, 254, 0, 1));
+        assert_eq!(v.tha(), peer);
+        assert_eq!(v.tpa(), Ipv4Addr::new(169, 254, 0, 9));
         for n in 0..ARP_FRAME_LEN {
-            assert!(ArpView::new_checked(&f[..n]).is_none(), "{n} bytes");
+            assert!(untagged_arp(&f[..n]).is_none(), "{n} bytes");
         }
-        assert!(ArpView::new_checked(&f[..ARP_FRAME_LEN]).is_some());
+        assert!(untagged_arp(&f[..ARP_FRAME_LEN]).is_some());
         let mut g = f;
         g[19] = 16; // IPv6-sized protocol addresses
-        assert!(ArpView::new_checked(&g).is_none());
-        assert!(ArpView::new_checked(&learning_packet(me)).is_none());
+        assert!(untagged_arp(&g).is_none());
+        assert!(untagged_arp(&learning_packet(me)).is_none());
+        // Byte for byte what the raw-offset builder wrote before the views.
+        assert_eq!(
+            &f[..42],
+            &[
+                2, 0, 0, 0, 0, 9, 2, 0, 0, 0, 0, 1, 8, 6, 0, 1, 8, 0, 6, 4, 0, 2, 2, 0, 0, 0, 0, 1,
+                169, 254, 0, 1, 2, 0, 0, 0, 0, 9, 169, 254, 0, 9
+            ]
+        );
+        assert!(f[42..].iter().all(|&b| b == 0));
         let lp = learning_packet(me);
         assert_eq!(&lp[0..6], &me.0);
         assert_eq!(&lp[6..12], &me.0);

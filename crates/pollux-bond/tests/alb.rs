@@ -8,9 +8,10 @@ mod common;
 use common::*;
 use pollux_bond::alb::NO_MEMBER;
 use pollux_bond::hash::xmit_hash;
-use pollux_bond::wire::{ArpView, ARP_REPLY};
+use pollux_bond::wire::untagged_arp;
 use pollux_bond::XmitHashPolicy;
 use pollux_core::net::{udp_frame, UdpFrameSpec};
+use pollux_core::wire::ArpOp;
 use pollux_core::{MacAddr, Mbuf, Mempool, Port};
 
 const ETHERTYPE_LOOPBACK: [u8; 2] = [0x90, 0x00];
@@ -35,11 +36,11 @@ fn learning(v: &[Mbuf]) -> Vec<MacAddr> {
 
 fn arp_replies(v: &[Mbuf]) -> Vec<(MacAddr, [u8; 4], MacAddr, [u8; 4])> {
     v.iter()
-        .filter_map(|m| ArpView::new_checked(m.data()))
-        .filter(|a| a.op() == ARP_REPLY)
-        .map(|a| {
-            assert_eq!(a.eth_src(), a.sender_mac(), "Ethernet source = sender MAC");
-            (a.sender_mac(), a.sender_ip(), a.target_mac(), a.target_ip())
+        .filter_map(|m| untagged_arp(m.data()))
+        .filter(|(_, a)| a.op() == ArpOp::Reply)
+        .map(|(e, a)| {
+            assert_eq!(e.src_addr(), a.sha(), "Ethernet source = sender MAC");
+            (a.sha(), a.spa().octets(), a.tha(), a.tpa().octets())
         })
         .collect()
 }
