@@ -107,6 +107,7 @@
 
 #![deny(unsafe_code)]
 
+mod checks;
 mod client;
 pub mod env;
 mod error;
@@ -116,6 +117,7 @@ pub mod proto;
 mod qmp;
 pub mod topology;
 
+pub use checks::{run_checks, Check};
 pub use env::{host_binary, host_example, target_dir, LabEnv};
 pub use error::{is_guest_loss, Error, Result};
 pub use lab::{

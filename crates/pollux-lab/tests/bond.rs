@@ -96,12 +96,70 @@ fn proc_bond(lab: &Lab) -> (String, ProcBond) {
     (out.stdout, p)
 }
 
+/// The veth checks, in one guest ([`pollux_lab::run_checks`]): each builds
+/// its own pairs and Linux bond.
+#[test]
+fn bonds_over_veth_in_one_boot() {
+    let lab = boot();
+    let lab = &lab;
+    pollux_lab::run_checks(
+        "bond over veth",
+        vec![
+            (
+                "lacp_with_linux_bonding_over_veth",
+                Box::new(move || lacp_with_linux_bonding_over_veth(lab)),
+            ),
+            (
+                "active_backup_with_linux_bonding_over_veth",
+                Box::new(move || active_backup_with_linux_bonding_over_veth(lab)),
+            ),
+            (
+                "balance_xor_with_linux_bonding_over_veth_hashes_like_linux",
+                Box::new(move || balance_xor_with_linux_bonding_over_veth_hashes_like_linux(lab)),
+            ),
+        ],
+    );
+}
+
+/// The checks over two igbvf VFs, in one guest: each builds its own Linux
+/// bond over the peers.
+#[test]
+fn bonds_over_vfs_in_one_boot() {
+    let (lab, members) = boot_vfs();
+    let (lab, members) = (&lab, members.as_str());
+    pollux_lab::run_checks(
+        "bond over VFs",
+        vec![
+            (
+                "vf_active_backup_with_linux_bonding",
+                Box::new(move || vf_active_backup_with_linux_bonding(lab, members)),
+            ),
+            (
+                "vf_balance_xor_with_linux_bonding",
+                Box::new(move || vf_balance_xor_with_linux_bonding(lab, members)),
+            ),
+            (
+                "vf_lacp_with_linux_bonding",
+                Box::new(move || vf_lacp_with_linux_bonding(lab, members)),
+            ),
+        ],
+    );
+}
+
+/// A guest for the veth checks: no NICs, the bonding module.
+fn boot() -> Lab {
+    Lab::boot(&Topology::new().module("bonding")).expect("the lab boots")
+}
+
 /// Two veth pairs pv0/lv0, pv1/lv1; lv* enslaved to a Linux bond with
-/// `linux_opts` in namespace `lnx` at 169.254.10.2.
-fn boot(linux_opts: &str) -> Lab {
-    let lab = Lab::boot(&Topology::new().module("bonding")).expect("the lab boots");
+/// `linux_opts` in namespace `lnx` at 169.254.10.2. What an earlier check
+/// built is removed first (deleting one end of a veth pair deletes both, at
+/// once; the namespace goes after its interfaces).
+fn bond_over_veth(lab: &Lab, linux_opts: &str) {
     let script = format!(
-        "set -e
+        "ip link del pv0 2>/dev/null; ip link del pv1 2>/dev/null
+ip -n lnx link del bond0 2>/dev/null; ip netns del lnx 2>/dev/null
+set -e
 ip netns add lnx
 ip -n lnx link set lo up
 for i in 0 1; do
@@ -121,7 +179,6 @@ sysctl -qw net.ipv6.conf.pv0.disable_ipv6=1 net.ipv6.conf.pv1.disable_ipv6=1"
     );
     lab.run_ok(&format!("sh -c {}", pollux_lab::shell_quote(&script)), T)
         .expect("veth pairs and the Linux bond");
-    lab
 }
 
 /// Starts the Pollux bond over af_packet on pv0 and pv1.
@@ -264,18 +321,20 @@ fn aggregated(p: &ProcBond, slave: &str, pollux_mac: &str) -> bool {
         && state("partner port state") & 0x38 == 0x38
 }
 
-#[test]
-fn lacp_with_linux_bonding_over_veth() {
-    let lab = boot("mode 802.3ad lacp_rate fast miimon 100 xmit_hash_policy layer3+4");
+fn lacp_with_linux_bonding_over_veth(lab: &Lab) {
+    bond_over_veth(
+        lab,
+        "mode 802.3ad lacp_rate fast miimon 100 xmit_hash_policy layer3+4",
+    );
     let (mut resp, mac) = pollux(
-        &lab,
+        lab,
         "mode=802.3ad,lacp_rate=fast,xmit_hash_policy=layer3+4,miimon=100",
     );
 
     // Linux's view: both slaves in one aggregator whose partner is the
     // Pollux system, synchronised, collecting and distributing.
     let p = wait_proc(
-        &lab,
+        lab,
         Duration::from_secs(60),
         "both slaves aggregated with Pollux",
         |p| aggregated(p, "lv0", &mac) && aggregated(p, "lv1", &mac),
@@ -291,7 +350,7 @@ fn lacp_with_linux_bonding_over_veth() {
     assert_eq!(ProcBond::num(p.slave("lv0"), "partner port state"), 0x3f);
     assert_eq!(ProcBond::num(p.slave("lv1"), "partner port state"), 0x3f);
 
-    let (sent, got) = ping(&lab, 20, "0.1");
+    let (sent, got) = ping(lab, 20, "0.1");
     assert_eq!(got, sent, "ping through both bonds");
 
     // Many flows (each ping has its own ICMP identifier) spread over both
@@ -328,17 +387,17 @@ fn lacp_with_linux_bonding_over_veth() {
         "loss must be bounded: {lost} of {sent}\n{}",
         out.stdout
     );
-    let p = wait_proc(&lab, Duration::from_secs(10), "lv1 down and out", |p| {
+    let p = wait_proc(lab, Duration::from_secs(10), "lv1 down and out", |p| {
         p.slave("lv1")["MII Status"] == "down"
             && p.bond.get("Number of ports").map(String::as_str) == Some("1")
     });
     assert!(aggregated(&p, "lv0", &mac));
-    let (sent, got) = ping(&lab, 20, "0.1");
+    let (sent, got) = ping(lab, 20, "0.1");
     assert_eq!(got, sent, "the remaining link carries everything");
 
     // And it rejoins, as both sides see it.
     lab.run_ok("ip link set pv1 up", T).unwrap();
-    wait_proc(&lab, Duration::from_secs(60), "lv1 rejoined", |p| {
+    wait_proc(lab, Duration::from_secs(60), "lv1 rejoined", |p| {
         aggregated(p, "lv0", &mac) && aggregated(p, "lv1", &mac)
     });
     wait_pollux(
@@ -347,7 +406,7 @@ fn lacp_with_linux_bonding_over_veth() {
         "both ports aggregated again",
         pollux_both_aggregated,
     );
-    let (sent, got) = ping(&lab, 10, "0.1");
+    let (sent, got) = ping(lab, 10, "0.1");
     assert_eq!(got, sent);
 
     // Pollux's own view agrees.
@@ -357,17 +416,16 @@ fn lacp_with_linux_bonding_over_veth() {
     assert!(last.contains("Link Failure Count: 1"), "{last}");
 }
 
-#[test]
-fn active_backup_with_linux_bonding_over_veth() {
-    let lab = boot("mode active-backup miimon 100");
+fn active_backup_with_linux_bonding_over_veth(lab: &Lab) {
+    bond_over_veth(lab, "mode active-backup miimon 100");
     let (resp, _mac) = pollux(
-        &lab,
+        lab,
         "mode=active-backup,miimon=100,announce_ip=169.254.10.1",
     );
-    wait_proc(&lab, Duration::from_secs(20), "lv0 active", |p| {
+    wait_proc(lab, Duration::from_secs(20), "lv0 active", |p| {
         p.bond.get("Currently Active Slave").map(String::as_str) == Some("lv0")
     });
-    let (sent, got) = ping(&lab, 10, "0.1");
+    let (sent, got) = ping(lab, 10, "0.1");
     assert_eq!(got, sent);
 
     let mut long = lab
@@ -379,30 +437,30 @@ fn active_backup_with_linux_bonding_over_veth() {
     let (sent, got) = ping_counts(&out.stdout);
     println!("active-backup failover: {} of {sent} lost", sent - got);
     assert!(got > 0 && sent - got <= 30, "{}", out.stdout);
-    wait_proc(&lab, Duration::from_secs(10), "lv1 active", |p| {
+    wait_proc(lab, Duration::from_secs(10), "lv1 active", |p| {
         p.bond.get("Currently Active Slave").map(String::as_str) == Some("lv1")
     });
-    let (sent, got) = ping(&lab, 10, "0.1");
+    let (sent, got) = ping(lab, 10, "0.1");
     assert_eq!(got, sent, "traffic on the backup link");
 
     // lv0/pv0 come back; without a primary neither bond fails back (Linux
     // chooses a new active slave only when the active one is gone or the
     // primary returns), so both stay on the second link...
     lab.run_ok("ip link set pv0 up", T).unwrap();
-    wait_proc(&lab, Duration::from_secs(20), "lv0 up again", |p| {
+    wait_proc(lab, Duration::from_secs(20), "lv0 up again", |p| {
         p.slave("lv0")["MII Status"] == "up"
     });
     std::thread::sleep(Duration::from_secs(1));
-    let (_, p) = proc_bond(&lab);
+    let (_, p) = proc_bond(lab);
     assert_eq!(p.bond["Currently Active Slave"], "lv1");
-    let (sent, got) = ping(&lab, 10, "0.1");
+    let (sent, got) = ping(lab, 10, "0.1");
     assert_eq!(got, sent, "both bonds still agree on the second link");
     // ...until that one fails, and both move back.
     lab.run_ok("ip link set pv1 down", T).unwrap();
-    wait_proc(&lab, Duration::from_secs(10), "lv0 active again", |p| {
+    wait_proc(lab, Duration::from_secs(10), "lv0 active again", |p| {
         p.bond.get("Currently Active Slave").map(String::as_str) == Some("lv0")
     });
-    let (sent, got) = ping(&lab, 10, "0.1");
+    let (sent, got) = ping(lab, 10, "0.1");
     assert_eq!(got, sent, "both bonds back on the first link");
     let last = final_status(resp);
     assert!(
@@ -424,14 +482,10 @@ fn layer34(sport: u16, dport: u16, sip: [u8; 4], dip: [u8; 4]) -> u32 {
     h >> 1
 }
 
-#[test]
-fn balance_xor_with_linux_bonding_over_veth_hashes_like_linux() {
-    let lab = boot("mode balance-xor miimon 100 xmit_hash_policy layer3+4");
-    let (resp, _mac) = pollux(
-        &lab,
-        "mode=balance-xor,miimon=100,xmit_hash_policy=layer3+4",
-    );
-    let (sent, got) = ping(&lab, 10, "0.1");
+fn balance_xor_with_linux_bonding_over_veth_hashes_like_linux(lab: &Lab) {
+    bond_over_veth(lab, "mode balance-xor miimon 100 xmit_hash_policy layer3+4");
+    let (resp, _mac) = pollux(lab, "mode=balance-xor,miimon=100,xmit_hash_policy=layer3+4");
+    let (sent, got) = ping(lab, 10, "0.1");
     assert_eq!(got, sent);
 
     // Which slave does Linux put each UDP flow on? Send three datagrams
@@ -487,7 +541,7 @@ for sport in range(40000, 40040):
     // Failover in xor mode: the flows of the cut link move over.
     lab.run_ok("ip link set pv1 down", T).unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let (sent, got) = ping(&lab, 10, "0.1");
+    let (sent, got) = ping(lab, 10, "0.1");
     assert_eq!(got, sent);
     lab.run_ok("ip link set pv1 up", T).unwrap();
     let last = final_status(resp);
@@ -501,9 +555,10 @@ for sport in range(40000, 40040):
 // The same against two igbvf VFs on two igb PFs, each PF's wire going to
 // one virtio-net NIC enslaved to the Linux bond (namespace `lnx`).
 
-/// Two PFs with one VF each (vfio-pci), their peers in `lnx` bonded with
-/// `linux_opts`; the host side allows what the bond needs of the VFs.
-fn boot_vfs(linux_opts: &str) -> (Lab, String) {
+/// Two PFs with one VF each (vfio-pci), their peers in `lnx`; the host side
+/// allows what the bond needs of the VFs. Returns the guest and the
+/// `--vf A --vf B` members argument.
+fn boot_vfs() -> (Lab, String) {
     let topo = Topology::new()
         .module("bonding")
         .pf(Pf::new(1)
@@ -530,7 +585,34 @@ fn boot_vfs(linux_opts: &str) -> (Lab, String) {
         "ip netns exec lnx ethtool -s {p0} speed 1000 duplex full
 ip netns exec lnx ethtool -s {p1} speed 1000 duplex full
 ip netns exec lnx sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-ip -n lnx link set lo up
+ip -n lnx link set lo up"
+    );
+    lab.run_ok(&format!("sh -c {}", pollux_lab::shell_quote(&script)), T)
+        .expect("VF policy and the peers");
+    let members = format!(
+        "--vf {} --vf {}",
+        lab.vf(0, 0).unwrap().pci,
+        lab.vf(1, 0).unwrap().pci
+    );
+    (lab, members)
+}
+
+/// The Linux bond over the two peers in `lnx`, with `linux_opts`; an
+/// earlier check's bond is deleted first (which releases its slaves), and
+/// both wires are plugged in again (a check may end with one cut).
+fn bond_over_peers(lab: &Lab, linux_opts: &str) {
+    for i in 0..2 {
+        lab.set_wire_link(i, true).expect("wire back in");
+        lab.wait_pf_carrier(i, Duration::from_secs(30))
+            .expect("PF carrier");
+    }
+    let (p0, p1) = (
+        lab.peer(0, 0).unwrap().ifname.clone(),
+        lab.peer(1, 0).unwrap().ifname.clone(),
+    );
+    let script = format!(
+        "ip -n lnx link del bond0 2>/dev/null
+set -e
 ip -n lnx link set {p0} down
 ip -n lnx link set {p1} down
 ip -n lnx link add bond0 type bond {linux_opts}
@@ -540,13 +622,7 @@ ip -n lnx link set bond0 up
 ip -n lnx addr add {LINUX_IP}/16 dev bond0"
     );
     lab.run_ok(&format!("sh -c {}", pollux_lab::shell_quote(&script)), T)
-        .expect("VF policy and the Linux bond");
-    let members = format!(
-        "--vf {} --vf {}",
-        lab.vf(0, 0).unwrap().pci,
-        lab.vf(1, 0).unwrap().pci
-    );
-    (lab, members)
+        .expect("the Linux bond");
 }
 
 fn ping_until_ok(lab: &Lab, within: Duration) {
@@ -560,55 +636,53 @@ fn ping_until_ok(lab: &Lab, within: Duration) {
     }
 }
 
-#[test]
-fn vf_active_backup_with_linux_bonding() {
-    let (lab, members) = boot_vfs("mode active-backup miimon 100");
+fn vf_active_backup_with_linux_bonding(lab: &Lab, members: &str) {
+    bond_over_peers(lab, "mode active-backup miimon 100");
     let (resp, _) = pollux_on(
-        &lab,
-        &members,
+        lab,
+        members,
         "mode=active-backup,miimon=100,announce_ip=169.254.10.1",
     );
     let p0 = lab.peer(0, 0).unwrap().ifname.clone();
     let p1 = lab.peer(1, 0).unwrap().ifname.clone();
-    wait_proc(&lab, Duration::from_secs(20), "first peer active", |p| {
+    wait_proc(lab, Duration::from_secs(20), "first peer active", |p| {
         p.bond.get("Currently Active Slave") == Some(&p0)
     });
-    ping_until_ok(&lab, Duration::from_secs(30));
+    ping_until_ok(lab, Duration::from_secs(30));
 
     // Cut PF 0's wire: both bonds move to the second wire.
     lab.set_wire_link(0, false).unwrap();
-    wait_proc(&lab, Duration::from_secs(10), "second peer active", |p| {
+    wait_proc(lab, Duration::from_secs(10), "second peer active", |p| {
         p.bond.get("Currently Active Slave") == Some(&p1)
     });
-    ping_until_ok(&lab, Duration::from_secs(20));
+    ping_until_ok(lab, Duration::from_secs(20));
     // No failback without a primary (see the veth test); cut the second
     // wire and both return to the first.
     lab.set_wire_link(0, true).unwrap();
-    wait_proc(&lab, Duration::from_secs(20), "first peer up again", |p| {
+    wait_proc(lab, Duration::from_secs(20), "first peer up again", |p| {
         p.slave(&p0)["MII Status"] == "up"
     });
     lab.set_wire_link(1, false).unwrap();
     wait_proc(
-        &lab,
+        lab,
         Duration::from_secs(20),
         "first peer active again",
         |p| p.bond.get("Currently Active Slave") == Some(&p0),
     );
-    ping_until_ok(&lab, Duration::from_secs(20));
+    ping_until_ok(lab, Duration::from_secs(20));
     let last = final_status(resp);
     assert!(last.contains("Currently Active Slave: vf0"), "{last}");
     assert_eq!(last.matches("Link Failure Count: 1").count(), 2, "{last}");
 }
 
-#[test]
-fn vf_balance_xor_with_linux_bonding() {
-    let (lab, members) = boot_vfs("mode balance-xor miimon 100 xmit_hash_policy layer3+4");
+fn vf_balance_xor_with_linux_bonding(lab: &Lab, members: &str) {
+    bond_over_peers(lab, "mode balance-xor miimon 100 xmit_hash_policy layer3+4");
     let (resp, _) = pollux_on(
-        &lab,
-        &members,
+        lab,
+        members,
         "mode=balance-xor,miimon=100,xmit_hash_policy=layer3+4",
     );
-    ping_until_ok(&lab, Duration::from_secs(30));
+    ping_until_ok(lab, Duration::from_secs(30));
     // Many flows reach Pollux over both VFs.
     lab.run_ok(
         &ns(&format!("sh -c 'for i in $(seq 16); do ping -n -c 2 -i 0.2 -W 2 {POLLUX_IP} >/dev/null & done; wait'")),
@@ -617,7 +691,7 @@ fn vf_balance_xor_with_linux_bonding() {
     .expect("parallel pings");
     lab.set_wire_link(1, false).unwrap();
     std::thread::sleep(Duration::from_secs(1));
-    ping_until_ok(&lab, Duration::from_secs(20));
+    ping_until_ok(lab, Duration::from_secs(20));
     lab.set_wire_link(1, true).unwrap();
     let out = resp
         .stop_with(2, Duration::from_secs(10))
@@ -659,36 +733,37 @@ fn vf_balance_xor_with_linux_bonding() {
 /// through the multicast filter the driver programs with SET_MULTICAST
 /// (the Linux PF puts the hash in the MTA and sets VMOLR.ROMPE for the
 /// VF), so Linux and Pollux negotiate over the VFs as over veth.
-#[test]
-fn vf_lacp_with_linux_bonding() {
-    let (lab, members) =
-        boot_vfs("mode 802.3ad lacp_rate fast miimon 100 xmit_hash_policy layer3+4");
+fn vf_lacp_with_linux_bonding(lab: &Lab, members: &str) {
+    bond_over_peers(
+        lab,
+        "mode 802.3ad lacp_rate fast miimon 100 xmit_hash_policy layer3+4",
+    );
     let (mut resp, mac) = pollux_on(
-        &lab,
-        &members,
+        lab,
+        members,
         "mode=802.3ad,lacp_rate=fast,xmit_hash_policy=layer3+4,miimon=100",
     );
     let p0 = lab.peer(0, 0).unwrap().ifname.clone();
     let p1 = lab.peer(1, 0).unwrap().ifname.clone();
     let p = wait_proc(
-        &lab,
+        lab,
         Duration::from_secs(90),
         "both VF links aggregated with Pollux",
         |p| aggregated(p, &p0, &mac) && aggregated(p, &p1, &mac),
     );
     assert_eq!(p.bond["Partner Mac Address"], mac);
     assert_eq!(p.bond["Number of ports"], "2");
-    ping_until_ok(&lab, Duration::from_secs(30));
+    ping_until_ok(lab, Duration::from_secs(30));
 
     // Cut PF 1's wire: the aggregation goes on with one link, then rejoins.
     lab.set_wire_link(1, false).unwrap();
-    wait_proc(&lab, Duration::from_secs(20), "one link left", |p| {
+    wait_proc(lab, Duration::from_secs(20), "one link left", |p| {
         p.bond.get("Number of ports").map(String::as_str) == Some("1") && aggregated(p, &p0, &mac)
     });
-    ping_until_ok(&lab, Duration::from_secs(20));
+    ping_until_ok(lab, Duration::from_secs(20));
     lab.set_wire_link(1, true).unwrap();
     wait_proc(
-        &lab,
+        lab,
         Duration::from_secs(60),
         "the second link rejoined",
         |p| aggregated(p, &p0, &mac) && aggregated(p, &p1, &mac),
@@ -699,7 +774,7 @@ fn vf_lacp_with_linux_bonding() {
         "both VF ports aggregated again",
         pollux_both_aggregated,
     );
-    ping_until_ok(&lab, Duration::from_secs(20));
+    ping_until_ok(lab, Duration::from_secs(20));
     let last = final_status(resp);
     assert!(last.contains("Number of ports: 2"), "{last}");
     assert_eq!(last.matches("port state: 63").count(), 4, "{last}");

@@ -1,6 +1,9 @@
 //! Lab tests of the igbvf PMD (issue 4) on QEMU's emulated 82576 VF.
 //!
-//! Each test boots its own guest and judges the driver by someone else's
+//! One boot runs every check that leaves the VFs and the PF as it found them
+//! ([`igbvf_checks_in_one_boot`], each check timed; a failing check does not
+//! hide the others' results); the side-by-side measurement against DPDK
+//! boots a guest of its own. Each check judges the driver by someone else's
 //! account: the guest kernel answering or counting (ping, pktgen, interface
 //! counters), tcpdump reading the wire, DPDK's own igbvf PMD on the same VF.
 //! None skips: a lab that cannot start fails the test with the reason.
@@ -79,13 +82,69 @@ fn pktgen(lab: &Lab, peer: &PeerInfo, dst_mac: &str, count: u64) -> u64 {
     pktgen_run(lab, peer, dst_mac, count).0
 }
 
+/// The checks below, in this order, in one guest: VF 0 on vfio-pci, the
+/// virtio peer addressed. Order matters only at the end: the kernel's
+/// igbvf takes VF 1 (after the error paths, which need it driverless), and
+/// the PF reset comes last.
+const CHECKS: &[(&str, Check)] = &[
+    (
+        "kernel_ping_answered_by_the_responder",
+        kernel_ping_answered_by_the_responder,
+    ),
+    (
+        "rxonly_counts_exactly_what_pktgen_sent",
+        rxonly_counts_exactly_what_pktgen_sent,
+    ),
+    (
+        "txonly_frames_are_on_the_wire_as_sent",
+        txonly_frames_are_on_the_wire_as_sent,
+    ),
+    (
+        "multicast_joined_through_the_pf_is_delivered",
+        multicast_joined_through_the_pf_is_delivered,
+    ),
+    (
+        "vf_throughput_bench_runs_on_the_emulated_vf",
+        vf_throughput_bench_runs_on_the_emulated_vf,
+    ),
+    (
+        "sigint_mid_traffic_and_error_paths",
+        sigint_mid_traffic_and_error_paths,
+    ),
+    (
+        "kernel_igbvf_on_a_sibling_vf_agrees_with_ours",
+        kernel_igbvf_on_a_sibling_vf_agrees_with_ours,
+    ),
+    (
+        "link_follows_set_link_and_traffic_resumes_after_a_pf_reset",
+        link_follows_set_link_and_traffic_resumes_after_a_pf_reset,
+    ),
+];
+
+type Check = fn(&Lab, &VfInfo, &PeerInfo);
+
+/// Every check of [`CHECKS`] in one boot ([`pollux_lab::run_checks`]).
+#[test]
+fn igbvf_checks_in_one_boot() {
+    let lab = boot(2);
+    let (vf, peer) = setup(&lab);
+    let (lab, vf, peer) = (&lab, &vf, &peer);
+    pollux_lab::run_checks(
+        "igbvf",
+        CHECKS
+            .iter()
+            .map(|&(name, check)| -> pollux_lab::Check<'_> {
+                (name, Box::new(move || check(lab, vf, peer)))
+            })
+            .collect(),
+    );
+}
+
 /// Test 1: the guest kernel pings `examples/responder` on a VF over a
 /// virtio-net NIC wired to the igb port: 200 of 200 answered. The responder
 /// gives every buffer back at the end (test 7's check for this program).
-#[test]
-fn kernel_ping_answered_by_the_responder() {
-    let lab = boot(2);
-    let (vf, peer) = setup(&lab);
+fn kernel_ping_answered_by_the_responder(lab: &Lab, vf: &VfInfo, peer: &PeerInfo) {
+    let (vf, peer) = (vf.clone(), peer.clone());
     let responder = host_example("responder").expect("responder example built");
     let mut app = lab
         .spawn(&format!(
@@ -134,15 +193,13 @@ fn kernel_ping_answered_by_the_responder() {
 /// failure says whether the ring overflowed or a frame got lost in the
 /// driver; and that judge is checked with the poller stopped. Test 7: no
 /// mbuf leaked.
-#[test]
-fn rxonly_counts_exactly_what_pktgen_sent() {
-    let lab = boot(2);
-    let (vf, peer) = setup(&lab);
-    let tp = start_rxonly(&lab, &pollux(), &vf, 4096);
+fn rxonly_counts_exactly_what_pktgen_sent(lab: &Lab, vf: &VfInfo, peer: &PeerInfo) {
+    let (vf, peer) = (vf.clone(), peer.clone());
+    let tp = start_rxonly(lab, &pollux(), &vf, 4096);
     let mac = port_mac(tp.stderr());
     let n = 10_000;
     let dropped_before = lab.vf_rx_drops(&vf).expect("the model's rx drops");
-    let sent = pktgen(&lab, &peer, &mac, n);
+    let sent = pktgen(lab, &peer, &mac, n);
     assert_eq!(sent, n, "pktgen sent {sent}");
     std::thread::sleep(Duration::from_secs(2));
     let out = tp
@@ -172,10 +229,10 @@ fn rxonly_counts_exactly_what_pktgen_sent() {
     // The judge itself: with the poller stopped (SIGSTOP) the ring fills
     // and the model must record dropping the rest; after SIGCONT testpmd
     // counts what the ring held, and the two still add up to what was sent.
-    let tp = start_rxonly(&lab, &pollux(), &vf, 512);
+    let tp = start_rxonly(lab, &pollux(), &vf, 512);
     let dropped_before = lab.vf_rx_drops(&vf).expect("the model's rx drops");
     tp.signal(Signal::SIGSTOP as i32).expect("SIGSTOP testpmd");
-    assert_eq!(pktgen(&lab, &peer, &mac, n), n);
+    assert_eq!(pktgen(lab, &peer, &mac, n), n);
     tp.signal(Signal::SIGCONT as i32).expect("SIGCONT testpmd");
     std::thread::sleep(Duration::from_secs(2));
     let out = tp
@@ -221,10 +278,8 @@ fn start_rxonly<'a>(
 /// Test 3: `pollux testpmd --fwd txonly` frames, captured on the peer by
 /// tcpdump: as many as testpmd says it sent, from the VF's MAC to the
 /// peer's, of the length asked for. Test 7: no mbuf leaked.
-#[test]
-fn txonly_frames_are_on_the_wire_as_sent() {
-    let lab = boot(2);
-    let (vf, peer) = setup(&lab);
+fn txonly_frames_are_on_the_wire_as_sent(lab: &Lab, vf: &VfInfo, peer: &PeerInfo) {
+    let (vf, peer) = (vf.clone(), peer.clone());
     let mut dump = lab
         .spawn(&peer.wrap(&format!(
             "tcpdump -i {} -n -B 65536 -w /tmp/tx.pcap ether dst {}",
@@ -299,10 +354,12 @@ fn txonly_frames_are_on_the_wire_as_sent() {
 /// PMD's link follows within 1 s each way. Test 5b: the PF goes down and
 /// up in the guest kernel; the PMD re-initialises the VF by itself and the
 /// kernel's pings get answered again.
-#[test]
-fn link_follows_set_link_and_traffic_resumes_after_a_pf_reset() {
-    let lab = boot(2);
-    let (vf, peer) = setup(&lab);
+fn link_follows_set_link_and_traffic_resumes_after_a_pf_reset(
+    lab: &Lab,
+    vf: &VfInfo,
+    peer: &PeerInfo,
+) {
+    let (vf, peer) = (vf.clone(), peer.clone());
     let pf = lab.pf(0).expect("PF").clone();
     let responder = host_example("responder").expect("responder example built");
     // The responder prints its link state changes; see below for the probe.
@@ -389,10 +446,8 @@ fn link_follows_set_link_and_traffic_resumes_after_a_pf_reset() {
 /// report, and the next run on the same VF works. Error paths, each a clear
 /// message and a non-zero exit: VF not bound to vfio-pci, a device that is
 /// not an igb VF, a missing /dev/vfio/N.
-#[test]
-fn sigint_mid_traffic_and_error_paths() {
-    let lab = boot(2);
-    let (vf, peer) = setup(&lab);
+fn sigint_mid_traffic_and_error_paths(lab: &Lab, vf: &VfInfo, peer: &PeerInfo) {
+    let (vf, peer) = (vf.clone(), peer.clone());
     let run = |extra: &str| {
         format!(
             "{} testpmd -a {} --fwd txonly --eth-peer 0,{} --json --stats-period 0 {extra}",
@@ -401,7 +456,7 @@ fn sigint_mid_traffic_and_error_paths() {
             peer.mac
         )
     };
-    let rx_before = peer_rx(&lab, &peer);
+    let rx_before = peer_rx(lab, &peer);
     let mut tp = lab
         .spawn(&format!("exec {}", run("")))
         .expect("start testpmd");
@@ -420,7 +475,7 @@ fn sigint_mid_traffic_and_error_paths() {
     let r = report(&out.stdout);
     assert!(port0(&r, "tx_packets") > 0, "{r}");
     assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{r}");
-    let rx_mid = peer_rx(&lab, &peer);
+    let rx_mid = peer_rx(lab, &peer);
     assert!(rx_mid > rx_before, "the peer saw nothing of the first run");
     // The same VF again.
     let again = lab
@@ -437,7 +492,7 @@ fn sigint_mid_traffic_and_error_paths() {
     assert!(sent2 > 0, "{r2}");
     std::thread::sleep(Duration::from_secs(1));
     assert!(
-        peer_rx(&lab, &peer) >= rx_mid + sent2,
+        peer_rx(lab, &peer) >= rx_mid + sent2,
         "the peer did not get the second run's frames"
     );
 
@@ -945,10 +1000,8 @@ fn side_by_side_once() {
 /// the hash into the shared MTA and sets VMOLR.ROMPE for the VF's pool; the
 /// peer's pktgen sends frames to that group and to one the VF did not join.
 /// The joined group's frames all arrive, the other group's none.
-#[test]
-fn multicast_joined_through_the_pf_is_delivered() {
-    let lab = boot(2);
-    let (vf, peer) = setup(&lab);
+fn multicast_joined_through_the_pf_is_delivered(lab: &Lab, vf: &VfInfo, peer: &PeerInfo) {
+    let (vf, peer) = (vf.clone(), peer.clone());
     let responder = host_example("responder").expect("responder example built");
     let mut app = lab
         .spawn(&format!(
@@ -960,11 +1013,11 @@ fn multicast_joined_through_the_pf_is_delivered() {
     if let Err(e) = app.wait_for_output("responder ready", T) {
         panic!("responder did not come up: {e}");
     }
-    let joined = pktgen(&lab, &peer, "01:80:c2:00:00:02", 500);
+    let joined = pktgen(lab, &peer, "01:80:c2:00:00:02", 500);
     // Not joined, and its MTA hash (0x563) collides with no group the PF's
     // kernel joins (01:00:5e:00:00:01 and 33:33:00:00:00:01 hash to 0x010):
     // the MTA is shared by all pools, so a colliding group would arrive too.
-    let other = pktgen(&lab, &peer, "01:00:5e:12:34:56", 500);
+    let other = pktgen(lab, &peer, "01:00:5e:12:34:56", 500);
     assert_eq!((joined, other), (500, 500));
     std::thread::sleep(Duration::from_secs(2));
     app.write_stdin("stop\n").expect("stop");
@@ -1011,12 +1064,10 @@ fn vf_bench_binary() -> std::path::PathBuf {
 /// The hardware throughput bench (`POLLUX_BENCH_VF`) runs once on the
 /// emulated VF so it cannot rot: it opens the VF, sends, polls, and reports
 /// frames the VF accepted; the peer kernel counts them arriving.
-#[test]
-fn vf_throughput_bench_runs_on_the_emulated_vf() {
+fn vf_throughput_bench_runs_on_the_emulated_vf(lab: &Lab, vf: &VfInfo, peer: &PeerInfo) {
+    let (vf, peer) = (vf.clone(), peer.clone());
     let bench = vf_bench_binary();
-    let lab = boot(2);
-    let (vf, peer) = setup(&lab);
-    let before = peer_rx(&lab, &peer);
+    let before = peer_rx(lab, &peer);
     let out = lab
         .run(
             &format!(
@@ -1043,7 +1094,7 @@ fn vf_throughput_bench_runs_on_the_emulated_vf() {
     assert!(sent > 0, "{line}");
     std::thread::sleep(Duration::from_secs(1));
     assert!(
-        peer_rx(&lab, &peer) > before,
+        peer_rx(lab, &peer) > before,
         "the peer saw none of the bench's frames"
     );
 }
@@ -1055,10 +1106,8 @@ fn vf_throughput_bench_runs_on_the_emulated_vf() {
 /// responder on VF 0 (100 of 100 answered, the responder counting the same
 /// 100), and its pktgen sends 4000 frames to VF 0's MAC that rxonly counts
 /// exactly. Both VFs' traffic stays inside the 82576's VF-to-VF switch.
-#[test]
-fn kernel_igbvf_on_a_sibling_vf_agrees_with_ours() {
-    let lab = boot(2);
-    let (vf, _peer) = setup(&lab);
+fn kernel_igbvf_on_a_sibling_vf_agrees_with_ours(lab: &Lab, vf: &VfInfo, peer: &PeerInfo) {
+    let (vf, _peer) = (vf.clone(), peer.clone());
     let sibling = lab.vf(0, 1).expect("VF 1").clone();
     // Where the guest put the VFs' BAR 0 (QEMU 10.0.2 needed them below
     // 4 GiB, docs/lab.md): printed so a run shows what it tested.
@@ -1152,11 +1201,11 @@ fn kernel_igbvf_on_a_sibling_vf_agrees_with_ours() {
     assert!(out.stdout.contains("pool_free=2048/2048"), "{}", out.stdout);
 
     // pktgen on the kernel's VF, counted by ours.
-    let tp = start_rxonly(&lab, &pollux(), &vf, 4096);
+    let tp = start_rxonly(lab, &pollux(), &vf, 4096);
     let mac = port_mac(tp.stderr());
     let n = 4000;
     let before = lab.vf_rx_drops(&vf).expect("the model's rx drops");
-    let sent = pktgen(&lab, &kvf, &mac, n);
+    let sent = pktgen(lab, &kvf, &mac, n);
     assert_eq!(sent, n, "pktgen on igbvf sent {sent}");
     std::thread::sleep(Duration::from_secs(2));
     let out = tp
