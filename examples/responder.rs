@@ -19,7 +19,13 @@
 
 use std::time::{Duration, Instant};
 
-use pollux::core::net::internet_checksum;
+use std::net::Ipv4Addr;
+
+use pollux::core::net::{ETHERTYPE_ARP, ETHERTYPE_IPV4};
+use pollux::core::wire::{
+    ArpOp, ArpPacket, EthernetFrame, IcmpPacket, Ipv4Packet, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST,
+    IPPROTO_ICMP,
+};
 use pollux::core::{
     Burst, HugePages, MacAddr, Mbuf, Mempool, MempoolConfig, Port, PortConf, RxQueue, TxQueue,
 };
@@ -90,60 +96,57 @@ struct Counters {
 }
 
 /// Turns a request in `m` into its reply in place; false if `m` is not a
-/// request for us.
-fn answer(m: &mut Mbuf, mac: MacAddr, ip: [u8; 4], c: &mut Counters) -> bool {
-    let d = m.data_mut();
-    if d.len() < 42 {
+/// request for us. The frame is read through the core's checked views, so
+/// a short or malformed frame is ignored, never a panic.
+fn answer(m: &mut Mbuf, mac: MacAddr, ip: Ipv4Addr, c: &mut Counters) -> bool {
+    let Ok(mut eth) = EthernetFrame::new_checked(m.data_mut()) else {
         return false;
-    }
-    let ethertype = u16::from_be_bytes([d[12], d[13]]);
-    match ethertype {
-        0x0806 => {
-            // ARP over Ethernet/IPv4, request (op 1) for our address.
-            let a = &d[14..42];
-            if a[0..2] != [0, 1] || a[2..4] != [8, 0] || a[6..8] != [0, 1] || a[24..28] != ip {
+    };
+    let peer_mac = eth.src_addr();
+    match eth.ethertype() {
+        ETHERTYPE_ARP => {
+            // ARP over Ethernet/IPv4, a request for our address.
+            let Ok(mut arp) = ArpPacket::new_checked(eth.payload_mut()) else {
+                return false;
+            };
+            if arp.op() != ArpOp::Request || arp.tpa() != ip {
                 return false;
             }
-            let (sha, spa) = (
-                <[u8; 6]>::try_from(&a[8..14]).unwrap_or_default(),
-                [a[14], a[15], a[16], a[17]],
-            );
-            d[0..6].copy_from_slice(&sha);
-            d[6..12].copy_from_slice(&mac.0);
-            let a = &mut d[14..42];
-            a[7] = 2;
-            a[8..14].copy_from_slice(&mac.0);
-            a[14..18].copy_from_slice(&ip);
-            a[18..24].copy_from_slice(&sha);
-            a[24..28].copy_from_slice(&spa);
+            let (sha, spa) = (arp.sha(), arp.spa());
+            arp.set_op(ArpOp::Reply);
+            arp.set_sha(mac);
+            arp.set_spa(ip);
+            arp.set_tha(sha);
+            arp.set_tpa(spa);
+            eth.set_dst_addr(sha);
+            eth.set_src_addr(mac);
             c.arp += 1;
             true
         }
-        0x0800 => {
-            let ihl = ((d[14] & 0x0f) as usize) * 4;
-            let total = u16::from_be_bytes([d[16], d[17]]) as usize;
-            if d[14] >> 4 != 4 || ihl < 20 || d[23] != 1 || d[30..34] != ip {
+        ETHERTYPE_IPV4 => {
+            let Ok(mut pkt) = Ipv4Packet::new_checked(eth.payload_mut()) else {
+                return false;
+            };
+            if pkt.protocol() != IPPROTO_ICMP || pkt.dst_addr() != ip {
                 return false;
             }
-            let icmp = 14 + ihl;
-            if total < ihl + 8 || 14 + total > d.len() || d[icmp] != 8 {
+            let total = pkt.total_len() as usize;
+            if !IcmpPacket::new_checked(pkt.payload())
+                .is_ok_and(|i| i.msg_type() == ICMP_ECHO_REQUEST)
+            {
                 return false;
             }
-            // Ethernet and IP addresses swap; the IP header checksum does not
-            // change when its words only trade places.
-            let src_mac: [u8; 6] = <[u8; 6]>::try_from(&d[6..12]).unwrap_or_default();
-            d[0..6].copy_from_slice(&src_mac);
-            d[6..12].copy_from_slice(&mac.0);
-            let src_ip = [d[26], d[27], d[28], d[29]];
-            d[26..30].copy_from_slice(&ip);
-            d[30..34].copy_from_slice(&src_ip);
-            d[icmp] = 0;
-            d[icmp + 2] = 0;
-            d[icmp + 3] = 0;
-            let sum = internet_checksum(&d[icmp..14 + total], 0);
-            d[icmp + 2..icmp + 4].copy_from_slice(&sum.to_be_bytes());
+            // The addresses trade places (the destination is ours); the
+            // IP header checksum stays right when its words only swap.
+            pkt.swap_addrs();
+            // Checked just above: at least an ICMP header.
+            let mut icmp = IcmpPacket::new_unchecked(pkt.payload_mut());
+            icmp.set_msg_type(ICMP_ECHO_REPLY);
+            icmp.fill_checksum();
+            eth.set_dst_addr(peer_mac);
+            eth.set_src_addr(mac);
             // Trailing Ethernet padding is not part of the reply.
-            m.set_len(14 + total);
+            m.set_len(EthernetFrame::<&[u8]>::HEADER_LEN + total);
             c.icmp += 1;
             true
         }
@@ -234,7 +237,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 let dst: [u8; 6] = d[..6].try_into().unwrap_or_default();
                 *c.mcast_by_dst.entry(dst).or_default() += 1;
             }
-            if answer(&mut m, mac, args.ip, &mut c) {
+            if answer(&mut m, mac, Ipv4Addr::from(args.ip), &mut c) {
                 let _ = tx.push(m);
             } else {
                 c.ignored += 1;
@@ -289,5 +292,92 @@ fn main() {
     if let Err(e) = run() {
         eprintln!("responder: {e}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pollux::core::net::internet_checksum;
+    use pollux::core::{AnonMemory, Mempool, MempoolConfig};
+
+    use super::*;
+
+    const ME: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
+    const PEER: MacAddr = MacAddr([0x52, 0x54, 0, 0x12, 0x34, 0x56]);
+    const IP: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+
+    fn mbuf(pool: &Mempool, bytes: &[u8]) -> Mbuf {
+        let mut m = pool.alloc().unwrap();
+        assert!(m.set_len(bytes.len()));
+        m.data_mut().copy_from_slice(bytes);
+        m
+    }
+
+    /// "who-has 169.254.1.1 tell 169.254.1.2" from PEER, padded to 60.
+    fn arp_request() -> Vec<u8> {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&PEER.0);
+        f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+        f.extend_from_slice(&PEER.0);
+        f.extend_from_slice(&[169, 254, 1, 2, 0, 0, 0, 0, 0, 0, 169, 254, 1, 1]);
+        f.resize(60, 0);
+        f
+    }
+
+    /// `ping -c1 -s 4 169.254.1.1` from 169.254.1.2, padded to 60.
+    fn echo_request() -> Vec<u8> {
+        let mut f = ME.0.to_vec();
+        f.extend_from_slice(&PEER.0);
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(&[0x45, 0, 0, 32, 0x12, 0x34, 0x40, 0, 64, 1, 0, 0]);
+        f.extend_from_slice(&[169, 254, 1, 2, 169, 254, 1, 1]);
+        let c = internet_checksum(&f[14..34], 0);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&[8, 0, 0, 0, 0x03, 0x5a, 0, 1, b'a', b'b', b'c', b'd']);
+        let c = internet_checksum(&f[34..46], 0);
+        f[36..38].copy_from_slice(&c.to_be_bytes());
+        f.resize(60, 0);
+        f
+    }
+
+    #[test]
+    fn answers_arp_and_ping_and_ignores_the_rest() {
+        let pool = Mempool::new(MempoolConfig::new("resp", 16), &AnonMemory::default()).unwrap();
+        let mut c = Counters::default();
+
+        let mut m = mbuf(&pool, &arp_request());
+        assert!(answer(&mut m, ME, IP, &mut c));
+        let d = m.data();
+        assert_eq!(&d[0..12], &[PEER.0, ME.0].concat()[..]);
+        assert_eq!(&d[20..22], &[0, 2]);
+        assert_eq!(&d[22..28], &ME.0);
+        assert_eq!(&d[28..32], &IP.octets());
+        assert_eq!(&d[32..38], &PEER.0);
+        assert_eq!(&d[38..42], &[169, 254, 1, 2]);
+
+        let mut m = mbuf(&pool, &echo_request());
+        assert!(answer(&mut m, ME, IP, &mut c));
+        let d = m.data();
+        assert_eq!(d.len(), 46, "padding dropped");
+        assert_eq!(&d[0..12], &[PEER.0, ME.0].concat()[..]);
+        assert_eq!(&d[26..34], &[169, 254, 1, 1, 169, 254, 1, 2]);
+        assert_eq!(internet_checksum(&d[14..34], 0), 0);
+        assert_eq!(d[34], 0, "echo reply");
+        assert_eq!(internet_checksum(&d[34..46], 0), 0);
+        assert_eq!((c.arp, c.icmp), (1, 1));
+
+        // Not for us, not a request, or cut short: left alone.
+        let mut other = arp_request();
+        other[41] = 9;
+        let mut bad_ihl = echo_request();
+        bad_ihl[14] = 0x44;
+        let mut reply = echo_request();
+        reply[34] = 0;
+        let req = echo_request();
+        for f in [&other[..], &bad_ihl[..], &reply[..], &req[..40], &req[..13]] {
+            let mut m = mbuf(&pool, f);
+            assert!(!answer(&mut m, ME, IP, &mut c));
+            assert_eq!(m.data(), f);
+        }
     }
 }
