@@ -13,7 +13,10 @@ use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 use pollux_core::lcore::StopFlag;
+use std::net::Ipv4Addr;
+
 use pollux_core::net::{udp_frame, UdpFrameSpec};
+use pollux_core::wire::{EthernetFrame, Ipv4Packet};
 use pollux_core::{Burst, MacAddr, Mbuf, Mempool, RxQueue, TxQueue};
 
 /// Forwarding modes, named as in dpdk-testpmd.
@@ -102,7 +105,7 @@ struct Stream {
     tx: u64,
     dropped: u64,
     /// Destination and source MAC for `mac` mode.
-    macs: [u8; 12],
+    macs: (MacAddr, MacAddr),
     /// The frame txonly and flowgen copy into every packet.
     template: Vec<u8>,
     next_flow: u32,
@@ -132,9 +135,7 @@ pub fn run_lcore(streams: Vec<(StreamSpec, StreamQueues)>, cfg: &FwdConfig, stop
     let mut streams: Vec<Stream> = streams
         .into_iter()
         .map(|(spec, q)| {
-            let mut macs = [0u8; 12];
-            macs[..6].copy_from_slice(&cfg.peer_macs[spec.tx_port].0);
-            macs[6..].copy_from_slice(&cfg.port_macs[spec.tx_port].0);
+            let macs = (cfg.peer_macs[spec.tx_port], cfg.port_macs[spec.tx_port]);
             let mut udp = cfg.udp;
             udp.src_mac = cfg.port_macs[spec.tx_port];
             udp.dst_mac = cfg.peer_macs[spec.tx_port];
@@ -163,18 +164,18 @@ pub fn run_lcore(streams: Vec<(StreamSpec, StreamQueues)>, cfg: &FwdConfig, stop
             match cfg.mode {
                 FwdMode::Io => forward(s, |_| {}),
                 FwdMode::Mac => {
-                    let macs = s.macs;
+                    let (dst, src) = s.macs;
                     forward(s, |m| {
-                        if m.len() >= 12 {
-                            m.data_mut()[..12].copy_from_slice(&macs);
+                        // A frame shorter than an Ethernet header goes out as it came.
+                        if let Ok(mut eth) = EthernetFrame::new_checked(m.data_mut()) {
+                            eth.set_dst_addr(dst);
+                            eth.set_src_addr(src);
                         }
                     })
                 }
                 FwdMode::Macswap => forward(s, |m| {
-                    if m.len() >= 12 {
-                        let d = m.data_mut();
-                        let (dst, src) = d[..12].split_at_mut(6);
-                        dst.swap_with_slice(src);
+                    if let Ok(mut eth) = EthernetFrame::new_checked(m.data_mut()) {
+                        eth.swap_addrs();
                     }
                 }),
                 FwdMode::Rxonly => {
@@ -242,22 +243,27 @@ fn generate(s: &mut Stream, cfg: &FwdConfig, flows: bool) {
         let d = m.data_mut();
         d[..s.template.len()].copy_from_slice(&s.template);
         if flows {
-            // Vary the low 16 bits of the source IPv4 address (bytes 28..30
-            // of the frame) over `flows` flows, and update the header
-            // checksum incrementally (RFC 1624: HC' = ~(~HC + ~m + m')).
+            // Vary the low 16 bits of the source IPv4 address over `flows`
+            // flows, and update the header checksum incrementally (RFC
+            // 1624: HC' = ~(~HC + ~m + m')). The template is udp_frame()'s
+            // Ethernet + IPv4 + UDP header, so both IPv4 views hold a
+            // whole fixed header.
             let f = s.next_flow as u16;
             s.next_flow += 1;
             if s.next_flow == cfg.flows {
                 s.next_flow = 0;
             }
-            let m = u16::from_be_bytes([s.template[28], s.template[29]]);
+            let tmpl = Ipv4Packet::new_unchecked(&s.template[ETH_HLEN..]);
+            let src = u32::from(tmpl.src_addr());
+            let m = src as u16;
             let m2 = m.wrapping_add(f);
-            let hc = u16::from_be_bytes([s.template[24], s.template[25]]);
+            let hc = tmpl.checksum();
             let mut sum = (!hc) as u32 + (!m) as u32 + m2 as u32;
             sum = (sum & 0xffff) + (sum >> 16);
             sum = (sum & 0xffff) + (sum >> 16);
-            d[28..30].copy_from_slice(&m2.to_be_bytes());
-            d[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+            let mut ip = Ipv4Packet::new_unchecked(&mut d[ETH_HLEN..]);
+            ip.set_src_addr(Ipv4Addr::from(src & 0xffff_0000 | m2 as u32));
+            ip.set_checksum(!(sum as u16));
         }
     }
     let sent = match s.q.tx.as_mut() {
@@ -270,6 +276,8 @@ fn generate(s: &mut Stream, cfg: &FwdConfig, flows: bool) {
         s.burst.clear();
     }
 }
+
+const ETH_HLEN: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
 
 /// DPDK testpmd's stream layout: ports paired 0-1, 2-3, ...; an odd last
 /// port is paired with itself; one stream per port and queue.
@@ -361,6 +369,93 @@ mod tests {
             assert!(self.seen.len() <= 100, "at most `flows` sources");
             n
         }
+    }
+
+    /// Hands out `frames` once, then nothing.
+    struct OnceRx {
+        pool: Mempool,
+        frames: Vec<Vec<u8>>,
+    }
+
+    impl RxQueue for OnceRx {
+        fn rx_burst(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
+            let n = self.frames.len();
+            for f in self.frames.drain(..) {
+                let mut m = self.pool.alloc().unwrap();
+                assert!(m.set_len(f.len()));
+                m.data_mut().copy_from_slice(&f);
+                pkts.push(m).unwrap();
+            }
+            n
+        }
+    }
+
+    /// Keeps a copy of every frame sent.
+    struct KeepTx(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+    impl TxQueue for KeepTx {
+        fn tx_burst(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
+            let n = pkts.len();
+            let mut v = self.0.lock().unwrap();
+            v.extend(pkts.drain().map(|m| m.data().to_vec()));
+            n
+        }
+    }
+
+    /// What `mode` makes of `frames` on the way from port 0 to port 1.
+    fn forwarded(mode: FwdMode, frames: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        let pool = Mempool::new(MempoolConfig::new("f", 64), &AnonMemory::default()).unwrap();
+        let sent = std::sync::Arc::default();
+        let q = StreamQueues {
+            rx: Some(Box::new(OnceRx {
+                pool: pool.clone(),
+                frames,
+            })),
+            tx: Some(Box::new(KeepTx(std::sync::Arc::clone(&sent)))),
+        };
+        let cfg = FwdConfig {
+            mode,
+            burst: 32,
+            txpkts: 64,
+            pool: pool.clone(),
+            port_macs: vec![
+                MacAddr([2, 0, 0, 0, 0, 0xa0]),
+                MacAddr([2, 0, 0, 0, 0, 0xa1]),
+            ],
+            peer_macs: vec![
+                MacAddr([2, 0, 0, 0, 0, 0xb0]),
+                MacAddr([2, 0, 0, 0, 0, 0xb1]),
+            ],
+            udp: UdpFrameSpec::default(),
+            flows: 1,
+        };
+        let spec = build_streams(2, 1, mode).remove(0);
+        let stop = StopFlag::new();
+        let stop2 = stop.clone();
+        let t = std::thread::spawn(move || run_lcore(vec![(spec, q)], &cfg, &stop2));
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        stop.stop();
+        t.join().unwrap();
+        assert_eq!(pool.available(), pool.size());
+        let v = std::mem::take(&mut *sent.lock().unwrap());
+        v
+    }
+
+    #[test]
+    fn mac_modes_rewrite_the_ethernet_header_only() {
+        let mut f = vec![0u8; 60];
+        assert!(udp_frame(&mut f, &UdpFrameSpec::default()));
+        let runt = vec![0xee; 13];
+        let out = forwarded(FwdMode::Macswap, vec![f.clone(), runt.clone()]);
+        let mut want = f.clone();
+        want[..6].copy_from_slice(&f[6..12]);
+        want[6..12].copy_from_slice(&f[..6]);
+        assert_eq!(out, vec![want, runt.clone()]);
+        let out = forwarded(FwdMode::Mac, vec![f.clone(), runt.clone()]);
+        // Stream 0 receives on port 0 and sends on port 1: its peer, its MAC.
+        let mut want = f.clone();
+        want[..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xb1, 2, 0, 0, 0, 0, 0xa1]);
+        assert_eq!(out, vec![want, runt]);
     }
 
     #[test]
