@@ -99,6 +99,7 @@ fn views(b: &[u8]) {
             p.src_addr(),
             p.dst_addr(),
             p.verify_checksum(),
+            p.pseudo_header_sum(),
         );
         assert!(p.header_len() >= 20 && p.options().len() == p.header_len() - 20);
         assert_eq!(p.payload().len(), p.total_len() as usize - p.header_len());
@@ -110,7 +111,12 @@ fn views(b: &[u8]) {
             p.flow_label(),
             p.next_header(),
         );
-        let _ = (p.hop_limit(), p.src_addr(), p.dst_addr());
+        let _ = (
+            p.hop_limit(),
+            p.src_addr(),
+            p.dst_addr(),
+            p.pseudo_header_sum(),
+        );
         assert_eq!(p.payload().len(), p.payload_len() as usize);
     }
     if let Ok(u) = UdpPacket::new_checked(b) {

@@ -172,6 +172,21 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         internet_checksum(&self.buffer.as_ref()[..self.header_len()], 0) == 0
     }
 
+    /// The unfolded ones'-complement sum of the TCP/UDP pseudo-header
+    /// (RFC 9293 section 3.1, RFC 768): source, destination, protocol and
+    /// the payload's length (Total Length - IHL). The `initial` of
+    /// [`internet_checksum`] over the transport segment.
+    #[inline]
+    pub fn pseudo_header_sum(&self) -> u32 {
+        let len = (self.total_len() as usize).saturating_sub(self.header_len());
+        super::pseudo_sum_v4(
+            self.src_addr().octets(),
+            self.dst_addr().octets(),
+            self.protocol(),
+            len,
+        )
+    }
+
     /// The options, between the fixed header and IHL.
     #[inline]
     pub fn options(&self) -> &[u8] {
@@ -257,6 +272,11 @@ mod tests {
         assert_eq!(p.checksum(), 0xc692);
         assert_eq!(p.payload(), &PING[20..]);
         assert!(p.options().is_empty());
+        // Source, destination, protocol and 8 octets of payload.
+        assert_eq!(
+            p.pseudo_header_sum(),
+            0x0a00 + 0x020f + 0x0a00 + 0x0202 + 1 + 8
+        );
         // Ethernet padding after Total Length is not payload.
         let mut padded = [0u8; 46];
         padded[..28].copy_from_slice(&PING);

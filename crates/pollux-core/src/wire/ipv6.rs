@@ -97,6 +97,19 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
         array::<16>(self.buffer.as_ref(), field::DST.start).into()
     }
 
+    /// The unfolded ones'-complement sum of the upper-layer pseudo-header
+    /// (RFC 8200 section 8.1) for a payload with no extension headers:
+    /// source, destination, Payload Length and Next Header.
+    #[inline]
+    pub fn pseudo_header_sum(&self) -> u32 {
+        let b = self.buffer.as_ref();
+        let mut sum = self.payload_len() as u32 + self.next_header() as u32;
+        for at in (field::SRC.start..field::DST.end).step_by(2) {
+            sum += be16(b, at) as u32;
+        }
+        sum
+    }
+
     /// The payload (extension headers included), Payload Length octets.
     #[inline]
     pub fn payload(&self) -> &[u8] {
@@ -160,6 +173,9 @@ mod tests {
         assert_eq!(p.src_addr(), "fe80::1".parse::<Ipv6Addr>().unwrap());
         assert_eq!(p.dst_addr(), "ff02::1:2".parse::<Ipv6Addr>().unwrap());
         assert_eq!(p.payload(), &UDP6[40..]);
+        // fe80::1 + ff02::1:2 + Payload Length + Next Header.
+        let sum = 0xfe80 + 1 + 0xff02 + 1 + 2 + 12 + 17;
+        assert_eq!(p.pseudo_header_sum(), sum);
         let mut b = UDP6;
         let mut q = Ipv6Packet::new_checked(&mut b[..]).unwrap();
         q.swap_addrs();
