@@ -92,6 +92,9 @@ use std::time::{Duration, Instant};
 use pollux_core::mbuf::HEADROOM;
 use pollux_core::net::{internet_checksum, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN};
 use pollux_core::port::{queue_stats_of, sum_queue_counters};
+use pollux_core::wire::{
+    l3_of, EthernetFrame, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket, IPPROTO_TCP, IPPROTO_UDP,
+};
 use pollux_core::{
     Burst, Capabilities, Duplex, Lease, Leases, LinkStatus, MacAddr, Mbuf, Mempool, Port, PortConf,
     PortError, PortInfo, PortStats, QueueCounters, QueueStats, Queues, RunFlag, RxFlags,
@@ -106,10 +109,8 @@ pub const MAX_QPAIRS: u16 = 16;
 /// Largest multicast list (our cap; the kernel has none).
 pub const MAX_MC_ADDRS: u16 = 256;
 
-/// 802.1ad (QinQ outer) tag protocol identifier.
-const ETHERTYPE_QINQ: u16 = 0x88a8;
 /// Ethernet header without tags.
-const ETH_HLEN: usize = 14;
+const ETH_HLEN: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
 /// One 802.1Q tag.
 const VLAN_HLEN: usize = 4;
 
@@ -1099,72 +1100,69 @@ fn open_queue(
 }
 
 /// Computes the TCP or UDP checksum of an Ethernet frame (IPv4 without
-/// fragmentation or IPv6 without extension headers, after at most one VLAN
-/// tag), replacing whatever the checksum field held. Returns false, leaving
-/// the frame alone, for anything else.
+/// fragmentation or IPv6 without extension headers, after at most two
+/// VLAN tags), replacing whatever the checksum field held. Returns false,
+/// leaving the frame alone, for anything else, including a header whose
+/// length fields the core's checked views refuse.
 fn complete_l4_checksum(f: &mut [u8]) -> bool {
-    let be16 = |f: &[u8], at: usize| -> Option<u16> {
-        Some(u16::from_be_bytes([*f.get(at)?, *f.get(at + 1)?]))
+    let Ok(l3) = l3_of(f) else {
+        return false;
     };
-    let (mut l3, mut et) = (ETH_HLEN, be16(f, 12));
-    if et == Some(ETHERTYPE_VLAN) || et == Some(ETHERTYPE_QINQ) {
-        l3 += VLAN_HLEN;
-        et = be16(f, 16);
-    }
-    let (l4, l4_len, proto, pseudo) = match et {
-        Some(ETHERTYPE_IPV4) => {
-            let Some(&vihl) = f.get(l3) else { return false };
-            let ihl = (vihl & 0x0f) as usize * 4;
-            let (Some(total), Some(frag)) = (be16(f, l3 + 2), be16(f, l3 + 6)) else {
+    let l3buf = &mut f[l3.offset..];
+    let (pseudo, proto, seg) = match l3.ethertype {
+        ETHERTYPE_IPV4 => {
+            let Ok(ip) = Ipv4Packet::new_checked(l3buf) else {
                 return false;
             };
-            if vihl >> 4 != 4 || ihl < 20 || frag & 0x3fff != 0 || (total as usize) < ihl {
+            if ip.is_fragment() {
                 return false;
             }
-            let Some(ip) = f.get(l3..l3 + 20) else {
-                return false;
-            };
-            let l4_len = total as usize - ihl;
-            let mut sum = 0u32;
-            for w in ip[12..20].chunks_exact(2) {
-                sum += u16::from_be_bytes([w[0], w[1]]) as u32;
-            }
-            sum += ip[9] as u32 + l4_len as u32;
-            (l3 + ihl, l4_len, ip[9], sum)
+            let (pseudo, proto) = (ip.pseudo_header_sum(), ip.protocol());
+            let (h, t) = (ip.header_len(), ip.total_len() as usize);
+            (pseudo, proto, &mut ip.into_inner()[h..t])
         }
-        Some(ETHERTYPE_IPV6) => {
-            let Some(ip) = f.get(l3..l3 + 40) else {
+        ETHERTYPE_IPV6 => {
+            let Ok(ip) = Ipv6Packet::new_checked(l3buf) else {
                 return false;
             };
-            let l4_len = u16::from_be_bytes([ip[4], ip[5]]) as usize;
-            let mut sum = 0u32;
-            for w in ip[8..40].chunks_exact(2) {
-                sum += u16::from_be_bytes([w[0], w[1]]) as u32;
-            }
-            sum += ip[6] as u32 + l4_len as u32;
-            (l3 + 40, l4_len, ip[6], sum)
+            let (pseudo, proto) = (ip.pseudo_header_sum(), ip.next_header());
+            let end = IPV6_HLEN + ip.payload_len() as usize;
+            (pseudo, proto, &mut ip.into_inner()[IPV6_HLEN..end])
         }
         _ => return false,
     };
-    let field = match proto {
-        6 => 16,
-        17 => 6,
+    // The sum covers the whole IP payload, as the kernel's
+    // CHECKSUM_PARTIAL does from csum_start to the end of the packet.
+    let c = match proto {
+        IPPROTO_TCP => {
+            let Ok(mut tcp) = TcpPacket::new_checked(&mut *seg) else {
+                return false;
+            };
+            tcp.set_checksum(0);
+            internet_checksum(seg, pseudo)
+        }
+        IPPROTO_UDP => {
+            let Ok(mut udp) = UdpPacket::new_checked(&mut *seg) else {
+                return false;
+            };
+            udp.set_checksum(0);
+            // RFC 768: zero means "no checksum".
+            match internet_checksum(seg, pseudo) {
+                0 => 0xffff,
+                c => c,
+            }
+        }
         _ => return false,
     };
-    let Some(seg) = f.get_mut(l4..l4 + l4_len) else {
-        return false;
-    };
-    if seg.len() < field + 2 {
-        return false;
+    if proto == IPPROTO_TCP {
+        TcpPacket::new_unchecked(seg).set_checksum(c);
+    } else {
+        UdpPacket::new_unchecked(seg).set_checksum(c);
     }
-    seg[field..field + 2].fill(0);
-    let mut c = internet_checksum(seg, pseudo);
-    if proto == 17 && c == 0 {
-        c = 0xffff; // RFC 768: zero means "no checksum"
-    }
-    seg[field..field + 2].copy_from_slice(&c.to_be_bytes());
     true
 }
+
+const IPV6_HLEN: usize = Ipv6Packet::<&[u8]>::HEADER_LEN;
 
 impl Port for AfPacketPort {
     fn info(&self) -> PortInfo {
