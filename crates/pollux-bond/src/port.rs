@@ -23,12 +23,13 @@
 //!   "dedicated queues"), so they never wait for the application's
 //!   `tx_burst`.
 
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pollux_core::ring::{channel, Consumer, Mode as RingMode, Producer};
-use pollux_core::wire::ArpOp;
+use pollux_core::wire::{ArpOp, EthernetFrame, Ipv4Packet, Ipv6Packet, IPPROTO_ICMPV6};
 use pollux_core::{
     Burst, Capabilities, Duplex, Lease, Leases, LinkStatus, MacAddr, Mbuf, Mempool, Port, PortConf,
     PortError, PortInfo, PortStats, QueueStats, Queues, RunFlag, RxOffloads, RxQueue, TxFlags,
@@ -1150,28 +1151,60 @@ struct BondTx {
 /// advertisement. ARP and everything else leave on the active member.
 #[inline]
 fn alb_bucket(d: &[u8]) -> Option<u8> {
-    if d.len() < 14 || d[0..6] == [0xff; 6] {
+    let eth = EthernetFrame::new_checked(d).ok()?;
+    if eth.dst_addr() == MacAddr::BROADCAST {
         return None;
     }
-    match u16::from_be_bytes([d[12], d[13]]) {
+    match eth.ethertype() {
         pollux_core::net::ETHERTYPE_IPV4 => {
-            let dst = d.get(30..34)?;
-            if dst == [0xff; 4] || d[23] == 2 {
+            let ip = ip_fixed_header::<IPV4_HLEN>(d).map(Ipv4Packet::new_unchecked)?;
+            let dst = ip.dst_addr();
+            if dst == Ipv4Addr::BROADCAST || ip.protocol() == IPPROTO_IGMP {
                 return None;
             }
-            Some(crate::alb::simple_hash(dst))
+            Some(crate::alb::simple_hash(&dst.octets()))
         }
         pollux_core::net::ETHERTYPE_IPV6 => {
-            let dst = d.get(38..54)?;
-            if d[0..6] == [0x33, 0x33, 0, 0, 0, 1]
-                || d[22..38].iter().all(|&b| b == 0)
-                || (d[20] == 58 && matches!(d.get(54), Some(135 | 136)))
+            let ip = ip_fixed_header::<IPV6_HLEN>(d).map(Ipv6Packet::new_unchecked)?;
+            if eth.dst_addr() == MacAddr([0x33, 0x33, 0, 0, 0, 1])
+                || ip.src_addr().is_unspecified()
+                || is_icmpv6_nd(d)
             {
                 return None;
             }
-            Some(crate::alb::simple_hash(dst))
+            Some(crate::alb::simple_hash(&ip.dst_addr().octets()))
         }
         _ => None,
+    }
+}
+
+const ETH_HLEN: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
+const IPV4_HLEN: usize = Ipv4Packet::<&[u8]>::HEADER_LEN;
+const IPV6_HLEN: usize = Ipv6Packet::<&[u8]>::HEADER_LEN;
+/// IANA protocol number of IGMP.
+const IPPROTO_IGMP: u8 = 2;
+
+/// The bytes after the Ethernet header when they hold at least an IP
+/// fixed header of `N` octets. The IP views go over these with
+/// `new_unchecked` and only fixed-header accessors: like Linux's
+/// bond_xmit_{tlb,alb}_slave_get(), the choice does not depend on the
+/// length fields, so `new_checked` would refuse frames Linux spreads.
+#[inline]
+fn ip_fixed_header<const N: usize>(d: &[u8]) -> Option<&[u8]> {
+    d.get(ETH_HLEN..).filter(|b| b.len() >= N)
+}
+
+/// bond_is_icmpv6_nd(): Next Header ICMPv6 and, right after the fixed
+/// header, the type of a neighbour solicitation (135) or advertisement
+/// (136). Only the type octet need be there.
+#[inline]
+fn is_icmpv6_nd(d: &[u8]) -> bool {
+    match (
+        ip_fixed_header::<IPV6_HLEN>(d).map(Ipv6Packet::new_unchecked),
+        d.get(ETH_HLEN + IPV6_HLEN),
+    ) {
+        (Some(ip), Some(t)) => ip.next_header() == IPPROTO_ICMPV6 && matches!(t, 135 | 136),
+        _ => false,
     }
 }
 
@@ -1180,15 +1213,15 @@ fn alb_bucket(d: &[u8]) -> Option<u8> {
 /// advertisements. Everything else leaves on the active member.
 #[inline]
 fn tlb_balanced(d: &[u8]) -> bool {
-    if d.len() < 14 || d[0] & 1 != 0 {
+    let Ok(eth) = EthernetFrame::new_checked(d) else {
+        return false;
+    };
+    if eth.dst_addr().is_multicast() {
         return false;
     }
-    match u16::from_be_bytes([d[12], d[13]]) {
+    match eth.ethertype() {
         pollux_core::net::ETHERTYPE_IPV4 => true,
-        // Next header ICMPv6 (58), type 135 or 136 (bond_is_icmpv6_nd()).
-        pollux_core::net::ETHERTYPE_IPV6 => {
-            !(d.len() >= 55 && d[20] == 58 && matches!(d[54], 135 | 136))
-        }
+        pollux_core::net::ETHERTYPE_IPV6 => !is_icmpv6_nd(d),
         _ => false,
     }
 }
