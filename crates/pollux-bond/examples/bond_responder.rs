@@ -32,7 +32,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pollux_bond::{BondConfig, BondPort};
-use pollux_core::net::{internet_checksum, ETHERTYPE_ARP, ETHERTYPE_IPV4};
+use pollux_core::net::{ETHERTYPE_ARP, ETHERTYPE_IPV4};
+use pollux_core::wire::{
+    ArpOp, ArpPacket, EthernetFrame, IcmpPacket, Ipv4Packet, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST,
+    IPPROTO_ICMP,
+};
 use pollux_core::{AnonMemory, Burst, MacAddr, Mbuf, Mempool, MempoolConfig, Port, PortConf};
 use pollux_soft::vdev::Kind;
 
@@ -107,57 +111,57 @@ struct Counters {
 
 /// Turns an ARP request for `ip` into the reply, in place.
 fn arp_reply(m: &mut Mbuf, mac: MacAddr, ip: [u8; 4]) -> bool {
-    let d = m.data_mut();
-    if d.len() < 42
-        || d[12..14] != ETHERTYPE_ARP.to_be_bytes()
-        || d[14..22] != [0, 1, 8, 0, 6, 4, 0, 1]
-        || d[38..42] != ip
-    {
+    let ip = Ipv4Addr::from(ip);
+    let Ok(mut eth) = EthernetFrame::new_checked(m.data_mut()) else {
+        return false;
+    };
+    if eth.ethertype() != ETHERTYPE_ARP {
         return false;
     }
-    let (sha, spa) = (
-        <[u8; 6]>::try_from(&d[22..28]).unwrap(),
-        <[u8; 4]>::try_from(&d[28..32]).unwrap(),
-    );
-    d[0..6].copy_from_slice(&sha);
-    d[6..12].copy_from_slice(&mac.0);
-    d[21] = 2; // reply
-    d[22..28].copy_from_slice(&mac.0);
-    d[28..32].copy_from_slice(&ip);
-    d[32..38].copy_from_slice(&sha);
-    d[38..42].copy_from_slice(&spa);
+    let Ok(mut arp) = ArpPacket::new_checked(eth.payload_mut()) else {
+        return false;
+    };
+    if arp.op() != ArpOp::Request || arp.tpa() != ip {
+        return false;
+    }
+    let (sha, spa) = (arp.sha(), arp.spa());
+    arp.set_op(ArpOp::Reply);
+    arp.set_sha(mac);
+    arp.set_spa(ip);
+    arp.set_tha(sha);
+    arp.set_tpa(spa);
+    eth.set_dst_addr(sha);
+    eth.set_src_addr(mac);
     true
 }
 
 /// Turns an ICMP echo request to `ip` into the reply, in place.
 fn echo_reply(m: &mut Mbuf, mac: MacAddr, ip: [u8; 4]) -> bool {
-    let d = m.data_mut();
-    if d.len() < 42 || d[12..14] != ETHERTYPE_IPV4.to_be_bytes() || d[14] >> 4 != 4 {
+    let Ok(mut eth) = EthernetFrame::new_checked(m.data_mut()) else {
+        return false;
+    };
+    if eth.ethertype() != ETHERTYPE_IPV4 {
         return false;
     }
-    let ihl = (d[14] & 0x0f) as usize * 4;
-    let total = u16::from_be_bytes([d[16], d[17]]) as usize;
-    if ihl < 20 || d[23] != 1 || d[30..34] != ip || 14 + total > d.len() || total < ihl + 8 {
+    let Ok(mut pkt) = Ipv4Packet::new_checked(eth.payload_mut()) else {
+        return false;
+    };
+    if pkt.protocol() != IPPROTO_ICMP
+        || pkt.dst_addr() != Ipv4Addr::from(ip)
+        || !IcmpPacket::new_checked(pkt.payload()).is_ok_and(|i| i.msg_type() == ICMP_ECHO_REQUEST)
+    {
         return false;
     }
-    let icmp = 14 + ihl;
-    if d[icmp] != 8 {
-        return false;
-    }
-    let src_mac = <[u8; 6]>::try_from(&d[6..12]).unwrap();
-    d[0..6].copy_from_slice(&src_mac);
-    d[6..12].copy_from_slice(&mac.0);
-    let src_ip = <[u8; 4]>::try_from(&d[26..30]).unwrap();
-    d[26..30].copy_from_slice(&ip);
-    d[30..34].copy_from_slice(&src_ip);
-    d[22] = 64;
-    d[24..26].copy_from_slice(&[0, 0]);
-    let c = internet_checksum(&d[14..14 + ihl], 0);
-    d[24..26].copy_from_slice(&c.to_be_bytes());
-    d[icmp] = 0;
-    d[icmp + 2..icmp + 4].copy_from_slice(&[0, 0]);
-    let c = internet_checksum(&d[icmp..14 + total], 0);
-    d[icmp + 2..icmp + 4].copy_from_slice(&c.to_be_bytes());
+    pkt.swap_addrs();
+    pkt.set_ttl(64);
+    pkt.fill_checksum();
+    // Checked just above: at least an ICMP header.
+    let mut icmp = IcmpPacket::new_unchecked(pkt.payload_mut());
+    icmp.set_msg_type(ICMP_ECHO_REPLY);
+    icmp.fill_checksum();
+    let peer = eth.src_addr();
+    eth.set_dst_addr(peer);
+    eth.set_src_addr(mac);
     true
 }
 
