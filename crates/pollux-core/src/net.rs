@@ -140,33 +140,33 @@ pub const UDP_FRAME_MIN: usize = 42;
 /// Returns false when `out` is shorter than [`UDP_FRAME_MIN`] or longer than
 /// an IPv4 packet can be.
 pub fn udp_frame(out: &mut [u8], spec: &UdpFrameSpec) -> bool {
+    use crate::wire::{EthernetFrame, Ipv4Packet, UdpPacket, IPPROTO_UDP};
     let len = out.len();
     if !(UDP_FRAME_MIN..=14 + 65535).contains(&len) {
         return false;
     }
-    out[0..6].copy_from_slice(&spec.dst_mac.0);
-    out[6..12].copy_from_slice(&spec.src_mac.0);
-    out[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
     let ip_len = (len - 14) as u16;
-    let ip = &mut out[14..34];
-    ip[0] = 0x45; // version 4, IHL 5
-    ip[1] = 0;
-    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
-    ip[4..6].copy_from_slice(&0u16.to_be_bytes());
-    ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes()); // don't fragment
-    ip[8] = 64;
-    ip[9] = 17; // UDP
-    ip[10..12].copy_from_slice(&[0, 0]);
-    ip[12..16].copy_from_slice(&spec.src_ip);
-    ip[16..20].copy_from_slice(&spec.dst_ip);
-    let csum = internet_checksum(ip, 0);
-    ip[10..12].copy_from_slice(&csum.to_be_bytes());
-    let udp = &mut out[34..42];
-    udp[0..2].copy_from_slice(&spec.src_port.to_be_bytes());
-    udp[2..4].copy_from_slice(&spec.dst_port.to_be_bytes());
-    udp[4..6].copy_from_slice(&(ip_len - 20).to_be_bytes());
-    udp[6..8].copy_from_slice(&[0, 0]);
-    out[42..].fill(0);
+    let mut eth = EthernetFrame::new_unchecked(&mut *out);
+    eth.set_dst_addr(spec.dst_mac);
+    eth.set_src_addr(spec.src_mac);
+    eth.set_ethertype(ETHERTYPE_IPV4);
+    let mut ip = Ipv4Packet::new_unchecked(eth.payload_mut());
+    ip.set_version_and_header_len(20);
+    ip.set_tos(0);
+    ip.set_total_len(ip_len);
+    ip.set_ident(0);
+    ip.set_fragment(true, false, 0);
+    ip.set_ttl(64);
+    ip.set_protocol(IPPROTO_UDP);
+    ip.set_src_addr(spec.src_ip.into());
+    ip.set_dst_addr(spec.dst_ip.into());
+    ip.fill_checksum();
+    let mut udp = UdpPacket::new_unchecked(ip.payload_mut());
+    udp.set_src_port(spec.src_port);
+    udp.set_dst_port(spec.dst_port);
+    udp.set_len(ip_len - 20);
+    udp.set_checksum(0);
+    udp.payload_mut().fill(0);
     true
 }
 

@@ -201,6 +201,48 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
+    /// Writes Version 4 and the IHL of a `header_len`-octet header (a
+    /// multiple of 4, from 20 to 60).
+    #[inline]
+    pub fn set_version_and_header_len(&mut self, header_len: usize) {
+        debug_assert!(header_len % 4 == 0 && (20..=60).contains(&header_len));
+        self.buffer.as_mut()[field::VER_IHL] = 0x40 | (header_len / 4) as u8 & 0x0f
+    }
+
+    #[inline]
+    pub fn set_tos(&mut self, tos: u8) {
+        self.buffer.as_mut()[field::TOS] = tos
+    }
+
+    #[inline]
+    pub fn set_total_len(&mut self, len: u16) {
+        self.buffer.as_mut()[field::LENGTH..field::LENGTH + 2].copy_from_slice(&len.to_be_bytes())
+    }
+
+    #[inline]
+    pub fn set_ident(&mut self, id: u16) {
+        self.buffer.as_mut()[field::IDENT..field::IDENT + 2].copy_from_slice(&id.to_be_bytes())
+    }
+
+    /// Writes the Flags and the Fragment Offset (`offset` in octets, a
+    /// multiple of 8).
+    #[inline]
+    pub fn set_fragment(&mut self, dont_frag: bool, more_frags: bool, offset: u16) {
+        let mut w = (offset >> 3) & OFFSET_MASK;
+        if dont_frag {
+            w |= DF;
+        }
+        if more_frags {
+            w |= MF;
+        }
+        self.buffer.as_mut()[field::FLG_OFF..field::FLG_OFF + 2].copy_from_slice(&w.to_be_bytes())
+    }
+
+    #[inline]
+    pub fn set_protocol(&mut self, p: u8) {
+        self.buffer.as_mut()[field::PROTOCOL] = p
+    }
+
     #[inline]
     pub fn set_src_addr(&mut self, a: Ipv4Addr) {
         self.buffer.as_mut()[field::SRC].copy_from_slice(&a.octets())
@@ -303,6 +345,23 @@ mod tests {
         assert!(p.verify_checksum());
         p.set_ttl(64);
         p.fill_checksum();
+        // Rebuilt field by field, the header is the captured one.
+        let mut c = [0u8; 28];
+        let mut q = Ipv4Packet::new_unchecked(&mut c[..]);
+        q.set_version_and_header_len(20);
+        q.set_tos(0);
+        q.set_total_len(28);
+        q.set_ident(0x5c3e);
+        q.set_fragment(true, false, 0);
+        q.set_ttl(64);
+        q.set_protocol(IPPROTO_ICMP);
+        q.set_src_addr(Ipv4Addr::new(10, 0, 2, 15));
+        q.set_dst_addr(Ipv4Addr::new(10, 0, 2, 2));
+        q.fill_checksum();
+        assert_eq!(&c[..20], &PING[..20]);
+        q = Ipv4Packet::new_unchecked(&mut c[..]);
+        q.set_fragment(false, true, 1480);
+        assert!(q.more_frags() && !q.dont_frag() && q.frag_offset() == 1480);
         p.payload_mut()[0] = 0;
         assert_eq!(&b[..20], &PING[..20]);
         assert_eq!(b[20], 0);

@@ -101,6 +101,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
         self.buffer.as_mut()[field::DST_PORT..field::DST_PORT + 2].copy_from_slice(&p.to_be_bytes())
     }
 
+    /// Writes Length (header and data).
+    #[inline]
+    pub fn set_len(&mut self, len: u16) {
+        self.buffer.as_mut()[field::LENGTH..field::LENGTH + 2].copy_from_slice(&len.to_be_bytes())
+    }
+
     #[inline]
     pub fn set_checksum(&mut self, c: u16) {
         self.buffer.as_mut()[field::CHECKSUM..field::CHECKSUM + 2].copy_from_slice(&c.to_be_bytes())
@@ -148,6 +154,7 @@ mod tests {
         assert_ne!(p.checksum(), 0);
         assert!(p.verify_checksum_v4(s, d));
         assert!(!p.verify_checksum_v4(d, d));
+        p.set_len(12);
         p.set_src_port(53);
         p.set_dst_port(40000);
         p.payload_mut()[0] = 0;
