@@ -93,7 +93,8 @@ use pollux_core::mbuf::HEADROOM;
 use pollux_core::net::{internet_checksum, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN};
 use pollux_core::port::{queue_stats_of, sum_queue_counters};
 use pollux_core::wire::{
-    l3_of, EthernetFrame, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket, IPPROTO_TCP, IPPROTO_UDP,
+    l3_of, EthernetFrame, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket, VlanTag, IPPROTO_TCP,
+    IPPROTO_UDP,
 };
 use pollux_core::{
     Burst, Capabilities, Duplex, Lease, Leases, LinkStatus, MacAddr, Mbuf, Mempool, Port, PortConf,
@@ -833,18 +834,22 @@ impl RxQueue for AfPacketRx {
             unsafe {
                 let src = ring.frame(i).add(mac_off);
                 if reinsert {
-                    let tpid = if status & libc::TP_STATUS_VLAN_TPID_VALID != 0 && tpid != 0 {
-                        tpid
-                    } else {
-                        ETHERTYPE_VLAN
-                    };
                     ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), 12);
-                    dst[12..14].copy_from_slice(&tpid.to_be_bytes());
-                    dst[14..16].copy_from_slice(&tci.to_be_bytes());
                     ptr::copy_nonoverlapping(src.add(12), dst.as_mut_ptr().add(16), snaplen - 12);
                 } else {
                     ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), snaplen);
                 }
+            }
+            if reinsert {
+                // The tag the kernel took off goes back between the
+                // addresses and the original EtherType.
+                let tpid = if status & libc::TP_STATUS_VLAN_TPID_VALID != 0 && tpid != 0 {
+                    tpid
+                } else {
+                    ETHERTYPE_VLAN
+                };
+                EthernetFrame::new_unchecked(&mut *dst).set_ethertype(tpid);
+                VlanTag::new_unchecked(&mut dst[ETH_HLEN..]).set_tci(tci);
             }
             release_rx(ring, i);
             let mut flags = RxFlags::empty();
