@@ -22,6 +22,11 @@ use std::time::Duration;
 
 use pollux_pci::PciAddr;
 
+/// Entry points for the fuzz targets and the corpus replay: a test double,
+/// behind the `testing` feature.
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod fuzz_harness;
 pub mod lifecycle;
 pub mod netlink;
 pub mod netns;

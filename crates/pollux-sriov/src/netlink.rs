@@ -274,7 +274,16 @@ pub fn set_vf_message(ifindex: u32, vf: u32, attr: VfAttr) -> LinkMessage {
 }
 
 /// Reads the VF states out of an RTM_NEWLINK (sent for RTEXT_FILTER_VF).
-pub fn parse_vfs(msg: &LinkMessage) -> Vec<VfState> {
+///
+/// The kernel fills every attribute of one IFLA_VF_INFO with the same VF
+/// number and keeps VLAN ids below 4096 and priorities below 8
+/// (`rtnl_fill_vfinfo`); a reply that breaks either is refused rather
+/// than truncated into a different, plausible VF state.
+pub fn parse_vfs(msg: &LinkMessage) -> Result<Vec<VfState>> {
+    let bad = |detail: String| Error::Decode {
+        op: "IFLA_VFINFO_LIST".to_owned(),
+        detail,
+    };
     let mut out = Vec::new();
     for attr in &msg.attributes {
         let LinkAttribute::VfInfoList(list) = attr else {
@@ -283,16 +292,32 @@ pub fn parse_vfs(msg: &LinkMessage) -> Vec<VfState> {
         for LinkVfInfo(infos) in list {
             let mut st = VfState::default();
             let mut index = None;
+            let mut vf_id = |id: u32| match index {
+                Some(i) if i != id => Err(bad(format!(
+                    "IFLA_VF_INFO {} names VF {i} and VF {id}",
+                    out.len()
+                ))),
+                _ => {
+                    index = Some(id);
+                    Ok(())
+                }
+            };
             for i in infos {
                 match i {
                     VfInfo::Mac(m) => {
-                        index = Some(m.vf_id);
+                        vf_id(m.vf_id)?;
                         st.mac.0.copy_from_slice(&m.mac[..6]);
                     }
                     VfInfo::Vlan(v) => {
-                        index.get_or_insert(v.vf_id);
-                        st.vlan.id = v.vlan_id as u16;
-                        st.vlan.qos = v.qos as u8;
+                        vf_id(v.vf_id)?;
+                        st.vlan.id = u16::try_from(v.vlan_id)
+                            .ok()
+                            .filter(|id| *id < 4096)
+                            .ok_or_else(|| bad(format!("VLAN id {} above 4095", v.vlan_id)))?;
+                        st.vlan.qos = u8::try_from(v.qos)
+                            .ok()
+                            .filter(|q| *q < 8)
+                            .ok_or_else(|| bad(format!("VLAN priority {} above 7", v.qos)))?;
                     }
                     VfInfo::VlanList(l) => {
                         // The kernel lists one entry (the port VLAN);
@@ -306,12 +331,20 @@ pub fn parse_vfs(msg: &LinkMessage) -> Vec<VfState> {
                         }
                     }
                     VfInfo::Rate(r) => {
+                        vf_id(r.vf_id)?;
                         st.min_tx_rate = r.min_tx_rate;
                         st.max_tx_rate = r.max_tx_rate;
                     }
-                    VfInfo::SpoofCheck(s) => st.spoofchk = Some(s.enabled),
-                    VfInfo::Trust(t) => st.trust = Some(t.enabled),
+                    VfInfo::SpoofCheck(s) => {
+                        vf_id(s.vf_id)?;
+                        st.spoofchk = Some(s.enabled);
+                    }
+                    VfInfo::Trust(t) => {
+                        vf_id(t.vf_id)?;
+                        st.trust = Some(t.enabled);
+                    }
                     VfInfo::LinkState(l) => {
+                        vf_id(l.vf_id)?;
                         st.link_state = match l.state {
                             VfLinkState::Auto => Some(LinkState::Auto),
                             VfLinkState::Enable => Some(LinkState::Enable),
@@ -326,13 +359,16 @@ pub fn parse_vfs(msg: &LinkMessage) -> Vec<VfState> {
             // trust; netlink-packet-route folds that into false, so an
             // unsupported setting reads as off (iproute2 omits it).
             st.index = index.unwrap_or(out.len() as u32);
+            if out.iter().any(|o: &VfState| o.index == st.index) {
+                return Err(bad(format!("VF {} listed twice", st.index)));
+            }
             out.push(st);
         }
     }
-    out
+    Ok(out)
 }
 
-fn link_info(msg: &LinkMessage) -> LinkInfo {
+fn link_info(msg: &LinkMessage) -> Result<LinkInfo> {
     let mut li = LinkInfo {
         index: msg.header.index,
         up: msg.header.flags.contains(LinkFlags::Up),
@@ -350,8 +386,8 @@ fn link_info(msg: &LinkMessage) -> LinkInfo {
             _ => {}
         }
     }
-    li.vfs = parse_vfs(msg);
-    li
+    li.vfs = parse_vfs(msg)?;
+    Ok(li)
 }
 
 /// Message for the errno of a refused request, naming what the PF driver
@@ -496,7 +532,7 @@ impl Rtnl {
             Ok(replies) => {
                 for r in replies {
                     if let RouteNetlinkMessage::NewLink(l) = r {
-                        return Ok(Some(link_info(&l)));
+                        return link_info(&l).map(Some);
                     }
                 }
                 Err(Error::Decode {
@@ -762,6 +798,13 @@ mod tests {
     /// An RTM_NEWLINK for PF `eth0` (ifindex 2) with two VFs, laid out
     /// byte by byte from the uapi headers.
     fn newlink_reply(seq: u32) -> Vec<u8> {
+        let mut list = vf_info(0, [2, 0, 0, 0, 0, 1], 100, 3, 0x8100, (0, 0), 0, 1, 1);
+        list.extend(vf_info(1, [0; 6], 0, 0, 0x88a8, (10, 1000), 1, 0, 2));
+        newlink_with_vfs(seq, &list)
+    }
+
+    /// An RTM_NEWLINK for `eth0` with `list` as its IFLA_VFINFO_LIST.
+    fn newlink_with_vfs(seq: u32, list: &[u8]) -> Vec<u8> {
         let mut ifinfo = vec![0u8; 16]; // struct ifinfomsg
         ifinfo[4..8].copy_from_slice(&2i32.to_ne_bytes());
         ifinfo[8..12].copy_from_slice(&1u32.to_ne_bytes()); // IFF_UP
@@ -769,9 +812,7 @@ mod tests {
         attrs.extend(nla(IFLA_IFNAME, b"eth0\0"));
         attrs.extend(nla(IFLA_MTU, &1500u32.to_ne_bytes()));
         attrs.extend(nla(IFLA_ADDRESS, &[0x52, 0x54, 0, 0x12, 0x34, 0x56]));
-        let mut list = vf_info(0, [2, 0, 0, 0, 0, 1], 100, 3, 0x8100, (0, 0), 0, 1, 1);
-        list.extend(vf_info(1, [0; 6], 0, 0, 0x88a8, (10, 1000), 1, 0, 2));
-        attrs.extend(nla(IFLA_VFINFO_LIST, &list));
+        attrs.extend(nla(IFLA_VFINFO_LIST, list));
         let body = [ifinfo, attrs].concat();
         let mut msg = Vec::new();
         msg.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
@@ -796,6 +837,44 @@ mod tests {
         msg
     }
 
+    /// VF info no kernel sends (found by the vf_info fuzz target's
+    /// invariants): a VLAN id or priority that would be truncated into a
+    /// plausible one, attributes naming two VFs, a VF listed twice.
+    #[test]
+    fn impossible_vf_info_is_refused_not_truncated() {
+        let one =
+            |vf, vlan, qos| vf_info(vf, [2, 0, 0, 0, 0, 1], vlan, qos, 0x8100, (0, 0), 0, 1, 1);
+        let mut mixed = one(0, 100, 3);
+        // Rewrite the VF number of IFLA_VF_VLAN (after the 4-byte VF_INFO
+        // header and the 40-byte IFLA_VF_MAC).
+        mixed[4 + 40 + 4..4 + 40 + 8].copy_from_slice(&1u32.to_ne_bytes());
+        let cases = [
+            (one(0, 0x1_0064, 0), "VLAN id 65636 above 4095"),
+            (one(0, 4096, 0), "VLAN id 4096 above 4095"),
+            (one(0, 100, 8), "VLAN priority 8 above 7"),
+            (mixed, "names VF 0 and VF 1"),
+            ([one(3, 1, 1), one(3, 2, 2)].concat(), "VF 3 listed twice"),
+        ];
+        for (list, why) in cases {
+            let (_, msgs) = decode_replies("get", 1, &newlink_with_vfs(1, &list)).unwrap();
+            let RouteNetlinkMessage::NewLink(l) = &msgs[0] else {
+                panic!("{msgs:?}")
+            };
+            let e = parse_vfs(l).unwrap_err().to_string();
+            assert!(e.contains(why), "{e} / {why}");
+        }
+        let ok = [one(0, 4095, 7), one(1, 0, 0)].concat();
+        let (_, msgs) = decode_replies("get", 1, &newlink_with_vfs(1, &ok)).unwrap();
+        let RouteNetlinkMessage::NewLink(l) = &msgs[0] else {
+            panic!("{msgs:?}")
+        };
+        let vfs = parse_vfs(l).unwrap();
+        assert_eq!(
+            (vfs[0].vlan.id, vfs[0].vlan.qos, vfs[1].index),
+            (4095, 7, 1)
+        );
+    }
+
     #[test]
     fn parses_kernel_vf_info() {
         let mut dgram = newlink_reply(7);
@@ -805,7 +884,7 @@ mod tests {
         let RouteNetlinkMessage::NewLink(l) = &msgs[0] else {
             panic!("{msgs:?}")
         };
-        let li = link_info(l);
+        let li = link_info(l).unwrap();
         assert_eq!(li.name, "eth0");
         assert_eq!(li.index, 2);
         assert!(li.up);

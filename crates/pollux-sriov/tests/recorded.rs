@@ -40,7 +40,7 @@ fn igb_reply_decodes_to_what_iproute2_showed() {
             _ => None,
         })
         .expect("an RTM_NEWLINK");
-    let vfs = parse_vfs(link);
+    let vfs = parse_vfs(link).unwrap();
     assert_eq!(vfs.len(), 2, "{vfs:?}");
     let v0 = &vfs[0];
     assert_eq!(v0.index, 0);
