@@ -708,7 +708,15 @@ pub fn decode_replies(
         match msg.payload {
             NetlinkPayload::Error(e) => {
                 if let Some(code) = e.code {
-                    let source = io::Error::from_raw_os_error(-code.get());
+                    // The kernel sends a negative errno; i32::MIN (found by
+                    // the vf_info fuzz target) has no negation.
+                    let Some(errno) = code.get().checked_neg().filter(|e| *e > 0) else {
+                        return Err(Error::Decode {
+                            op: op.to_owned(),
+                            detail: format!("NLMSG_ERROR carries {code}, not a negative errno"),
+                        });
+                    };
+                    let source = io::Error::from_raw_os_error(errno);
                     return Err(Error::Kernel {
                         op: op.to_owned(),
                         hint: hint(&source),
@@ -932,6 +940,17 @@ mod tests {
         // A reply for another request is skipped, not taken as ours.
         let (done, msgs) = decode_replies("x", 4, &error_reply(3, libc::EINVAL)).unwrap();
         assert!(!done && msgs.is_empty());
+    }
+
+    #[test]
+    fn error_codes_that_are_not_errnos_are_decode_errors() {
+        for code in [i32::MIN, 1, i32::MAX] {
+            let mut b = error_reply(4, 0);
+            b[16..20].copy_from_slice(&code.to_ne_bytes());
+            let e = decode_replies("get", 4, &b).unwrap_err();
+            assert!(matches!(e, Error::Decode { .. }), "{code}: {e}");
+            assert!(e.to_string().contains("not a negative errno"), "{e}");
+        }
     }
 
     #[test]
