@@ -34,18 +34,18 @@ pub struct Reply {
 
 /// One request, decoded.
 #[derive(Debug)]
-struct Request {
-    cmd: Cmd,
-    version: Version,
+pub(crate) struct Request {
+    pub(crate) cmd: Cmd,
+    pub(crate) version: Version,
     /// The configuration exactly as received (it is what delegated IPAM
     /// plugins get, spec 1.0.0 section 4: "the same environment and
     /// configuration that it received").
-    stdin: Value,
+    pub(crate) stdin: Value,
     /// The typed view of it, without `prevResult`.
-    nc: NetConf,
+    pub(crate) nc: NetConf,
     /// `prevResult`, still in its own version's layout.
-    prev: Option<Value>,
-    env: Env,
+    pub(crate) prev: Option<Value>,
+    pub(crate) env: Env,
 }
 
 const ABOUT: &str = concat!(
@@ -255,7 +255,7 @@ fn version_doc(v: &str) -> String {
 /// CHECK need CNI_CONTAINERID, CNI_NETNS and CNI_IFNAME, DEL the first and
 /// the last, GC CNI_PATH), checked against the spec's character rules
 /// before they name any file.
-fn env_of(env: &dyn Fn(&str) -> Option<String>, cmd: Cmd) -> Result<Env> {
+pub(crate) fn env_of(env: &dyn Fn(&str) -> Option<String>, cmd: Cmd) -> Result<Env> {
     let required: &[&str] = match cmd {
         Cmd::Add | Cmd::Check => &["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"],
         Cmd::Del => &["CNI_CONTAINERID", "CNI_IFNAME"],
@@ -286,7 +286,7 @@ fn env_of(env: &dyn Fn(&str) -> Option<String>, cmd: Cmd) -> Result<Env> {
     Ok(e)
 }
 
-fn conf_of(req: &Request) -> Result<Conf> {
+pub(crate) fn conf_of(req: &Request) -> Result<Conf> {
     let nc = &req.nc;
     let runtime = nc.runtime_config.as_ref().map(|r| &r.custom);
     let ipam = nc
@@ -306,7 +306,7 @@ fn conf_of(req: &Request) -> Result<Conf> {
 }
 
 /// `prevResult` in the model, read in its own version's layout.
-fn prev_of(req: &Request) -> Result<Option<CNIResult>> {
+pub(crate) fn prev_of(req: &Request) -> Result<Option<CNIResult>> {
     let Some(p) = &req.prev else { return Ok(None) };
     if req.version.layout() == spec::Layout::Ip4Ip6 {
         // Chaining, and `prevResult` with it, came with spec 0.3.0 ("rich

@@ -25,6 +25,11 @@ use std::time::Duration;
 
 pub mod cni;
 pub mod config;
+/// Entry points for the fuzz targets and the corpus replay: a test double,
+/// behind the `testing` feature.
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod fuzz_harness;
 pub mod host;
 pub mod ipam;
 pub mod plugin;
