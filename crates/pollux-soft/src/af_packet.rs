@@ -809,63 +809,51 @@ impl RxQueue for AfPacketRx {
                     ptr::addr_of!((*h).tp_vlan_tpid).read_volatile(),
                 )
             };
-            let vlan = status & libc::TP_STATUS_VLAN_VALID != 0;
-            let reinsert = vlan && !strip;
-            let out_len = snaplen + if reinsert { VLAN_HLEN } else { 0 };
-            let sane = mac_off + snaplen <= ring.geo().frame_size && !(reinsert && snaplen < 12);
-            if !sane || snaplen < len || out_len > self.rx_room {
+            let hdr = RxHdr {
+                status,
+                len,
+                snaplen,
+                mac_off,
+                tci,
+                tpid,
+            };
+            let Some(plan) = rx_plan(&hdr, strip, ring.geo().frame_size, self.rx_room) else {
                 // Cut short by the ring, longer than an mbuf, or nonsense.
                 errors += 1;
                 release_rx(ring, i);
                 continue;
-            }
+            };
             let Some(mut m) = self.pool.alloc() else {
                 // The frame stays in the ring for the next call.
                 nombuf += 1;
                 break;
             };
+            let out_len = plan.out_len;
             let fits = m.set_len(out_len);
             debug_assert!(fits, "out_len <= rx_room");
             let dst = m.data_mut();
-            // SAFETY: the source bytes lie inside frame i (mac_off + snaplen
-            // <= frame_size, checked above), which is ours until released;
-            // dst is the mbuf's own buffer of out_len bytes; they cannot
-            // overlap. Raw copies make no reference to the shared frame.
-            unsafe {
-                let src = ring.frame(i).add(mac_off);
-                if reinsert {
-                    ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), 12);
-                    ptr::copy_nonoverlapping(src.add(12), dst.as_mut_ptr().add(16), snaplen - 12);
-                } else {
-                    ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), snaplen);
+            for run in plan.runs {
+                // SAFETY: the source bytes lie inside frame i (rx_plan
+                // checked mac_off + snaplen <= frame_size and every run
+                // lies within mac_off..mac_off + snaplen), which is ours
+                // until released; the destination run lies inside dst, the
+                // mbuf's own buffer of out_len bytes; they cannot overlap.
+                // Raw copies make no reference to the shared frame.
+                unsafe {
+                    ptr::copy_nonoverlapping(
+                        ring.frame(i).add(run.src),
+                        dst[run.dst..run.dst + run.len].as_mut_ptr(),
+                        run.len,
+                    );
                 }
-            }
-            if reinsert {
-                // The tag the kernel took off goes back between the
-                // addresses and the original EtherType.
-                let tpid = if status & libc::TP_STATUS_VLAN_TPID_VALID != 0 && tpid != 0 {
-                    tpid
-                } else {
-                    ETHERTYPE_VLAN
-                };
-                EthernetFrame::new_unchecked(&mut *dst).set_ethertype(tpid);
-                VlanTag::new_unchecked(&mut dst[ETH_HLEN..]).set_tci(tci);
             }
             release_rx(ring, i);
-            let mut flags = RxFlags::empty();
-            if status & libc::TP_STATUS_CSUMNOTREADY != 0 {
-                if complete_l4_checksum(m.data_mut()) {
-                    flags |= RxFlags::L4_CKSUM_GOOD;
-                }
-            } else if status & libc::TP_STATUS_CSUM_VALID != 0 {
-                flags |= RxFlags::L4_CKSUM_GOOD;
-            }
+            let (flags, stripped) = rx_finish(m.data_mut(), &hdr, strip);
             let meta = m.rx_mut();
             meta.port = self.port_id;
             meta.queue = self.queue;
-            if vlan && strip {
+            if let Some(tci) = stripped {
                 meta.vlan_tci = tci;
-                flags |= RxFlags::VLAN_STRIPPED;
             }
             meta.flags = flags;
             if pkts.push(m).is_err() {
@@ -1102,6 +1090,138 @@ fn open_queue(
         drops: Cell::new(0),
         discard_pending: false,
     })
+}
+
+/// What the tpacket2 header and status word say about one received frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RxHdr {
+    /// The status word (`TP_STATUS_*`).
+    pub(crate) status: u32,
+    /// `tp_len`: the frame's length on the wire.
+    pub(crate) len: usize,
+    /// `tp_snaplen`: the bytes the ring holds.
+    pub(crate) snaplen: usize,
+    /// `tp_mac`: where the frame starts, from the start of the ring frame.
+    pub(crate) mac_off: usize,
+    pub(crate) tci: u16,
+    pub(crate) tpid: u16,
+}
+
+/// One copy from the ring frame into the mbuf.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Run {
+    /// Offset in the ring frame.
+    pub(crate) src: usize,
+    /// Offset in the mbuf.
+    pub(crate) dst: usize,
+    pub(crate) len: usize,
+}
+
+/// How a received frame is copied out of the ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RxPlan {
+    /// The mbuf's length: the snaplen, plus a tag when one goes back in.
+    pub(crate) out_len: usize,
+    /// The bytes to copy (the second run is empty unless a tag goes back
+    /// in: it leaves `12..16` of the mbuf to [`rx_finish`]). An array, not
+    /// a `Vec`: this is planned for every received frame.
+    pub(crate) runs: [Run; 2],
+}
+
+/// Checks a received frame's header against the ring frame's size (the
+/// kernel's word is not trusted to stay inside it) and the mbuf's room.
+/// `None`: the frame was cut short by the ring, is longer than an mbuf,
+/// or the header is nonsense; it is counted as an error and dropped.
+pub(crate) fn rx_plan(h: &RxHdr, strip: bool, frame_size: usize, rx_room: usize) -> Option<RxPlan> {
+    let vlan = h.status & libc::TP_STATUS_VLAN_VALID != 0;
+    let reinsert = vlan && !strip;
+    let out_len = h.snaplen + if reinsert { VLAN_HLEN } else { 0 };
+    let sane = h
+        .mac_off
+        .checked_add(h.snaplen)
+        .is_some_and(|end| end <= frame_size)
+        && !(reinsert && h.snaplen < 12);
+    if !sane || h.snaplen < h.len || out_len > rx_room {
+        return None;
+    }
+    let runs = if reinsert {
+        [
+            Run {
+                src: h.mac_off,
+                dst: 0,
+                len: 12,
+            },
+            Run {
+                src: h.mac_off + 12,
+                dst: 16,
+                len: h.snaplen - 12,
+            },
+        ]
+    } else {
+        [
+            Run {
+                src: h.mac_off,
+                dst: 0,
+                len: h.snaplen,
+            },
+            Run {
+                src: h.mac_off,
+                dst: 0,
+                len: 0,
+            },
+        ]
+    };
+    Some(RxPlan { out_len, runs })
+}
+
+/// Finishes a frame copied as [`rx_plan`] said: puts the tag the kernel
+/// took off back between the addresses and the original EtherType (unless
+/// `strip`), completes a checksum the kernel left partial. Returns the
+/// mbuf's flags and, when the tag was stripped, its TCI.
+pub(crate) fn rx_finish(dst: &mut [u8], h: &RxHdr, strip: bool) -> (RxFlags, Option<u16>) {
+    let vlan = h.status & libc::TP_STATUS_VLAN_VALID != 0;
+    if vlan && !strip {
+        let tpid = if h.status & libc::TP_STATUS_VLAN_TPID_VALID != 0 && h.tpid != 0 {
+            h.tpid
+        } else {
+            ETHERTYPE_VLAN
+        };
+        EthernetFrame::new_unchecked(&mut *dst).set_ethertype(tpid);
+        VlanTag::new_unchecked(&mut dst[ETH_HLEN..]).set_tci(h.tci);
+    }
+    let mut flags = RxFlags::empty();
+    if h.status & libc::TP_STATUS_CSUMNOTREADY != 0 {
+        if complete_l4_checksum(dst) {
+            flags |= RxFlags::L4_CKSUM_GOOD;
+        }
+    } else if h.status & libc::TP_STATUS_CSUM_VALID != 0 {
+        flags |= RxFlags::L4_CKSUM_GOOD;
+    }
+    let mut stripped = None;
+    if vlan && strip {
+        stripped = Some(h.tci);
+        flags |= RxFlags::VLAN_STRIPPED;
+    }
+    (flags, stripped)
+}
+
+/// The receive path of one ring frame, on a copy of it: [`rx_plan`], the
+/// copies, [`rx_finish`]. For the fuzz harness and tests; `rx_burst` does
+/// the same with raw copies out of the shared ring.
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn rx_frame(
+    ring_frame: &[u8],
+    h: &RxHdr,
+    strip: bool,
+    rx_room: usize,
+) -> Option<(Vec<u8>, RxFlags, Option<u16>)> {
+    let plan = rx_plan(h, strip, ring_frame.len(), rx_room)?;
+    let mut out = vec![0u8; plan.out_len];
+    for r in &plan.runs {
+        out[r.dst..r.dst + r.len].copy_from_slice(&ring_frame[r.src..r.src + r.len]);
+    }
+    let (flags, tci) = rx_finish(&mut out, h, strip);
+    Some((out, flags, tci))
 }
 
 /// Computes the TCP or UDP checksum of an Ethernet frame (IPv4 without
