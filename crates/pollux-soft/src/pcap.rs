@@ -281,6 +281,8 @@ struct StreamRecords {
     file: File,
     parser: PcapParser,
     endianness: Endianness,
+    /// The header's snaplen: no record may be longer.
+    snaplen: u32,
     buf: Vec<u8>,
     /// Unparsed bytes are `buf[pos..len]`.
     pos: usize,
@@ -388,6 +390,9 @@ impl StreamRecords {
                         self.record
                     ));
                 }
+                if want > self.snaplen {
+                    return self.corrupt(over_snaplen(self.record, want, self.snaplen));
+                }
                 let need = RECORD_HEADER_LEN + want as usize;
                 if need > self.buf.len() {
                     self.buf.resize(need, 0);
@@ -447,6 +452,14 @@ impl StreamRecords {
     }
 }
 
+/// A record longer than the header's snaplen: pcap-file's raw records do
+/// not check it. libpcap trims such a record to the snaplen; we never
+/// deliver part of a record (see "Records that do not fit" above), so it
+/// is a corrupt length, like one over `MAX_RECORD_LEN`.
+fn over_snaplen(record: u64, incl: u32, snaplen: u32) -> String {
+    format!("record {record} claims {incl} bytes, more than the file's snaplen {snaplen}: corrupt length")
+}
+
 /// Reads the global header; `bytes` is the start of the file.
 fn parse_header(path: &Path, bytes: &[u8]) -> Result<(usize, PcapParser), SoftError> {
     let bad = |why: String| SoftError::Other(format!("{}: {why}", path.display()));
@@ -482,6 +495,7 @@ fn open_rx(path: &Path, infinite: bool, preload: bool) -> Result<RxFile, SoftErr
         let data = std::fs::read(path).map_err(|e| SoftError::io(ctx("cannot read rx file"), e))?;
         let (mut pos, parser) = parse_header(path, &data)?;
         let endianness = parser.header().endianness;
+        let snaplen = parser.header().snaplen;
         let mut records = Vec::new();
         while pos < data.len() {
             let rest = &data[pos..];
@@ -491,6 +505,10 @@ fn open_rx(path: &Path, infinite: bool, preload: bool) -> Result<RxFile, SoftErr
                     "record {n} at byte {pos} claims {} bytes: corrupt length",
                     incl_len(rest, endianness)
                 ))));
+            }
+            if rest.len() >= RECORD_HEADER_LEN && incl_len(rest, endianness) > snaplen {
+                let why = over_snaplen(n as u64, incl_len(rest, endianness), snaplen);
+                return Err(SoftError::Other(ctx(&format!("{why} (at byte {pos})"))));
             }
             match parser.next_raw_packet(rest) {
                 Ok((rem, raw)) => {
@@ -533,8 +551,9 @@ fn open_rx(path: &Path, infinite: bool, preload: bool) -> Result<RxFile, SoftErr
         let endianness = parser.header().endianness;
         Source::Stream(StreamRecords {
             file,
-            parser,
             endianness,
+            snaplen: parser.header().snaplen,
+            parser,
             buf: vec![0; STREAM_CHUNK],
             pos: 0,
             len: 0,
