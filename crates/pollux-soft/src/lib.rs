@@ -20,6 +20,11 @@
 //!   (`null0`, `ring0`, `af_packet0,iface=veth0`, `pcap0,rx=in.pcap`).
 
 pub mod af_packet;
+/// Entry points for the fuzz targets and the corpus replay: a test double,
+/// behind the `testing` feature.
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod fuzz_harness;
 pub mod null;
 pub mod pcap;
 pub mod ring;
