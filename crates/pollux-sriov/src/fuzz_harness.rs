@@ -6,6 +6,8 @@ use netlink_packet_route::link::{LinkAttribute, LinkMessage, LinkVfInfo, VfInfo}
 use netlink_packet_route::RouteNetlinkMessage;
 
 use crate::netlink::{decode_replies, parse_vfs, set_vf_message, VfAttr, VfState, VlanProto};
+use crate::pci::PciAddr;
+use crate::pod::{vfs_from_env, DeviceInfo, PCIDEVICE_PREFIX};
 
 /// One datagram of rtnetlink replies, as `Rtnl` receives it (the request's
 /// sequence number is taken from the first header so replies match): the
@@ -72,4 +74,44 @@ fn vf_id(a: &VfInfo) -> Option<u32> {
         VfInfo::LinkState(s) => s.vf_id,
         _ => return None,
     })
+}
+
+/// What a pod reads to find its VFs, from text: the whole input as a
+/// device-info file, and its `KEY=VALUE` lines as the environment the
+/// device plugin sets.
+///
+/// Asserts: an accepted device-info file is type `pci`, version 1.x, and
+/// reads back the same after being written out again (what the CNI plugin
+/// writes), with an address that prints and parses to itself; the VFs
+/// from the environment are non-empty, without duplicates, and each one
+/// is listed in a `PCIDEVICE_*` variable.
+pub fn pod(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok((di, addr)) = DeviceInfo::parse("fuzz", text) {
+        assert_eq!(di.kind, "pci");
+        assert!(di.version.starts_with("1."));
+        assert_eq!(addr.to_string().parse::<PciAddr>().ok(), Some(addr));
+        let again = serde_json::to_string(&di).expect("a DeviceInfo serialises");
+        let (di2, addr2) = DeviceInfo::parse("again", &again).expect("what we write reads back");
+        assert_eq!((di2, addr2), (di, addr));
+    }
+    let vars: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once('=')).collect();
+    let resources = [None, vars.first().map(|(k, _)| *k)];
+    for resource in resources {
+        let Ok(vfs) = vfs_from_env(vars.iter().copied(), resource) else {
+            continue;
+        };
+        assert!(!vfs.is_empty());
+        for (i, a) in vfs.iter().enumerate() {
+            assert!(!vfs[..i].contains(a), "{a} twice");
+            assert!(
+                vars.iter().any(|(k, v)| k.starts_with(PCIDEVICE_PREFIX)
+                    && v.split(',')
+                        .any(|p| p.trim().parse::<PciAddr>().ok() == Some(*a))),
+                "{a} not in the environment"
+            );
+        }
+    }
 }
