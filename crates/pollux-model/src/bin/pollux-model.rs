@@ -1,0 +1,113 @@
+//! `pollux-model serve <kind> --socket PATH`: serves a device model to one
+//! vfio-user client (QEMU 11's `-device vfio-user-pci,socket=PATH`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use pollux_model::dma_test::DmaTest;
+use pollux_model::model::ViolationLog;
+
+#[derive(Debug, Parser)]
+#[command(name = "pollux-model", about = "Device models served over vfio-user")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Serve one model on a unix socket until the client disconnects.
+    Serve {
+        /// The model.
+        kind: Kind,
+        /// The vfio-user socket to create (must not exist).
+        #[arg(long)]
+        socket: PathBuf,
+        /// Vendor and device ID, VVVV:DDDD (hex).
+        #[arg(long, value_parser = parse_id)]
+        device_id: Option<(u16, u16)>,
+        /// Append every violation to this file as it happens.
+        #[arg(long)]
+        violations: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Kind {
+    /// The host's own test device: DMA a pattern on a doorbell, raise MSI-X.
+    DmaTest,
+}
+
+fn parse_id(s: &str) -> Result<(u16, u16), String> {
+    let (v, d) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?}: expected VVVV:DDDD"))?;
+    let hex = |x: &str| {
+        u16::from_str_radix(x, 16)
+            .map_err(|e| format!("{x:?} in {s:?} is not a 16-bit hex ID: {e}"))
+    };
+    Ok((hex(v)?, hex(d)?))
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "pollux_model=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let Cmd::Serve {
+        kind,
+        socket,
+        device_id,
+        violations,
+    } = cli.cmd;
+    let log = match violations {
+        None => ViolationLog::default(),
+        Some(path) => {
+            let file = match std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+            {
+                Ok(f) => Arc::new(Mutex::new(f)),
+                Err(e) => {
+                    eprintln!("pollux-model: cannot open {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            ViolationLog::with_sink(Box::new(move |v| {
+                if let Ok(mut f) = file.lock() {
+                    let _ = writeln!(f, "{v}");
+                }
+            }))
+        }
+    };
+    let r = match kind {
+        Kind::DmaTest => {
+            let m = match device_id {
+                Some((v, d)) => DmaTest::with_id(v, d),
+                None => DmaTest::new(),
+            };
+            pollux_model::host::serve(m, log, &socket).map(|h| {
+                eprintln!(
+                    "pollux-model: client gone; {} DMAs done, {} violations",
+                    h.model().done(),
+                    h.log().total()
+                );
+            })
+        }
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pollux-model: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

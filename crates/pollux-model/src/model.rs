@@ -1,0 +1,174 @@
+//! What a device model is to the host: a function description, BAR
+//! accesses and resets, and a context through which it does DMA, raises
+//! interrupts and reports what a driver did wrong. A model holds no socket
+//! code, so the same model runs in unit tests without QEMU.
+
+use std::time::Instant;
+
+use crate::iova::{IovaError, IovaMap};
+use crate::irq::Irqs;
+use crate::pci::{ConfigSpace, FunctionSpec, MSIX_ENABLE, MSIX_FUNCTION_MASK};
+
+/// A device model served over vfio-user.
+pub trait Model: Send {
+    /// Identity, BARs and MSI-X layout. Called once, at start.
+    fn spec(&self) -> FunctionSpec;
+    /// A driver's read of `data.len()` bytes at `offset` of BAR `bar`;
+    /// the host has checked that the access lies inside the BAR.
+    fn bar_read(&mut self, ctx: &mut Ctx<'_>, bar: u8, offset: u64, data: &mut [u8]);
+    /// A driver's write.
+    fn bar_write(&mut self, ctx: &mut Ctx<'_>, bar: u8, offset: u64, data: &[u8]);
+    /// Function Level Reset or a vfio-user device reset: back to the
+    /// power-on state of the function's registers.
+    fn reset(&mut self);
+}
+
+/// One protocol or specification violation the model saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Milliseconds since the model started.
+    pub at_ms: u64,
+    /// The register, descriptor or message concerned.
+    pub what: String,
+    /// Why it is a violation (the rule, with its source).
+    pub reason: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ms: {}: {}", self.at_ms, self.what, self.reason)
+    }
+}
+
+/// Where each violation goes as it happens.
+pub type Sink = Box<dyn FnMut(&Violation) + Send>;
+
+/// The violations seen so far (the most recent [`ViolationLog::CAP`]), and
+/// a sink that also gets each one as it happens (a file, a test).
+pub struct ViolationLog {
+    start: Instant,
+    entries: Vec<Violation>,
+    total: u64,
+    sink: Option<Sink>,
+}
+
+impl std::fmt::Debug for ViolationLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ViolationLog")
+            .field("total", &self.total)
+            .field("entries", &self.entries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ViolationLog {
+    fn default() -> Self {
+        ViolationLog {
+            start: Instant::now(),
+            entries: Vec::new(),
+            total: 0,
+            sink: None,
+        }
+    }
+}
+
+impl ViolationLog {
+    /// Entries kept in memory.
+    pub const CAP: usize = 1024;
+
+    /// A log that also hands every violation to `sink` as it happens.
+    pub fn with_sink(sink: Sink) -> Self {
+        ViolationLog {
+            sink: Some(sink),
+            ..Self::default()
+        }
+    }
+
+    /// Records one violation.
+    pub fn log(&mut self, what: impl Into<String>, reason: impl Into<String>) {
+        let v = Violation {
+            at_ms: self.start.elapsed().as_millis() as u64,
+            what: what.into(),
+            reason: reason.into(),
+        };
+        tracing::warn!(what = %v.what, reason = %v.reason, "violation");
+        if let Some(s) = &mut self.sink {
+            s(&v);
+        }
+        if self.entries.len() == Self::CAP {
+            self.entries.remove(0);
+        }
+        self.entries.push(v);
+        self.total += 1;
+    }
+
+    /// The kept entries, oldest first.
+    pub fn entries(&self) -> &[Violation] {
+        &self.entries
+    }
+
+    /// Violations seen since start.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+}
+
+/// What a model may touch while it handles an access.
+#[derive(Debug)]
+pub struct Ctx<'a> {
+    /// The client's DMA maps.
+    pub dma: &'a IovaMap,
+    /// MSI-X vectors.
+    pub irqs: &'a mut Irqs,
+    /// Config space (command register, MSI-X control).
+    pub config: &'a ConfigSpace,
+    /// Where violations go.
+    pub log: &'a mut ViolationLog,
+}
+
+impl Ctx<'_> {
+    /// DMA from guest memory, if the driver allowed bus mastering; each
+    /// refusal is logged as a violation and returned.
+    pub fn dma_read(&mut self, iova: u64, buf: &mut [u8]) -> Result<(), DmaRefused> {
+        self.check_bus_master(iova, buf.len())?;
+        self.dma.read(iova, buf).map_err(|e| self.refuse(e))
+    }
+
+    /// DMA into guest memory, as [`Ctx::dma_read`].
+    pub fn dma_write(&mut self, iova: u64, data: &[u8]) -> Result<(), DmaRefused> {
+        self.check_bus_master(iova, data.len())?;
+        self.dma.write(iova, data).map_err(|e| self.refuse(e))
+    }
+
+    /// Raises MSI-X vector `v` if MSI-X is enabled and not function-masked
+    /// (PCIe 4.0, 7.7.2.2); otherwise it stays pending. Returns whether it
+    /// was delivered.
+    pub fn interrupt(&mut self, v: usize) -> bool {
+        let ctl = self.config.msix_control();
+        if ctl & MSIX_ENABLE == 0 || ctl & MSIX_FUNCTION_MASK != 0 {
+            return false;
+        }
+        self.irqs.fire(v)
+    }
+
+    fn check_bus_master(&mut self, iova: u64, len: usize) -> Result<(), DmaRefused> {
+        if self.config.bus_master() {
+            return Ok(());
+        }
+        self.log.log(
+            format!("DMA of {len} bytes at IOVA {iova:#x}"),
+            "bus mastering is off in the command register (PCI 3.0, 6.2.2): the function may not DMA",
+        );
+        Err(DmaRefused(None))
+    }
+
+    fn refuse(&mut self, e: IovaError) -> DmaRefused {
+        self.log
+            .log("DMA", format!("{e}: a device would raise a DMA fault"));
+        DmaRefused(Some(e))
+    }
+}
+
+/// A DMA the model did not do (already logged as a violation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DmaRefused(pub Option<IovaError>);
