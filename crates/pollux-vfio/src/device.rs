@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use vfio_bindings::bindings::vfio::{
-    VFIO_PCI_CONFIG_REGION_INDEX, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
+    VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
     VFIO_REGION_INFO_FLAG_WRITE,
 };
 use vfio_ioctls::{VfioDevice, VfioOps};
@@ -21,6 +21,7 @@ use vfio_ioctls::{VfioDevice, VfioOps};
 use crate::bar::Bar;
 use crate::container::{open_error, Container};
 use crate::error::{bind_commands, Result, VfioError};
+use crate::irq::Interrupt;
 use crate::pci::{PciAddr, Sysfs};
 
 /// PCI command register and its bits (PCI Local Bus 3.0, section 6.2.2).
@@ -326,6 +327,38 @@ impl Device {
             self.config_write_u16(PCI_COMMAND, new)?;
         }
         Ok(())
+    }
+
+    /// Enables `vectors` MSI-X vectors, each signalled on its own eventfd
+    /// (MSI-X enable in config space is done by the kernel's vfio-pci).
+    pub fn enable_msix(&self, vectors: u32) -> Result<Vec<Interrupt>> {
+        let irqs = (0..vectors)
+            .map(|_| Interrupt::new())
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| VfioError::io(format!("{}: eventfd", self.addr), e))?;
+        let available = self
+            .vfio
+            .get_irq_info(VFIO_PCI_MSIX_IRQ_INDEX)
+            .map_or(0, |i| i.count);
+        if vectors == 0 || vectors > available {
+            return Err(VfioError::io(
+                format!("{}: MSI-X", self.addr),
+                std::io::Error::other(format!(
+                    "{vectors} vectors asked for, the function has {available}"
+                )),
+            ));
+        }
+        self.vfio
+            .enable_msix(irqs.iter().map(Interrupt::eventfd).collect())
+            .map_err(|e| VfioError::vfio(format!("{}: enable MSI-X", self.addr), e))?;
+        Ok(irqs)
+    }
+
+    /// Disables MSI-X (the vectors' eventfds stop being signalled).
+    pub fn disable_msix(&self) -> Result<()> {
+        self.vfio
+            .disable_msix()
+            .map_err(|e| VfioError::vfio(format!("{}: disable MSI-X", self.addr), e))
     }
 
     /// Function-level reset through VFIO (FLR, or whatever reset the kernel

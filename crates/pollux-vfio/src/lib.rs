@@ -34,6 +34,7 @@ pub mod dma;
 pub mod driver;
 pub mod error;
 pub mod iova;
+pub mod irq;
 /// PCI discovery lives in `pollux-pci`; re-exported so `pollux_vfio::pci` keeps working.
 pub use pollux_pci as pci;
 
@@ -44,3 +45,4 @@ pub use dma::DmaMemory;
 pub use driver::{PciDriver, PciOpenOpts};
 pub use error::{bind_commands, VfioError};
 pub use iova::IovaAllocator;
+pub use irq::Interrupt;
