@@ -108,8 +108,16 @@ impl AgentClient {
         }
     }
 
-    /// Sends a request and waits up to `timeout` for its reply.
-    pub(crate) fn request(&self, body: Request, timeout: Duration) -> Result<Reply> {
+    /// Sends one request and waits up to `timeout` for its reply, calling
+    /// `watch` every 500 ms while it waits: an error from it (a model
+    /// process that died, say) ends the wait at once with that error
+    /// instead of at the timeout.
+    pub(crate) fn request_watched(
+        &self,
+        body: Request,
+        timeout: Duration,
+        watch: &dyn Fn() -> Result<()>,
+    ) -> Result<Reply> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel();
         {
@@ -131,7 +139,20 @@ impl AgentClient {
             self.forget(id);
             return Err(self.disconnected());
         }
-        match rx.recv_timeout(timeout) {
+        let deadline = std::time::Instant::now() + timeout;
+        let got = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left.min(Duration::from_millis(500))) {
+                Err(RecvTimeoutError::Timeout) if !left.is_zero() => {
+                    if let Err(e) = watch() {
+                        self.forget(id);
+                        return Err(e);
+                    }
+                }
+                r => break r,
+            }
+        };
+        match got {
             Ok(Reply::Error { message }) => {
                 Err(Error::Protocol(format!("guest agent: {what}: {message}")))
             }

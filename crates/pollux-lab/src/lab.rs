@@ -162,6 +162,39 @@ pub struct VirtioPfInfo {
     pub vf_peers: Vec<PeerInfo>,
 }
 
+/// A function served by `pollux-model`, as the guest sees it after boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInfo {
+    /// Model index in the topology.
+    pub index: usize,
+    /// The model kind (`dma-test`, ...).
+    pub kind: String,
+    /// PCI address in the guest.
+    pub pci: String,
+    /// Its IOMMU group.
+    pub iommu_group: Option<u32>,
+    /// The vfio-user socket on the host.
+    pub socket: PathBuf,
+    /// The model's violation log on the host (one line per violation).
+    pub violations: PathBuf,
+    /// The model's own log (stderr) on the host.
+    pub log: PathBuf,
+}
+
+/// A `pollux-model` process the lab started; killed when dropped.
+#[derive(Debug)]
+struct ModelProc {
+    child: Mutex<Child>,
+}
+
+impl Drop for ModelProc {
+    fn drop(&mut self) {
+        let mut c = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
 /// `cmd` wrapped in `ip netns exec NS sh -c '...'` (unchanged for None).
 pub fn in_netns(netns: Option<&str>, cmd: &str) -> String {
     match netns {
@@ -276,6 +309,8 @@ pub struct Lab {
     _sock_dir: tempfile::TempDir,
     pfs: Vec<PfInfo>,
     virtio_pfs: Vec<VirtioPfInfo>,
+    models: Vec<ModelInfo>,
+    model_procs: Vec<ModelProc>,
     segments: Vec<Vec<PeerInfo>>,
     boot_time: Duration,
     ready_time: Duration,
@@ -490,6 +525,79 @@ fn copy_console(
 }
 
 /// Asks the OS for a free TCP port on 127.0.0.1 (for socket wires).
+/// Starts `pollux-model serve` for each modelled function and waits (10 s
+/// at most each) for its socket; a model that exits or never listens fails
+/// the boot with its own log.
+fn start_models(
+    topology: &Topology,
+    sock: &str,
+    run_dir: &Path,
+) -> Result<(Vec<ModelInfo>, Vec<ModelProc>)> {
+    let (mut infos, mut procs) = (Vec::new(), Vec::new());
+    if topology.models().is_empty() {
+        return Ok((infos, procs));
+    }
+    let bin = crate::env::host_binary("pollux-model")?;
+    for (i, m) in topology.models().iter().enumerate() {
+        let socket = PathBuf::from(format!("{sock}/model{i}.sock"));
+        let violations = run_dir.join(format!("model{i}.violations"));
+        let log = run_dir.join(format!("model{i}.log"));
+        let err = File::create(&log).ctx(|| format!("cannot create {}", log.display()))?;
+        let child = {
+            use std::os::unix::process::CommandExt;
+            Command::new(&bin)
+                .args(["serve", m.kind()])
+                .arg("--socket")
+                .arg(&socket)
+                .arg("--violations")
+                .arg(&violations)
+                .args(m.args())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(err)
+                .process_group(0)
+                .spawn()
+                .ctx(|| format!("cannot start {}", bin.display()))?
+        };
+        let proc = ModelProc {
+            child: Mutex::new(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            let exited = proc
+                .child
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .try_wait()
+                .ok()
+                .flatten();
+            if exited.is_some() || Instant::now() >= deadline {
+                return Err(Error::Setup(format!(
+                    "model {i} ({}) {}: {}",
+                    m.kind(),
+                    match exited {
+                        Some(st) => format!("exited ({st})"),
+                        None => "did not listen within 10 s".into(),
+                    },
+                    tail_of(&log, 20)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        infos.push(ModelInfo {
+            index: i,
+            kind: m.kind().to_owned(),
+            pci: String::new(),
+            iommu_group: None,
+            socket,
+            violations,
+            log,
+        });
+        procs.push(proc);
+    }
+    Ok((infos, procs))
+}
+
 fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")
         .ctx(|| "cannot find a free port on 127.0.0.1".into())?;
@@ -555,6 +663,18 @@ impl Lab {
         }
 
         let mut qemu_opts = topology.qemu_args(&sock, &mut free_port)?;
+        let (models, model_procs) = start_models(topology, &sock, &run_dir)?;
+        for (m, (port, _)) in models.iter().zip(topology.model_ports()) {
+            // JSON (the socket is a struct); single-quoted for vng's shell.
+            let dev = json!({
+                "driver": "vfio-user-pci",
+                "id": format!("model{}", m.index),
+                "bus": format!("rp{port}"),
+                "socket": {"type": "unix", "path": m.socket.to_string_lossy()},
+            });
+            qemu_opts.push("-device".into());
+            qemu_opts.push(shell_quote(&dev.to_string()));
+        }
         // QEMU's own log, in the run folder: the igb model's record of
         // every frame it had to drop because the target queue had no free
         // descriptor (trace event `e1000e_rx_not_written_to_guest`, with the
@@ -719,6 +839,8 @@ impl Lab {
             _sock_dir: sock_dir,
             pfs: Vec::new(),
             virtio_pfs: Vec::new(),
+            models,
+            model_procs,
             segments: Vec::new(),
             boot_time,
             ready_time: Duration::ZERO,
@@ -833,6 +955,24 @@ impl Lab {
                 // After the VFs exist: a PF open is what sets RSTD for them.
                 self.run_ok(&format!("ip link set {} up", shell_quote(&pf.ifname)), t)?;
             }
+        }
+        for ((_, rp), m) in self
+            .topology
+            .model_ports()
+            .into_iter()
+            .zip(0..self.models.len())
+        {
+            // The function behind the port (not the port's own
+            // `0000:00:10.0:pcie001` service devices).
+            let f = format!("/sys/bus/pci/devices/0000:00:{rp}/0000:??:??.?");
+            self.wait_until(&format!("[ -e \"$(echo {f})\" ]"), t)?;
+            let o = self.run_ok(
+                &format!("for p in {f}; do echo $(basename $p) $(basename $(readlink $p/iommu_group)); done"),
+                t,
+            )?;
+            let mut w = o.stdout.split_whitespace();
+            self.models[m].pci = w.next().unwrap_or_default().to_owned();
+            self.models[m].iommu_group = w.next().and_then(|g| g.parse().ok());
         }
         for pf in &mut virtio_pfs {
             let n = self.topology.virtio_pfs()[pf.index].vfs();
@@ -954,7 +1094,10 @@ impl Lab {
     }
 
     pub(crate) fn request(&self, req: Request, timeout: Duration) -> Result<Reply> {
-        match self.agent.request(req, timeout) {
+        // A dead model leaves the guest's accesses to its function hanging
+        // in QEMU: say so within a second instead of at the timeout.
+        let watch = || (0..self.models.len()).try_for_each(|i| self.model_alive(i));
+        match self.agent.request_watched(req, timeout, &watch) {
             Err(Error::Disconnected { console, .. }) => Err(Error::Disconnected {
                 console,
                 detail: self.why_disconnected(),
@@ -996,10 +1139,47 @@ impl Lab {
         let resets = std::fs::read_to_string(self.run_dir.join(QEMU_LOG))
             .map(|l| reset_summary(&l))
             .unwrap_or_else(|e| format!("no QEMU log: {e}"));
+        let models: String = (0..self.models.len())
+            .filter_map(|i| self.model_alive(i).err())
+            .map(|e| format!("\n{e}"))
+            .collect();
         format!(
-            ": {qemu}\nQEMU's QMP events: {events}\nQEMU's log: {resets}\nlast console lines{flushed}:\n{}",
+            ": {qemu}{models}\nQEMU's QMP events: {events}\nQEMU's log: {resets}\nlast console lines{flushed}:\n{}",
             tail_of(&self.console, 40)
         )
+    }
+
+    /// Kills model `i`'s process (SIGKILL), as a crash would.
+    pub fn kill_model(&self, i: usize) -> Result<()> {
+        self.model(i)?;
+        let mut c = self.model_procs[i]
+            .child
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        c.kill().ctx(|| format!("cannot kill model {i}"))?;
+        let _ = c.wait();
+        Ok(())
+    }
+
+    /// Whether model `i`'s process still runs; if it ended, an error that
+    /// names it, with how it ended and its log's last lines.
+    pub fn model_alive(&self, i: usize) -> Result<()> {
+        let m = self.model(i)?;
+        let st = self.model_procs[i]
+            .child
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .try_wait()
+            .ok()
+            .flatten();
+        match st {
+            None => Ok(()),
+            Some(st) => Err(Error::Protocol(format!(
+                "model {i} ({}) died ({st}); its log:\n{}",
+                m.kind,
+                tail_of(&m.log, 20)
+            ))),
+        }
     }
 
     pub(crate) fn log(&self, text: &str) {
@@ -1285,6 +1465,22 @@ impl Lab {
                 self.virtio_pfs.len()
             ))
         })
+    }
+
+    /// Modelled function `i`.
+    pub fn model(&self, i: usize) -> Result<&ModelInfo> {
+        self.models.get(i).ok_or_else(|| {
+            Error::Topology(format!(
+                "no model {i}; this topology has {}",
+                self.models.len()
+            ))
+        })
+    }
+
+    /// The violations model `i` logged so far (its `--violations` file).
+    pub fn model_violations(&self, i: usize) -> Result<String> {
+        let m = self.model(i)?;
+        Ok(std::fs::read_to_string(&m.violations).unwrap_or_default())
     }
 
     /// The NICs of standalone segment `k`.

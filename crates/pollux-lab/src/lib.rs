@@ -121,12 +121,14 @@ pub use checks::{run_checks, Check};
 pub use env::{host_binary, host_example, target_dir, LabEnv};
 pub use error::{is_guest_loss, Error, Result};
 pub use lab::{
-    in_netns, shell_quote, tail_of, Lab, LabOptions, Output, PeerInfo, PfInfo, VfInfo, VirtioPfInfo,
+    in_netns, shell_quote, tail_of, Lab, LabOptions, ModelInfo, Output, PeerInfo, PfInfo, VfInfo,
+    VirtioPfInfo,
 };
 pub use process::GuestProcess;
 pub use proto::ExitStatus;
 pub use topology::{
-    NicModel, Peer, Pf, Segment, Topology, VirtioPf, WireKind, MAX_VFS_PER_PF, MAX_VIRTIO_VFS,
+    ModelFn, NicModel, Peer, Pf, Segment, Topology, VirtioPf, WireKind, MAX_VFS_PER_PF,
+    MAX_VIRTIO_VFS,
 };
 
 #[cfg(test)]

@@ -240,6 +240,48 @@ impl VirtioPf {
     }
 }
 
+/// A PCI function served by `pollux-model` over vfio-user (QEMU 11's
+/// `vfio-user-pci`). The lab starts `pollux-model serve <kind>` before
+/// QEMU, on a socket in the run's socket folder, with its violation log in
+/// the run folder; guest memory becomes a shared memfd so the model can
+/// reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelFn {
+    kind: String,
+    args: Vec<String>,
+}
+
+impl ModelFn {
+    /// `pollux-model serve <kind>` (e.g. `dma-test`).
+    pub fn new(kind: &str) -> Self {
+        ModelFn {
+            kind: kind.to_owned(),
+            args: Vec::new(),
+        }
+    }
+
+    /// The host's own test device.
+    pub fn dma_test() -> Self {
+        Self::new("dma-test")
+    }
+
+    /// Extra `pollux-model serve` arguments (e.g. `--device-id`).
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.to_owned());
+        self
+    }
+
+    /// The model kind.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The extra arguments.
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+}
+
 /// A wire that joins peer NICs only, with no igb port on it (for example a
 /// kernel-to-kernel reference link).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,6 +319,7 @@ impl Segment {
 pub struct Topology {
     pfs: Vec<Pf>,
     virtio_pfs: Vec<VirtioPf>,
+    models: Vec<ModelFn>,
     segments: Vec<Segment>,
     memory_mib: u32,
     cpus: u8,
@@ -296,6 +339,7 @@ impl Topology {
         Topology {
             pfs: Vec::new(),
             virtio_pfs: Vec::new(),
+            models: Vec::new(),
             segments: Vec::new(),
             memory_mib: 2048,
             cpus: 2,
@@ -321,6 +365,18 @@ impl Topology {
     pub fn virtio_pf(mut self, pf: VirtioPf) -> Self {
         self.virtio_pfs.push(pf);
         self
+    }
+
+    /// Adds a function served by `pollux-model` over vfio-user; models are
+    /// numbered in the order they are added.
+    pub fn model(mut self, m: ModelFn) -> Self {
+        self.models.push(m);
+        self
+    }
+
+    /// The modelled functions.
+    pub fn models(&self) -> &[ModelFn] {
+        &self.models
     }
 
     /// The virtio-net PFs, in index order.
@@ -420,7 +476,7 @@ impl Topology {
                 ));
             }
         }
-        let nics = self.nics().len();
+        let nics = self.nics().len() + self.models.len();
         if nics > MAX_NICS {
             return bad(format!("{nics} NICs; the lab places at most {MAX_NICS}"));
         }
@@ -437,6 +493,11 @@ impl Topology {
             .modules
             .iter()
             .chain(&self.kernel_args)
+            .chain(
+                self.models
+                    .iter()
+                    .flat_map(|m| std::iter::once(&m.kind).chain(&m.args)),
+            )
             .chain(self.nics().iter().filter_map(|n| n.netns.as_ref()))
         {
             if name.is_empty() || !name.chars().all(is_shell_safe) {
@@ -569,6 +630,18 @@ impl Topology {
         out
     }
 
+    /// Root port index and `slot.function` on bus 0 of each modelled
+    /// function: after every NIC's port, one port each.
+    pub fn model_ports(&self) -> Vec<(usize, String)> {
+        let first = self.nics().last().map_or(0, |n| n.port + 1);
+        (0..self.models.len())
+            .map(|i| {
+                let p = first + i;
+                (p, format!("{:02x}.{}", FIRST_ROOT_PORT_SLOT + p / 8, p % 8))
+            })
+            .collect()
+    }
+
     /// The wires: their kind and the netdev ids on each, one per igb PF, one
     /// per virtio PF and per virtio VF, one per segment.
     fn wires(&self) -> Vec<(WireKind, Vec<String>)> {
@@ -672,6 +745,33 @@ impl Topology {
                 dev.push_str(",iommu_platform=on");
             }
             opt("-device", dev);
+        }
+
+        // Root ports for the modelled functions; their `vfio-user-pci`
+        // devices are JSON (a socket address is a struct) and are added by
+        // the lab, which owns the sockets.
+        for (n, _) in self.model_ports() {
+            let (slot, func) = (FIRST_ROOT_PORT_SLOT + n / 8, n % 8);
+            let multi = if func == 0 { ",multifunction=on" } else { "" };
+            opt(
+                "-device",
+                format!(
+                    "pcie-root-port,id=rp{n},bus=pcie.0,chassis={},addr={slot:#04x}.{func}{multi}",
+                    n + 1
+                ),
+            );
+        }
+        if !self.models.is_empty() {
+            // Guest RAM shared with the model processes (they DMA into it
+            // through the memfd QEMU passes with each DMA_MAP).
+            opt(
+                "-object",
+                format!(
+                    "memory-backend-memfd,id=pollux-mem,size={}M,share=on",
+                    self.memory_mib
+                ),
+            );
+            opt("-machine", "memory-backend=pollux-mem".into());
         }
 
         let wires = self.wires();
