@@ -21,7 +21,7 @@
 //! | 0x1c | DOORBELL | write 1: do the DMA |
 //! | 0x20 | DONE | DMAs completed (read-only) |
 //!
-//! The pattern: byte `i` is `seed.wrapping_add(i * 7)` truncated to 8 bits
+//! Its wire (if given one) echoes every frame back. The pattern: byte `i` is `seed.wrapping_add(i * 7)` truncated to 8 bits
 //! ([`pattern`]). MSI-X: 2 vectors, table at 0x800 and PBA at 0xc00 of BAR 0.
 
 use crate::model::{Ctx, Model};
@@ -75,6 +75,7 @@ pub struct DmaTest {
     seed: u32,
     vector: u32,
     done: u32,
+    echoed: u64,
 }
 
 impl DmaTest {
@@ -190,8 +191,37 @@ impl Model for DmaTest {
         }
     }
 
+    /// dma-test's wire: every frame that arrives goes straight back out,
+    /// so the host's wire and link handling can be tested end to end.
+    fn frame_in(&mut self, ctx: &mut Ctx<'_>, frame: &[u8]) -> bool {
+        self.echoed += 1;
+        ctx.send_frame(frame);
+        true
+    }
+
+    /// `pf reset`: what a PF-initiated reset does to dma-test's registers.
+    fn pf_event(&mut self, _ctx: &mut Ctx<'_>, event: &str) -> Result<(), String> {
+        match event {
+            "reset" => {
+                self.reset();
+                Ok(())
+            }
+            _ => Err(format!(
+                "dma-test knows the PF event \"reset\" only, not {event:?}"
+            )),
+        }
+    }
+
+    fn counters(&self) -> Vec<(String, u64)> {
+        vec![
+            ("dma_done".into(), self.done as u64),
+            ("frames_echoed".into(), self.echoed),
+        ]
+    }
+
     fn reset(&mut self) {
         *self = DmaTest {
+            echoed: self.echoed,
             id: self.id,
             ..DmaTest::default()
         };

@@ -8,8 +8,10 @@
 //! refused with an error reply and logged as a violation.
 
 use std::fs::File;
-use std::io;
-use std::path::Path;
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use vfio_bindings::bindings::vfio::{
     vfio_region_info, VFIO_IRQ_INFO_EVENTFD, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
@@ -20,8 +22,26 @@ use vfio_user::{DmaMapFlags, DmaUnmapFlags, IrqInfo, Server, ServerBackend, Serv
 
 use crate::iova::IovaMap;
 use crate::irq::Irqs;
-use crate::model::{Ctx, Model, ViolationLog};
+use crate::model::{Ctx, Model, ViolationLog, WireStats};
 use crate::pci::{ConfigEvent, ConfigSpace, CONFIG_SIZE};
+use crate::wire::{Wire, WireSpec, MAX_FRAME};
+
+/// Runs `$body` with `$ctx` a [`Ctx`] over `$h`'s state (split borrows:
+/// the model is borrowed apart from what the context holds).
+macro_rules! with_ctx {
+    ($h:expr, $ctx:ident, $body:expr) => {{
+        let mut $ctx = Ctx {
+            dma: &$h.dma,
+            irqs: &mut $h.irqs,
+            config: &$h.config,
+            log: &mut $h.log,
+            wire: $h.wire.as_ref(),
+            link_up: $h.link_up,
+            stats: &mut $h.stats,
+        };
+        $body
+    }};
+}
 
 /// A model and the state the host keeps for it.
 #[derive(Debug)]
@@ -31,6 +51,9 @@ pub struct Host<M: Model> {
     dma: IovaMap,
     irqs: Irqs,
     log: ViolationLog,
+    wire: Option<Wire>,
+    link_up: bool,
+    stats: WireStats,
 }
 
 impl<M: Model> Host<M> {
@@ -43,7 +66,95 @@ impl<M: Model> Host<M> {
             dma: IovaMap::new(),
             model,
             log,
+            wire: None,
+            link_up: true,
+            stats: WireStats::default(),
         }
+    }
+
+    /// Gives the model a wire (frames to and from the far end).
+    pub fn set_wire(&mut self, wire: Wire) {
+        self.wire = Some(wire);
+    }
+
+    /// Sets the link state and tells the model.
+    pub fn set_link(&mut self, up: bool) {
+        self.link_up = up;
+        with_ctx!(self, ctx, self.model.link_changed(&mut ctx, up));
+    }
+
+    /// Wire counters.
+    pub fn stats(&self) -> WireStats {
+        self.stats
+    }
+
+    /// A frame from the far end: to the model while the link is up,
+    /// counted as dropped otherwise.
+    pub fn frame_in(&mut self, frame: &[u8]) {
+        self.stats.frames_in += 1;
+        if !self.link_up {
+            self.stats.rx_dropped += 1;
+            return;
+        }
+        let taken = with_ctx!(self, ctx, self.model.frame_in(&mut ctx, frame));
+        if !taken {
+            self.stats.rx_dropped += 1;
+        }
+    }
+
+    /// One control-channel command, I/O-free: the reply's lines, the last
+    /// one `ok` or `error: ...`.
+    ///
+    /// - `counters`: `name value` lines (wire counters, violations, the
+    ///   model's own);
+    /// - `link up|down`;
+    /// - `pf EVENT`: something the PF side does (e.g. `pf reset`);
+    /// - `violations`: the violation log, one line each.
+    pub fn control(&mut self, line: &str) -> String {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let mut out = String::new();
+        let r: Result<(), String> = match words.as_slice() {
+            ["counters"] => {
+                let s = self.stats;
+                let mut c: Vec<(String, u64)> = vec![
+                    ("frames_in".into(), s.frames_in),
+                    ("frames_out".into(), s.frames_out),
+                    ("rx_dropped".into(), s.rx_dropped),
+                    ("tx_dropped".into(), s.tx_dropped),
+                    ("violations".into(), self.log.total()),
+                    ("link_up".into(), self.link_up as u64),
+                ];
+                c.extend(self.model.counters());
+                for (k, v) in c {
+                    out.push_str(&format!("{k} {v}\n"));
+                }
+                Ok(())
+            }
+            ["link", "up"] => {
+                self.set_link(true);
+                Ok(())
+            }
+            ["link", "down"] => {
+                self.set_link(false);
+                Ok(())
+            }
+            ["pf", event] => with_ctx!(self, ctx, self.model.pf_event(&mut ctx, event)),
+            ["violations"] => {
+                for v in self.log.entries() {
+                    out.push_str(&format!("{v}\n"));
+                }
+                Ok(())
+            }
+            _ => Err(format!(
+                "unknown command {:?}; commands: counters, link up|down, pf EVENT, violations",
+                line.trim()
+            )),
+        };
+        match r {
+            Ok(()) => out.push_str("ok\n"),
+            Err(e) => out.push_str(&format!("error: {e}\n")),
+        }
+        out
     }
 
     /// The model.
@@ -156,13 +267,7 @@ impl<M: Model> ServerBackend for Host<M> {
             return Ok(());
         }
         let bar = self.bar_access(region, offset, data.len())?;
-        let mut ctx = Ctx {
-            dma: &self.dma,
-            irqs: &mut self.irqs,
-            config: &self.config,
-            log: &mut self.log,
-        };
-        self.model.bar_read(&mut ctx, bar, offset, data);
+        with_ctx!(self, ctx, self.model.bar_read(&mut ctx, bar, offset, data));
         Ok(())
     }
 
@@ -175,13 +280,7 @@ impl<M: Model> ServerBackend for Host<M> {
             return Ok(());
         }
         let bar = self.bar_access(region, offset, data.len())?;
-        let mut ctx = Ctx {
-            dma: &self.dma,
-            irqs: &mut self.irqs,
-            config: &self.config,
-            log: &mut self.log,
-        };
-        self.model.bar_write(&mut ctx, bar, offset, data);
+        with_ctx!(self, ctx, self.model.bar_write(&mut ctx, bar, offset, data));
         Ok(())
     }
 
@@ -258,17 +357,139 @@ impl<M: Model> ServerBackend for Host<M> {
     }
 }
 
+/// How to serve a model besides its vfio-user socket.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOpts {
+    /// Its wire, if any.
+    pub wire: Option<WireSpec>,
+    /// Link down at start (default up).
+    pub link_down: bool,
+    /// A unix stream socket for the control channel.
+    pub control: Option<PathBuf>,
+}
+
+/// The host shared by the vfio-user thread, the wire's receive thread and
+/// the control channel.
+pub type SharedHost<M> = Arc<Mutex<Host<M>>>;
+
+/// The vfio-user backend over a [`SharedHost`].
+struct Locked<M: Model>(SharedHost<M>);
+
+impl<M: Model> Locked<M> {
+    fn host(&self) -> std::sync::MutexGuard<'_, Host<M>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<M: Model> ServerBackend for Locked<M> {
+    fn region_read(&mut self, region: u32, offset: u64, data: &mut [u8]) -> io::Result<()> {
+        self.host().region_read(region, offset, data)
+    }
+    fn region_write(&mut self, region: u32, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.host().region_write(region, offset, data)
+    }
+    fn dma_map(
+        &mut self,
+        flags: DmaMapFlags,
+        offset: u64,
+        address: u64,
+        size: u64,
+        fd: Option<File>,
+    ) -> io::Result<()> {
+        self.host().dma_map(flags, offset, address, size, fd)
+    }
+    fn dma_unmap(&mut self, flags: DmaUnmapFlags, address: u64, size: u64) -> io::Result<()> {
+        self.host().dma_unmap(flags, address, size)
+    }
+    fn reset(&mut self) -> io::Result<()> {
+        ServerBackend::reset(&mut *self.host())
+    }
+    fn set_irqs(
+        &mut self,
+        index: u32,
+        flags: u32,
+        start: u32,
+        count: u32,
+        fds: Vec<File>,
+    ) -> io::Result<()> {
+        self.host().set_irqs(index, flags, start, count, fds)
+    }
+}
+
 /// Serves `model` on a new unix socket at `socket` to one client (QEMU's
-/// `vfio-user-pci`), until it disconnects. The socket path must not exist.
-pub fn serve<M: Model>(model: M, log: ViolationLog, socket: &Path) -> Result<Host<M>, String> {
+/// `vfio-user-pci`) until it disconnects, with the wire's receive thread
+/// and the control channel running beside it. The socket path must not
+/// exist. Returns the host (its counters and violation log).
+pub fn serve<M: Model + 'static>(
+    model: M,
+    log: ViolationLog,
+    socket: &Path,
+    opts: &ServeOpts,
+) -> Result<SharedHost<M>, String> {
     let mut host = Host::new(model, log);
+    host.link_up = !opts.link_down;
+    let rx_wire = match &opts.wire {
+        Some(spec) => {
+            let w = Wire::open(spec).map_err(|e| format!("wire {spec:?}: {e}"))?;
+            let rx = w.try_clone().map_err(|e| format!("wire: {e}"))?;
+            host.set_wire(w);
+            Some(rx)
+        }
+        None => None,
+    };
     let server = Server::new(socket, true, host.irq_infos(), host.regions())
         .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+    let shared: SharedHost<M> = Arc::new(Mutex::new(host));
+    if let Some(rx) = rx_wire {
+        let h = shared.clone();
+        std::thread::Builder::new()
+            .name("wire-rx".into())
+            .spawn(move || {
+                // Blocks in recv: the model works only when a frame comes.
+                let mut buf = vec![0u8; MAX_FRAME];
+                while let Ok(n) = rx.recv(&mut buf) {
+                    h.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .frame_in(&buf[..n]);
+                }
+            })
+            .map_err(|e| format!("cannot start the wire thread: {e}"))?;
+    }
+    if let Some(path) = &opts.control {
+        let _ = std::fs::remove_file(path);
+        let l = UnixListener::bind(path)
+            .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+        let h = shared.clone();
+        std::thread::Builder::new()
+            .name("control".into())
+            .spawn(move || {
+                for conn in l.incoming().flatten() {
+                    let mut w = match conn.try_clone() {
+                        Ok(w) => w,
+                        Err(_) => continue,
+                    };
+                    for line in BufReader::new(conn).lines() {
+                        let Ok(line) = line else { break };
+                        let reply = h
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .control(&line);
+                        if w.write_all(reply.as_bytes()).is_err() {
+                            break;
+                        }
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the control thread: {e}"))?;
+    }
     tracing::info!(socket = %socket.display(), "waiting for the vfio-user client");
-    let r = server.run(&mut host);
+    let r = server.run(&mut Locked(shared.clone()));
     let _ = std::fs::remove_file(socket);
+    if let Some(path) = &opts.control {
+        let _ = std::fs::remove_file(path);
+    }
     r.map_err(|e| format!("vfio-user: {e}"))?;
-    Ok(host)
+    Ok(shared)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! - [`iova`]: the client's DMA maps and DMA through them;
 //! - [`irq`]: MSI-X vectors as eventfds;
 //! - [`model`]: what a model is, its context and the violation log;
+//! - [`wire`]: a model's wire (QEMU dgram netdevs: UDP or unix datagrams);
 //! - [`dma_test`]: the `dma-test` model that proves the host.
 //!
 //! Models are event driven: they act on a register write (and, for NIC
@@ -22,3 +23,4 @@ pub mod iova;
 pub mod irq;
 pub mod model;
 pub mod pci;
+pub mod wire;

@@ -21,6 +21,41 @@ pub trait Model: Send {
     /// Function Level Reset or a vfio-user device reset: back to the
     /// power-on state of the function's registers.
     fn reset(&mut self);
+    /// A frame arrived on the wire (only while the link is up). The default
+    /// drops it (counted by the host).
+    fn frame_in(&mut self, ctx: &mut Ctx<'_>, frame: &[u8]) -> bool {
+        let _ = (ctx, frame);
+        false
+    }
+    /// The link went up or down (control channel `link up|down`).
+    fn link_changed(&mut self, ctx: &mut Ctx<'_>, up: bool) {
+        let _ = (ctx, up);
+    }
+    /// Something the PF side can do to the function (control channel
+    /// `pf EVENT`, e.g. a PF-initiated reset); the default knows none.
+    fn pf_event(&mut self, ctx: &mut Ctx<'_>, event: &str) -> Result<(), String> {
+        let _ = ctx;
+        Err(format!("this model has no PF event {event:?}"))
+    }
+    /// The model's own counters (descriptors refused and why, ...).
+    fn counters(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+}
+
+/// Frames on the wire, counted by the host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WireStats {
+    /// Frames that arrived from the far end.
+    pub frames_in: u64,
+    /// Frames the model sent that went out.
+    pub frames_out: u64,
+    /// Frames that arrived while the link was down, or that the model did
+    /// not take.
+    pub rx_dropped: u64,
+    /// Frames the model sent while the link was down, with no wire, or
+    /// with nobody at the far end.
+    pub tx_dropped: u64,
 }
 
 /// One protocol or specification violation the model saw.
@@ -124,6 +159,12 @@ pub struct Ctx<'a> {
     pub config: &'a ConfigSpace,
     /// Where violations go.
     pub log: &'a mut ViolationLog,
+    /// The wire, if the model has one.
+    pub wire: Option<&'a crate::wire::Wire>,
+    /// Link state (set from the control channel).
+    pub link_up: bool,
+    /// Wire counters.
+    pub stats: &'a mut WireStats,
 }
 
 impl Ctx<'_> {
@@ -149,6 +190,24 @@ impl Ctx<'_> {
             return false;
         }
         self.irqs.fire(v)
+    }
+
+    /// Sends `frame` on the wire; returns whether it went out (a down
+    /// link, no wire or nobody at the far end loses it, counted).
+    pub fn send_frame(&mut self, frame: &[u8]) -> bool {
+        let sent = match (self.wire, self.link_up) {
+            (Some(w), true) => w.send(frame).unwrap_or_else(|e| {
+                tracing::warn!("wire send: {e}");
+                false
+            }),
+            _ => false,
+        };
+        if sent {
+            self.stats.frames_out += 1;
+        } else {
+            self.stats.tx_dropped += 1;
+        }
+        sent
     }
 
     fn check_bus_master(&mut self, iova: u64, len: usize) -> Result<(), DmaRefused> {

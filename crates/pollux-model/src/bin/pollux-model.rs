@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use pollux_model::dma_test::DmaTest;
+use pollux_model::host::ServeOpts;
 use pollux_model::model::ViolationLog;
+use pollux_model::wire::WireSpec;
 
 #[derive(Debug, Parser)]
 #[command(name = "pollux-model", about = "Device models served over vfio-user")]
@@ -32,7 +34,24 @@ enum Cmd {
         /// Append every violation to this file as it happens.
         #[arg(long)]
         violations: Option<PathBuf>,
+        /// The wire to the far end: dgram:LOCAL_ADDR:PORT,REMOTE_ADDR:PORT
+        /// or unix:LOCAL_PATH,REMOTE_PATH.
+        #[arg(long)]
+        wire: Option<WireSpec>,
+        /// Link state at start.
+        #[arg(long, value_enum, default_value = "up")]
+        link: Link,
+        /// A unix socket for the control channel (counters, link up|down,
+        /// pf EVENT, violations; one command per line).
+        #[arg(long)]
+        control: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Link {
+    Up,
+    Down,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -67,7 +86,15 @@ fn main() -> ExitCode {
         socket,
         device_id,
         violations,
+        wire,
+        link,
+        control,
     } = cli.cmd;
+    let opts = ServeOpts {
+        wire,
+        link_down: link == Link::Down,
+        control,
+    };
     let log = match violations {
         None => ViolationLog::default(),
         Some(path) => {
@@ -95,10 +122,12 @@ fn main() -> ExitCode {
                 Some((v, d)) => DmaTest::with_id(v, d),
                 None => DmaTest::new(),
             };
-            pollux_model::host::serve(m, log, &socket).map(|h| {
+            pollux_model::host::serve(m, log, &socket, &opts).map(|h| {
+                let h = h.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 eprintln!(
-                    "pollux-model: client gone; {} DMAs done, {} violations",
+                    "pollux-model: client gone; {} DMAs done, {:?}, {} violations",
                     h.model().done(),
+                    h.stats(),
                     h.log().total()
                 );
             })
