@@ -179,6 +179,10 @@ pub struct ModelInfo {
     pub violations: PathBuf,
     /// The model's own log (stderr) on the host.
     pub log: PathBuf,
+    /// Its control channel (`pollux-model --control`).
+    pub control: PathBuf,
+    /// The kernel NIC on its wire, if it has one.
+    pub peer: Option<PeerInfo>,
 }
 
 /// A `pollux-model` process the lab started; killed when dropped.
@@ -541,6 +545,7 @@ fn start_models(
     for (i, m) in topology.models().iter().enumerate() {
         let socket = PathBuf::from(format!("{sock}/model{i}.sock"));
         let violations = run_dir.join(format!("model{i}.violations"));
+        let control = PathBuf::from(format!("{sock}/model{i}.ctl"));
         let log = run_dir.join(format!("model{i}.log"));
         let err = File::create(&log).ctx(|| format!("cannot create {}", log.display()))?;
         let child = {
@@ -551,6 +556,17 @@ fn start_models(
                 .arg(&socket)
                 .arg("--violations")
                 .arg(&violations)
+                .arg("--control")
+                .arg(&control)
+                .args(
+                    m.has_peer()
+                        .then(|| {
+                            let (peer, me) = crate::topology::model_wire_paths(sock, i);
+                            ["--wire".to_owned(), format!("unix:{me},{peer}")]
+                        })
+                        .into_iter()
+                        .flatten(),
+                )
                 .args(m.args())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -592,6 +608,8 @@ fn start_models(
             socket,
             violations,
             log,
+            control,
+            peer: None,
         });
         procs.push(proc);
     }
@@ -932,6 +950,7 @@ impl Lab {
                     })
                 }
                 NicRole::VirtioVfPeer { pf, .. } => virtio_pfs[pf].vf_peers.push(peer),
+                NicRole::ModelPeer { model } => self.models[model].peer = Some(peer),
                 // Not present at boot (filtered out above).
                 NicRole::VirtioVf { .. } => {}
                 NicRole::SegmentPeer { segment, .. } => {
@@ -1475,6 +1494,41 @@ impl Lab {
                 self.models.len()
             ))
         })
+    }
+
+    /// One control-channel command to model `i` (`counters`, `link up`,
+    /// `pf reset`, ...); its reply without the final `ok`, or an error with
+    /// the model's own words.
+    pub fn model_control(&self, i: usize, command: &str) -> Result<String> {
+        use std::io::BufRead;
+        let m = self.model(i)?;
+        let what = || format!("model {i}'s control channel {}", m.control.display());
+        let s = std::os::unix::net::UnixStream::connect(&m.control).ctx(what)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .ctx(what)?;
+        let mut w = s.try_clone().ctx(what)?;
+        writeln!(w, "{command}").ctx(what)?;
+        let mut out = String::new();
+        for line in std::io::BufReader::new(s).lines() {
+            let line = line.ctx(what)?;
+            if line == "ok" {
+                return Ok(out);
+            }
+            if let Some(e) = line.strip_prefix("error: ") {
+                return Err(Error::Protocol(format!("model {i}: {command}: {e}")));
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+        Err(Error::Protocol(format!("model {i}: {command}: no answer")))
+    }
+
+    /// Model `i`'s counter `name` (`frames_in`, `dma_done`, ...).
+    pub fn model_counter(&self, i: usize, name: &str) -> Result<u64> {
+        let c = self.model_control(i, "counters")?;
+        c.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .ok_or_else(|| Error::Protocol(format!("model {i} has no counter {name}: {c}")))
     }
 
     /// The violations model `i` logged so far (its `--violations` file).

@@ -249,6 +249,7 @@ impl VirtioPf {
 pub struct ModelFn {
     kind: String,
     args: Vec<String>,
+    peer: Option<Peer>,
 }
 
 impl ModelFn {
@@ -257,6 +258,7 @@ impl ModelFn {
         ModelFn {
             kind: kind.to_owned(),
             args: Vec::new(),
+            peer: None,
         }
     }
 
@@ -269,6 +271,19 @@ impl ModelFn {
     pub fn arg(mut self, a: &str) -> Self {
         self.args.push(a.to_owned());
         self
+    }
+
+    /// Wires the model to a kernel NIC in the guest: the peer's QEMU
+    /// `dgram` netdev and the model's `--wire` are the two ends of a unix
+    /// datagram pair.
+    pub fn peer(mut self, peer: Peer) -> Self {
+        self.peer = Some(peer);
+        self
+    }
+
+    /// Whether the model has a wire to a peer NIC.
+    pub fn has_peer(&self) -> bool {
+        self.peer.is_some()
     }
 
     /// The model kind.
@@ -610,6 +625,20 @@ impl Topology {
                 );
             }
         }
+        for (i, m) in self.models.iter().enumerate() {
+            if let Some(peer) = &m.peer {
+                let netdev = format!("model{i}-peer");
+                let ns = peer.netns.resolve(&netdev);
+                push(
+                    NicRole::ModelPeer { model: i },
+                    peer.model,
+                    netdev,
+                    format!("52:54:00:60:00:{i:02x}"),
+                    ns,
+                    None,
+                );
+            }
+        }
         for (k, seg) in self.segments.iter().enumerate() {
             for (j, peer) in seg.peers.iter().enumerate() {
                 let netdev = format!("seg{k}-peer{j}");
@@ -774,6 +803,20 @@ impl Topology {
             opt("-machine", "memory-backend=pollux-mem".into());
         }
 
+        // A model's peer: one end of a unix datagram pair whose other end
+        // is the model's own socket (`pollux-model --wire unix:...`).
+        for (i, m) in self.models.iter().enumerate() {
+            if m.peer.is_some() {
+                let (me, model) = model_wire_paths(sock_dir, i);
+                opt(
+                    "-netdev",
+                    format!(
+                        "dgram,id=model{i}-peer,local.type=unix,local.path={me},remote.type=unix,remote.path={model}"
+                    ),
+                );
+            }
+        }
+
         let wires = self.wires();
         for (hub, (kind, ids)) in wires.iter().enumerate() {
             match kind {
@@ -841,6 +884,15 @@ impl NetnsChoice {
     }
 }
 
+/// The unix datagram sockets of model `i`'s wire: (the peer NIC's netdev
+/// end, the model's end).
+pub fn model_wire_paths(sock_dir: &str, i: usize) -> (String, String) {
+    (
+        format!("{sock_dir}/model{i}-peer.dgram"),
+        format!("{sock_dir}/model{i}-wire.dgram"),
+    )
+}
+
 /// Characters that pass through vng's `/bin/sh` command line unquoted.
 pub(crate) fn is_shell_safe(c: char) -> bool {
     c.is_ascii_alphanumeric() || "._,=:/+-".contains(c)
@@ -879,6 +931,11 @@ pub enum NicRole {
         pf: usize,
         /// VF number.
         vf: usize,
+    },
+    /// The kernel NIC on model `model`'s wire.
+    ModelPeer {
+        /// Model index.
+        model: usize,
     },
     /// NIC `peer` of standalone segment `segment`.
     SegmentPeer {
@@ -999,6 +1056,36 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(e.to_string().contains("1 to 7"), "{e}");
+    }
+
+    #[test]
+    fn models_get_a_port_after_the_nics_shared_memory_and_a_wire_to_their_peer() {
+        let topo = Topology::new()
+            .pf(Pf::new(1).peer(Peer::virtio()))
+            .model(ModelFn::dma_test().peer(Peer::virtio()))
+            .model(ModelFn::dma_test());
+        // pf0, pf0-peer0, model0-peer: ports 0..=2; the models 3 and 4.
+        assert_eq!(
+            topo.model_ports(),
+            vec![(3, "10.3".to_owned()), (4, "10.4".to_owned())]
+        );
+        let args = topo.qemu_args("/tmp/s", &mut no_port).unwrap().join(" ");
+        assert!(args.contains("pcie-root-port,id=rp3,bus=pcie.0,chassis=4,addr=0x10.3"));
+        assert!(args.contains("pcie-root-port,id=rp4,"));
+        assert!(args.contains("-object memory-backend-memfd,id=pollux-mem,size=2048M,share=on -machine memory-backend=pollux-mem"));
+        assert!(args.contains("-netdev dgram,id=model0-peer,local.type=unix,local.path=/tmp/s/model0-peer.dgram,remote.type=unix,remote.path=/tmp/s/model0-wire.dgram"));
+        assert!(!args.contains("model1-peer"));
+        assert!(!Topology::new()
+            .pf(Pf::new(1))
+            .qemu_args("/tmp/s", &mut no_port)
+            .unwrap()
+            .join(" ")
+            .contains("memory-backend"));
+        let e = Topology::new()
+            .model(ModelFn::new("dma-test; reboot"))
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("may only use"), "{e}");
     }
 
     #[test]

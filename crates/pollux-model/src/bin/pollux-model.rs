@@ -38,6 +38,12 @@ enum Cmd {
         /// or unix:LOCAL_PATH,REMOTE_PATH.
         #[arg(long)]
         wire: Option<WireSpec>,
+        /// The function's MAC address (NIC models).
+        #[arg(long)]
+        mac: Option<String>,
+        /// Queue pairs (NIC models).
+        #[arg(long)]
+        queues: Option<u16>,
         /// Link state at start.
         #[arg(long, value_enum, default_value = "up")]
         link: Link,
@@ -89,7 +95,13 @@ fn main() -> ExitCode {
         wire,
         link,
         control,
+        mac,
+        queues,
     } = cli.cmd;
+    if matches!(kind, Kind::DmaTest) && (mac.is_some() || queues.is_some()) {
+        eprintln!("pollux-model: dma-test is not a NIC: it takes no --mac or --queues");
+        return ExitCode::from(2);
+    }
     let opts = ServeOpts {
         wire,
         link_down: link == Link::Down,
