@@ -18,8 +18,14 @@ fn run() -> Result<(), String> {
     let addr = args
         .next()
         .ok_or("usage: dma_test_client <PCI address> [LEN] [SEED]")?;
-    let len: usize = args.next().map_or(Ok(5000), |s| s.parse()).map_err(|e| format!("LEN: {e}"))?;
-    let seed: u32 = args.next().map_or(Ok(0x42), |s| s.parse()).map_err(|e| format!("SEED: {e}"))?;
+    let len: usize = args
+        .next()
+        .map_or(Ok(5000), |s| s.parse())
+        .map_err(|e| format!("LEN: {e}"))?;
+    let seed: u32 = args
+        .next()
+        .map_or(Ok(0x42), |s| s.parse())
+        .map_err(|e| format!("SEED: {e}"))?;
     let addr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
     let container = Container::new().map_err(|e| e.to_string())?;
     let dev = Device::open(&container, addr, &OpenOpts::default()).map_err(|e| e.to_string())?;
@@ -52,7 +58,9 @@ fn run() -> Result<(), String> {
         .map_err(|e| format!("waiting for MSI-X: {e}"))?;
     let status = bar.read32(reg::STATUS as u32);
     if status != dma_test::STATUS_DONE {
-        return Err(format!("STATUS {status:#x} after the doorbell (the model's violation log says why)"));
+        return Err(format!(
+            "STATUS {status:#x} after the doorbell (the model's violation log says why)"
+        ));
     }
     if fired == 0 {
         return Err("no MSI-X interrupt within 10 s".into());
