@@ -21,11 +21,7 @@ use std::time::{Duration, Instant};
 
 use std::net::Ipv4Addr;
 
-use pollux::core::net::{ETHERTYPE_ARP, ETHERTYPE_IPV4};
-use pollux::core::wire::{
-    ArpOp, ArpPacket, EthernetFrame, IcmpPacket, Ipv4Packet, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST,
-    IPPROTO_ICMP,
-};
+use pollux::core::wire::{answer, Answer};
 use pollux::core::{
     Burst, HugePages, MacAddr, Mbuf, Mempool, MempoolConfig, Port, PortConf, RxQueue, TxQueue,
 };
@@ -95,63 +91,19 @@ struct Counters {
     mcast_by_dst: std::collections::BTreeMap<[u8; 6], u64>,
 }
 
-/// Turns a request in `m` into its reply in place; false if `m` is not a
-/// request for us. The frame is read through the core's checked views, so
-/// a short or malformed frame is ignored, never a panic.
-fn answer(m: &mut Mbuf, mac: MacAddr, ip: Ipv4Addr, c: &mut Counters) -> bool {
-    let Ok(mut eth) = EthernetFrame::new_checked(m.data_mut()) else {
-        return false;
-    };
-    let peer_mac = eth.src_addr();
-    match eth.ethertype() {
-        ETHERTYPE_ARP => {
-            // ARP over Ethernet/IPv4, a request for our address.
-            let Ok(mut arp) = ArpPacket::new_checked(eth.payload_mut()) else {
-                return false;
-            };
-            if arp.op() != ArpOp::Request || arp.tpa() != ip {
-                return false;
-            }
-            let (sha, spa) = (arp.sha(), arp.spa());
-            arp.set_op(ArpOp::Reply);
-            arp.set_sha(mac);
-            arp.set_spa(ip);
-            arp.set_tha(sha);
-            arp.set_tpa(spa);
-            eth.set_dst_addr(sha);
-            eth.set_src_addr(mac);
-            c.arp += 1;
-            true
-        }
-        ETHERTYPE_IPV4 => {
-            let Ok(mut pkt) = Ipv4Packet::new_checked(eth.payload_mut()) else {
-                return false;
-            };
-            if pkt.protocol() != IPPROTO_ICMP || pkt.dst_addr() != ip {
-                return false;
-            }
-            let total = pkt.total_len() as usize;
-            if !IcmpPacket::new_checked(pkt.payload())
-                .is_ok_and(|i| i.msg_type() == ICMP_ECHO_REQUEST)
-            {
-                return false;
-            }
-            // The addresses trade places (the destination is ours); the
-            // IP header checksum stays right when its words only swap.
-            pkt.swap_addrs();
-            // Checked just above: at least an ICMP header.
-            let mut icmp = IcmpPacket::new_unchecked(pkt.payload_mut());
-            icmp.set_msg_type(ICMP_ECHO_REPLY);
-            icmp.fill_checksum();
-            eth.set_dst_addr(peer_mac);
-            eth.set_src_addr(mac);
+/// Turns a request in `m` into its reply in place (the core's one
+/// answering routine, [`answer`]); false if `m` is not a request for us.
+fn answer_mbuf(m: &mut Mbuf, mac: MacAddr, ip: Ipv4Addr, c: &mut Counters) -> bool {
+    match answer(m.data_mut(), mac, ip) {
+        Some(Answer::Arp) => c.arp += 1,
+        Some(Answer::Echo { len }) => {
             // Trailing Ethernet padding is not part of the reply.
-            m.set_len(EthernetFrame::<&[u8]>::HEADER_LEN + total);
+            m.set_len(len);
             c.icmp += 1;
-            true
         }
-        _ => false,
+        None => return false,
     }
+    true
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -237,7 +189,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 let dst: [u8; 6] = d[..6].try_into().unwrap_or_default();
                 *c.mcast_by_dst.entry(dst).or_default() += 1;
             }
-            if answer(&mut m, mac, Ipv4Addr::from(args.ip), &mut c) {
+            if answer_mbuf(&mut m, mac, Ipv4Addr::from(args.ip), &mut c) {
                 let _ = tx.push(m);
             } else {
                 c.ignored += 1;
@@ -346,7 +298,7 @@ mod tests {
         let mut c = Counters::default();
 
         let mut m = mbuf(&pool, &arp_request());
-        assert!(answer(&mut m, ME, IP, &mut c));
+        assert!(answer_mbuf(&mut m, ME, IP, &mut c));
         let d = m.data();
         assert_eq!(&d[0..12], &[PEER.0, ME.0].concat()[..]);
         assert_eq!(&d[20..22], &[0, 2]);
@@ -356,7 +308,7 @@ mod tests {
         assert_eq!(&d[38..42], &[169, 254, 1, 2]);
 
         let mut m = mbuf(&pool, &echo_request());
-        assert!(answer(&mut m, ME, IP, &mut c));
+        assert!(answer_mbuf(&mut m, ME, IP, &mut c));
         let d = m.data();
         assert_eq!(d.len(), 46, "padding dropped");
         assert_eq!(&d[0..12], &[PEER.0, ME.0].concat()[..]);
@@ -376,7 +328,7 @@ mod tests {
         let req = echo_request();
         for f in [&other[..], &bad_ihl[..], &reply[..], &req[..40], &req[..13]] {
             let mut m = mbuf(&pool, f);
-            assert!(!answer(&mut m, ME, IP, &mut c));
+            assert!(!answer_mbuf(&mut m, ME, IP, &mut c));
             assert_eq!(m.data(), f);
         }
     }

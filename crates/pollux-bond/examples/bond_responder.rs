@@ -32,12 +32,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pollux_bond::{BondConfig, BondPort};
-use pollux_core::net::{ETHERTYPE_ARP, ETHERTYPE_IPV4};
-use pollux_core::wire::{
-    ArpOp, ArpPacket, EthernetFrame, IcmpPacket, Ipv4Packet, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST,
-    IPPROTO_ICMP,
-};
-use pollux_core::{AnonMemory, Burst, MacAddr, Mbuf, Mempool, MempoolConfig, Port, PortConf};
+use pollux_core::wire::{answer, Answer};
+use pollux_core::{AnonMemory, Burst, Mempool, MempoolConfig, Port, PortConf};
 use pollux_soft::vdev::Kind;
 
 /// How often the bond's control side is serviced.
@@ -107,62 +103,6 @@ struct Counters {
     echo_replies: u64,
     ignored: u64,
     tx_failed: u64,
-}
-
-/// Turns an ARP request for `ip` into the reply, in place.
-fn arp_reply(m: &mut Mbuf, mac: MacAddr, ip: [u8; 4]) -> bool {
-    let ip = Ipv4Addr::from(ip);
-    let Ok(mut eth) = EthernetFrame::new_checked(m.data_mut()) else {
-        return false;
-    };
-    if eth.ethertype() != ETHERTYPE_ARP {
-        return false;
-    }
-    let Ok(mut arp) = ArpPacket::new_checked(eth.payload_mut()) else {
-        return false;
-    };
-    if arp.op() != ArpOp::Request || arp.tpa() != ip {
-        return false;
-    }
-    let (sha, spa) = (arp.sha(), arp.spa());
-    arp.set_op(ArpOp::Reply);
-    arp.set_sha(mac);
-    arp.set_spa(ip);
-    arp.set_tha(sha);
-    arp.set_tpa(spa);
-    eth.set_dst_addr(sha);
-    eth.set_src_addr(mac);
-    true
-}
-
-/// Turns an ICMP echo request to `ip` into the reply, in place.
-fn echo_reply(m: &mut Mbuf, mac: MacAddr, ip: [u8; 4]) -> bool {
-    let Ok(mut eth) = EthernetFrame::new_checked(m.data_mut()) else {
-        return false;
-    };
-    if eth.ethertype() != ETHERTYPE_IPV4 {
-        return false;
-    }
-    let Ok(mut pkt) = Ipv4Packet::new_checked(eth.payload_mut()) else {
-        return false;
-    };
-    if pkt.protocol() != IPPROTO_ICMP
-        || pkt.dst_addr() != Ipv4Addr::from(ip)
-        || !IcmpPacket::new_checked(pkt.payload()).is_ok_and(|i| i.msg_type() == ICMP_ECHO_REQUEST)
-    {
-        return false;
-    }
-    pkt.swap_addrs();
-    pkt.set_ttl(64);
-    pkt.fill_checksum();
-    // Checked just above: at least an ICMP header.
-    let mut icmp = IcmpPacket::new_unchecked(pkt.payload_mut());
-    icmp.set_msg_type(ICMP_ECHO_REPLY);
-    icmp.fill_checksum();
-    let peer = eth.src_addr();
-    eth.set_dst_addr(peer);
-    eth.set_src_addr(mac);
-    true
 }
 
 fn print_status(bond: &BondPort, c: &Counters) {
@@ -304,7 +244,7 @@ fn main() {
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, dump.clone())
         .expect("signal handler");
 
-    let ip = o.ip.octets();
+    let ip = o.ip;
     println!(
         "bond_responder: {} answering for {} as {}",
         bond.name(),
@@ -331,13 +271,18 @@ fn main() {
             n += got;
             c.rx += got as u64;
             while let Some(mut m) = rx.pop_front() {
-                if arp_reply(&mut m, mac, ip) {
-                    c.arp_replies += 1;
-                } else if echo_reply(&mut m, mac, ip) {
-                    c.echo_replies += 1;
-                } else {
-                    c.ignored += 1;
-                    continue;
+                // The core's one answering routine, shared with the
+                // single-port responder.
+                match answer(m.data_mut(), mac, ip) {
+                    Some(Answer::Arp) => c.arp_replies += 1,
+                    Some(Answer::Echo { len }) => {
+                        m.set_len(len);
+                        c.echo_replies += 1;
+                    }
+                    None => {
+                        c.ignored += 1;
+                        continue;
+                    }
                 }
                 let _ = tx.push(m);
             }

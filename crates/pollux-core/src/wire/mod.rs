@@ -25,6 +25,7 @@
 //! addresses are [`MacAddr`](crate::net::MacAddr), IP addresses
 //! `std::net::Ipv4Addr` and `Ipv6Addr`.
 
+mod answer;
 mod arp;
 mod ethernet;
 mod icmp;
@@ -33,6 +34,7 @@ mod ipv6;
 mod tcp;
 mod udp;
 
+pub use answer::{answer, Answer};
 pub use arp::{ArpOp, ArpPacket};
 pub use ethernet::{l3_of, EthernetFrame, VlanTag, L3, TPID_QINQ};
 pub use icmp::{IcmpPacket, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST};
