@@ -501,24 +501,6 @@ mod tests {
 
     const BAR0: u32 = VFIO_PCI_BAR0_REGION_INDEX;
 
-    fn ram() -> File {
-        let path = std::env::temp_dir().join(format!(
-            "pollux-model-host-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
-        std::fs::remove_file(&path).unwrap();
-        f.set_len(1 << 16).unwrap();
-        f
-    }
-
     fn rd(h: &mut Host<DmaTest>, off: u64) -> u32 {
         let mut b = [0u8; 4];
         h.region_read(BAR0, off, &mut b).unwrap();
@@ -555,7 +537,7 @@ mod tests {
     #[test]
     fn dma_needs_bus_mastering_and_a_map_and_flr_resets() {
         let mut h = Host::new(DmaTest::new(), ViolationLog::default());
-        let f = ram();
+        let f = crate::iova::tests::ram(1 << 16);
         h.dma_map(
             DmaMapFlags::READ_WRITE,
             0,

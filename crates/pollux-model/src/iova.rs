@@ -297,29 +297,13 @@ impl IovaMap {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn ram(len: u64) -> File {
-        let f = tempfile();
+    /// Guest memory for a test: an unlinked temporary file.
+    pub(crate) fn ram(len: u64) -> File {
+        let f = tempfile::tempfile().unwrap();
         f.set_len(len).unwrap();
-        f
-    }
-
-    fn tempfile() -> File {
-        let path = std::env::temp_dir().join(format!(
-            "pollux-model-iova-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
-        std::fs::remove_file(&path).unwrap();
         f
     }
 
