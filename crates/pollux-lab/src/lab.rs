@@ -1486,6 +1486,26 @@ impl Lab {
         })
     }
 
+    /// Counter `name` of a kernel NIC (`/sys/class/net/<if>/statistics/`:
+    /// `rx_packets`, `tx_packets`, ...), read in its namespace: the kernel's
+    /// own account of what a wire carried.
+    pub fn peer_counter(&self, peer: &PeerInfo, name: &str) -> Result<u64> {
+        let o = self.run_ok(
+            &peer.wrap(&format!(
+                "cat /sys/class/net/{}/statistics/{}",
+                shell_quote(&peer.ifname),
+                shell_quote(name)
+            )),
+            Duration::from_secs(30),
+        )?;
+        o.stdout.trim().parse().map_err(|_| {
+            Error::Protocol(format!(
+                "{} {name}: not a number: {:?}",
+                peer.ifname, o.stdout
+            ))
+        })
+    }
+
     /// Modelled function `i`.
     pub fn model(&self, i: usize) -> Result<&ModelInfo> {
         self.models.get(i).ok_or_else(|| {

@@ -144,7 +144,14 @@ fn igbvf_checks_in_one_boot() {
 /// virtio-net NIC wired to the igb port: 200 of 200 answered. The responder
 /// gives every buffer back at the end (test 7's check for this program).
 fn kernel_ping_answered_by_the_responder(lab: &Lab, vf: &VfInfo, peer: &PeerInfo) {
-    let (vf, peer) = (vf.clone(), peer.clone());
+    ping_the_responder(lab, vf, peer, 200);
+}
+
+/// Starts `examples/responder` on `vf` at [`VF_IP`], pings it `count`
+/// times from the kernel NIC `from`, stops it, and checks that every ping
+/// was answered, that the responder counted the same echoes, and that it
+/// gave every buffer back.
+fn ping_the_responder(lab: &Lab, vf: &VfInfo, from: &PeerInfo, count: u32) {
     let responder = host_example("responder").expect("responder example built");
     let mut app = lab
         .spawn(&format!(
@@ -158,7 +165,7 @@ fn kernel_ping_answered_by_the_responder(lab: &Lab, vf: &VfInfo, peer: &PeerInfo
     }
     let ping = lab
         .run(
-            &peer.wrap(&format!("ping -c 200 -i 0.02 -W 2 {VF_IP}")),
+            &from.wrap(&format!("ping -c {count} -i 0.02 -W 2 {VF_IP}")),
             Duration::from_secs(180),
         )
         .expect("ping ran");
@@ -166,16 +173,22 @@ fn kernel_ping_answered_by_the_responder(lab: &Lab, vf: &VfInfo, peer: &PeerInfo
     let out = app.wait(T).expect("responder ended");
     eprintln!("{}\n{}", ping.stdout, out.stdout);
     assert!(
-        ping.stdout
-            .contains("200 packets transmitted, 200 received, 0% packet loss"),
-        "ping:\n{}\n{}\nresponder:\n{}\n{}",
+        ping.stdout.contains(&format!(
+            "{count} packets transmitted, {count} received, 0% packet loss"
+        )),
+        "ping from {}:\n{}\n{}\nresponder:\n{}\n{}",
+        from.ifname,
         ping.stdout,
         ping.stderr,
         out.stdout,
         out.stderr
     );
     assert!(out.status.success(), "responder failed: {}", out.stderr);
-    assert!(out.stdout.contains("icmp=200"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&format!("icmp={count}")),
+        "{}",
+        out.stdout
+    );
     assert!(
         out.stdout.contains("pool_free=2048/2048"),
         "leaked buffers: {}",
@@ -555,16 +568,7 @@ fn sigint_mid_traffic_and_error_paths(lab: &Lab, vf: &VfInfo, peer: &PeerInfo) {
 }
 
 fn peer_rx(lab: &Lab, peer: &PeerInfo) -> u64 {
-    let o = lab
-        .run_ok(
-            &peer.wrap(&format!(
-                "cat /sys/class/net/{}/statistics/rx_packets",
-                peer.ifname
-            )),
-            T,
-        )
-        .expect("peer counters");
-    o.stdout.trim().parse().expect("a number")
+    lab.peer_counter(peer, "rx_packets").expect("peer counters")
 }
 
 /// The release `pollux` binary (performance runs need an optimised build).
@@ -1168,37 +1172,7 @@ fn kernel_igbvf_on_a_sibling_vf_agrees_with_ours(lab: &Lab, vf: &VfInfo, peer: &
         panic!("the kernel's igbvf never reported carrier: {e}\n{log:?}");
     }
 
-    let responder = host_example("responder").expect("responder example built");
-    let mut app = lab
-        .spawn(&format!(
-            "exec {} -a {} --ip {VF_IP}",
-            responder.display(),
-            vf.pci
-        ))
-        .expect("start responder");
-    if let Err(e) = app.wait_for_output("responder ready", T) {
-        panic!("responder did not come up: {e}");
-    }
-    let ping = lab
-        .run(
-            &kvf.wrap(&format!("ping -c 100 -i 0.02 -W 2 {VF_IP}")),
-            Duration::from_secs(120),
-        )
-        .expect("ping ran");
-    app.write_stdin("stop\n").expect("stop the responder");
-    let out = app.wait(T).expect("responder ended");
-    eprintln!("{}\n{}", ping.stdout, out.stdout);
-    assert!(
-        ping.stdout
-            .contains("100 packets transmitted, 100 received, 0% packet loss"),
-        "ping from the kernel's igbvf:\n{}\n{}\nresponder:\n{}\n{}",
-        ping.stdout,
-        ping.stderr,
-        out.stdout,
-        out.stderr
-    );
-    assert!(out.stdout.contains("icmp=100"), "{}", out.stdout);
-    assert!(out.stdout.contains("pool_free=2048/2048"), "{}", out.stdout);
+    ping_the_responder(lab, &vf, &kvf, 100);
 
     // pktgen on the kernel's VF, counted by ours.
     let tp = start_rxonly(lab, &pollux(), &vf, 4096);

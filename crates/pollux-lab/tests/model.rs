@@ -64,20 +64,7 @@ fn dma_test_function_through_vfio_and_the_viommu() {
     // peer sends 500 frames addressed to the peer itself; dma-test echoes
     // each, and the peer's own rx counter sees exactly 500 come back.
     let peer = m.peer.clone().expect("the model's peer");
-    let rx = |lab: &Lab| -> u64 {
-        lab.run_ok(
-            &peer.wrap(&format!(
-                "cat /sys/class/net/{}/statistics/rx_packets",
-                peer.ifname
-            )),
-            T,
-        )
-        .expect("peer counter")
-        .stdout
-        .trim()
-        .parse()
-        .expect("a number")
-    };
+    let rx = |lab: &Lab| lab.peer_counter(&peer, "rx_packets").expect("peer counter");
     lab.run_ok(
         &peer.wrap(&format!(
             "sysctl -qw net.ipv6.conf.{0}.disable_ipv6=1; ip link set {0} up",

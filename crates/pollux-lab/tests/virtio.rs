@@ -13,16 +13,7 @@ use pollux_lab::{Lab, PeerInfo, Topology, VirtioPf};
 const T: Duration = Duration::from_secs(60);
 
 fn rx_packets(lab: &Lab, peer: &PeerInfo) -> u64 {
-    let o = lab
-        .run_ok(
-            &peer.wrap(&format!(
-                "cat /sys/class/net/{}/statistics/rx_packets",
-                peer.ifname
-            )),
-            T,
-        )
-        .expect("peer counters");
-    o.stdout.trim().parse().expect("a number")
+    lab.peer_counter(peer, "rx_packets").expect("peer counters")
 }
 
 /// A virtio-net PF with 2 VFs: the guest sees both as SR-IOV VFs in IOMMU
