@@ -3,29 +3,13 @@
 //! fuzzer found interesting, and the sriov-cni style configurations it
 //! started from, stay regression tests.
 
-use std::path::Path;
-
 use pollux_cni::fuzz_harness;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-fn replay(target: &str, f: fn(&[u8])) -> usize {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target);
-    let mut n = 0;
-    for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let p = e.unwrap().path();
-        let data = std::fs::read(&p).unwrap();
-        f(&data);
-        // Every prefix too: input cut anywhere is refused, not a panic.
-        for n in 0..data.len() {
-            f(&data[..n]);
-        }
-        n += 1;
-    }
-    n
-}
+#[path = "../../../tests/support/fuzz_corpus.rs"]
+mod corpus;
+use corpus::replay;
 
 #[test]
 fn corpus_replays_cleanly() {

@@ -3,27 +3,11 @@
 //! found interesting, and the pcap files and af_packet ring frames it
 //! started from, stay regression tests.
 
-use std::path::Path;
-
 use pollux_soft::fuzz_harness;
 
-fn replay(target: &str, f: fn(&[u8])) -> usize {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target);
-    let mut n = 0;
-    for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let p = e.unwrap().path();
-        let data = std::fs::read(&p).unwrap();
-        f(&data);
-        // Every prefix too: a file cut anywhere is refused, not a panic.
-        for n in 0..data.len() {
-            f(&data[..n]);
-        }
-        n += 1;
-    }
-    n
-}
+#[path = "../../../tests/support/fuzz_corpus.rs"]
+mod corpus;
+use corpus::replay;
 
 #[test]
 fn corpus_replays_cleanly() {
