@@ -21,9 +21,11 @@
 //!   IPv6, UDP, TCP and ICMP headers the data path reads, fuzzed.
 //!
 //! Unsafe code is confined to the modules that manage raw memory (`ring`,
-//! `burst`, `mbuf`, `mempool`, `mem`, `lcore`); each block states the
+//! `burst`, `mbuf`, `mempool`, `mem`, `lcore`, and the barrier instructions of
+//! `barrier`); each block states the
 //! invariant it relies on.
 
+pub mod barrier;
 pub mod burst;
 /// Entry points for the fuzz targets and the corpus replay: a test double,
 /// behind the `testing` feature.

@@ -15,8 +15,9 @@
 use pollux_core::mbuf::HEADROOM;
 use pollux_core::{Burst, Mbuf, Mempool, PacketType, RxFlags};
 
-use crate::desc::{rmb_after_done_bit, wmb_before_doorbell, AdvRxDesc, DescRing};
+use crate::desc::{AdvRxDesc, DescRing};
 use crate::regs::{self, Regs};
+use pollux_core::barrier::{dma_rmb, dma_wmb};
 
 /// Counters of one receive queue.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -143,7 +144,7 @@ impl RxRing {
             if status & regs::RXD_STAT_DD == 0 {
                 break;
             }
-            rmb_after_done_bit();
+            dma_rmb();
             let qw0 = self.ring.read_qword(i, 0);
             let Some(fresh) = self.pool.alloc() else {
                 // Leave the descriptor done; it is retried next call.
@@ -173,7 +174,7 @@ impl RxRing {
             let tail = if self.next == 0 { n - 1 } else { self.next - 1 };
             // Descriptor rewrites above must reach memory before the device
             // learns from the tail that it may use them.
-            wmb_before_doorbell();
+            dma_wmb();
             regs.write32(self.tail_reg, tail as u32);
             self.nb_hold = 0;
         }

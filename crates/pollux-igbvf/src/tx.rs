@@ -13,8 +13,9 @@ use std::collections::VecDeque;
 
 use pollux_core::{Burst, Mbuf, TxFlags};
 
-use crate::desc::{rmb_after_done_bit, wmb_before_doorbell, AdvTxCtxDesc, AdvTxDesc, DescRing};
+use crate::desc::{AdvTxCtxDesc, AdvTxDesc, DescRing};
 use crate::regs::{self, Regs};
+use pollux_core::barrier::{dma_rmb, dma_wmb};
 
 /// Largest buffer one data descriptor carries (DTALEN is 16 bits; the
 /// datasheet caps a buffer at 16 KiB - 1).
@@ -158,7 +159,7 @@ impl TxRing {
             if self.ring.read_word(rs, 3) & regs::TXD_STAT_DD == 0 {
                 break;
             }
-            rmb_after_done_bit();
+            dma_rmb();
             loop {
                 let j = self.clean;
                 self.sw[j as usize] = None;
@@ -277,7 +278,7 @@ impl TxRing {
             }
             // Descriptor writes above must be visible to the device before
             // the tail write tells it to fetch them.
-            wmb_before_doorbell();
+            dma_wmb();
             regs.write32(self.tail_reg, self.tail as u32);
         }
         taken

@@ -325,7 +325,7 @@ impl IgbVfRx {
             // before it set the running bit, which the acquire load of
             // `st` saw; the rewritten descriptors must be visible to the
             // device before the tail lets it fetch them.
-            crate::desc::wmb_before_doorbell();
+            pollux_core::barrier::dma_wmb();
             self.set
                 .bar
                 .write32(regs::rdt(self.queue as u16), r.initial_tail());
@@ -836,7 +836,7 @@ impl IgbVf {
         // be visible to the device before the tail lets it fetch them. A
         // ring a handle holds keeps tail 0 until its handle has
         // resynchronised and moves the tail itself (see [`QueueSet`]).
-        crate::desc::wmb_before_doorbell();
+        pollux_core::barrier::dma_wmb();
         for (i, l) in q.rx_layout.iter().enumerate() {
             if q.rx[i].parked().is_some() {
                 self.bar.write32(regs::rdt(i as u16), l.initial_tail);

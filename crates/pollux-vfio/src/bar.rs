@@ -1,10 +1,11 @@
 //! [`Bar`]: a memory-mapped PCI BAR with typed volatile register access.
 //!
 //! No Rust reference over MMIO ever exists: a `Bar` holds a pointer and a
-//! length, and every access is one 32-bit volatile load or store (the width
-//! NIC registers are defined with; QEMU's igb model ignores narrower
-//! accesses). An offset outside the BAR or not 4-byte aligned reads as all
-//! ones and writes nothing, as a PCIe master abort would, instead of
+//! length, and every access is one volatile load or store of the register's
+//! width: 32 bits for NIC registers (QEMU's igb model ignores narrower
+//! accesses), 8 and 16 bits where a device defines such registers (virtio's
+//! common configuration). An offset outside the BAR or not aligned to the
+//! access reads as all ones and writes nothing, as a PCIe master abort would, instead of
 //! panicking in a data path; debug builds assert.
 
 use std::any::Any;
@@ -69,25 +70,28 @@ impl Bar {
         self.len == 0
     }
 
+    /// Pointer to the `T`-sized register at `off`, or `None` when it is
+    /// outside the BAR or not aligned to its size.
     #[inline(always)]
-    fn reg(&self, off: u32) -> Option<*mut u32> {
+    fn reg<T>(&self, off: u32) -> Option<*mut T> {
         let off = off as usize;
-        if off % 4 != 0 || off + 4 > self.len {
+        let size = std::mem::size_of::<T>();
+        if off % size != 0 || off + size > self.len {
             debug_assert!(
                 false,
-                "register offset {off:#x} outside a {}-byte BAR",
+                "{size}-byte register at {off:#x} outside a {}-byte BAR or unaligned",
                 self.len
             );
             return None;
         }
-        // SAFETY: off + 4 <= len, so the pointer stays inside the mapping.
-        Some(unsafe { self.ptr.as_ptr().add(off) }.cast::<u32>())
+        // SAFETY: off + size <= len, so the pointer stays inside the mapping.
+        Some(unsafe { self.ptr.as_ptr().add(off) }.cast::<T>())
     }
 
     /// Reads the 32-bit register at byte offset `off`.
     #[inline(always)]
     pub fn read32(&self, off: u32) -> u32 {
-        match self.reg(off) {
+        match self.reg::<u32>(off) {
             // SAFETY: in bounds and 4-byte aligned (the mapping is page
             // aligned); volatile because the device changes it.
             Some(p) => u32::from_le(unsafe { p.read_volatile() }),
@@ -98,10 +102,50 @@ impl Bar {
     /// Writes the 32-bit register at byte offset `off`.
     #[inline(always)]
     pub fn write32(&self, off: u32, val: u32) {
-        if let Some(p) = self.reg(off) {
+        if let Some(p) = self.reg::<u32>(off) {
             // SAFETY: in bounds and aligned; volatile so the store happens
             // exactly once and in program order with other volatile accesses.
             unsafe { p.write_volatile(val.to_le()) }
+        }
+    }
+
+    /// Reads the 16-bit register at byte offset `off` (for devices whose
+    /// registers are 16 bits wide and must be accessed so, as virtio's
+    /// common configuration).
+    #[inline(always)]
+    pub fn read16(&self, off: u32) -> u16 {
+        match self.reg::<u16>(off) {
+            // SAFETY: in bounds and 2-byte aligned; volatile as in read32.
+            Some(p) => u16::from_le(unsafe { p.read_volatile() }),
+            None => u16::MAX,
+        }
+    }
+
+    /// Writes the 16-bit register at byte offset `off`.
+    #[inline(always)]
+    pub fn write16(&self, off: u32, val: u16) {
+        if let Some(p) = self.reg::<u16>(off) {
+            // SAFETY: in bounds and aligned; volatile as in write32.
+            unsafe { p.write_volatile(val.to_le()) }
+        }
+    }
+
+    /// Reads the 8-bit register at byte offset `off`.
+    #[inline(always)]
+    pub fn read8(&self, off: u32) -> u8 {
+        match self.reg::<u8>(off) {
+            // SAFETY: in bounds; volatile as in read32.
+            Some(p) => unsafe { p.read_volatile() },
+            None => u8::MAX,
+        }
+    }
+
+    /// Writes the 8-bit register at byte offset `off`.
+    #[inline(always)]
+    pub fn write8(&self, off: u32, val: u8) {
+        if let Some(p) = self.reg::<u8>(off) {
+            // SAFETY: in bounds; volatile as in write32.
+            unsafe { p.write_volatile(val) }
         }
     }
 }
@@ -126,6 +170,11 @@ mod tests {
         bar.write32(8, 0xdead_beef);
         assert_eq!(bar.read32(8), 0xdead_beef);
         assert_eq!(bar.len(), 64);
+        bar.write16(2, 0x1234);
+        bar.write8(1, 0x56);
+        assert_eq!(bar.read32(0), 0x1234_5600);
+        assert_eq!(bar.read16(2), 0x1234);
+        assert_eq!(bar.read8(1), 0x56);
     }
 
     #[test]

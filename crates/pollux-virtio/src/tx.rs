@@ -1,0 +1,279 @@
+//! Transmit virtqueue: one descriptor per packet, completions reclaimed in
+//! bursts.
+//!
+//! Each packet's `virtio_net_hdr` is written into the 12 bytes of headroom
+//! in front of its data, and one device-readable descriptor covers header
+//! and frame: `VIRTIO_F_VERSION_1` implies any descriptor layout (5.1.6.6,
+//! 2.6.4), so header and data need not be separate. `avail.idx` is
+//! published and the device notified once per burst, and only when the
+//! device asked to be (`used.flags` without NO_NOTIFY, or `avail_event`
+//! with event indices). Used entries are reclaimed when the free
+//! descriptors run low; a descriptor id comes back at most once, and an id
+//! that was not in flight is counted, not trusted.
+
+use pollux_core::barrier::{dma_mb, dma_rmb, dma_wmb};
+use pollux_core::{Burst, Iova, Mbuf, TxFlags};
+
+use crate::spec;
+use crate::transport::Notifier;
+use crate::vring::{need_event, SplitRing};
+
+/// Counters of one transmit queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxVqStats {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Packets taken but dropped (empty, too long, no headroom for the
+    /// header, from memory the device cannot reach, or flushed by a reset).
+    pub errors: u64,
+    /// Of `errors`: packets whose buffer lies outside the device's IOMMU
+    /// domain.
+    pub unreachable: u64,
+    /// Used entries that named no descriptor in flight.
+    pub device_faults: u64,
+}
+
+/// Whether the device can read `len` bytes at an IOVA; asked once per pool
+/// a queue sees, not per packet.
+pub type DmaCheck = Box<dyn Fn(Iova, u64) -> bool + Send + Sync>;
+
+/// Largest frame one descriptor carries here (no TSO).
+const MAX_FRAME: usize = 65535 - spec::NET_HDR_LEN;
+
+/// One transmit virtqueue.
+pub struct TxVq {
+    ring: SplitRing,
+    notifier: Notifier,
+    sw: Box<[Option<Mbuf>]>,
+    /// Descriptor ids not in flight.
+    free: Vec<u16>,
+    avail_idx: u16,
+    last_used: u16,
+    event_idx: bool,
+    /// The device computes L4 checksums (VIRTIO_NET_F_CSUM negotiated).
+    csum: bool,
+    free_thresh: u16,
+    dma_check: Option<DmaCheck>,
+    last_pool: usize,
+    last_pool_ok: bool,
+    pub stats: TxVqStats,
+}
+
+impl TxVq {
+    /// A queue over `ring`.
+    pub fn new(ring: SplitRing, notifier: Notifier) -> TxVq {
+        let n = ring.size();
+        TxVq {
+            sw: (0..n).map(|_| None).collect(),
+            free: (0..n).rev().collect(),
+            free_thresh: (n / 4).clamp(1, 32),
+            ring,
+            notifier,
+            avail_idx: 0,
+            last_used: 0,
+            event_idx: false,
+            csum: false,
+            dma_check: None,
+            last_pool: 0,
+            last_pool_ok: true,
+            stats: TxVqStats::default(),
+        }
+    }
+
+    /// Use event indices and let the device complete L4 checksums.
+    pub fn set_features(&mut self, event_idx: bool, csum: bool) {
+        self.event_idx = event_idx;
+        self.csum = csum;
+    }
+
+    /// Replaces the notifier (after the queue was programmed anew).
+    pub fn set_notifier(&mut self, n: Notifier) {
+        self.notifier = n;
+    }
+
+    /// Refuse packets whose pool the device cannot reach (see
+    /// [`DmaCheck`]); without a check every pool is accepted.
+    pub fn set_dma_check(&mut self, check: DmaCheck) {
+        self.dma_check = Some(check);
+        self.last_pool = 0;
+    }
+
+    /// The queue's memory.
+    pub fn ring(&self) -> &SplitRing {
+        &self.ring
+    }
+
+    /// Descriptors free right now.
+    pub fn free_descs(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Starts over for a device that has just been reset: what the device
+    /// completed was sent, the rest is dropped and counted as errors, and
+    /// the rings are zeroed. Only while the device does not own the queue.
+    pub fn reset(&mut self) {
+        self.reclaim();
+        let mut dropped = 0;
+        for s in self.sw.iter_mut() {
+            if s.take().is_some() {
+                dropped += 1;
+            }
+        }
+        self.stats.errors += dropped;
+        // Counted as sent when taken; they were not.
+        self.stats.packets = self.stats.packets.saturating_sub(dropped);
+        self.ring.zero();
+        // The driver polls; it wants no used-buffer notifications.
+        self.ring
+            .view()
+            .set_avail_flags(spec::VRING_AVAIL_F_NO_INTERRUPT);
+        self.free = (0..self.ring.size()).rev().collect();
+        self.avail_idx = 0;
+        self.last_used = 0;
+    }
+
+    #[inline(always)]
+    fn reachable(&mut self, m: &Mbuf) -> bool {
+        let pool = m.pool_id();
+        if pool != self.last_pool {
+            let (iova, len) = m.pool_iova_range();
+            self.last_pool_ok = self
+                .dma_check
+                .as_ref()
+                .map_or(true, |f| f(iova, len as u64));
+            self.last_pool = pool;
+        }
+        self.last_pool_ok
+    }
+
+    /// Frees the buffers the device has finished with; returns how many.
+    #[inline]
+    pub fn reclaim(&mut self) -> usize {
+        let v = *self.ring.view();
+        let used = v.used_idx();
+        let pending = used.wrapping_sub(self.last_used);
+        if pending == 0 {
+            return 0;
+        }
+        if pending > v.size() {
+            self.stats.device_faults += 1;
+            return 0;
+        }
+        // Used entries were written before used.idx.
+        dma_rmb();
+        let mut freed = 0;
+        for _ in 0..pending {
+            let (id, _) = v.used_elem(self.last_used);
+            self.last_used = self.last_used.wrapping_add(1);
+            match self.sw.get_mut(id as usize).and_then(Option::take) {
+                Some(m) => {
+                    drop(m);
+                    self.free.push(id as u16);
+                    freed += 1;
+                }
+                None => self.stats.device_faults += 1,
+            }
+        }
+        freed
+    }
+
+    /// Sends packets from the front of `pkts`; returns how many it took.
+    #[inline]
+    pub fn tx_burst(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
+        if self.free.len() < self.free_thresh as usize {
+            self.reclaim();
+        }
+        let v = *self.ring.view();
+        let old = self.avail_idx;
+        let mut taken = 0;
+        while let Some(mut m) = pkts.pop_front() {
+            let len = m.len();
+            if len == 0 || len > MAX_FRAME {
+                self.stats.errors += 1;
+                taken += 1;
+                continue;
+            }
+            if !self.reachable(&m) {
+                self.stats.errors += 1;
+                self.stats.unreachable += 1;
+                taken += 1;
+                continue;
+            }
+            let Some(id) = self.free.pop().or_else(|| {
+                self.reclaim();
+                self.free.pop()
+            }) else {
+                // Ring full: the packet stays the caller's.
+                let _ = pkts.push_front(m);
+                break;
+            };
+            let off = *m.tx();
+            let Some(hdr) = m.prepend(spec::NET_HDR_LEN) else {
+                self.free.push(id);
+                self.stats.errors += 1;
+                taken += 1;
+                continue;
+            };
+            write_header(hdr, &off, self.csum);
+            v.write_desc(id, m.data_iova().0, m.len() as u32, 0, 0);
+            v.set_avail_ring(self.avail_idx, id);
+            self.avail_idx = self.avail_idx.wrapping_add(1);
+            self.sw[id as usize] = Some(m);
+            self.stats.packets += 1;
+            self.stats.bytes += len as u64;
+            taken += 1;
+        }
+        if self.avail_idx != old {
+            // Descriptors, headers and ring entries before the index that
+            // publishes them.
+            dma_wmb();
+            v.set_avail_idx(self.avail_idx);
+            // The index store before the load of what the device wants.
+            dma_mb();
+            let notify = if self.event_idx {
+                need_event(v.avail_event(), self.avail_idx, old)
+            } else {
+                v.used_flags() & spec::VRING_USED_F_NO_NOTIFY == 0
+            };
+            if notify {
+                self.notifier.notify();
+            }
+        }
+        taken
+    }
+}
+
+/// Writes a `virtio_net_hdr` (5.1.6): no GSO; with `csum` (the device
+/// completes checksums) and a TCP or UDP checksum asked for, NEEDS_CSUM
+/// from the L4 header's start with the checksum field's offset in it. The
+/// checksum field must hold the pseudo-header sum, as for every offloading
+/// NIC (the device adds the rest).
+#[inline(always)]
+pub fn write_header(hdr: &mut [u8], off: &pollux_core::TxOffload, csum: bool) {
+    hdr.fill(0);
+    let l4 = if off.flags.contains(TxFlags::TCP_CKSUM) {
+        Some(16u16) // offsetof(struct tcphdr, check)
+    } else if off.flags.contains(TxFlags::UDP_CKSUM) {
+        Some(6u16) // offsetof(struct udphdr, check)
+    } else {
+        None
+    };
+    if let (true, Some(csum_offset)) = (csum, l4) {
+        let start = off.l2_len as u16 + off.l3_len;
+        hdr[0] = spec::NET_HDR_F_NEEDS_CSUM;
+        hdr[6..8].copy_from_slice(&start.to_le_bytes());
+        hdr[8..10].copy_from_slice(&csum_offset.to_le_bytes());
+    }
+}
+
+impl std::fmt::Debug for TxVq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxVq")
+            .field("ring", &self.ring)
+            .field("avail_idx", &self.avail_idx)
+            .field("last_used", &self.last_used)
+            .field("free", &self.free.len())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
