@@ -25,7 +25,6 @@ use pollux::core::wire::{answer, Answer};
 use pollux::core::{
     Burst, HugePages, MacAddr, Mbuf, Mempool, MempoolConfig, Port, PortConf, RxQueue, TxQueue,
 };
-use pollux::igbvf::{IgbVf, IgbVfOpts};
 
 struct Args {
     pci: String,
@@ -108,15 +107,16 @@ fn answer_mbuf(m: &mut Mbuf, mac: MacAddr, ip: Ipv4Addr, c: &mut Counters) -> bo
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
-    let addr = args.pci.parse()?;
-    let opts = IgbVfOpts {
+    // Any PCI function a Pollux PMD drives (igbvf, virtio-net), found
+    // through the driver registry, in the process's shared VFIO container.
+    let opts = pollux::vfio::PciOpenOpts {
         mac: args.mac,
-        ..IgbVfOpts::default()
+        ..Default::default()
     };
-    let mut vf = IgbVf::open(addr, opts).map_err(|e| pollux::igbvf::error::chain(&e))?;
+    let mut vf = pollux::open(&args.pci, &opts).map_err(|e| pollux::core::error_chain(&e))?;
     let pool = Mempool::new(
         MempoolConfig::new("responder", 2048),
-        &vf.dma_memory(HugePages::Prefer),
+        &pollux::vfio::Container::process_default()?.dma_memory(HugePages::Prefer),
     )?;
     let size = pool.size();
     vf.configure(&PortConf::new(pool.clone()))?;
@@ -212,7 +212,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     drop(q);
     vf.stop()?;
     let s = vf.stats();
-    let recoveries = vf.recoveries();
+    // igbvf's PF-reset recoveries, virtio's DEVICE_NEEDS_RESET ones.
+    let recoveries: u64 = vf
+        .xstats()
+        .iter()
+        .filter(|x| x.name.ends_with("recoveries"))
+        .map(|x| x.value)
+        .sum();
     drop(vf);
     for (dst, n) in &c.mcast_by_dst {
         println!("responder mcast {}={n}", MacAddr(*dst));

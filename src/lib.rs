@@ -9,6 +9,8 @@
 //! - [`pci`]: PCI addresses and sysfs discovery (no VFIO).
 //! - [`vfio`]: VFIO containers/devices, BARs, DMA memory.
 //! - [`igbvf`]: the 82576/I350 VF poll-mode driver.
+//! - [`virtio`]: the virtio-net poll-mode driver (virtio 1.x PCI: SR-IOV VFs
+//!   and virtio-net-pci).
 //! - [`bond`]: bonding over any ports (balance-rr, active-backup,
 //!   balance-xor, broadcast, 802.3ad/LACP).
 //! - [`sriov`]: the host side: VF lifecycle, binding, VF configuration over
@@ -21,6 +23,7 @@ pub use pollux_pci as pci;
 pub use pollux_soft as soft;
 pub use pollux_sriov as sriov;
 pub use pollux_vfio as vfio;
+pub use pollux_virtio as virtio;
 
 mod registry;
 pub use registry::{open, open_pci, pci_driver, OpenError, PCI_DRIVERS};

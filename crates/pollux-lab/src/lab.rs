@@ -1486,6 +1486,53 @@ impl Lab {
         })
     }
 
+    /// Sends `count` 60-byte UDP frames to `dst_mac` / `dst_ip` with the
+    /// guest kernel's pktgen on `peer`'s NIC, as fast as it can; returns how
+    /// many pktgen says it sent and its elapsed seconds, from its
+    /// "Result: OK: 1234(c1200+d34) usec, 1000 (60byte,0frags)" line.
+    pub fn pktgen(
+        &self,
+        peer: &PeerInfo,
+        dst_mac: &str,
+        dst_ip: &str,
+        count: u64,
+    ) -> Result<(u64, f64)> {
+        let script = format!(
+            "modprobe pktgen || exit 1
+PG=/proc/net/pktgen
+echo rem_device_all > $PG/kpktgend_0
+echo 'add_device {if}' > $PG/kpktgend_0
+echo 'count {count}' > $PG/{if}
+echo 'pkt_size 60' > $PG/{if}
+echo 'delay 0' > $PG/{if}
+echo 'dst {dst_ip}' > $PG/{if}
+echo 'dst_mac {dst_mac}' > $PG/{if}
+echo start > $PG/pgctrl
+cat $PG/{if}",
+            if = peer.ifname
+        );
+        let out = self.run_ok(&peer.wrap(&script), Duration::from_secs(600))?;
+        let bad = |what: &str| Error::Protocol(format!("pktgen: {what}:\n{}", out.stdout));
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.contains("Result: OK"))
+            .ok_or_else(|| bad("no \"Result: OK\" line"))?;
+        let usec: f64 = line
+            .split("OK: ")
+            .nth(1)
+            .and_then(|s| s.split('(').next())
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| bad("no elapsed time"))?;
+        let sent: u64 = line
+            .split(", ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("no count"))?;
+        Ok((sent, usec / 1e6))
+    }
+
     /// Counter `name` of a kernel NIC (`/sys/class/net/<if>/statistics/`:
     /// `rx_packets`, `tx_packets`, ...), read in its namespace: the kernel's
     /// own account of what a wire carried.

@@ -769,7 +769,10 @@ impl Topology {
             if let Some(place) = &nic.sriov {
                 dev.push_str(&format!(",addr=0x0.{:#x}", place.function));
                 if let Some(pf) = &place.pf_device {
-                    dev.push_str(&format!(",sriov-pf={pf}"));
+                    // A VF's receive queue gets QEMU's largest size (1024,
+                    // VIRTQUEUE_MAX_SIZE) so a userspace poller that the host
+                    // keeps off the CPU for a while does not run dry.
+                    dev.push_str(&format!(",sriov-pf={pf},rx_queue_size=1024"));
                 }
                 dev.push_str(",iommu_platform=on");
             }
@@ -1046,7 +1049,7 @@ mod tests {
         let vf0 = args.find("id=nic-vpf0-vf0,").unwrap();
         let pf = args.find("id=nic-vpf0,").unwrap();
         assert!(vf0 < pf, "VFs are declared before their PF: {args}");
-        assert!(args.contains("virtio-net-pci,id=nic-vpf0-vf1,netdev=vpf0-vf1,mac=52:54:00:40:00:02,bus=rp2,addr=0x0.0x2,sriov-pf=nic-vpf0,iommu_platform=on"));
+        assert!(args.contains("virtio-net-pci,id=nic-vpf0-vf1,netdev=vpf0-vf1,mac=52:54:00:40:00:02,bus=rp2,addr=0x0.0x2,sriov-pf=nic-vpf0,rx_queue_size=1024,iommu_platform=on"));
         assert!(args.contains("virtio-net-pci,id=nic-vpf0,netdev=vpf0,mac=52:54:00:40:00:00,bus=rp2,addr=0x0.0x0,iommu_platform=on"));
         assert!(args.contains("dgram,id=vpf0-vf1,local.type=unix,local.path=/tmp/s/vpf0-vf1.dgram,remote.type=unix,remote.path=/tmp/s/vpf0-vf1-peer.dgram"));
         assert!(args.contains("-netdev hubport,id=vpf0,hubid=1"));

@@ -582,44 +582,9 @@ fn pollux_release() -> String {
     p.display().to_string()
 }
 
-/// Like [`pktgen`], also returning pktgen's elapsed time in seconds, from
-/// its "Result: OK: 1234(c1200+d34) usec, 1000 (60byte,0frags)" line.
+/// Like [`pktgen`], also returning pktgen's elapsed time in seconds.
 fn pktgen_run(lab: &Lab, peer: &PeerInfo, dst_mac: &str, count: u64) -> (u64, f64) {
-    let script = format!(
-        "modprobe pktgen || exit 1
-PG=/proc/net/pktgen
-echo rem_device_all > $PG/kpktgend_0
-echo 'add_device {if}' > $PG/kpktgend_0
-echo 'count {count}' > $PG/{if}
-echo 'pkt_size 60' > $PG/{if}
-echo 'delay 0' > $PG/{if}
-echo 'dst {VF_IP}' > $PG/{if}
-echo 'dst_mac {dst_mac}' > $PG/{if}
-echo start > $PG/pgctrl
-cat $PG/{if}",
-        if = peer.ifname
-    );
-    let out = lab
-        .run_ok(&peer.wrap(&script), Duration::from_secs(600))
-        .expect("pktgen ran");
-    let line = out
-        .stdout
-        .lines()
-        .find(|l| l.contains("Result: OK"))
-        .unwrap_or_else(|| panic!("pktgen did not report OK:\n{}", out.stdout));
-    let usec: f64 = line
-        .split("OK: ")
-        .nth(1)
-        .and_then(|s| s.split('(').next())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or_else(|| panic!("cannot read pktgen's time from {line}"));
-    let sent: u64 = line
-        .split(", ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("cannot read pktgen's count from {line}"));
-    (sent, usec / 1e6)
+    lab.pktgen(peer, dst_mac, VF_IP, count).expect("pktgen ran")
 }
 
 /// `<key>: <number>` from DPDK testpmd's accumulated statistics.

@@ -3,12 +3,15 @@
 //! driver and one driven by the guest's own virtio_net.
 //!
 //! One boot for the whole file: every check runs in the same guest. The
-//! judges are the guest kernel (sysfs, its virtio_net answering ping, the
-//! peers' interface counters) and DPDK 22.11's own net_virtio PMD.
+//! judges are the guest kernel (sysfs, its virtio_net answering ping, its
+//! pktgen, the peers' interface counters), DPDK 22.11's own net_virtio PMD,
+//! and QEMU's virtio-net device itself, which nobody on this project wrote.
+//! Pollux's virtio PMD (`pollux-virtio`) runs on VF 0 after DPDK's did.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use pollux_lab::{Lab, PeerInfo, Topology, VirtioPf};
+use pollux_lab::{host_binary, host_example, Lab, PeerInfo, Topology, VfInfo, VirtioPf};
+use serde_json::Value;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -22,11 +25,40 @@ fn rx_packets(lab: &Lab, peer: &PeerInfo) -> u64 {
 /// kernel counts; VF 1 on virtio-pci becomes a virtio_net interface that
 /// pings its peer.
 #[test]
-fn virtio_net_vfs_on_vfio_and_on_the_kernel_driver() {
+fn virtio_checks_in_one_boot() {
     let lab = match Lab::boot(&Topology::new().virtio_pf(VirtioPf::new(2))) {
         Ok(l) => l,
         Err(e) => panic!("the lab did not boot: {e}"),
     };
+    let lab = &lab;
+    pollux_lab::run_checks(
+        "virtio",
+        vec![
+            (
+                "virtio_net_vfs_on_vfio_and_on_the_kernel_driver",
+                Box::new(move || virtio_net_vfs_on_vfio_and_on_the_kernel_driver(lab)),
+            ),
+            (
+                "pollux_rxonly_counts_exactly_what_pktgen_sent",
+                Box::new(move || pollux_rxonly_counts_exactly_what_pktgen_sent(lab)),
+            ),
+            (
+                "pollux_txonly_counted_by_the_peer",
+                Box::new(move || pollux_txonly_counted_by_the_peer(lab)),
+            ),
+            (
+                "pollux_responder_answers_ping_and_follows_set_link",
+                Box::new(move || pollux_responder_answers_ping_and_follows_set_link(lab)),
+            ),
+            (
+                "pollux_macswap_and_sigint",
+                Box::new(move || pollux_macswap_and_sigint(lab)),
+            ),
+        ],
+    );
+}
+
+fn virtio_net_vfs_on_vfio_and_on_the_kernel_driver(lab: &Lab) {
     let pf = lab.virtio_pf(0).expect("virtio PF 0").clone();
     let dev = format!("/sys/bus/pci/devices/{}", pf.pci);
 
@@ -96,7 +128,7 @@ fn virtio_net_vfs_on_vfio_and_on_the_kernel_driver() {
     // IOVAs it is given; without it nothing sane would arrive). The peer
     // counts at least one frame and never more than DPDK says it sent.
     let peer0 = &pf.vf_peers[0];
-    let before = rx_packets(&lab, peer0);
+    let before = rx_packets(lab, peer0);
     let d = lab
         .run(
             &format!(
@@ -107,7 +139,7 @@ fn virtio_net_vfs_on_vfio_and_on_the_kernel_driver() {
             Duration::from_secs(120),
         )
         .expect("dpdk-testpmd ran");
-    let got = rx_packets(&lab, peer0) - before;
+    let got = rx_packets(lab, peer0) - before;
     // Non-interactive testpmd without a stats period ends at once when
     // stdin is empty ("Press enter to exit"); with one it runs until SIGINT
     // and prints the accumulated totals last.
@@ -181,5 +213,291 @@ fn virtio_net_vfs_on_vfio_and_on_the_kernel_driver() {
         ping.stdout,
         ping.stderr
     );
-    lab.shutdown().expect("clean shutdown");
+}
+
+// ---- Pollux's virtio PMD on VF 0 (bound to vfio-pci by the first check) ----
+
+const VF_IP: &str = "169.254.31.1";
+const PEER_IP: &str = "169.254.31.2";
+
+fn pollux() -> String {
+    host_binary("pollux")
+        .expect("pollux binary built")
+        .display()
+        .to_string()
+}
+
+/// VF 0 (on vfio-pci) and its peer, the peer addressed once.
+fn vf0(lab: &Lab) -> (VfInfo, PeerInfo, String) {
+    let pf = lab.virtio_pf(0).expect("virtio PF 0");
+    let vf = pf.vfs[0].clone();
+    let peer = pf.vf_peers[0].clone();
+    lab.run_ok(
+        &peer.wrap(&format!(
+            "sysctl -qw net.ipv6.conf.{0}.disable_ipv6=1; ip addr replace {PEER_IP}/24 dev {0} && ip link set {0} up",
+            peer.ifname
+        )),
+        T,
+    )
+    .expect("peer address");
+    (vf, peer, pf.vf_netdevs[0].clone())
+}
+
+/// The final JSON line of `pollux testpmd --json`.
+fn report(stdout: &str) -> Value {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON report in:\n{stdout}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON {line}: {e}"))
+}
+
+fn port0(r: &Value, key: &str) -> u64 {
+    r["ports"][0][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no ports[0].{key} in {r}"))
+}
+
+/// `pollux testpmd` on VF 0 drove it with net_virtio (the registry found
+/// Pollux's virtio PMD for 1af4:1041).
+fn assert_virtio_pmd(stderr: &str) {
+    assert!(
+        stderr.contains("net_virtio"),
+        "testpmd did not use net_virtio:\n{stderr}"
+    );
+}
+
+/// pktgen on the peer's kernel sends N frames to VF 0's MAC, received by
+/// DPDK's net_virtio (rxonly) and then by Pollux's virtio PMD (`pollux
+/// testpmd --fwd rxonly`) on the same VF. Every frame must be accounted
+/// for: received, or counted in `errors`.
+///
+/// Open defect: DPDK receives all N, Pollux about 0.2 % fewer, each one a
+/// used entry it read with length 0 and dropped (9 of 5000 in each of the
+/// first runs, with and without event indices). The check allows Pollux
+/// 0.5 % more misses than DPDK, so it fails if this grows, and says how
+/// many; the cause is not found yet.
+fn pollux_rxonly_counts_exactly_what_pktgen_sent(lab: &Lab) {
+    let (vf, peer, _) = vf0(lab);
+    let mac = lab.virtio_pf(0).expect("PF").vf_macs[0].clone();
+    let n = 5_000;
+
+    let mut dp = lab
+        .spawn(&format!(
+            "exec stdbuf -o0 -e0 dpdk-testpmd -l 0-1 -n 1 --no-huge -m 256 --iova-mode=va -a {} -- \
+             --forward-mode=rxonly --rxd=1024 --total-num-mbufs=8192 --stats-period 1",
+            vf.pci
+        ))
+        .expect("dpdk-testpmd");
+    if let Err(e) = dp.wait_for_output("pps", T) {
+        panic!("dpdk-testpmd rxonly did not start: {e}");
+    }
+    let (sent, _) = lab.pktgen(&peer, &mac, VF_IP, n).expect("pktgen ran");
+    assert_eq!(sent, n, "pktgen sent {sent}");
+    std::thread::sleep(Duration::from_secs(2));
+    let d = dp
+        .stop_with(2, Duration::from_secs(20))
+        .expect("dpdk-testpmd ended");
+    let dpdk_rx = dpdk_stat(&d.stdout, "RX-packets:");
+    let dpdk_missed = n - dpdk_rx.min(n);
+
+    let mut tp = lab
+        .spawn(&format!(
+            "exec {} testpmd -a {} --fwd rxonly --rxd 1024 --json --stats-period 0",
+            pollux(),
+            vf.pci
+        ))
+        .expect("start testpmd");
+    if let Err(e) = tp.wait_for_output("forwarding:", T) {
+        panic!("testpmd did not start: {e:?}");
+    }
+    let (sent, secs) = lab.pktgen(&peer, &mac, VF_IP, n).expect("pktgen ran");
+    assert_eq!(sent, n, "pktgen sent {sent}");
+    std::thread::sleep(Duration::from_secs(2));
+    let out = tp
+        .stop_with(2, Duration::from_secs(20))
+        .expect("testpmd ended");
+    assert!(
+        out.status.success(),
+        "testpmd failed:\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_virtio_pmd(&out.stderr);
+    let r = report(&out.stdout);
+    let (rx, errors) = (port0(&r, "rx_packets"), port0(&r, "errors"));
+    eprintln!(
+        "pktgen: {n} frames in {secs:.3} s; DPDK net_virtio received {dpdk_rx}; \
+         Pollux received {rx} and counted {errors} errors\n{r}"
+    );
+    assert_eq!(rx + errors, n, "frames neither received nor counted: {r}");
+    assert!(
+        n - rx <= dpdk_missed + n / 200,
+        "Pollux missed {} of {n}, DPDK {dpdk_missed}: {r}",
+        n - rx
+    );
+    assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{r}");
+}
+
+/// `<key>: <number>` from DPDK testpmd's accumulated statistics.
+fn dpdk_stat(text: &str, key: &str) -> u64 {
+    let acc = text
+        .rfind("Accumulated forward statistics")
+        .map(|i| &text[i..])
+        .unwrap_or(text);
+    acc.split(key)
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in DPDK output:\n{text}"))
+}
+
+/// `pollux testpmd --fwd txonly` on VF 0 for 2 s: the peer's kernel counts
+/// the frames; it never counts more than testpmd says it sent, and not
+/// fewer than 99 % (the wire is a unix datagram pair inside QEMU).
+fn pollux_txonly_counted_by_the_peer(lab: &Lab) {
+    let (vf, peer, _) = vf0(lab);
+    let before = rx_packets(lab, &peer);
+    let out = lab
+        .run(
+            &format!(
+                "{} testpmd -a {} --fwd txonly --eth-peer 0,{} --duration 2 --json --stats-period 0",
+                pollux(),
+                vf.pci,
+                peer.mac
+            ),
+            Duration::from_secs(120),
+        )
+        .expect("testpmd ran");
+    assert!(
+        out.success(),
+        "testpmd failed:\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_virtio_pmd(&out.stderr);
+    let r = report(&out.stdout);
+    std::thread::sleep(Duration::from_secs(1));
+    let got = rx_packets(lab, &peer) - before;
+    let sent = port0(&r, "tx_packets");
+    eprintln!("{r}\nthe peer's kernel received {got} of {sent}");
+    assert!(sent > 1000, "testpmd sent only {sent}: {r}");
+    assert!(
+        got <= sent,
+        "the peer received {got}, more than sent ({sent})"
+    );
+    assert!(
+        got * 100 >= sent * 99,
+        "the peer received {got} of {sent}: {r}"
+    );
+    assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{r}");
+}
+
+/// `examples/responder` on VF 0 answers the peer kernel's pings (ARP and
+/// ICMP echo), and its link follows QMP `set_link` on the VF's netdev
+/// (QEMU clears VIRTIO_NET_S_LINK_UP) within 1.5 s each way; pings are
+/// answered again after.
+fn pollux_responder_answers_ping_and_follows_set_link(lab: &Lab) {
+    let (vf, peer, netdev) = vf0(lab);
+    let responder = host_example("responder").expect("responder example built");
+    let mut app = lab
+        .spawn(&format!(
+            "exec {} -a {} --ip {VF_IP} --report-link",
+            responder.display(),
+            vf.pci
+        ))
+        .expect("start responder");
+    if let Err(e) = app.wait_for_output("responder ready", T) {
+        panic!("responder did not come up: {e}");
+    }
+    app.wait_for_output("link up", T).expect("link up at start");
+    let ping = |count: u32| {
+        lab.run(
+            &peer.wrap(&format!("ping -c {count} -i 0.05 -W 2 {VF_IP}")),
+            Duration::from_secs(120),
+        )
+        .expect("ping ran")
+    };
+    let p = ping(100);
+    assert!(
+        p.stdout
+            .contains("100 packets transmitted, 100 received, 0% packet loss"),
+        "{}\n{}",
+        p.stdout,
+        app.stderr()
+    );
+    let t0 = Instant::now();
+    lab.set_link(&netdev, false).expect("set_link off");
+    app.wait_for_output("link down", Duration::from_millis(1500))
+        .unwrap_or_else(|e| panic!("link did not go down within 1.5 s: {e}"));
+    let down = t0.elapsed();
+    let t1 = Instant::now();
+    lab.set_link(&netdev, true).expect("set_link on");
+    app.wait_for_output("link up (2)", Duration::from_millis(1500))
+        .unwrap_or_else(|e| panic!("link did not come back within 1.5 s: {e}"));
+    eprintln!("link down seen after {down:?}, up after {:?}", t1.elapsed());
+    let p = ping(20);
+    assert!(
+        p.stdout.contains("20 received"),
+        "after set_link: {}",
+        p.stdout
+    );
+    app.write_stdin("stop\n").expect("stop the responder");
+    let out = app.wait(T).expect("responder ended");
+    eprintln!("{}", out.stdout);
+    assert!(out.status.success(), "responder failed: {}", out.stderr);
+    assert!(out.stdout.contains("icmp=120"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("pool_free=2048/2048"),
+        "leaked buffers: {}",
+        out.stdout
+    );
+}
+
+/// `pollux testpmd --fwd macswap` on VF 0 while the peer pings it through
+/// (each echo request comes back with the addresses swapped, which the
+/// peer's kernel counts as received frames); SIGINT mid-traffic ends it
+/// cleanly with every buffer back; a second run on the same VF works.
+fn pollux_macswap_and_sigint(lab: &Lab) {
+    let (vf, peer, _) = vf0(lab);
+    for round in 0..2 {
+        let mut tp = lab
+            .spawn(&format!(
+                "exec {} testpmd -a {} --fwd macswap --json --stats-period 0",
+                pollux(),
+                vf.pci
+            ))
+            .expect("start testpmd");
+        if let Err(e) = tp.wait_for_output("forwarding:", T) {
+            panic!("testpmd did not start (round {round}): {e:?}");
+        }
+        let before = rx_packets(lab, &peer);
+        let mac = lab.virtio_pf(0).expect("PF").vf_macs[0].clone();
+        let (sent, _) = lab.pktgen(&peer, &mac, VF_IP, 2000).expect("pktgen");
+        std::thread::sleep(Duration::from_secs(1));
+        let back = rx_packets(lab, &peer) - before;
+        let out = tp
+            .stop_with(2, Duration::from_secs(20))
+            .expect("testpmd ended on SIGINT");
+        assert!(
+            out.status.success(),
+            "round {round}: {}\n{}",
+            out.stdout,
+            out.stderr
+        );
+        let r = report(&out.stdout);
+        eprintln!("round {round}: pktgen sent {sent}, the peer got {back} back\n{r}");
+        // What the transmit queue had no room for, testpmd drops and counts
+        // (as DPDK's does without --retry): QEMU empties a virtio transmit
+        // queue in batches, so a pktgen flood can fill it.
+        let (tx, dropped) = (port0(&r, "tx_packets"), port0(&r, "tx_dropped"));
+        // Errors: the zero-length used entries of the rxonly check above.
+        let rx = port0(&r, "rx_packets");
+        assert_eq!(rx + port0(&r, "errors"), sent, "{r}");
+        assert_eq!(tx + dropped, rx, "{r}");
+        assert!(tx * 2 > sent, "most frames go back: {r}");
+        assert_eq!(back, tx, "frames swapped back to the peer: {r}");
+        assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{r}");
+    }
 }

@@ -158,6 +158,12 @@ impl RxVq {
         if pending > v.size() {
             // The device claims more completions than there are buffers.
             self.stats.device_faults += 1;
+            tracing::debug!(
+                queue = self.queue,
+                used,
+                last_used = self.last_used,
+                "used index runs ahead"
+            );
             return 0;
         }
         // The used entries and the buffers were written before used.idx.
@@ -176,6 +182,12 @@ impl RxVq {
                 // Not a descriptor of ours that the device had: drop the
                 // entry and keep the fresh buffer for nothing.
                 self.stats.errors += 1;
+                tracing::debug!(
+                    queue = self.queue,
+                    id,
+                    len,
+                    "used entry names no posted buffer"
+                );
                 continue;
             };
             let i = id as u16;
@@ -230,6 +242,12 @@ impl RxVq {
         let hdr = spec::NET_HDR_LEN as u32;
         if len <= hdr || len > self.buf_len() {
             self.stats.errors += 1;
+            tracing::debug!(
+                queue = self.queue,
+                len,
+                buf = self.buf_len(),
+                "used length out of range"
+            );
             return None;
         }
         let frame = (len - hdr) as usize;
