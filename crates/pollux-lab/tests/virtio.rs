@@ -26,6 +26,10 @@ fn rx_packets(lab: &Lab, peer: &PeerInfo) -> u64 {
 /// pings its peer.
 #[test]
 fn virtio_checks_in_one_boot() {
+    // No huge pages in the guest: the virtqueues are in 4 KiB pages, where
+    // QEMU's IOMMU path misplaces a used element that straddles two pages
+    // (pollux_virtio::vring::used_offset), so the rxonly check below judges
+    // the layout that avoids it.
     let lab = match Lab::boot(&Topology::new().virtio_pf(VirtioPf::new(2))) {
         Ok(l) => l,
         Err(e) => panic!("the lab did not boot: {e}"),
@@ -270,14 +274,13 @@ fn assert_virtio_pmd(stderr: &str) {
 
 /// pktgen on the peer's kernel sends N frames to VF 0's MAC, received by
 /// DPDK's net_virtio (rxonly) and then by Pollux's virtio PMD (`pollux
-/// testpmd --fwd rxonly`) on the same VF. Every frame must be accounted
-/// for: received, or counted in `errors`.
+/// testpmd --fwd rxonly`, 1024-entry queues in 4 KiB pages) on the same VF:
+/// both count exactly N, with no error, and Pollux gives every buffer back.
 ///
-/// Open defect: DPDK receives all N, Pollux about 0.2 % fewer, each one a
-/// used entry it read with length 0 and dropped (9 of 5000 in each of the
-/// first runs, with and without event indices). The check allows Pollux
-/// 0.5 % more misses than DPDK, so it fails if this grows, and says how
-/// many; the cause is not found yet.
+/// This check found the QEMU fault `pollux_virtio::vring::used_offset`
+/// works around: with the used ring page-aligned, descriptor 511 came back
+/// with length 0 every time (9 of 5000 frames lost), while DPDK, whose
+/// memory is THP-backed and so physically contiguous, lost none.
 fn pollux_rxonly_counts_exactly_what_pktgen_sent(lab: &Lab) {
     let (vf, peer, _) = vf0(lab);
     let mac = lab.virtio_pf(0).expect("PF").vf_macs[0].clone();
@@ -304,7 +307,7 @@ fn pollux_rxonly_counts_exactly_what_pktgen_sent(lab: &Lab) {
 
     let mut tp = lab
         .spawn(&format!(
-            "exec {} testpmd -a {} --fwd rxonly --rxd 1024 --json --stats-period 0",
+            "exec {} --log pollux_virtio=info testpmd -a {} --fwd rxonly --rxd 1024 --json --stats-period 0",
             pollux(),
             vf.pci
         ))
@@ -329,14 +332,11 @@ fn pollux_rxonly_counts_exactly_what_pktgen_sent(lab: &Lab) {
     let (rx, errors) = (port0(&r, "rx_packets"), port0(&r, "errors"));
     eprintln!(
         "pktgen: {n} frames in {secs:.3} s; DPDK net_virtio received {dpdk_rx}; \
-         Pollux received {rx} and counted {errors} errors\n{r}"
+         Pollux received {rx} and counted {errors} errors\n{r}\n{}",
+        out.stderr
     );
-    assert_eq!(rx + errors, n, "frames neither received nor counted: {r}");
-    assert!(
-        n - rx <= dpdk_missed + n / 200,
-        "Pollux missed {} of {n}, DPDK {dpdk_missed}: {r}",
-        n - rx
-    );
+    assert_eq!(dpdk_missed, 0, "DPDK's net_virtio missed {dpdk_missed}");
+    assert_eq!((rx, errors), (n, 0), "{r}");
     assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{r}");
 }
 
@@ -492,9 +492,8 @@ fn pollux_macswap_and_sigint(lab: &Lab) {
         // (as DPDK's does without --retry): QEMU empties a virtio transmit
         // queue in batches, so a pktgen flood can fill it.
         let (tx, dropped) = (port0(&r, "tx_packets"), port0(&r, "tx_dropped"));
-        // Errors: the zero-length used entries of the rxonly check above.
         let rx = port0(&r, "rx_packets");
-        assert_eq!(rx + port0(&r, "errors"), sent, "{r}");
+        assert_eq!(rx, sent, "{r}");
         assert_eq!(tx + dropped, rx, "{r}");
         assert!(tx * 2 > sent, "most frames go back: {r}");
         assert_eq!(back, tx, "frames swapped back to the peer: {r}");

@@ -457,6 +457,9 @@ pub struct VirtioNet {
     addr: Option<PciAddr>,
     transport: Box<dyn Transport>,
     memory: Arc<dyn MemoryProvider>,
+    /// Where virtqueues come from: huge pages when there are any (fewer TLB
+    /// misses for the device and the driver), else 4 KiB pages.
+    ring_memory: Arc<dyn MemoryProvider>,
     dma_check: Option<Arc<dyn Fn(pollux_core::Iova, u64) -> bool + Send + Sync>>,
     dev: Option<Device>,
     opts: VirtioOpts,
@@ -513,6 +516,8 @@ impl VirtioNet {
             Arc::new(container.dma_memory(HugePages::Never)),
             opts,
         )?;
+        // Virtqueues in huge pages where the system has them (one each).
+        net.ring_memory = Arc::new(container.dma_memory(HugePages::Prefer));
         net.addr = Some(addr);
         net.dma_check = Some(Arc::new(move |iova, len| check_container.maps(iova, len)));
         net.dev = Some(dev);
@@ -533,6 +538,7 @@ impl VirtioNet {
             name,
             addr: None,
             transport,
+            ring_memory: memory.clone(),
             memory,
             dma_check: None,
             dev: None,
@@ -1048,14 +1054,17 @@ impl Port for VirtioNet {
         let rx_csum = self.features & bit(spec::NET_F_GUEST_CSUM) != 0;
         let tx_csum = self.features & bit(spec::NET_F_CSUM) != 0;
         let name = self.name.clone();
-        let mem = self.memory.clone();
+        let mem = self.ring_memory.clone();
         let alloc = |size: u16, what: &str| -> Result<SplitRing, PortError> {
-            let region = mem.allocate(vring::ring_bytes(size)).map_err(|e| {
-                PortError::Other(format!(
-                    "{name}: DMA memory for {what}: {}",
-                    pollux_core::error_chain(&e)
-                ))
-            })?;
+            let get = |size: u16| {
+                mem.allocate(vring::ring_bytes(size)).map_err(|e| {
+                    PortError::Other(format!(
+                        "{name}: DMA memory for {what}: {}",
+                        pollux_core::error_chain(&e)
+                    ))
+                })
+            };
+            let region = get(size)?;
             SplitRing::new(region, size)
                 .ok_or_else(|| PortError::Other(format!("{name}: {what}: bad queue size {size}")))
         };
@@ -1094,7 +1103,7 @@ impl Port for VirtioNet {
                 2
             };
             let ring = alloc(queue_size(64, self.offer.ctrl_size), "the control queue")?;
-            let buf = self.memory.allocate(ctrl::BUF_BYTES).map_err(|e| {
+            let buf = self.ring_memory.allocate(ctrl::BUF_BYTES).map_err(|e| {
                 PortError::Other(format!(
                     "{}: DMA memory for control commands: {}",
                     self.name,

@@ -36,9 +36,28 @@ pub const fn used_bytes(n: u16) -> usize {
     6 + 8 * n as usize
 }
 
-/// Offset of the device area in a [`SplitRing`]'s region.
+/// Offset of the device area in a [`SplitRing`]'s region: 4 bytes into a
+/// page of its own.
+///
+/// The device area needs only 4-byte alignment (2.7). A used element is 8
+/// bytes at offset 4 + 8 i of the area, so in a page-aligned area element
+/// 511 (and every 512th after it) straddles two pages: its `id` at the end
+/// of one, its `len` at the start of the next. Pages contiguous in IOVA
+/// need not be behind an IOMMU, and QEMU (9.0 to 11.1 at least) writes such
+/// an element through an IOMMU with one translation: `id` lands right and
+/// `len` in the first 4 bytes of the guest-physically next page, so the
+/// driver reads length 0 and 4 bytes of an unrelated guest page are
+/// overwritten (`address_space_write_continue_cached` in QEMU's
+/// system/physmem.c continues linearly after the first IOMMU page). The
+/// lab's virtio check found it: descriptor 511 of a 1024-entry queue came
+/// back with length 0 every time (docs/lab.md). Starting the area at page
+/// offset 4 puts every element on an 8-byte boundary, inside one page,
+/// whatever the queue size and whatever backs the memory. DPDK and Linux
+/// page-align the area and are safe only while the two pages happen to be
+/// physically adjacent (huge pages, THP) or the queue has at most 256
+/// entries.
 pub const fn used_offset(n: u16) -> usize {
-    (desc_bytes(n) + avail_bytes(n)).next_multiple_of(4096)
+    (desc_bytes(n) + avail_bytes(n)).next_multiple_of(4096) + 4
 }
 
 /// Bytes of DMA memory a [`SplitRing`] of `n` entries needs.
@@ -381,11 +400,11 @@ mod tests {
         assert_eq!(desc_bytes(256), 4096);
         assert_eq!(avail_bytes(256), 518);
         assert_eq!(used_bytes(256), 2054);
-        assert_eq!(used_offset(256), 8192);
+        assert_eq!(used_offset(256), 8192 + 4);
         let r = ring(256);
         let (d, a, u) = r.addresses();
         assert_eq!(a.0 - d.0, 4096);
-        assert_eq!(u.0 - d.0, 8192);
+        assert_eq!(u.0 - d.0, 8196);
     }
 
     #[test]
@@ -410,6 +429,24 @@ mod tests {
         v.set_avail_event(0x4321);
         assert_eq!(v.avail_event(), 0x4321);
         assert_eq!(v.avail_idx(), 0, "used_event is not avail.idx");
+    }
+
+    #[test]
+    fn no_used_element_straddles_a_page_at_any_size() {
+        for shift in 1..=15 {
+            let n = 1u16 << shift;
+            let base = used_offset(n);
+            assert_eq!(base % 4, 0, "the device area is 4-byte aligned (2.7)");
+            for i in 0..n as usize {
+                let (start, end) = (base + 4 + 8 * i, base + 4 + 8 * i + 7);
+                assert_eq!(start / 4096, end / 4096, "element {i} of {n} straddles");
+            }
+            // The page-aligned layout DPDK and Linux use straddles from 512.
+            let aligned = used_offset(n) - 4;
+            let straddles = (0..n as usize)
+                .any(|i| (aligned + 4 + 8 * i) / 4096 != (aligned + 11 + 8 * i) / 4096);
+            assert_eq!(straddles, n >= 512, "{n}");
+        }
     }
 
     #[test]
