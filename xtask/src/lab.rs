@@ -213,7 +213,9 @@ pub fn test(filter: Option<&str>) -> Result<()> {
 
 /// The lab tests that measure against DPDK; `cargo xtask lab bench` runs
 /// them in their long form (`POLLUX_LAB_BENCH=1`), the suite in a short one.
-const BENCH_TESTS: &[&str] = &["side_by_side_with_dpdk_igbvf"];
+/// The virtio file's comparison (`side_by_side_with_dpdk_net_virtio`) is a
+/// check of its one boot, so the whole file runs.
+const BENCH_TESTS: &[&str] = &["side_by_side_with_dpdk_igbvf", "virtio_checks_in_one_boot"];
 
 /// `cargo xtask lab bench`: the long side-by-side measurements against DPDK
 /// (several interleaved rounds, the ratio asserted), for docs/performance.md.

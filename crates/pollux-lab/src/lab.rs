@@ -1486,6 +1486,30 @@ impl Lab {
         })
     }
 
+    /// Frames per second `peer`'s kernel received over `secs` seconds (its
+    /// `rx_packets` counter and the guest clock, sampled in the guest).
+    pub fn peer_rx_rate(&self, peer: &PeerInfo, secs: u64) -> Result<f64> {
+        let c = format!("/sys/class/net/{}/statistics/rx_packets", peer.ifname);
+        let out = self.run_ok(
+            &peer.wrap(&format!(
+                "a=$(cat {c}); t1=$(date +%s%N); sleep {secs}; b=$(cat {c}); t2=$(date +%s%N); echo $a $b $t1 $t2"
+            )),
+            Duration::from_secs(secs + 60),
+        )?;
+        let v: Vec<f64> = out
+            .stdout
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        if v.len() != 4 || v[3] <= v[2] {
+            return Err(Error::Protocol(format!(
+                "peer counter sample: {}",
+                out.stdout
+            )));
+        }
+        Ok((v[1] - v[0]) / ((v[3] - v[2]) / 1e9))
+    }
+
     /// Sends `count` 60-byte UDP frames to `dst_mac` / `dst_ip` with the
     /// guest kernel's pktgen on `peer`'s NIC, as fast as it can; returns how
     /// many pktgen says it sent and its elapsed seconds, from its

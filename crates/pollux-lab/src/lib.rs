@@ -115,6 +115,7 @@ mod lab;
 mod process;
 pub mod proto;
 mod qmp;
+pub mod samples;
 pub mod topology;
 
 pub use checks::{run_checks, Check};

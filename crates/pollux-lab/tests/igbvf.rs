@@ -611,10 +611,8 @@ fn parse_si(v: &str) -> Option<f64> {
     num.parse::<f64>().ok().map(|x| x * mul)
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    v.retain(|x| *x > 0.0);
-    v.sort_by(|a, b| a.total_cmp(b));
-    (!v.is_empty()).then(|| v[v.len() / 2])
+fn median(v: Vec<f64>) -> Option<f64> {
+    pollux_lab::samples::median(&v)
 }
 
 struct Bench<'a> {
@@ -631,23 +629,9 @@ impl Bench<'_> {
     /// rx_packets counter, sampled in the guest): what a PMD's txonly put
     /// on the wire, judged by the kernel at the far end.
     fn peer_rx_rate(&self, secs: u64) -> f64 {
-        let c = format!("/sys/class/net/{}/statistics/rx_packets", self.peer.ifname);
-        let out = self
-            .lab
-            .run_ok(
-                &self.peer.wrap(&format!(
-                    "a=$(cat {c}); t1=$(date +%s%N); sleep {secs}; b=$(cat {c}); t2=$(date +%s%N); echo $a $b $t1 $t2"
-                )),
-                T,
-            )
-            .expect("peer rx counter");
-        let v: Vec<f64> = out
-            .stdout
-            .split_whitespace()
-            .filter_map(|w| w.parse().ok())
-            .collect();
-        assert_eq!(v.len(), 4, "peer counter sample: {}", out.stdout);
-        (v[1] - v[0]) / ((v[3] - v[2]) / 1e9)
+        self.lab
+            .peer_rx_rate(&self.peer, secs)
+            .expect("peer rx counter")
     }
 
     /// pollux txonly: (frames per second it sent, the median of the

@@ -58,6 +58,10 @@ fn virtio_checks_in_one_boot() {
                 "pollux_macswap_and_sigint",
                 Box::new(move || pollux_macswap_and_sigint(lab)),
             ),
+            (
+                "side_by_side_with_dpdk_net_virtio",
+                Box::new(move || side_by_side_with_dpdk_net_virtio(lab)),
+            ),
         ],
     );
 }
@@ -498,5 +502,188 @@ fn pollux_macswap_and_sigint(lab: &Lab) {
         assert!(tx * 2 > sent, "most frames go back: {r}");
         assert_eq!(back, tx, "frames swapped back to the peer: {r}");
         assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{r}");
+    }
+}
+
+// ---- side by side with DPDK's net_virtio on VF 0 ----
+
+/// The release `pollux` binary (performance runs need an optimised build;
+/// `cargo xtask lab test` builds it).
+fn pollux_release() -> String {
+    let p = pollux_lab::target_dir().join("release/pollux");
+    assert!(
+        p.is_file(),
+        "{} is not built: run `cargo build --release -p pollux-cli` first",
+        p.display()
+    );
+    p.display().to_string()
+}
+
+/// One PMD's txonly on VF 0: frames per second the peer's kernel received
+/// over `secs` seconds of steady state (after 1 s of warm-up).
+fn tx_rate(lab: &Lab, vf: &VfInfo, peer: &PeerInfo, dpdk: bool, secs: u64) -> f64 {
+    let cmd = if dpdk {
+        format!(
+            "exec stdbuf -o0 -e0 dpdk-testpmd -l 0-1 -n 1 --no-huge -m 256 --iova-mode=va -a {} -- \
+             --forward-mode=txonly --eth-peer=0,{} --total-num-mbufs=8192 --burst=32 --stats-period 1",
+            vf.pci, peer.mac
+        )
+    } else {
+        format!(
+            "exec {} testpmd -a {} --fwd txonly --eth-peer 0,{} --duration {} --json --stats-period 0",
+            pollux_release(),
+            vf.pci,
+            peer.mac,
+            secs + 3
+        )
+    };
+    let mut p = lab.spawn(&cmd).expect("testpmd");
+    let ready = if dpdk { "pps" } else { "forwarding:" };
+    if let Err(e) = p.wait_for_output(ready, T) {
+        panic!("txonly (dpdk={dpdk}) did not start: {e:?}");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let rate = lab.peer_rx_rate(peer, secs).expect("peer rx rate");
+    let out = p
+        .stop_with(2, Duration::from_secs(30))
+        .expect("txonly ended");
+    if !dpdk {
+        let r = report(&out.stdout);
+        assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{r}");
+    }
+    rate
+}
+
+/// One PMD's rxonly on VF 0 while pktgen sends `n` frames: (received,
+/// pktgen's seconds).
+fn rx_run(lab: &Lab, vf: &VfInfo, peer: &PeerInfo, mac: &str, dpdk: bool, n: u64) -> (u64, f64) {
+    let cmd = if dpdk {
+        format!(
+            "exec stdbuf -o0 -e0 dpdk-testpmd -l 0-1 -n 1 --no-huge -m 256 --iova-mode=va -a {} -- \
+             --forward-mode=rxonly --rxd=1024 --total-num-mbufs=8192 --burst=32 --stats-period 1",
+            vf.pci
+        )
+    } else {
+        format!(
+            "exec {} testpmd -a {} --fwd rxonly --rxd 1024 --json --stats-period 0",
+            pollux_release(),
+            vf.pci
+        )
+    };
+    let mut p = lab.spawn(&cmd).expect("testpmd");
+    let ready = if dpdk { "pps" } else { "forwarding:" };
+    if let Err(e) = p.wait_for_output(ready, T) {
+        panic!("rxonly (dpdk={dpdk}) did not start: {e:?}");
+    }
+    let (sent, t) = lab.pktgen(peer, mac, VF_IP, n).expect("pktgen");
+    assert_eq!(sent, n);
+    std::thread::sleep(Duration::from_secs(1));
+    let out = p
+        .stop_with(2, Duration::from_secs(30))
+        .expect("rxonly ended");
+    let rx = if dpdk {
+        dpdk_stat(&out.stdout, "RX-packets:")
+    } else {
+        let r = report(&out.stdout);
+        assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{r}");
+        port0(&r, "rx_packets")
+    };
+    (rx, t)
+}
+
+/// Pollux's virtio PMD and DPDK 22.11's net_virtio on the same VF in the
+/// same boot, measured the same way, in interleaved pairs (the order
+/// alternates, so the host's drift hits both alike): 7 pairs under `cargo
+/// xtask lab bench` (`POLLUX_LAB_BENCH=1`), 1 in the suite (which checks
+/// that both move traffic and prints the figures, asserting no ratio).
+/// - txonly, 64-byte frames: frames per second the peer's kernel received
+///   (its rx_packets counter over 4 s, 2 s in the suite), both with 4 KiB
+///   pages for rings (DPDK `--no-huge`, Pollux with no huge pages in the
+///   guest) and pools.
+/// - rxonly: pktgen offers N 60-byte frames as fast as it can; pps =
+///   received / pktgen's time (bounded by pktgen), and the share received.
+///
+/// Both forward on guest CPU 1 (DPDK `-l 0-1`: main lcore 0; Pollux's
+/// testpmd puts its main lcore on the CPU the forwarding lcore leaves), and
+/// the peer's interrupts are steered to CPU 0. Printed: every sample, each
+/// side's median and spread, and the median and spread of the per-pair
+/// ratios, for docs/performance.md.
+fn side_by_side_with_dpdk_net_virtio(lab: &Lab) {
+    let (vf, peer, _) = vf0(lab);
+    let mac = lab.virtio_pf(0).expect("PF").vf_macs[0].clone();
+    let steered = lab
+        .run_ok(
+            &format!(
+                "n=0; for i in $(ls /sys/bus/pci/devices/{}/msi_irqs); do \
+                 echo 0 > /proc/irq/$i/smp_affinity_list 2>/dev/null && n=$((n+1)); done; echo $n",
+                peer.pci
+            ),
+            T,
+        )
+        .expect("steer the peer's interrupts");
+    assert_ne!(
+        steered.stdout.trim(),
+        "0",
+        "no interrupt of the peer steered"
+    );
+    let long = std::env::var_os("POLLUX_LAB_BENCH").is_some();
+    let (pairs, secs, n) = if long {
+        (7, 4, 100_000)
+    } else {
+        (1, 2, 20_000)
+    };
+    let (mut tx, mut rx_pps, mut rx_share) = (Vec::new(), Vec::new(), Vec::new());
+    for k in 0..pairs {
+        let mut t = [0.0; 2];
+        let mut r = [(0u64, 0.0f64); 2];
+        // Pair k: Pollux first when k is even, DPDK first when odd.
+        for i in 0..2 {
+            let dpdk = (i + k) % 2 == 1;
+            t[dpdk as usize] = tx_rate(lab, &vf, &peer, dpdk, secs);
+        }
+        for i in 0..2 {
+            let dpdk = (i + k) % 2 == 1;
+            r[dpdk as usize] = rx_run(lab, &vf, &peer, &mac, dpdk, n);
+        }
+        eprintln!("pair {k}: txonly delivered pps pollux {:.0} dpdk {:.0}; rxonly (received, pktgen s) pollux {:?} dpdk {:?}", t[0], t[1], r[0], r[1]);
+        tx.push((t[0], t[1]));
+        rx_pps.push((r[0].0 as f64 / r[0].1, r[1].0 as f64 / r[1].1));
+        rx_share.push((r[0].0 as f64 / n as f64, r[1].0 as f64 / n as f64));
+    }
+    let line = |what: &str, v: &[(f64, f64)], fmt: fn(f64) -> String| {
+        let ours: Vec<f64> = v.iter().map(|p| p.0).collect();
+        let theirs: Vec<f64> = v.iter().map(|p| p.1).collect();
+        let ratio: Vec<f64> = v.iter().map(|p| p.0 / p.1).collect();
+        let s = |x: &[f64]| {
+            pollux_lab::samples::summary(x)
+                .map(|(m, lo, hi)| format!("{} ({}–{})", fmt(m), fmt(lo), fmt(hi)))
+                .unwrap_or_else(|| "none".into())
+        };
+        let r = pollux_lab::samples::summary(&ratio)
+            .map(|(m, lo, hi)| format!("{m:.3} ({lo:.3}–{hi:.3})"))
+            .unwrap_or_else(|| "none".into());
+        format!("| {what} | {} | {} | {r} |", s(&ours), s(&theirs))
+    };
+    let pps = |x: f64| format!("{x:.0}");
+    let pct = |x: f64| format!("{:.2}%", 100.0 * x);
+    let table = format!(
+        "| mode ({pairs} interleaved pairs; median (min–max)) | pollux virtio | DPDK net_virtio | pollux / DPDK per pair |\n\
+         | --- | ---: | ---: | ---: |\n{}\n{}\n{}\n\
+         samples (pollux, DPDK): txonly {tx:.0?}; rxonly pps {rx_pps:.0?}; rxonly share {rx_share:.4?}",
+        line("txonly, 64 B, received by the peer kernel (pps)", &tx, pps),
+        line(&format!("rxonly, 60 B, pps (bounded by pktgen, {n} frames)"), &rx_pps, pps),
+        line("rxonly, share of pktgen's frames received", &rx_share, pct),
+    );
+    println!("SIDE-BY-SIDE virtio\n{table}");
+    assert!(
+        tx.iter().all(|p| p.0 > 0.0 && p.1 > 0.0),
+        "a PMD put nothing on the wire:\n{table}"
+    );
+    assert!(
+        rx_share.iter().all(|p| p.0 > 0.0 && p.1 > 0.0),
+        "a PMD received nothing:\n{table}"
+    );
+    if !long {
+        println!("(one pair: `cargo xtask lab bench` gives the figures)");
     }
 }

@@ -67,9 +67,10 @@ fn started(
 fn bring_up_negotiates_what_the_driver_uses_and_sets_the_filters() {
     let (dev, net, _q, _p) = started(FakeDevice::qemu_like_features(), 1, |_| {});
     let s = dev.state();
+    // Event indices are offered but not taken unless asked for
+    // (VirtioOpts::event_idx).
     let want = bit(spec::F_VERSION_1)
         | bit(spec::F_ACCESS_PLATFORM)
-        | bit(spec::F_RING_EVENT_IDX)
         | bit(spec::NET_F_MAC)
         | bit(spec::NET_F_STATUS)
         | bit(spec::NET_F_CTRL_VQ)
@@ -390,4 +391,61 @@ fn promiscuous_and_multicast_go_over_the_control_queue() {
         .unwrap_err()
         .to_string()
         .contains("not a multicast"));
+}
+
+#[test]
+fn event_indices_when_asked_for_move_frames_both_ways() {
+    let dev = FakeDevice::new(FakeDevice::qemu_like_features(), 1, 64, MAC);
+    let mut net = VirtioNet::from_transport(
+        "fake0".into(),
+        dev.transport(),
+        Arc::new(AnonMemory::new(HugePages::Never)),
+        VirtioOpts {
+            event_idx: true,
+            ..VirtioOpts::default()
+        },
+    )
+    .unwrap();
+    let p = pool(1024);
+    let mut c = PortConf::new(p.clone());
+    c.rx_desc = 64;
+    c.tx_desc = 64;
+    net.configure(&c).unwrap();
+    // SAFETY: the port's AnonMemory.
+    let server = unsafe { dev.serve_control() };
+    net.start().unwrap();
+    drop(server);
+    assert!(dev.state().driver_features & bit(spec::F_RING_EVENT_IDX) != 0);
+    let mut q = net.take_queues().unwrap();
+    let (mut got, mut b) = (0, Burst::new(32));
+    for i in 0..300u32 {
+        // SAFETY: as above.
+        while !unsafe { dev.deliver(0, &frame(i, 60), 0) } {
+            got += q.rx[0].rx_burst(&mut b);
+            b.clear();
+        }
+    }
+    loop {
+        let n = q.rx[0].rx_burst(&mut b);
+        b.clear();
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    assert_eq!(got, 300);
+    let mut sent = 0;
+    for i in 0..300u32 {
+        let mut m = p.alloc().unwrap();
+        assert!(m.copy_from(&frame(i, 60)));
+        let mut one = Burst::new(1);
+        one.push(m).unwrap();
+        while q.tx[0].tx_burst(&mut one) == 0 {
+            // SAFETY: as above.
+            sent += unsafe { dev.transmit(0) }.len();
+        }
+    }
+    // SAFETY: as above.
+    sent += unsafe { dev.transmit(0) }.len();
+    assert_eq!(sent, 300);
 }
