@@ -9,12 +9,11 @@
 
 use std::time::{Duration, Instant};
 
-use pollux_core::barrier::{dma_mb, dma_rmb, dma_wmb};
 use pollux_core::{DmaRegion, MacAddr};
 
 use crate::spec;
 use crate::transport::Notifier;
-use crate::vring::SplitRing;
+use crate::vq::{Seg, Vq};
 
 /// One control command.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,43 +138,34 @@ pub const BUF_BYTES: usize = ACK_AT + 64;
 
 /// The control virtqueue and its command buffer.
 pub struct ControlVq {
-    ring: SplitRing,
+    vq: Vq,
     buf: DmaRegion,
     notifier: Notifier,
-    avail_idx: u16,
-    last_used: u16,
     timeout: Duration,
     /// A command timed out: out of step until the next reset.
     broken: bool,
 }
 
 impl ControlVq {
-    /// A control queue over `ring` with `buf` (at least [`BUF_BYTES`]) for
+    /// A control queue over `vq` with `buf` (at least [`BUF_BYTES`]) for
     /// the commands; `None` when the buffer is too small or the queue
     /// cannot chain two descriptors.
-    pub fn new(
-        ring: SplitRing,
-        buf: DmaRegion,
-        notifier: Notifier,
-        timeout: Duration,
-    ) -> Option<ControlVq> {
-        if buf.len() < BUF_BYTES || ring.size() < 2 {
+    pub fn new(vq: Vq, buf: DmaRegion, notifier: Notifier, timeout: Duration) -> Option<ControlVq> {
+        if buf.len() < BUF_BYTES || vq.size() < 2 {
             return None;
         }
         Some(ControlVq {
-            ring,
+            vq,
             buf,
             notifier,
-            avail_idx: 0,
-            last_used: 0,
             timeout,
             broken: false,
         })
     }
 
-    /// The queue's memory.
-    pub fn ring(&self) -> &SplitRing {
-        &self.ring
+    /// The virtqueue.
+    pub fn vq(&self) -> &Vq {
+        &self.vq
     }
 
     /// The queue's index.
@@ -185,12 +175,7 @@ impl ControlVq {
 
     /// Starts over for a device that has just been reset.
     pub fn reset(&mut self) {
-        self.ring.zero();
-        self.ring
-            .view()
-            .set_avail_flags(spec::VRING_AVAIL_F_NO_INTERRUPT);
-        self.avail_idx = 0;
-        self.last_used = 0;
+        self.vq.reset();
         self.broken = false;
     }
 
@@ -219,21 +204,39 @@ impl ControlVq {
             p.add(ACK_AT).write_volatile(0xff);
         }
         let iova = self.buf.iova().0;
-        let v = *self.ring.view();
-        v.write_desc(0, iova, n as u32, spec::VRING_DESC_F_NEXT, 1);
-        v.write_desc(1, iova + ACK_AT as u64, 1, spec::VRING_DESC_F_WRITE, 0);
-        v.set_avail_ring(self.avail_idx, 0);
-        self.avail_idx = self.avail_idx.wrapping_add(1);
-        // Command bytes, descriptors and ring entry before the index.
-        dma_wmb();
-        v.set_avail_idx(self.avail_idx);
-        // Index before the notification (an MMIO store; ordered after on
-        // x86-64, and by the device barrier elsewhere).
-        dma_mb();
+        self.vq.post(
+            0,
+            &[
+                Seg {
+                    addr: iova,
+                    len: n as u32,
+                    write: false,
+                },
+                Seg {
+                    addr: iova + ACK_AT as u64,
+                    len: 1,
+                    write: true,
+                },
+            ],
+        );
+        // One command at a time, so the device is always told: whatever
+        // publish says about suppression, a notification is harmless here.
+        let _ = self.vq.publish();
         self.notifier.notify();
         let deadline = Instant::now() + self.timeout;
         let mut spins = 0u32;
-        while v.used_idx() == self.last_used {
+        let id = loop {
+            match self.vq.pop_used() {
+                Ok(Some((id, _))) => break id,
+                Ok(None) => {}
+                Err(_) => {
+                    self.broken = true;
+                    return Err(CtrlError::BadCompletion {
+                        command: cmd.name(),
+                        id: u32::MAX,
+                    });
+                }
+            }
             if Instant::now() >= deadline {
                 self.broken = true;
                 return Err(CtrlError::Timeout {
@@ -247,11 +250,7 @@ impl ControlVq {
             } else {
                 std::hint::spin_loop();
             }
-        }
-        // The ack byte was written before used.idx.
-        dma_rmb();
-        let (id, _len) = v.used_elem(self.last_used);
-        self.last_used = v.used_idx();
+        };
         if id != 0 {
             return Err(CtrlError::BadCompletion {
                 command: cmd.name(),
@@ -273,10 +272,7 @@ impl ControlVq {
 
 impl std::fmt::Debug for ControlVq {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ControlVq")
-            .field("ring", &self.ring)
-            .field("avail_idx", &self.avail_idx)
-            .finish()
+        f.debug_struct("ControlVq").field("vq", &self.vq).finish()
     }
 }
 

@@ -32,24 +32,25 @@
 //! - Features: `VIRTIO_F_VERSION_1` and `VIRTIO_F_ACCESS_PLATFORM` are
 //!   required: a device without ACCESS_PLATFORM bypasses the IOMMU, so the
 //!   DMA addresses VFIO maps would mean nothing to it (QEMU:
-//!   `iommu_platform=on`). Used when offered: `RING_EVENT_IDX`, `MAC`,
+//!   `iommu_platform=on`). Used when offered: `RING_PACKED`, `MAC`,
 //!   `STATUS` (link), `SPEED_DUPLEX`, `CTRL_VQ` with `CTRL_RX`
 //!   (promiscuous, all-multicast, the multicast table) and `CTRL_MAC_ADDR`;
 //!   `MQ` when the configuration asks for several queue pairs; `CSUM` and
 //!   `GUEST_CSUM` when it asks for checksum offloads; `CTRL_VLAN` with
-//!   [`pollux_core::RxOffloads::VLAN_FILTER`].
-//! - Queues: split virtqueues ([`vring`]), one buffer per frame with the
-//!   `virtio_net_hdr` in the mbuf headroom ([`rx`], [`tx`]); one `avail.idx`
-//!   store per burst and a notification only when the device asks for one.
+//!   [`pollux_core::RxOffloads::VLAN_FILTER`]; `RING_EVENT_IDX` only when
+//!   asked for ([`VirtioOpts::event_idx`]).
+//! - Queues: split virtqueues ([`vring`]), or packed ones ([`packed`]) when
+//!   the device offers `VIRTIO_F_RING_PACKED`, behind one interface
+//!   ([`vq`]); one buffer per frame with the `virtio_net_hdr` in the mbuf
+//!   headroom ([`rx`], [`tx`]); one publication per burst and a
+//!   notification only when the device asks for one.
 //!   The control queue ([`ctrl`]) runs on the control side only, every
 //!   command with a deadline.
 //! - Recovery: a device that sets DEVICE_NEEDS_RESET is reset and brought
 //!   up again from [`pollux_core::Port::service`], filters included.
 //!
-//! Not done yet: packed virtqueues (`VIRTIO_F_RING_PACKED` is not
-//! negotiated, so a device gets split queues), mergeable receive buffers
-//! (so frames are at most MTU 1500), RSS (`VIRTIO_NET_F_RSS`), and
-//! interrupts (the driver polls).
+//! Not done yet: mergeable receive buffers (so frames are at most MTU
+//! 1500), RSS (`VIRTIO_NET_F_RSS`), and interrupts (the driver polls).
 //!
 //! Sources: OASIS virtio 1.2 (cited per item in [`spec`]); DPDK's and
 //! Linux's virtio-net drivers were read as descriptions of how QEMU's device
@@ -61,12 +62,14 @@ compile_error!("pollux-virtio assumes a little-endian host, like virtio 1.x's ri
 pub mod ctrl;
 pub mod error;
 pub mod net;
+pub mod packed;
 pub mod rx;
 pub mod spec;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod transport;
 pub mod tx;
+pub mod vq;
 pub mod vring;
 
 pub use error::VirtioError;

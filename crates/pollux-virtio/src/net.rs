@@ -43,7 +43,7 @@ use crate::rx::RxVq;
 use crate::spec::{self, bit};
 use crate::transport::{find_caps, PciTransport, Transport};
 use crate::tx::TxVq;
-use crate::vring::{self, SplitRing};
+use crate::vq::Vq;
 
 /// How to open a virtio-net function.
 #[derive(Clone, Debug)]
@@ -70,6 +70,9 @@ pub struct VirtioOpts {
     /// difference was within the noise of single pairs (txonly 0.48 of
     /// DPDK's with them, 0.55 to 0.64 without; docs/performance.md).
     pub event_idx: bool,
+    /// Use packed virtqueues (`VIRTIO_F_RING_PACKED`, 2.8) when the device
+    /// offers them (default: yes; QEMU offers them with `packed=on`).
+    pub packed: bool,
 }
 
 impl Default for VirtioOpts {
@@ -80,6 +83,7 @@ impl Default for VirtioOpts {
             mac: None,
             timeout: Duration::from_secs(1),
             event_idx: false,
+            packed: true,
         }
     }
 }
@@ -182,11 +186,11 @@ struct QueueLayout {
 }
 
 impl QueueLayout {
-    fn of(index: u16, ring: &SplitRing) -> QueueLayout {
-        let (d, a, u) = ring.addresses();
+    fn of(index: u16, vq: &Vq) -> QueueLayout {
+        let (d, a, u) = vq.addresses();
         QueueLayout {
             index,
-            size: ring.size(),
+            size: vq.size(),
             desc: d.0,
             driver: a.0,
             device: u.0,
@@ -736,6 +740,9 @@ impl VirtioNet {
         if self.opts.event_idx {
             want |= bit(spec::F_RING_EVENT_IDX);
         }
+        if self.opts.packed {
+            want |= bit(spec::F_RING_PACKED);
+        }
         if pairs > 1 {
             want |= bit(spec::NET_F_MQ);
         }
@@ -788,10 +795,10 @@ impl VirtioNet {
         }
         if let Some(c) = self.ctrl.as_mut() {
             c.reset();
-            let (d, a, u) = c.ring().addresses();
+            let (d, a, u) = c.vq().addresses();
             let index = c.index();
             self.transport
-                .setup_queue(index, c.ring().size(), d.0, a.0, u.0);
+                .setup_queue(index, c.vq().size(), d.0, a.0, u.0);
             self.transport.enable_queue(index);
         }
         Ok(())
@@ -1070,18 +1077,20 @@ impl Port for VirtioNet {
         let tx_csum = self.features & bit(spec::NET_F_CSUM) != 0;
         let name = self.name.clone();
         let mem = self.ring_memory.clone();
-        let alloc = |size: u16, what: &str| -> Result<SplitRing, PortError> {
-            let get = |size: u16| {
-                mem.allocate(vring::ring_bytes(size)).map_err(|e| {
-                    PortError::Other(format!(
-                        "{name}: DMA memory for {what}: {}",
-                        pollux_core::error_chain(&e)
-                    ))
-                })
+        let packed = self.features & bit(spec::F_RING_PACKED) != 0;
+        let alloc = |size: u16, what: &str| -> Result<Vq, PortError> {
+            let region = mem.allocate(Vq::bytes(size, packed)).map_err(|e| {
+                PortError::Other(format!(
+                    "{name}: DMA memory for {what}: {}",
+                    pollux_core::error_chain(&e)
+                ))
+            })?;
+            let vq = if packed {
+                Vq::packed(region, size, event_idx)
+            } else {
+                Vq::split(region, size, event_idx)
             };
-            let region = get(size)?;
-            SplitRing::new(region, size)
-                .ok_or_else(|| PortError::Other(format!("{name}: {what}: bad queue size {size}")))
+            vq.ok_or_else(|| PortError::Other(format!("{name}: {what}: bad queue size {size}")))
         };
         let rx_size = queue_size(conf.rx_desc, self.offer.rx_size);
         let tx_size = queue_size(conf.tx_desc, self.offer.tx_size);
@@ -1095,7 +1104,7 @@ impl Port for VirtioNet {
             layout.push(QueueLayout::of(rx_index(k), &ring));
             let n = self.transport.notifier(rx_index(k));
             let mut r = RxVq::new(ring, n, conf.rx_pool.clone(), conf.port_id, k);
-            r.set_features(event_idx, rx_csum);
+            r.set_csum(rx_csum);
             rx.push(Slot::new(r));
         }
         let mut tx = Vec::new();
@@ -1104,7 +1113,7 @@ impl Port for VirtioNet {
             layout.push(QueueLayout::of(tx_index(k), &ring));
             let n = self.transport.notifier(tx_index(k));
             let mut t = TxVq::new(ring, n);
-            t.set_features(event_idx, tx_csum);
+            t.set_csum(tx_csum);
             if let Some(check) = self.dma_check.clone() {
                 t.set_dma_check(Box::new(move |iova, len| check(iova, len)));
             }
@@ -1171,6 +1180,7 @@ impl Port for VirtioNet {
         self.started = true;
         self.taken = false;
         self.pending = None;
+        tracing::info!(dev = %self.name, negotiated = ?spec::feature_names(self.features), "started");
         Ok(())
     }
 

@@ -14,13 +14,12 @@
 //! shorter than the header or longer than the buffer each drop the entry,
 //! are counted, and never panic.
 
-use pollux_core::barrier::{dma_mb, dma_rmb, dma_wmb};
 use pollux_core::mbuf::HEADROOM;
 use pollux_core::{Burst, Mbuf, Mempool, PacketType, RxFlags};
 
 use crate::spec;
 use crate::transport::Notifier;
-use crate::vring::{need_event, SplitRing};
+use crate::vq::{Seg, Vq};
 
 /// Counters of one receive queue.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,17 +36,13 @@ pub struct RxVqStats {
 
 /// One receive virtqueue.
 pub struct RxVq {
-    ring: SplitRing,
+    vq: Vq,
     notifier: Notifier,
     sw: Box<[Option<Mbuf>]>,
     pool: Mempool,
-    /// Next `avail.idx` to publish.
-    avail_idx: u16,
-    /// `avail.idx` as last published.
-    published: u16,
-    /// Next used entry to look at.
-    last_used: u16,
-    event_idx: bool,
+    /// A used entry taken when the pool had no buffer to put in its place;
+    /// handled first at the next burst.
+    stash: Option<(u32, u32)>,
     /// Checksum flags in the header are to be reported (GUEST_CSUM).
     csum: bool,
     port: u16,
@@ -56,18 +51,15 @@ pub struct RxVq {
 }
 
 impl RxVq {
-    /// A queue over `ring` filled from `pool`; `queue` is the port's rx
+    /// A queue over `vq` filled from `pool`; `queue` is the port's rx
     /// queue number, `port` what mbufs are stamped with.
-    pub fn new(ring: SplitRing, notifier: Notifier, pool: Mempool, port: u16, queue: u16) -> RxVq {
+    pub fn new(vq: Vq, notifier: Notifier, pool: Mempool, port: u16, queue: u16) -> RxVq {
         RxVq {
-            sw: (0..ring.size()).map(|_| None).collect(),
-            ring,
+            sw: (0..vq.size()).map(|_| None).collect(),
+            vq,
             notifier,
             pool,
-            avail_idx: 0,
-            published: 0,
-            last_used: 0,
-            event_idx: false,
+            stash: None,
             csum: false,
             port,
             queue,
@@ -75,10 +67,8 @@ impl RxVq {
         }
     }
 
-    /// Use event indices (`VIRTIO_F_RING_EVENT_IDX` negotiated) and report
-    /// checksum flags (`VIRTIO_NET_F_GUEST_CSUM` negotiated).
-    pub fn set_features(&mut self, event_idx: bool, csum: bool) {
-        self.event_idx = event_idx;
+    /// Report checksum flags (`VIRTIO_NET_F_GUEST_CSUM` negotiated).
+    pub fn set_csum(&mut self, csum: bool) {
         self.csum = csum;
     }
 
@@ -87,9 +77,9 @@ impl RxVq {
         self.notifier = n;
     }
 
-    /// The queue's memory.
-    pub fn ring(&self) -> &SplitRing {
-        &self.ring
+    /// The virtqueue.
+    pub fn vq(&self) -> &Vq {
+        &self.vq
     }
 
     /// Bytes the device may write into each buffer: header and frame.
@@ -102,14 +92,11 @@ impl RxVq {
     /// made available. Call only while the device does not own the queue.
     /// Returns how many buffers the pool could not give (0 on success).
     pub fn arm(&mut self) -> usize {
-        self.ring.zero();
-        let v = *self.ring.view();
-        // The driver polls; it wants no used-buffer notifications.
-        v.set_avail_flags(spec::VRING_AVAIL_F_NO_INTERRUPT);
+        self.vq.reset();
+        self.stash = None;
         let len = self.buf_len();
         let mut missing = 0;
-        let mut idx = 0u16;
-        for i in 0..v.size() {
+        for i in 0..self.vq.size() {
             let slot = &mut self.sw[i as usize];
             if slot.is_none() {
                 *slot = self.pool.alloc();
@@ -117,19 +104,20 @@ impl RxVq {
             match slot {
                 Some(m) => {
                     let addr = m.data_iova().0 - spec::NET_HDR_LEN as u64;
-                    v.write_desc(i, addr, len, spec::VRING_DESC_F_WRITE, 0);
-                    v.set_avail_ring(idx, i);
-                    idx = idx.wrapping_add(1);
+                    self.vq.post(
+                        i,
+                        &[Seg {
+                            addr,
+                            len,
+                            write: true,
+                        }],
+                    );
                 }
                 None => missing += 1,
             }
         }
-        // Descriptors and ring entries before the index that publishes them.
-        dma_wmb();
-        v.set_avail_idx(idx);
-        self.avail_idx = idx;
-        self.published = idx;
-        self.last_used = 0;
+        // The device is told at DRIVER_OK (kick), not here.
+        let _ = self.vq.publish();
         missing
     }
 
@@ -149,61 +137,61 @@ impl RxVq {
     /// Appends up to `out.spare()` received frames to `out`.
     #[inline]
     pub fn rx_burst(&mut self, out: &mut Burst<Mbuf>) -> usize {
-        let v = *self.ring.view();
-        let used = v.used_idx();
-        let mut pending = used.wrapping_sub(self.last_used);
-        if pending == 0 {
-            return 0;
-        }
-        if pending > v.size() {
-            // The device claims more completions than there are buffers.
-            self.stats.device_faults += 1;
-            tracing::debug!(
-                queue = self.queue,
-                used,
-                last_used = self.last_used,
-                "used index runs ahead"
-            );
-            return 0;
-        }
-        // The used entries and the buffers were written before used.idx.
-        dma_rmb();
         let max = out.spare();
+        let len = self.buf_len();
         let mut got = 0;
-        while pending > 0 && got < max {
+        let mut posted = false;
+        while got < max {
+            let (id, used_len) = match self.stash.take() {
+                Some(e) => e,
+                None => match self.vq.pop_used() {
+                    Ok(Some(e)) => e,
+                    Ok(None) => break,
+                    Err(_) => {
+                        // The device claims more completions than there are
+                        // buffers: take nothing from it.
+                        self.stats.device_faults += 1;
+                        break;
+                    }
+                },
+            };
             let Some(fresh) = self.pool.alloc() else {
+                self.stash = Some((id, used_len));
                 self.stats.nombuf += 1;
                 break;
             };
-            let (id, len) = v.used_elem(self.last_used);
-            self.last_used = self.last_used.wrapping_add(1);
-            pending -= 1;
             let Some(m) = self.take_slot(id) else {
                 // Not a descriptor of ours that the device had: drop the
-                // entry and keep the fresh buffer for nothing.
+                // entry (the fresh buffer goes back to the pool).
                 self.stats.errors += 1;
                 tracing::debug!(
                     queue = self.queue,
                     id,
-                    len,
+                    used_len,
                     "used entry names no posted buffer"
                 );
                 continue;
             };
             let i = id as u16;
             let addr = fresh.data_iova().0 - spec::NET_HDR_LEN as u64;
-            v.write_desc(i, addr, self.buf_len(), spec::VRING_DESC_F_WRITE, 0);
-            v.set_avail_ring(self.avail_idx, i);
-            self.avail_idx = self.avail_idx.wrapping_add(1);
+            self.vq.post(
+                i,
+                &[Seg {
+                    addr,
+                    len,
+                    write: true,
+                }],
+            );
+            posted = true;
             self.sw[i as usize] = Some(fresh);
-            if let Some(m) = self.complete(m, len) {
+            if let Some(m) = self.complete(m, used_len) {
                 if out.push(m).is_ok() {
                     got += 1;
                 }
             }
         }
-        if self.avail_idx != self.published {
-            self.publish();
+        if posted && self.vq.publish() {
+            self.notifier.notify();
         }
         got
     }
@@ -212,28 +200,6 @@ impl RxVq {
     #[inline(always)]
     fn take_slot(&mut self, id: u32) -> Option<Mbuf> {
         self.sw.get_mut(id as usize)?.take()
-    }
-
-    /// Makes the refilled descriptors available and notifies the device if
-    /// it asked to be.
-    #[inline]
-    fn publish(&mut self) {
-        let v = self.ring.view();
-        let old = self.published;
-        // Descriptors and ring entries before the index that publishes them.
-        dma_wmb();
-        v.set_avail_idx(self.avail_idx);
-        self.published = self.avail_idx;
-        // The index store before the load of what the device wants (2.7.13.4).
-        dma_mb();
-        let notify = if self.event_idx {
-            need_event(v.avail_event(), self.avail_idx, old)
-        } else {
-            v.used_flags() & spec::VRING_USED_F_NO_NOTIFY == 0
-        };
-        if notify {
-            self.notifier.notify();
-        }
     }
 
     /// Turns a used buffer into a frame, or drops it.
@@ -295,9 +261,7 @@ impl std::fmt::Debug for RxVq {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RxVq")
             .field("queue", &self.queue)
-            .field("ring", &self.ring)
-            .field("avail_idx", &self.avail_idx)
-            .field("last_used", &self.last_used)
+            .field("vq", &self.vq)
             .field("stats", &self.stats)
             .finish()
     }

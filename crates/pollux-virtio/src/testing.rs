@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use pollux_vfio::Bar;
 
+use crate::packed::{self, PackedView};
 use crate::spec::{self, bit};
 use crate::transport::{Notifier, Transport};
 use crate::vring::{avail_bytes, desc_bytes, RingView};
@@ -29,10 +30,24 @@ pub struct QueueRegs {
     pub driver: u64,
     pub device: u64,
     pub enabled: bool,
-    /// Next available entry the device will take.
+    /// Next available entry the device will take (split: free-running
+    /// index; packed: ring position, with `avail_wrap`).
     pub last_avail: u16,
-    /// The device's used index.
+    /// The device's used index (split: free-running; packed: ring
+    /// position, with `used_wrap`).
     pub used_idx: u16,
+    /// Packed: the device's wrap counters (2.8.1; start at 1).
+    pub avail_wrap: bool,
+    pub used_wrap: bool,
+}
+
+/// A buffer's descriptors as the device read them: (address, length, flags).
+type Chain = Vec<(u64, u32, u16)>;
+
+/// One queue as the device reaches it.
+enum DevRing {
+    Split(RingView),
+    Packed(PackedView),
 }
 
 /// The device's state.
@@ -82,6 +97,8 @@ impl FakeDevice {
         let queues = (0..2 * pairs + 1)
             .map(|_| QueueRegs {
                 max: queue_size,
+                avail_wrap: true,
+                used_wrap: true,
                 ..QueueRegs::default()
             })
             .collect();
@@ -145,30 +162,113 @@ impl FakeDevice {
         self.state().status |= spec::STATUS_DEVICE_NEEDS_RESET;
     }
 
-    fn view(q: &QueueRegs) -> Option<RingView> {
-        if !q.enabled || q.size == 0 || !q.size.is_power_of_two() {
+    /// The queue's rings at the addresses the driver programmed, split or
+    /// packed as negotiated.
+    fn ring(s: &State, q: &QueueRegs) -> Option<DevRing> {
+        if !q.enabled || q.size == 0 {
             return None;
         }
         let p = |a: u64| std::ptr::NonNull::new(a as usize as *mut u8);
-        // SAFETY: the caller of the unsafe device operations promises the
-        // driver's queue memory is at these addresses (AnonMemory) and
-        // sized for `size` entries.
-        Some(unsafe { RingView::from_raw(p(q.desc)?, p(q.driver)?, p(q.device)?, q.size) })
+        if s.driver_features & bit(spec::F_RING_PACKED) != 0 {
+            // SAFETY: the caller of the unsafe device operations promises
+            // the driver's queue memory is at these addresses (AnonMemory)
+            // and sized for `size` entries.
+            return Some(DevRing::Packed(unsafe {
+                PackedView::from_raw(p(q.desc)?, p(q.driver)?, p(q.device)?, q.size)
+            }));
+        }
+        if !q.size.is_power_of_two() {
+            return None;
+        }
+        // SAFETY: as above.
+        Some(DevRing::Split(unsafe {
+            RingView::from_raw(p(q.desc)?, p(q.driver)?, p(q.device)?, q.size)
+        }))
     }
 
     fn running(s: &State) -> bool {
         s.status & spec::STATUS_DRIVER_OK != 0 && s.status & spec::STATUS_DEVICE_NEEDS_RESET == 0
     }
 
-    /// Puts one used entry and moves `used.idx` (and `avail_event` with
-    /// event indices), as 2.7.14 orders it.
-    fn push_used(s: &State, q: &mut QueueRegs, v: &RingView, id: u16, len: u32) {
-        v.set_used_elem(q.used_idx, id as u32, len);
-        std::sync::atomic::fence(Ordering::Release);
-        q.used_idx = q.used_idx.wrapping_add(1);
-        v.set_used_idx(q.used_idx);
-        if s.driver_features & bit(spec::F_RING_EVENT_IDX) != 0 {
-            v.set_avail_event(q.last_avail);
+    /// Takes the next available buffer: its id and its descriptors
+    /// (address, length, flags), as 2.7.13 / 2.8.4 describe.
+    fn take_avail(q: &mut QueueRegs, r: &DevRing) -> Option<(u16, Chain)> {
+        let mut descs = Vec::new();
+        match r {
+            DevRing::Split(v) => {
+                if v.avail_idx() == q.last_avail {
+                    return None;
+                }
+                std::sync::atomic::fence(Ordering::Acquire);
+                let head = v.avail_ring(q.last_avail);
+                q.last_avail = q.last_avail.wrapping_add(1);
+                let mut i = head;
+                for _ in 0..v.size() {
+                    let (addr, len, flags, next) = v.read_desc(i);
+                    descs.push((addr, len, flags));
+                    if flags & spec::VRING_DESC_F_NEXT == 0 {
+                        break;
+                    }
+                    i = next;
+                }
+                Some((head, descs))
+            }
+            DevRing::Packed(v) => {
+                let f = v.flags(q.last_avail);
+                let avail = f & packed::DESC_F_AVAIL != 0;
+                let used = f & packed::DESC_F_USED != 0;
+                if avail != q.avail_wrap || used == q.avail_wrap {
+                    return None;
+                }
+                std::sync::atomic::fence(Ordering::Acquire);
+                let mut id = 0;
+                for _ in 0..v.size() {
+                    let (addr, len, bid, flags) = v.read(q.last_avail);
+                    descs.push((addr, len, flags));
+                    id = bid;
+                    q.last_avail += 1;
+                    if q.last_avail == v.size() {
+                        q.last_avail = 0;
+                        q.avail_wrap = !q.avail_wrap;
+                    }
+                    if flags & spec::VRING_DESC_F_NEXT == 0 {
+                        break;
+                    }
+                }
+                Some((id, descs))
+            }
+        }
+    }
+
+    /// Marks buffer `id` used with `len` bytes written, as 2.7.14 / 2.8.9
+    /// order it (the entry before the index or flags that publish it).
+    fn put_used(s: &State, q: &mut QueueRegs, r: &DevRing, id: u16, len: u32, chain: u16) {
+        match r {
+            DevRing::Split(v) => {
+                v.set_used_elem(q.used_idx, id as u32, len);
+                std::sync::atomic::fence(Ordering::Release);
+                q.used_idx = q.used_idx.wrapping_add(1);
+                v.set_used_idx(q.used_idx);
+                if s.driver_features & bit(spec::F_RING_EVENT_IDX) != 0 {
+                    v.set_avail_event(q.last_avail);
+                }
+            }
+            DevRing::Packed(v) => {
+                v.write_body(q.used_idx, 0, len, id);
+                std::sync::atomic::fence(Ordering::Release);
+                let f = if q.used_wrap {
+                    packed::DESC_F_AVAIL | packed::DESC_F_USED
+                } else {
+                    0
+                };
+                v.write_flags(q.used_idx, f);
+                let mut next = q.used_idx as u32 + chain.max(1) as u32;
+                if next >= v.size() as u32 {
+                    next -= v.size() as u32;
+                    q.used_wrap = !q.used_wrap;
+                }
+                q.used_idx = next as u16;
+            }
         }
     }
 
@@ -187,21 +287,19 @@ impl FakeDevice {
         if !Self::running(s) {
             return false;
         }
-        let mut q = s.queues[2 * pair as usize].clone();
-        let Some(v) = Self::view(&q) else {
+        let qi = 2 * pair as usize;
+        let mut q = s.queues[qi].clone();
+        let Some(r) = Self::ring(s, &q) else {
             return false;
         };
-        if v.avail_idx() == q.last_avail {
+        let Some((id, descs)) = Self::take_avail(&mut q, &r) else {
             return false;
-        }
-        std::sync::atomic::fence(Ordering::Acquire);
-        let id = v.avail_ring(q.last_avail);
-        q.last_avail = q.last_avail.wrapping_add(1);
-        let (addr, len, flags, _) = v.read_desc(id);
+        };
+        let (addr, len, flags) = descs[0];
         let total = spec::NET_HDR_LEN + frame.len();
         if flags & spec::VRING_DESC_F_WRITE == 0 || (len as usize) < total {
-            Self::push_used(s, &mut q, &v, id, 0);
-            s.queues[2 * pair as usize] = q;
+            Self::put_used(s, &mut q, &r, id, 0, descs.len() as u16);
+            s.queues[qi] = q;
             return false;
         }
         let mut hdr = [0u8; spec::NET_HDR_LEN];
@@ -214,8 +312,8 @@ impl FakeDevice {
             std::ptr::copy_nonoverlapping(hdr.as_ptr(), dst, hdr.len());
             std::ptr::copy_nonoverlapping(frame.as_ptr(), dst.add(hdr.len()), frame.len());
         }
-        Self::push_used(s, &mut q, &v, id, total as u32);
-        s.queues[2 * pair as usize] = q;
+        Self::put_used(s, &mut q, &r, id, total as u32, descs.len() as u16);
+        s.queues[qi] = q;
         true
     }
 
@@ -234,15 +332,12 @@ impl FakeDevice {
         }
         let qi = 2 * pair as usize + 1;
         let mut q = s.queues[qi].clone();
-        let Some(v) = Self::view(&q) else {
+        let Some(r) = Self::ring(s, &q) else {
             return out;
         };
-        while v.avail_idx() != q.last_avail {
-            std::sync::atomic::fence(Ordering::Acquire);
-            let head = v.avail_ring(q.last_avail);
-            q.last_avail = q.last_avail.wrapping_add(1);
+        while let Some((id, descs)) = Self::take_avail(&mut q, &r) {
             // SAFETY: as the caller promises.
-            let bytes = unsafe { Self::read_chain(&v, head) };
+            let bytes = unsafe { Self::read_chain(&descs) };
             if bytes.len() >= spec::NET_HDR_LEN {
                 let h = &bytes[..spec::NET_HDR_LEN];
                 s.tx_headers.push((
@@ -252,30 +347,24 @@ impl FakeDevice {
                 ));
                 out.push(bytes[spec::NET_HDR_LEN..].to_vec());
             }
-            Self::push_used(s, &mut q, &v, head, 0);
+            Self::put_used(s, &mut q, &r, id, 0, descs.len() as u16);
         }
         s.queues[qi] = q;
         out
     }
 
-    /// The device-readable bytes of the chain starting at `head`.
+    /// The device-readable bytes of a chain.
     ///
     /// # Safety
     /// As [`FakeDevice::transmit`].
-    unsafe fn read_chain(v: &RingView, head: u16) -> Vec<u8> {
+    unsafe fn read_chain(descs: &[(u64, u32, u16)]) -> Vec<u8> {
         let mut bytes = Vec::new();
-        let mut i = head;
-        for _ in 0..v.size() {
-            let (addr, len, flags, next) = v.read_desc(i);
+        for &(addr, len, flags) in descs {
             if flags & spec::VRING_DESC_F_WRITE == 0 {
                 let src = addr as usize as *const u8;
                 // SAFETY: the caller promises `len` readable bytes there.
                 bytes.extend_from_slice(unsafe { std::slice::from_raw_parts(src, len as usize) });
             }
-            if flags & spec::VRING_DESC_F_NEXT == 0 {
-                break;
-            }
-            i = next;
         }
         bytes
     }
@@ -295,33 +384,22 @@ impl FakeDevice {
             return;
         };
         let mut q = s.queues[qi].clone();
-        let Some(v) = Self::view(&q) else {
+        let Some(r) = Self::ring(s, &q) else {
             return;
         };
-        while v.avail_idx() != q.last_avail {
-            std::sync::atomic::fence(Ordering::Acquire);
-            let head = v.avail_ring(q.last_avail);
-            q.last_avail = q.last_avail.wrapping_add(1);
+        while let Some((id, descs)) = Self::take_avail(&mut q, &r) {
             // SAFETY: as the caller promises.
-            let cmd = unsafe { Self::read_chain(&v, head) };
+            let cmd = unsafe { Self::read_chain(&descs) };
             if cmd.len() >= 2 {
                 s.ctrl_log.push((cmd[0], cmd[1], cmd[2..].to_vec()));
             }
             // The first device-writable descriptor gets the ack.
-            let mut i = head;
-            for _ in 0..v.size() {
-                let (addr, _, flags, next) = v.read_desc(i);
-                if flags & spec::VRING_DESC_F_WRITE != 0 {
-                    // SAFETY: as the caller promises; one byte.
-                    unsafe { (addr as usize as *mut u8).write_volatile(s.ctrl_ack) };
-                    break;
-                }
-                if flags & spec::VRING_DESC_F_NEXT == 0 {
-                    break;
-                }
-                i = next;
+            if let Some(&(addr, _, _)) = descs.iter().find(|d| d.2 & spec::VRING_DESC_F_WRITE != 0)
+            {
+                // SAFETY: as the caller promises; one byte.
+                unsafe { (addr as usize as *mut u8).write_volatile(s.ctrl_ack) };
             }
-            Self::push_used(s, &mut q, &v, head, 1);
+            Self::put_used(s, &mut q, &r, id, 1, descs.len() as u16);
         }
         s.queues[qi] = q;
     }
@@ -389,6 +467,8 @@ impl Transport for FakeTransport {
             for q in &mut s.queues {
                 *q = QueueRegs {
                     max: q.max,
+                    avail_wrap: true,
+                    used_wrap: true,
                     ..QueueRegs::default()
                 };
             }

@@ -11,12 +11,11 @@
 //! descriptors run low; a descriptor id comes back at most once, and an id
 //! that was not in flight is counted, not trusted.
 
-use pollux_core::barrier::{dma_mb, dma_rmb, dma_wmb};
 use pollux_core::{Burst, Iova, Mbuf, TxFlags};
 
 use crate::spec;
 use crate::transport::Notifier;
-use crate::vring::{need_event, SplitRing};
+use crate::vq::Vq;
 
 /// Counters of one transmit queue.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -42,14 +41,11 @@ const MAX_FRAME: usize = 65535 - spec::NET_HDR_LEN;
 
 /// One transmit virtqueue.
 pub struct TxVq {
-    ring: SplitRing,
+    vq: Vq,
     notifier: Notifier,
     sw: Box<[Option<Mbuf>]>,
     /// Descriptor ids not in flight.
     free: Vec<u16>,
-    avail_idx: u16,
-    last_used: u16,
-    event_idx: bool,
     /// The device computes L4 checksums (VIRTIO_NET_F_CSUM negotiated).
     csum: bool,
     free_thresh: u16,
@@ -60,18 +56,15 @@ pub struct TxVq {
 }
 
 impl TxVq {
-    /// A queue over `ring`.
-    pub fn new(ring: SplitRing, notifier: Notifier) -> TxVq {
-        let n = ring.size();
+    /// A queue over `vq`.
+    pub fn new(vq: Vq, notifier: Notifier) -> TxVq {
+        let n = vq.size();
         TxVq {
             sw: (0..n).map(|_| None).collect(),
             free: (0..n).rev().collect(),
             free_thresh: (n / 4).clamp(1, 32),
-            ring,
+            vq,
             notifier,
-            avail_idx: 0,
-            last_used: 0,
-            event_idx: false,
             csum: false,
             dma_check: None,
             last_pool: 0,
@@ -80,9 +73,8 @@ impl TxVq {
         }
     }
 
-    /// Use event indices and let the device complete L4 checksums.
-    pub fn set_features(&mut self, event_idx: bool, csum: bool) {
-        self.event_idx = event_idx;
+    /// Let the device complete L4 checksums.
+    pub fn set_csum(&mut self, csum: bool) {
         self.csum = csum;
     }
 
@@ -98,9 +90,9 @@ impl TxVq {
         self.last_pool = 0;
     }
 
-    /// The queue's memory.
-    pub fn ring(&self) -> &SplitRing {
-        &self.ring
+    /// The virtqueue.
+    pub fn vq(&self) -> &Vq {
+        &self.vq
     }
 
     /// Descriptors free right now.
@@ -110,7 +102,7 @@ impl TxVq {
 
     /// Starts over for a device that has just been reset: what the device
     /// completed was sent, the rest is dropped and counted as errors, and
-    /// the rings are zeroed. Only while the device does not own the queue.
+    /// the queue is zeroed. Only while the device does not own the queue.
     pub fn reset(&mut self) {
         self.reclaim();
         let mut dropped = 0;
@@ -122,14 +114,8 @@ impl TxVq {
         self.stats.errors += dropped;
         // Counted as sent when taken; they were not.
         self.stats.packets = self.stats.packets.saturating_sub(dropped);
-        self.ring.zero();
-        // The driver polls; it wants no used-buffer notifications.
-        self.ring
-            .view()
-            .set_avail_flags(spec::VRING_AVAIL_F_NO_INTERRUPT);
-        self.free = (0..self.ring.size()).rev().collect();
-        self.avail_idx = 0;
-        self.last_used = 0;
+        self.vq.reset();
+        self.free = (0..self.vq.size()).rev().collect();
     }
 
     #[inline(always)]
@@ -149,29 +135,22 @@ impl TxVq {
     /// Frees the buffers the device has finished with; returns how many.
     #[inline]
     pub fn reclaim(&mut self) -> usize {
-        let v = *self.ring.view();
-        let used = v.used_idx();
-        let pending = used.wrapping_sub(self.last_used);
-        if pending == 0 {
-            return 0;
-        }
-        if pending > v.size() {
-            self.stats.device_faults += 1;
-            return 0;
-        }
-        // Used entries were written before used.idx.
-        dma_rmb();
         let mut freed = 0;
-        for _ in 0..pending {
-            let (id, _) = v.used_elem(self.last_used);
-            self.last_used = self.last_used.wrapping_add(1);
-            match self.sw.get_mut(id as usize).and_then(Option::take) {
-                Some(m) => {
-                    drop(m);
-                    self.free.push(id as u16);
-                    freed += 1;
+        loop {
+            match self.vq.pop_used() {
+                Ok(Some((id, _))) => match self.sw.get_mut(id as usize).and_then(Option::take) {
+                    Some(m) => {
+                        drop(m);
+                        self.free.push(id as u16);
+                        freed += 1;
+                    }
+                    None => self.stats.device_faults += 1,
+                },
+                Ok(None) => break,
+                Err(_) => {
+                    self.stats.device_faults += 1;
+                    break;
                 }
-                None => self.stats.device_faults += 1,
             }
         }
         freed
@@ -183,9 +162,8 @@ impl TxVq {
         if self.free.len() < self.free_thresh as usize {
             self.reclaim();
         }
-        let v = *self.ring.view();
-        let old = self.avail_idx;
         let mut taken = 0;
+        let mut posted = false;
         while let Some(mut m) = pkts.pop_front() {
             let len = m.len();
             if len == 0 || len > MAX_FRAME {
@@ -215,29 +193,15 @@ impl TxVq {
                 continue;
             };
             write_header(hdr, &off, self.csum);
-            v.write_desc(id, m.data_iova().0, m.len() as u32, 0, 0);
-            v.set_avail_ring(self.avail_idx, id);
-            self.avail_idx = self.avail_idx.wrapping_add(1);
+            self.vq.post1(id, m.data_iova().0, m.len() as u32, false);
+            posted = true;
             self.sw[id as usize] = Some(m);
             self.stats.packets += 1;
             self.stats.bytes += len as u64;
             taken += 1;
         }
-        if self.avail_idx != old {
-            // Descriptors, headers and ring entries before the index that
-            // publishes them.
-            dma_wmb();
-            v.set_avail_idx(self.avail_idx);
-            // The index store before the load of what the device wants.
-            dma_mb();
-            let notify = if self.event_idx {
-                need_event(v.avail_event(), self.avail_idx, old)
-            } else {
-                v.used_flags() & spec::VRING_USED_F_NO_NOTIFY == 0
-            };
-            if notify {
-                self.notifier.notify();
-            }
+        if posted && self.vq.publish() {
+            self.notifier.notify();
         }
         taken
     }
@@ -269,9 +233,7 @@ pub fn write_header(hdr: &mut [u8], off: &pollux_core::TxOffload, csum: bool) {
 impl std::fmt::Debug for TxVq {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TxVq")
-            .field("ring", &self.ring)
-            .field("avail_idx", &self.avail_idx)
-            .field("last_used", &self.last_used)
+            .field("vq", &self.vq)
             .field("free", &self.free.len())
             .field("stats", &self.stats)
             .finish()
