@@ -504,9 +504,17 @@ pub fn run(args: TestpmdArgs) -> Result<()> {
     )?;
 
     let stop = StopFlag::new();
+    // Signals seen so far: a second signal exits at once (130). Kept apart
+    // from the stop flag, which the --duration deadline sets too: a signal
+    // that arrives while a timed run winds down is a first signal, and the
+    // run still prints its report (the lab's side-by-side sends SIGINT near
+    // the deadline).
+    let signalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal while stopping exits at once.
-        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.as_atomic())
+        // Actions run in registration order: check, then record, then stop.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, signalled.clone())
+            .context("cannot install signal handler")?;
+        signal_hook::flag::register(sig, signalled.clone())
             .context("cannot install signal handler")?;
         signal_hook::flag::register(sig, stop.as_atomic())
             .context("cannot install signal handler")?;
