@@ -46,6 +46,15 @@ pub enum NicModel {
     /// 1000/full by itself (virtio-net needs `ethtool -s .. speed 1000 duplex full`
     /// before 802.3ad bonding accepts it).
     E1000e,
+    /// `virtio-net-pci` made for a userspace driver behind the vIOMMU:
+    /// `iommu_platform=on` (without it the device ignores the IOMMU),
+    /// QEMU's largest receive queue (1024), and with `packed` QEMU's
+    /// `packed=on` (it then offers `VIRTIO_F_RING_PACKED`). The guest's
+    /// virtio_net drives it at boot; rebind it with `Lab::bind_driver`.
+    VirtioNetVfio {
+        /// Offer packed virtqueues.
+        packed: bool,
+    },
 }
 
 impl NicModel {
@@ -53,8 +62,19 @@ impl NicModel {
     pub fn qemu_device(self) -> &'static str {
         match self {
             NicModel::Igb => "igb",
-            NicModel::VirtioNet => "virtio-net-pci",
+            NicModel::VirtioNet | NicModel::VirtioNetVfio { .. } => "virtio-net-pci",
             NicModel::E1000e => "e1000e",
+        }
+    }
+
+    /// Extra `-device` properties this model gets.
+    pub fn qemu_properties(self) -> &'static str {
+        match self {
+            NicModel::VirtioNetVfio { packed: false } => ",iommu_platform=on,rx_queue_size=1024",
+            NicModel::VirtioNetVfio { packed: true } => {
+                ",iommu_platform=on,rx_queue_size=1024,packed=on"
+            }
+            _ => "",
         }
     }
 
@@ -62,7 +82,7 @@ impl NicModel {
     pub fn kernel_module(self) -> &'static str {
         match self {
             NicModel::Igb => "igb",
-            NicModel::VirtioNet => "virtio_net",
+            NicModel::VirtioNet | NicModel::VirtioNetVfio { .. } => "virtio_net",
             NicModel::E1000e => "e1000e",
         }
     }
@@ -102,6 +122,15 @@ impl Peer {
     pub fn virtio() -> Self {
         Peer {
             model: NicModel::VirtioNet,
+            netns: NetnsChoice::Own,
+        }
+    }
+
+    /// A virtio-net NIC made for a userspace driver behind the vIOMMU
+    /// ([`NicModel::VirtioNetVfio`]), packed virtqueues offered or not.
+    pub fn virtio_vfio(packed: bool) -> Self {
+        Peer {
+            model: NicModel::VirtioNetVfio { packed },
             netns: NetnsChoice::Own,
         }
     }
@@ -760,11 +789,12 @@ impl Topology {
                 );
             }
             let mut dev = format!(
-                "{},id={},netdev={},mac={},bus=rp{n}",
+                "{},id={},netdev={},mac={},bus=rp{n}{}",
                 nic.model.qemu_device(),
                 nic.device_id,
                 nic.netdev,
-                nic.mac
+                nic.mac,
+                nic.model.qemu_properties()
             );
             if let Some(place) = &nic.sriov {
                 dev.push_str(&format!(",addr=0x0.{:#x}", place.function));

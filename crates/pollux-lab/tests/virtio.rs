@@ -10,7 +10,9 @@
 
 use std::time::{Duration, Instant};
 
-use pollux_lab::{host_binary, host_example, Lab, PeerInfo, Topology, VfInfo, VirtioPf};
+use pollux_lab::{
+    host_binary, host_example, Lab, Peer, PeerInfo, Segment, Topology, VfInfo, VirtioPf, WireKind,
+};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(60);
@@ -30,7 +32,14 @@ fn virtio_checks_in_one_boot() {
     // QEMU's IOMMU path misplaces a used element that straddles two pages
     // (pollux_virtio::vring::used_offset), so the rxonly check below judges
     // the layout that avoids it.
-    let lab = match Lab::boot(&Topology::new().virtio_pf(VirtioPf::new(2))) {
+    // Segment 0: a plain virtio-net-pci with packed virtqueues, made for
+    // vfio (Peer::virtio_vfio), wired to a kernel virtio-net peer.
+    let topo = Topology::new().virtio_pf(VirtioPf::new(2)).segment(
+        Segment::new(WireKind::Dgram)
+            .peer(Peer::virtio_vfio(true).root_netns())
+            .peer(Peer::virtio()),
+    );
+    let lab = match Lab::boot(&topo) {
         Ok(l) => l,
         Err(e) => panic!("the lab did not boot: {e}"),
     };
@@ -57,6 +66,10 @@ fn virtio_checks_in_one_boot() {
             (
                 "pollux_macswap_and_sigint",
                 Box::new(move || pollux_macswap_and_sigint(lab)),
+            ),
+            (
+                "plain_virtio_net_pci_with_packed_queues",
+                Box::new(move || plain_virtio_net_pci_with_packed_queues(lab)),
             ),
             (
                 "side_by_side_with_dpdk_net_virtio",
@@ -136,33 +149,47 @@ fn virtio_net_vfs_on_vfio_and_on_the_kernel_driver(lab: &Lab) {
     // IOVAs it is given; without it nothing sane would arrive). The peer
     // counts at least one frame and never more than DPDK says it sent.
     let peer0 = &pf.vf_peers[0];
-    let before = rx_packets(lab, peer0);
-    let d = lab
-        .run(
-            &format!(
-                "timeout -s INT 15 stdbuf -o0 dpdk-testpmd -l 0-1 -n 1 --no-huge -m 256 --iova-mode=va -a {} -- \
-                 --forward-mode=txonly --eth-peer=0,{} --total-num-mbufs=4096 --stats-period 5",
-                vf0.pci, peer0.mac
-            ),
-            Duration::from_secs(120),
-        )
-        .expect("dpdk-testpmd ran");
-    let got = rx_packets(lab, peer0) - before;
-    // Non-interactive testpmd without a stats period ends at once when
-    // stdin is empty ("Press enter to exit"); with one it runs until SIGINT
-    // and prints the accumulated totals last.
-    let sent: u64 = d
-        .stdout
-        .rsplit("TX-packets:")
-        .next()
-        .filter(|_| d.stdout.contains("Accumulated forward statistics"))
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "no TX-packets in dpdk-testpmd's output:\n{}\n{}",
-                d.stdout, d.stderr
+    // DPDK's txonly once stalled after its first burst (sent 32 in 15 s,
+    // 1 of 9 runs; docs/lab.md): a stalled run is measured again once and
+    // both runs are printed.
+    let mut attempt = 0;
+    let (d, sent, got) = loop {
+        let before = rx_packets(lab, peer0);
+        let d = lab
+            .run(
+                &format!(
+                    "timeout -s INT 15 stdbuf -o0 dpdk-testpmd -l 0-1 -n 1 --no-huge -m 256 --iova-mode=va -a {} -- \
+                     --forward-mode=txonly --eth-peer=0,{} --total-num-mbufs=4096 --stats-period 5",
+                    vf0.pci, peer0.mac
+                ),
+                Duration::from_secs(120),
             )
-        });
+            .expect("dpdk-testpmd ran");
+        let got = rx_packets(lab, peer0) - before;
+        // Non-interactive testpmd without a stats period ends at once when
+        // stdin is empty ("Press enter to exit"); with one it runs until
+        // SIGINT and prints the accumulated totals last.
+        let sent: u64 = d
+            .stdout
+            .rsplit("TX-packets:")
+            .next()
+            .filter(|_| d.stdout.contains("Accumulated forward statistics"))
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no TX-packets in dpdk-testpmd's output:\n{}\n{}",
+                    d.stdout, d.stderr
+                )
+            });
+        attempt += 1;
+        if sent > 1000 || attempt == 2 {
+            break (d, sent, got);
+        }
+        eprintln!(
+            "DPDK's txonly stalled (sent {sent}, the peer received {got}); once more:\n{}",
+            d.stdout
+        );
+    };
     eprintln!(
         "{}\nnet_virtio on VF 0 sent {sent}; the peer's kernel received {got}",
         d.stdout
@@ -686,4 +713,135 @@ fn side_by_side_with_dpdk_net_virtio(lab: &Lab) {
     if !long {
         println!("(one pair: `cargo xtask lab bench` gives the figures)");
     }
+}
+
+// ---- a plain virtio-net-pci (not an SR-IOV VF), packed virtqueues ----
+
+/// Segment 0's first NIC: a plain virtio-net-pci with `iommu_platform=on`
+/// and `packed=on`, taken from the guest's virtio_net and bound to
+/// vfio-pci; its kernel peer is segment 0's second NIC. Pollux's virtio PMD
+/// negotiates packed virtqueues (VIRTIO_F_RING_PACKED, in its log), and:
+/// pktgen's N frames are counted exactly by rxonly; txonly's frames are
+/// counted by the peer's kernel (never more than sent); the responder
+/// answers the peer's pings; every buffer comes back.
+fn plain_virtio_net_pci_with_packed_queues(lab: &Lab) {
+    let seg = lab.segment(0).expect("segment 0").to_vec();
+    let (nic, peer) = (&seg[0], &seg[1]);
+    let group = lab
+        .run_ok(
+            &format!(
+                "basename $(readlink /sys/bus/pci/devices/{}/iommu_group)",
+                nic.pci
+            ),
+            T,
+        )
+        .expect("IOMMU group")
+        .stdout
+        .trim()
+        .parse()
+        .ok();
+    let f = VfInfo {
+        pf: 0,
+        index: 0,
+        pci: nic.pci.clone(),
+        iommu_group: group,
+    };
+    lab.bind_vfio(&f)
+        .expect("bind the virtio-net-pci to vfio-pci");
+    lab.run_ok(
+        &peer.wrap(&format!(
+            "sysctl -qw net.ipv6.conf.{0}.disable_ipv6=1; ip addr replace {PEER_IP}/24 dev {0} && ip link set {0} up",
+            peer.ifname
+        )),
+        T,
+    )
+    .expect("peer address");
+
+    // rxonly, exactly N.
+    let mut tp = lab
+        .spawn(&format!(
+            "exec {} --log pollux_virtio=info testpmd -a {} --fwd rxonly --rxd 1024 --json --stats-period 0",
+            pollux(),
+            f.pci
+        ))
+        .expect("start testpmd");
+    if let Err(e) = tp.wait_for_output("forwarding:", T) {
+        panic!("testpmd did not start: {e:?}");
+    }
+    let n = 5_000;
+    let (sent, _) = lab.pktgen(peer, &nic.mac, VF_IP, n).expect("pktgen");
+    assert_eq!(sent, n);
+    std::thread::sleep(Duration::from_secs(2));
+    let out = tp
+        .stop_with(2, Duration::from_secs(20))
+        .expect("testpmd ended");
+    assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
+    assert_virtio_pmd(&out.stderr);
+    assert!(
+        out.stderr.contains("RING_PACKED"),
+        "packed virtqueues not negotiated:\n{}",
+        out.stderr
+    );
+    let r = report(&out.stdout);
+    eprintln!("plain virtio-net-pci, packed: {r}");
+    assert_eq!(
+        (port0(&r, "rx_packets"), port0(&r, "errors")),
+        (n, 0),
+        "{r}"
+    );
+    assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{r}");
+
+    // txonly, counted by the peer.
+    let before = rx_packets(lab, peer);
+    let out = lab
+        .run(
+            &format!(
+                "{} testpmd -a {} --fwd txonly --eth-peer 0,{} --duration 2 --json --stats-period 0",
+                pollux(),
+                f.pci,
+                peer.mac
+            ),
+            Duration::from_secs(120),
+        )
+        .expect("testpmd ran");
+    assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
+    let r = report(&out.stdout);
+    std::thread::sleep(Duration::from_secs(1));
+    let got = rx_packets(lab, peer) - before;
+    let sent = port0(&r, "tx_packets");
+    eprintln!("packed txonly: sent {sent}, the peer received {got}");
+    assert!(
+        sent > 1000 && got <= sent && got * 100 >= sent * 99,
+        "{got} of {sent}: {r}"
+    );
+    assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{r}");
+
+    // The responder answers ping.
+    let responder = host_example("responder").expect("responder example built");
+    let mut app = lab
+        .spawn(&format!(
+            "exec {} -a {} --ip {VF_IP}",
+            responder.display(),
+            f.pci
+        ))
+        .expect("start responder");
+    if let Err(e) = app.wait_for_output("responder ready", T) {
+        panic!("responder did not come up: {e}");
+    }
+    let p = lab
+        .run(
+            &peer.wrap(&format!("ping -c 50 -i 0.05 -W 2 {VF_IP}")),
+            Duration::from_secs(120),
+        )
+        .expect("ping ran");
+    app.write_stdin("stop\n").expect("stop the responder");
+    let out = app.wait(T).expect("responder ended");
+    assert!(
+        p.stdout
+            .contains("50 packets transmitted, 50 received, 0% packet loss"),
+        "{}\n{}",
+        p.stdout,
+        out.stdout
+    );
+    assert!(out.stdout.contains("pool_free=2048/2048"), "{}", out.stdout);
 }
