@@ -457,8 +457,9 @@ fn link_follows_set_link_and_traffic_resumes_after_a_pf_reset(
 
 /// Test 6: SIGINT in the middle of txonly: testpmd exits cleanly with its
 /// report, and the next run on the same VF works. Error paths, each a clear
-/// message and a non-zero exit: VF not bound to vfio-pci, a device that is
-/// not an igb VF, a missing /dev/vfio/N.
+/// message and a non-zero exit: VF not bound to vfio-pci, a virtio NIC on its
+/// kernel driver, a PCI function no Pollux driver handles, a missing
+/// /dev/vfio/N.
 fn sigint_mid_traffic_and_error_paths(lab: &Lab, vf: &VfInfo, peer: &PeerInfo) {
     let (vf, peer) = (vf.clone(), peer.clone());
     let run = |extra: &str| {
@@ -527,7 +528,8 @@ fn sigint_mid_traffic_and_error_paths(lab: &Lab, vf: &VfInfo, peer: &PeerInfo) {
         "unbound VF: {}",
         e.stderr
     );
-    // The peer NIC (virtio-net) is not an igb VF.
+    // The peer NIC (virtio-net) has a Pollux driver (net_virtio) but is
+    // bound to the guest's virtio-pci: the message says how to rebind it.
     let e = lab
         .run(
             &format!(
@@ -538,7 +540,23 @@ fn sigint_mid_traffic_and_error_paths(lab: &Lab, vf: &VfInfo, peer: &PeerInfo) {
             T,
         )
         .expect("ran");
-    assert!(!e.success(), "virtio NIC accepted");
+    assert!(!e.success(), "kernel-bound virtio NIC accepted");
+    assert!(
+        e.stderr.contains("net_virtio") && e.stderr.contains("not vfio-pci"),
+        "kernel-bound virtio NIC: {}",
+        e.stderr
+    );
+    // Q35's host bridge (0000:00:00.0, 8086:29c0) is no NIC at all.
+    let e = lab
+        .run(
+            &format!(
+                "{} testpmd -a 0000:00:00.0 --fwd rxonly --duration 1",
+                pollux()
+            ),
+            T,
+        )
+        .expect("ran");
+    assert!(!e.success(), "host bridge accepted");
     assert!(
         e.stderr.contains("no Pollux driver for PCI ID"),
         "unknown device: {}",
