@@ -270,18 +270,23 @@ impl QueueSet {
         )
     }
 
-    fn device_faults(&self) -> u64 {
-        let rx: u64 = self
-            .rx
-            .iter()
-            .filter_map(|s| s.parked().as_ref().map(|r| r.stats.device_faults))
-            .sum();
-        let tx: u64 = self
-            .tx
-            .iter()
-            .filter_map(|s| s.parked().as_ref().map(|t| t.stats.device_faults))
-            .sum();
-        rx + tx
+    /// (device faults, rx notifications, tx notifications) of the parked
+    /// virtqueues (a queue a handle holds reports when it is given back).
+    fn parked_counts(&self) -> (u64, u64, u64) {
+        let (mut faults, mut rxn, mut txn) = (0, 0, 0);
+        for s in &self.rx {
+            if let Some(r) = s.parked().as_ref() {
+                faults += r.stats.device_faults;
+                rxn += r.stats.notifies;
+            }
+        }
+        for s in &self.tx {
+            if let Some(t) = s.parked().as_ref() {
+                faults += t.stats.device_faults;
+                txn += t.stats.notifies;
+            }
+        }
+        (faults, rxn, txn)
     }
 }
 
@@ -1326,10 +1331,15 @@ impl Port for VirtioNet {
     fn xstats(&self) -> Vec<Xstat> {
         let mut x = self.stats().xstats();
         x.push(Xstat::new("recoveries", self.recoveries));
-        x.push(Xstat::new(
-            "parked_device_faults",
-            self.queues.as_ref().map_or(0, |q| q.device_faults()),
-        ));
+        let (faults, rxn, txn) = self
+            .queues
+            .as_ref()
+            .map_or((0, 0, 0), |q| q.parked_counts());
+        // Of the queues no handle holds (all of them once the handles are
+        // dropped, as at the end of a run).
+        x.push(Xstat::new("parked_device_faults", faults));
+        x.push(Xstat::new("parked_rx_notifies", rxn));
+        x.push(Xstat::new("parked_tx_notifies", txn));
         x.push(Xstat::new("features", self.features));
         x
     }
@@ -1358,6 +1368,19 @@ impl VirtioNet {
 
 impl Drop for VirtioNet {
     fn drop(&mut self) {
+        if let Some(q) = &self.queues {
+            let (faults, rx_notifies, tx_notifies) = q.parked_counts();
+            let s = self.sw_stats();
+            tracing::info!(
+                dev = %self.name,
+                rx = s.ipackets,
+                tx = s.opackets,
+                rx_notifies,
+                tx_notifies,
+                faults,
+                "closing"
+            );
+        }
         // The device forgets every queue and stops its DMA; then buffers
         // may go back.
         let _ = self.reset();

@@ -32,6 +32,9 @@ pub struct RxVqStats {
     pub nombuf: u64,
     /// Times the used index ran more than a queue ahead of the driver.
     pub device_faults: u64,
+    /// Notifications sent to the device (the driver refilled a queue the
+    /// device had asked to hear about).
+    pub notifies: u64,
 }
 
 /// One receive virtqueue.
@@ -192,6 +195,7 @@ impl RxVq {
         }
         if posted && self.vq.publish() {
             self.notifier.notify();
+            self.stats.notifies += 1;
         }
         got
     }

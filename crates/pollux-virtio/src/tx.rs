@@ -30,6 +30,9 @@ pub struct TxVqStats {
     pub unreachable: u64,
     /// Used entries that named no descriptor in flight.
     pub device_faults: u64,
+    /// Notifications sent to the device (bursts published while it had
+    /// notifications enabled).
+    pub notifies: u64,
 }
 
 /// Whether the device can read `len` bytes at an IOVA; asked once per pool
@@ -202,6 +205,7 @@ impl TxVq {
         }
         if posted && self.vq.publish() {
             self.notifier.notify();
+            self.stats.notifies += 1;
         }
         taken
     }
