@@ -44,7 +44,7 @@ pub mod wire;
 pub use burst::Burst;
 pub use mbuf::{Mbuf, PacketType, RxFlags, RxMeta, TxFlags, TxOffload};
 pub use mem::{AnonMemory, DmaRegion, HugePages, Iova, MemError, MemoryProvider};
-pub use mempool::{Mempool, MempoolConfig, MempoolError};
+pub use mempool::{DmaCheck, Mempool, MempoolConfig, MempoolError, PoolReach};
 pub use net::MacAddr;
 pub use port::{
     Capabilities, Duplex, Lease, Leases, LinkStatus, Polled, Port, PortConf, PortError, PortInfo,

@@ -694,3 +694,52 @@ mod count_tests {
         assert_eq!(pool.available(), 2048);
     }
 }
+
+/// Whether a device can read `len` bytes at an IOVA (its IOMMU domain maps
+/// them): what a transmit path asks before it hands a packet's address to
+/// the device.
+pub type DmaCheck = Box<dyn Fn(Iova, u64) -> bool + Send + Sync>;
+
+/// A transmit queue's answer to "can the device reach this packet's
+/// buffer?", asked of its [`DmaCheck`] once per pool the queue sees in a
+/// row, not per packet (pools are one region each:
+/// [`crate::Mbuf::pool_iova_range`]).
+/// Without a check (plain-memory tests) every pool is reachable.
+#[derive(Default)]
+pub struct PoolReach {
+    check: Option<DmaCheck>,
+    last_pool: usize,
+    last_ok: bool,
+}
+
+impl PoolReach {
+    /// Reachability judged by `check`.
+    pub fn new(check: DmaCheck) -> PoolReach {
+        PoolReach {
+            check: Some(check),
+            last_pool: 0,
+            last_ok: true,
+        }
+    }
+
+    /// Whether the device can read `m`'s buffer.
+    #[inline(always)]
+    pub fn reachable(&mut self, m: &crate::Mbuf) -> bool {
+        let pool = m.pool_id();
+        if pool != self.last_pool {
+            let (iova, len) = m.pool_iova_range();
+            self.last_ok = self.check.as_ref().map_or(true, |f| f(iova, len as u64));
+            self.last_pool = pool;
+        }
+        self.last_ok
+    }
+}
+
+impl std::fmt::Debug for PoolReach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolReach")
+            .field("checked", &self.check.is_some())
+            .field("last_ok", &self.last_ok)
+            .finish()
+    }
+}

@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 
-use pollux_core::{Burst, Mbuf, TxFlags};
+use pollux_core::{Burst, Mbuf, PoolReach, TxFlags};
 
 use crate::desc::{AdvTxCtxDesc, AdvTxDesc, DescRing};
 use crate::regs::{self, Regs};
@@ -34,9 +34,7 @@ pub struct TxRingStats {
     pub unreachable: u64,
 }
 
-/// Whether the device can read `len` bytes at an IOVA (the VF's container
-/// maps them). Asked once per pool a ring sees, not per packet.
-pub type DmaCheck = Box<dyn Fn(pollux_core::Iova, u64) -> bool + Send + Sync>;
+pub use pollux_core::DmaCheck;
 
 /// One transmit queue.
 pub struct TxRing {
@@ -56,10 +54,8 @@ pub struct TxRing {
     /// The context descriptor the device holds in slot 0, if any.
     ctx: Option<AdvTxCtxDesc>,
     tail_reg: u32,
-    /// Which pools the device can reach, remembered for the last pool seen.
-    dma_check: Option<DmaCheck>,
-    last_pool: usize,
-    last_pool_ok: bool,
+    /// Which pools the device can reach.
+    reach: PoolReach,
     pub stats: TxRingStats,
 }
 
@@ -78,9 +74,7 @@ impl TxRing {
             ctx: None,
             ring,
             tail_reg: regs::tdt(queue),
-            dma_check: None,
-            last_pool: 0,
-            last_pool_ok: true,
+            reach: PoolReach::default(),
             stats: TxRingStats::default(),
         }
     }
@@ -91,24 +85,7 @@ impl TxRing {
     /// handing the device an address outside its IOMMU domain. Without a
     /// check (plain-memory tests) every pool is accepted.
     pub fn set_dma_check(&mut self, check: DmaCheck) {
-        self.dma_check = Some(check);
-        self.last_pool = 0;
-    }
-
-    /// Whether the device can read this packet's pool; asks the check only
-    /// when the pool differs from the last one seen.
-    #[inline(always)]
-    fn reachable(&mut self, m: &Mbuf) -> bool {
-        let pool = m.pool_id();
-        if pool != self.last_pool {
-            let (iova, len) = m.pool_iova_range();
-            self.last_pool_ok = self
-                .dma_check
-                .as_ref()
-                .map_or(true, |f| f(iova, len as u64));
-            self.last_pool = pool;
-        }
-        self.last_pool_ok
+        self.reach = PoolReach::new(check);
     }
 
     /// The descriptor ring.
@@ -197,7 +174,7 @@ impl TxRing {
                 taken += 1;
                 continue;
             }
-            if !self.reachable(&m) {
+            if !self.reach.reachable(&m) {
                 self.stats.errors += 1;
                 self.stats.unreachable += 1;
                 taken += 1;

@@ -11,7 +11,7 @@
 //! descriptors run low; a descriptor id comes back at most once, and an id
 //! that was not in flight is counted, not trusted.
 
-use pollux_core::{Burst, Iova, Mbuf, TxFlags};
+use pollux_core::{Burst, Mbuf, PoolReach, TxFlags};
 
 use crate::spec;
 use crate::transport::Notifier;
@@ -35,9 +35,7 @@ pub struct TxVqStats {
     pub notifies: u64,
 }
 
-/// Whether the device can read `len` bytes at an IOVA; asked once per pool
-/// a queue sees, not per packet.
-pub type DmaCheck = Box<dyn Fn(Iova, u64) -> bool + Send + Sync>;
+pub use pollux_core::DmaCheck;
 
 /// Largest frame one descriptor carries here (no TSO).
 const MAX_FRAME: usize = 65535 - spec::NET_HDR_LEN;
@@ -52,9 +50,8 @@ pub struct TxVq {
     /// The device computes L4 checksums (VIRTIO_NET_F_CSUM negotiated).
     csum: bool,
     free_thresh: u16,
-    dma_check: Option<DmaCheck>,
-    last_pool: usize,
-    last_pool_ok: bool,
+    /// Which pools the device can reach.
+    reach: PoolReach,
     pub stats: TxVqStats,
 }
 
@@ -69,9 +66,7 @@ impl TxVq {
             vq,
             notifier,
             csum: false,
-            dma_check: None,
-            last_pool: 0,
-            last_pool_ok: true,
+            reach: PoolReach::default(),
             stats: TxVqStats::default(),
         }
     }
@@ -89,8 +84,7 @@ impl TxVq {
     /// Refuse packets whose pool the device cannot reach (see
     /// [`DmaCheck`]); without a check every pool is accepted.
     pub fn set_dma_check(&mut self, check: DmaCheck) {
-        self.dma_check = Some(check);
-        self.last_pool = 0;
+        self.reach = PoolReach::new(check);
     }
 
     /// The virtqueue.
@@ -119,20 +113,6 @@ impl TxVq {
         self.stats.packets = self.stats.packets.saturating_sub(dropped);
         self.vq.reset();
         self.free = (0..self.vq.size()).rev().collect();
-    }
-
-    #[inline(always)]
-    fn reachable(&mut self, m: &Mbuf) -> bool {
-        let pool = m.pool_id();
-        if pool != self.last_pool {
-            let (iova, len) = m.pool_iova_range();
-            self.last_pool_ok = self
-                .dma_check
-                .as_ref()
-                .map_or(true, |f| f(iova, len as u64));
-            self.last_pool = pool;
-        }
-        self.last_pool_ok
     }
 
     /// Frees the buffers the device has finished with; returns how many.
@@ -174,7 +154,7 @@ impl TxVq {
                 taken += 1;
                 continue;
             }
-            if !self.reachable(&m) {
+            if !self.reach.reachable(&m) {
                 self.stats.errors += 1;
                 self.stats.unreachable += 1;
                 taken += 1;
