@@ -75,11 +75,6 @@ impl RxVq {
         self.csum = csum;
     }
 
-    /// Replaces the notifier (after the queue was programmed anew).
-    pub fn set_notifier(&mut self, n: Notifier) {
-        self.notifier = n;
-    }
-
     /// The virtqueue.
     pub fn vq(&self) -> &Vq {
         &self.vq

@@ -19,7 +19,7 @@ use pollux_vfio::Bar;
 use crate::packed::{self, PackedView};
 use crate::spec::{self, bit};
 use crate::transport::{Notifier, Transport};
-use crate::vring::{avail_bytes, desc_bytes, RingView};
+use crate::vring::RingView;
 
 /// One queue's registers and the device's position in it.
 #[derive(Clone, Debug, Default)]
@@ -533,10 +533,4 @@ impl Transport for FakeTransport {
             r.enabled = true;
         }
     }
-}
-
-/// The sizes of a queue's areas, for tests that check what the driver
-/// programmed.
-pub fn area_sizes(n: u16) -> (usize, usize) {
-    (desc_bytes(n), avail_bytes(n))
 }

@@ -76,11 +76,6 @@ impl TxVq {
         self.csum = csum;
     }
 
-    /// Replaces the notifier (after the queue was programmed anew).
-    pub fn set_notifier(&mut self, n: Notifier) {
-        self.notifier = n;
-    }
-
     /// Refuse packets whose pool the device cannot reach (see
     /// [`DmaCheck`]); without a check every pool is accepted.
     pub fn set_dma_check(&mut self, check: DmaCheck) {
