@@ -33,11 +33,30 @@ pub enum Command {
     Vlan { vid: u16, add: bool },
     /// `VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET`.
     QueuePairs(u16),
+    /// `VIRTIO_NET_CTRL_MQ_RSS_CONFIG` (`struct virtio_net_rss_config`,
+    /// 5.1.6.5.7.1): the hash types, the indirection table (its length a
+    /// power of two; entries are receive queue numbers 0..pairs, as QEMU,
+    /// Linux and DPDK read them), the transmit queues in use and the key.
+    /// Unclassified frames go to queue 0.
+    Rss {
+        hash_types: u32,
+        table: Vec<u16>,
+        max_tx_vq: u16,
+        key: Vec<u8>,
+    },
 }
 
 /// Largest encoded command this driver sends (a MAC table of
-/// [`MAX_MAC_ENTRIES`] entries).
+/// [`MAX_MAC_ENTRIES`] entries; an RSS configuration with the largest table
+/// and key is smaller).
 pub const MAX_COMMAND: usize = 2 + 8 + 6 * MAX_MAC_ENTRIES;
+/// Indirection table entries sent at most (QEMU's
+/// `VIRTIO_NET_RSS_MAX_TABLE_LEN`).
+pub const MAX_RSS_TABLE: usize = 128;
+/// Key bytes sent at most (QEMU's `VIRTIO_NET_RSS_MAX_KEY_SIZE`, and the
+/// Toeplitz key length of most NICs).
+pub const MAX_RSS_KEY: usize = 40;
+const _: () = assert!(2 + 4 + 2 + 2 + 2 * MAX_RSS_TABLE + 2 + 1 + MAX_RSS_KEY <= MAX_COMMAND);
 /// MAC table entries sent at most (QEMU keeps 64, `MAC_TABLE_ENTRIES`;
 /// more and it falls back to all-multicast on its own).
 pub const MAX_MAC_ENTRIES: usize = 64;
@@ -53,6 +72,7 @@ impl Command {
             Command::Vlan { add: true, .. } => (spec::CTRL_VLAN, spec::CTRL_VLAN_ADD),
             Command::Vlan { add: false, .. } => (spec::CTRL_VLAN, spec::CTRL_VLAN_DEL),
             Command::QueuePairs(_) => (spec::CTRL_MQ, spec::CTRL_MQ_VQ_PAIRS_SET),
+            Command::Rss { .. } => (spec::CTRL_MQ, spec::CTRL_MQ_RSS_CONFIG),
         }
     }
 
@@ -79,6 +99,29 @@ impl Command {
             }
             Command::Vlan { vid, .. } => w.put(&(vid & 0x0fff).to_le_bytes())?,
             Command::QueuePairs(n) => w.put(&n.to_le_bytes())?,
+            Command::Rss {
+                hash_types,
+                table,
+                max_tx_vq,
+                key,
+            } => {
+                if table.is_empty()
+                    || !table.len().is_power_of_two()
+                    || table.len() > MAX_RSS_TABLE
+                    || key.len() > MAX_RSS_KEY
+                {
+                    return None;
+                }
+                w.put(&hash_types.to_le_bytes())?;
+                w.put(&((table.len() - 1) as u16).to_le_bytes())?; // indirection_table_mask
+                w.put(&0u16.to_le_bytes())?; // unclassified_queue
+                for q in table {
+                    w.put(&q.to_le_bytes())?;
+                }
+                w.put(&max_tx_vq.to_le_bytes())?;
+                w.put(&[key.len() as u8])?;
+                w.put(key)?;
+            }
         }
         Some(w.at)
     }
@@ -93,6 +136,7 @@ impl Command {
             Command::Vlan { add: true, .. } => "VLAN_ADD",
             Command::Vlan { add: false, .. } => "VLAN_DEL",
             Command::QueuePairs(_) => "MQ_VQ_PAIRS_SET",
+            Command::Rss { .. } => "MQ_RSS_CONFIG",
         }
     }
 }
@@ -307,6 +351,43 @@ mod tests {
             [2, 0, 0x64, 0]
         );
         assert_eq!(enc(&Command::QueuePairs(2)), [4, 0, 2, 0]);
+        assert_eq!(
+            enc(&Command::Rss {
+                hash_types: 0x3f,
+                table: vec![0, 1, 0, 1],
+                max_tx_vq: 2,
+                key: vec![0xaa, 0xbb],
+            }),
+            [
+                4, 1, // class MQ, RSS_CONFIG
+                0x3f, 0, 0, 0, // hash_types
+                3, 0, // indirection_table_mask
+                0, 0, // unclassified_queue
+                0, 0, 1, 0, 0, 0, 1, 0, // indirection_table
+                2, 0, // max_tx_vq
+                2, 0xaa, 0xbb // hash_key_length, hash_key_data
+            ]
+        );
+    }
+
+    #[test]
+    fn rss_tables_must_be_a_power_of_two_and_fit() {
+        let rss = |n: usize, k: usize| Command::Rss {
+            hash_types: 1,
+            table: vec![0; n],
+            max_tx_vq: 1,
+            key: vec![0; k],
+        };
+        let mut b = [0u8; MAX_COMMAND];
+        for bad in [
+            rss(0, 40),
+            rss(3, 40),
+            rss(MAX_RSS_TABLE * 2, 40),
+            rss(4, 41),
+        ] {
+            assert_eq!(bad.encode(&mut b), None, "{bad:?}");
+        }
+        assert!(rss(MAX_RSS_TABLE, MAX_RSS_KEY).encode(&mut b).is_some());
     }
 
     #[test]

@@ -35,7 +35,10 @@
 //!   `iommu_platform=on`). Used when offered: `RING_PACKED`, `MAC`,
 //!   `STATUS` (link), `SPEED_DUPLEX`, `CTRL_VQ` with `CTRL_RX`
 //!   (promiscuous, all-multicast, the multicast table) and `CTRL_MAC_ADDR`;
-//!   `MQ` when the configuration asks for several queue pairs; `CSUM` and
+//!   `MQ` when the configuration asks for several queue pairs, with `RSS`
+//!   when offered (flows spread over the pairs by a Toeplitz hash of their
+//!   IP addresses and TCP/UDP ports, [`net::RSS_KEY`]; the hash itself is
+//!   not reported to the application, which would need `HASH_REPORT`); `CSUM` and
 //!   `GUEST_CSUM` when it asks for checksum offloads; `CTRL_VLAN` with
 //!   [`pollux_core::RxOffloads::VLAN_FILTER`]; `RING_EVENT_IDX` only when
 //!   asked for ([`VirtioOpts::event_idx`]).
@@ -50,7 +53,8 @@
 //!   up again from [`pollux_core::Port::service`], filters included.
 //!
 //! Not done yet: mergeable receive buffers (so frames are at most MTU
-//! 1500), RSS (`VIRTIO_NET_F_RSS`), and interrupts (the driver polls).
+//! 1500), the RSS hash report (`VIRTIO_NET_F_HASH_REPORT`), and interrupts
+//! (the driver polls).
 //!
 //! Sources: OASIS virtio 1.2 (cited per item in [`spec`]); DPDK's and
 //! Linux's virtio-net drivers were read as descriptions of how QEMU's device

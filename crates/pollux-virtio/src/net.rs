@@ -114,6 +114,15 @@ const BASE_FEATURES: u64 = bit(spec::F_VERSION_1)
 /// Ethernet header and one VLAN tag on top of the MTU, without FCS.
 const FRAME_OVERHEAD: u32 = 14 + 4;
 
+/// The Toeplitz key sent with `MQ_RSS_CONFIG`: the key of Microsoft's
+/// "Verifying the RSS Hash Calculation" (the one most NICs and DPDK's
+/// test vectors use), cut to the device's `rss_max_key_size`.
+pub const RSS_KEY: [u8; 40] = [
+    0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3, 0x8f, 0xb0,
+    0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30, 0xf2, 0x0c,
+    0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
+];
+
 /// Queue index of rx queue `k`, tx queue `k` and the control queue
 /// (5.1.2).
 const fn rx_index(k: u16) -> u16 {
@@ -453,6 +462,41 @@ struct Offer {
     rx_size: u16,
     tx_size: u16,
     ctrl_size: u16,
+    /// With `VIRTIO_NET_F_RSS`: what the device's configuration says.
+    rss: Option<RssOffer>,
+}
+
+/// The RSS limits a device offers (5.1.4: `rss_max_key_size`,
+/// `rss_max_indirection_table_length`, `supported_hash_types`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RssOffer {
+    max_key: u8,
+    max_table: u16,
+    hash_types: u32,
+}
+
+impl RssOffer {
+    /// The `MQ_RSS_CONFIG` command spreading flows over `pairs` queue
+    /// pairs: every supported IP, TCP and UDP hash type, the largest
+    /// power-of-two table the device and the driver allow with queues
+    /// round-robin, and [`RSS_KEY`]. `None` when the device's limits leave
+    /// no usable configuration (no hash type, no key, no table).
+    fn command(&self, pairs: u16) -> Option<Command> {
+        let hash_types = self.hash_types & spec::hash::ALL;
+        let limit = (self.max_table as usize).min(ctrl::MAX_RSS_TABLE);
+        let key_len = (self.max_key as usize).min(RSS_KEY.len());
+        if hash_types == 0 || limit == 0 || key_len == 0 || pairs == 0 {
+            return None;
+        }
+        // The largest power of two not above the limit.
+        let len = 1usize << (usize::BITS - 1 - limit.leading_zeros());
+        Some(Command::Rss {
+            hash_types,
+            table: (0..len).map(|i| (i % pairs as usize) as u16).collect(),
+            max_tx_vq: pairs,
+            key: RSS_KEY[..key_len].to_vec(),
+        })
+    }
 }
 
 impl Offer {
@@ -571,6 +615,7 @@ impl VirtioNet {
                 rx_size: 0,
                 tx_size: 0,
                 ctrl_size: 0,
+                rss: None,
             },
             features: 0,
             filters: Filters::default(),
@@ -712,12 +757,28 @@ impl VirtioNet {
                 self.name
             )));
         }
+        let rss = if features & bit(spec::NET_F_RSS) != 0 {
+            let [max_key] = self.read_config_stable::<1>(spec::netcfg::RSS_MAX_KEY_SIZE);
+            let max_table = u16::from_le_bytes(
+                self.read_config_stable(spec::netcfg::RSS_MAX_INDIRECTION_TABLE_LENGTH),
+            );
+            let hash_types =
+                u32::from_le_bytes(self.read_config_stable(spec::netcfg::SUPPORTED_HASH_TYPES));
+            Some(RssOffer {
+                max_key,
+                max_table,
+                hash_types,
+            })
+        } else {
+            None
+        };
         self.offer = Offer {
             features,
             max_pairs,
             rx_size,
             tx_size,
             ctrl_size,
+            rss,
         };
         if !self.filters.user_mac && features & bit(spec::NET_F_MAC) != 0 {
             self.mac = MacAddr(self.read_config_stable(spec::netcfg::MAC));
@@ -750,6 +811,12 @@ impl VirtioNet {
         }
         if pairs > 1 {
             want |= bit(spec::NET_F_MQ);
+            // Flows spread by the hash of their addresses and ports, each
+            // flow on one queue, when the device can do it and its limits
+            // allow a configuration.
+            if self.offer.rss.and_then(|r| r.command(pairs)).is_some() {
+                want |= bit(spec::NET_F_RSS);
+            }
         }
         if conf_tx.intersects(TxOffloads::TCP_CKSUM | TxOffloads::UDP_CKSUM) {
             want |= bit(spec::NET_F_CSUM);
@@ -761,12 +828,18 @@ impl VirtioNet {
             want |= bit(spec::NET_F_CTRL_VLAN);
         }
         let mut f = want & self.offer.features;
-        // CTRL_RX, CTRL_VLAN, CTRL_MAC_ADDR and MQ depend on CTRL_VQ (5.1.3.1).
+        // CTRL_RX, CTRL_VLAN, CTRL_MAC_ADDR, MQ and RSS depend on CTRL_VQ
+        // (5.1.3.1).
         if f & bit(spec::NET_F_CTRL_VQ) == 0 {
             f &= !(bit(spec::NET_F_CTRL_RX)
                 | bit(spec::NET_F_CTRL_VLAN)
                 | bit(spec::NET_F_CTRL_MAC_ADDR)
-                | bit(spec::NET_F_MQ));
+                | bit(spec::NET_F_MQ)
+                | bit(spec::NET_F_RSS));
+        }
+        // This driver configures RSS through the MQ class, with MQ.
+        if f & bit(spec::NET_F_MQ) == 0 {
+            f &= !bit(spec::NET_F_RSS);
         }
         f
     }
@@ -829,7 +902,15 @@ impl VirtioNet {
                 what: "DRIVER_OK",
             });
         }
-        if self.features & bit(spec::NET_F_MQ) != 0 {
+        let rss = (self.features & bit(spec::NET_F_RSS) != 0)
+            .then(|| self.offer.rss.and_then(|r| r.command(self.pairs)))
+            .flatten();
+        if let Some(rss) = rss {
+            // 5.1.6.5.7.1: with RSS, its configuration also sets the queue
+            // pairs in use (`max_tx_vq`); DPDK's and Linux's drivers send
+            // it instead of VQ_PAIRS_SET.
+            self.command(&rss)?;
+        } else if self.features & bit(spec::NET_F_MQ) != 0 {
             // 5.1.6.5.5: the device uses one pair until told otherwise.
             self.command(&Command::QueuePairs(self.pairs))?;
         }

@@ -99,6 +99,24 @@ pub mod netcfg {
     pub const MTU: u32 = 10; // le16
     pub const SPEED: u32 = 12; // le32, Mbit/s, 0xffffffff unknown
     pub const DUPLEX: u32 = 16; // u8: 0 half, 1 full, 0xff unknown
+    /// The next three exist with `VIRTIO_NET_F_RSS` (or `_HASH_REPORT`).
+    pub const RSS_MAX_KEY_SIZE: u32 = 17; // u8
+    pub const RSS_MAX_INDIRECTION_TABLE_LENGTH: u32 = 18; // le16
+    pub const SUPPORTED_HASH_TYPES: u32 = 20; // le32
+}
+
+/// Hash types of `supported_hash_types` and `virtio_net_rss_config`
+/// (5.1.6.5.6.1, "Supported/enabled hash types"). The `_EX` types (IPv6
+/// extension headers) are not used.
+pub mod hash {
+    pub const IPV4: u32 = 1 << 0;
+    pub const TCPV4: u32 = 1 << 1;
+    pub const UDPV4: u32 = 1 << 2;
+    pub const IPV6: u32 = 1 << 3;
+    pub const TCPV6: u32 = 1 << 4;
+    pub const UDPV6: u32 = 1 << 5;
+    /// Every type this driver enables when the device supports it.
+    pub const ALL: u32 = IPV4 | TCPV4 | UDPV4 | IPV6 | TCPV6 | UDPV6;
 }
 
 /// `virtio_net_config.status` bits (5.1.4).
@@ -137,6 +155,9 @@ pub const CTRL_VLAN_ADD: u8 = 0;
 pub const CTRL_VLAN_DEL: u8 = 1;
 pub const CTRL_MQ: u8 = 4;
 pub const CTRL_MQ_VQ_PAIRS_SET: u8 = 0;
+/// `VIRTIO_NET_CTRL_MQ_RSS_CONFIG` (5.1.6.5.7.1): with `VIRTIO_NET_F_RSS`
+/// it replaces `VQ_PAIRS_SET` (its `max_tx_vq` sets the queue pairs).
+pub const CTRL_MQ_RSS_CONFIG: u8 = 1;
 /// `VIRTIO_NET_CTRL_MQ_VQ_PAIRS_MIN` / `_MAX` (5.1.6.5.5).
 pub const MQ_PAIRS_MIN: u16 = 1;
 pub const MQ_PAIRS_MAX: u16 = 0x8000;

@@ -380,9 +380,19 @@ impl FakeDevice {
         if !Self::running(s) {
             return;
         }
-        let Some(qi) = s.queues.len().checked_sub(1) else {
-            return;
+        // 5.1.2: the control queue is queue 2 unless MQ is negotiated, then
+        // 2 * max_virtqueue_pairs (the last one).
+        let qi = if s.driver_features & bit(spec::NET_F_MQ) != 0 {
+            match s.queues.len().checked_sub(1) {
+                Some(qi) => qi,
+                None => return,
+            }
+        } else {
+            2
         };
+        if qi >= s.queues.len() {
+            return;
+        }
         let mut q = s.queues[qi].clone();
         let Some(r) = Self::ring(s, &q) else {
             return;

@@ -341,6 +341,90 @@ fn two_queue_pairs_are_set_over_the_control_queue() {
     assert_eq!(b.iter().next().unwrap().rx().queue, 1);
 }
 
+/// A device offering RSS (what QEMU's `rss=on` puts in the configuration:
+/// 40-byte keys, 128-entry tables, every hash type) with several pairs
+/// gets one `MQ_RSS_CONFIG` instead of `VQ_PAIRS_SET`: the IP, TCP and UDP
+/// hash types it supports, 128 entries spreading the pairs, both pairs for
+/// transmit, and the key.
+#[test]
+fn several_pairs_on_an_rss_device_get_an_rss_configuration() {
+    let f = FakeDevice::qemu_like_features() | bit(spec::NET_F_MQ) | bit(spec::NET_F_RSS);
+    let dev = FakeDevice::new(f, 4, 256, MAC);
+    {
+        let mut s = dev.state();
+        s.config[17] = 40;
+        s.config[18..20].copy_from_slice(&128u16.to_le_bytes());
+        s.config[20..24].copy_from_slice(&0x1ffu32.to_le_bytes());
+    }
+    let mut net = open(&dev).expect("open");
+    let p = pool(2048);
+    let mut c = PortConf::new(p.clone());
+    (c.rx_queues, c.tx_queues, c.rx_desc, c.tx_desc) = (2, 2, 256, 256);
+    net.configure(&c).expect("configure");
+    // SAFETY: the port's queues are AnonMemory that outlives the server.
+    let server = unsafe { dev.serve_control() };
+    net.start().expect("start");
+    drop(server);
+    assert_ne!(net.negotiated_features() & bit(spec::NET_F_RSS), 0);
+    let log = dev.ctrl_log();
+    assert!(!log.iter().any(|(c, k, _)| (*c, *k) == (4, 0)), "{log:?}");
+    let rss: Vec<&Vec<u8>> = log
+        .iter()
+        .filter(|(c, k, _)| (*c, *k) == (4, 1))
+        .map(|(_, _, d)| d)
+        .collect();
+    assert_eq!(rss.len(), 1, "{log:?}");
+    let d = rss[0];
+    assert_eq!(u32::from_le_bytes(d[0..4].try_into().unwrap()), 0x3f);
+    assert_eq!(
+        u16::from_le_bytes([d[4], d[5]]),
+        127,
+        "indirection_table_mask"
+    );
+    assert_eq!(u16::from_le_bytes([d[6], d[7]]), 0, "unclassified_queue");
+    let table: Vec<u16> = d[8..8 + 256]
+        .chunks(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    assert!(table.iter().enumerate().all(|(i, q)| *q == (i % 2) as u16));
+    let rest = &d[8 + 256..];
+    assert_eq!(u16::from_le_bytes([rest[0], rest[1]]), 2, "max_tx_vq");
+    assert_eq!(rest[2], 40);
+    assert_eq!(&rest[3..], &pollux_virtio::net::RSS_KEY[..]);
+}
+
+/// RSS is left off when the device's limits allow no configuration (no
+/// supported hash type), and on one pair: VQ_PAIRS_SET, or nothing.
+#[test]
+fn rss_needs_pairs_and_usable_limits() {
+    for (pairs, types) in [(2u16, 0u32), (1, 0x3f)] {
+        let f = FakeDevice::qemu_like_features() | bit(spec::NET_F_MQ) | bit(spec::NET_F_RSS);
+        let dev = FakeDevice::new(f, 4, 256, MAC);
+        {
+            let mut s = dev.state();
+            s.config[17] = 40;
+            s.config[18..20].copy_from_slice(&128u16.to_le_bytes());
+            s.config[20..24].copy_from_slice(&types.to_le_bytes());
+        }
+        let mut net = open(&dev).expect("open");
+        let mut c = PortConf::new(pool(2048));
+        (c.rx_queues, c.tx_queues, c.rx_desc, c.tx_desc) = (pairs, pairs, 256, 256);
+        net.configure(&c).expect("configure");
+        // SAFETY: as above.
+        let server = unsafe { dev.serve_control() };
+        net.start().expect("start");
+        drop(server);
+        assert_eq!(net.negotiated_features() & bit(spec::NET_F_RSS), 0);
+        let log = dev.ctrl_log();
+        assert!(!log.iter().any(|(c, k, _)| (*c, *k) == (4, 1)), "{log:?}");
+        assert_eq!(
+            log.contains(&(4, 0, pairs.to_le_bytes().to_vec())),
+            pairs > 1,
+            "{log:?}"
+        );
+    }
+}
+
 #[test]
 fn mismatched_queue_counts_and_big_mtus_are_refused() {
     let dev = FakeDevice::new(
