@@ -253,6 +253,40 @@ fn bad_arguments_give_one_clear_line_and_no_panic() {
             1,
             "rx queues",
         ),
+        (
+            &["testpmd", "--vdev", "null0", "--tx-offloads", "bogus"],
+            2,
+            "valid offloads: udp_cksum, tcp_cksum, ipv4_cksum",
+        ),
+        (
+            &["testpmd", "--vdev", "null0", "--rx-offloads", "udp_cksum,"],
+            2,
+            "--rx-offloads",
+        ),
+        (
+            &["testpmd", "--vdev", "null0", "--flow-queues"],
+            1,
+            "use it with --fwd rxonly, not --fwd io",
+        ),
+        // A null port offers no checksum offload: its configure says so.
+        (
+            &["testpmd", "--vdev", "null0", "--tx-offloads", "udp_cksum"],
+            1,
+            "port 0 (null0): configure with --tx-offloads udp_cksum (it offers none)",
+        ),
+        (
+            &[
+                "testpmd",
+                "--vdev",
+                "null0",
+                "--fwd",
+                "rxonly",
+                "--rx-offloads",
+                "ipv4_cksum",
+            ],
+            1,
+            "--rx-offloads ipv4_cksum (it offers none)",
+        ),
         (&["frobnicate"], 2, "frobnicate"),
     ];
     for (args, code, needle) in cases {
@@ -287,6 +321,60 @@ fn write_pcap(path: &std::path::Path, frames: &[Vec<u8>]) {
         f.extend_from_slice(fr);
     }
     std::fs::write(path, f).unwrap();
+}
+
+#[test]
+fn rxonly_flow_queues_reports_the_flows_each_queue_received() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("flows.pcap");
+    // 10 UDP/IPv4 flows (source port 1000 + i), three frames each, and
+    // frames that are not IP, which no flow counts.
+    let mut frames = Vec::new();
+    for round in 0..3u8 {
+        for i in 0..10u16 {
+            let mut f = vec![0u8; 60];
+            f[..12].copy_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
+            f[12..14].copy_from_slice(&[0x08, 0x00]);
+            f[14..24].copy_from_slice(&[0x45, 0, 0, 46, 0, 0, 0x40, 0, 64, 17]);
+            f[26..34].copy_from_slice(&[198, 18, 0, 1, 198, 18, 0, 2]);
+            f[34..36].copy_from_slice(&(1000 + i).to_be_bytes());
+            f[36..38].copy_from_slice(&9u16.to_be_bytes());
+            f[38..40].copy_from_slice(&26u16.to_be_bytes());
+            frames.push(f);
+        }
+        let mut other = vec![round; 60];
+        other[12..14].copy_from_slice(&[0x88, 0xb5]);
+        frames.push(other);
+    }
+    write_pcap(&input, &frames);
+    let rx = format!("pcap0,rx={}", input.display());
+    let run = |extra: &[&str]| {
+        let mut args = vec!["testpmd", "--vdev", &rx, "--fwd", "rxonly"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--duration", "0.5", "--stats-period", "0", "--json"]);
+        let out = pollux(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json_line(&out)
+    };
+    let r = run(&["--flow-queues"]);
+    assert_eq!(r["ports"][0]["rx_packets"], 33);
+    assert_eq!(
+        r["flows"],
+        serde_json::json!([{
+            "port": 0,
+            "name": "pcap0",
+            "queues": [{"queue": 0, "flows": 10}],
+            "total": 10,
+            "on_several_queues": 0
+        }])
+    );
+    assert!(r["ports"][0].get("rx_l4_cksum_good").is_none());
+    let r = run(&[]);
+    assert!(r.get("flows").is_none(), "no flows without --flow-queues");
 }
 
 #[test]

@@ -12,8 +12,10 @@
 //! stdout is one final JSON line.
 
 mod fwd;
+mod offload;
 mod telemetry;
 
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -28,7 +30,8 @@ use pollux_core::{
 use serde::Serialize;
 
 pub use fwd::FwdMode;
-use fwd::{build_streams, FwdConfig, StreamQueues, StreamSpec};
+use fwd::{build_streams, FlowKey, FwdConfig, StreamQueues, StreamSpec};
+use offload::CksumOffloads;
 pub use telemetry::run_dir;
 
 #[derive(clap::Args, Debug)]
@@ -115,6 +118,23 @@ pub struct TestpmdArgs {
     /// Leave promiscuous mode off (testpmd turns it on by default).
     #[arg(long)]
     no_promisc: bool,
+    /// Transmit checksum offloads for every port, comma-separated:
+    /// udp_cksum, tcp_cksum, ipv4_cksum. txonly and flowgen then leave
+    /// the UDP checksum (the field holds the pseudo-header sum) and the
+    /// IPv4 header checksum (the field is 0) to the port.
+    #[arg(long = "tx-offloads", value_name = "LIST", value_parser = offload::parse_cksum_offloads)]
+    tx_offloads: Option<CksumOffloads>,
+    /// Receive checksum offloads for every port, comma-separated:
+    /// udp_cksum, tcp_cksum, ipv4_cksum. rxonly then counts the frames
+    /// the ports flag with a good or bad L4 checksum or a bad IPv4
+    /// checksum.
+    #[arg(long = "rx-offloads", value_name = "LIST", value_parser = offload::parse_cksum_offloads)]
+    rx_offloads: Option<CksumOffloads>,
+    /// Record which flows (addresses, protocol, ports) each queue
+    /// receives, and report per port how many flows each queue saw and
+    /// how many more than one queue saw (rxonly only).
+    #[arg(long = "flow-queues")]
+    flow_queues: bool,
 }
 
 /// Per-queue figures of the final report (the port's own queue counters).
@@ -150,6 +170,35 @@ struct PortReport {
     tx_dropped: u64,
     errors: u64,
     queues: Vec<QueueReport>,
+    /// Received frames the port flagged L4 checksum good (rxonly with
+    /// --rx-offloads; absent otherwise), and the next two likewise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rx_l4_cksum_good: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rx_l4_cksum_bad: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rx_ip_cksum_bad: Option<u64>,
+}
+
+/// The flows one port received (--flow-queues): RSS keeps each flow on
+/// one queue when `on_several_queues` is 0.
+#[derive(Debug, PartialEq, Eq, Serialize)]
+struct PortFlows {
+    port: usize,
+    name: String,
+    /// Distinct flows each polled queue received.
+    queues: Vec<QueueFlows>,
+    /// Distinct flows the port received.
+    total: usize,
+    /// Flows that more than one queue received.
+    on_several_queues: usize,
+}
+
+/// Distinct flows one queue received.
+#[derive(Debug, PartialEq, Eq, Serialize)]
+struct QueueFlows {
+    queue: u16,
+    flows: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -164,6 +213,9 @@ struct Report {
     streams: Vec<StreamReport>,
     mbufs_total: usize,
     mbufs_free_at_exit: usize,
+    /// Per port, the flows each queue received (--flow-queues only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flows: Option<Vec<PortFlows>>,
 }
 
 fn parse_ipv4(s: &str) -> Result<[u8; 4]> {
@@ -226,7 +278,17 @@ impl TestpmdArgs {
         if self.rxq == 0 || self.txq == 0 {
             bail!("--rxq and --txq must be at least 1");
         }
+        if self.flow_queues && self.fwd != FwdMode::Rxonly {
+            let mode = clap::ValueEnum::to_possible_value(&self.fwd)
+                .map_or_else(|| format!("{:?}", self.fwd), |v| v.get_name().to_string());
+            bail!("--flow-queues records what rxonly receives: use it with --fwd rxonly, not --fwd {mode}");
+        }
         Ok(())
+    }
+
+    /// Whether rxonly counts the checksum flags of received frames.
+    fn counts_rx_cksum(&self) -> bool {
+        self.rx_offloads.is_some() && self.fwd == FwdMode::Rxonly
     }
 }
 
@@ -415,8 +477,29 @@ pub fn run(args: TestpmdArgs) -> Result<()> {
         conf.tx_queues = args.txq;
         conf.rx_desc = args.rxd;
         conf.tx_desc = args.txd;
-        p.configure(&conf)
-            .with_context(|| format!("port {i} ({}): configure", info.name))?;
+        conf.tx_offloads = args.tx_offloads.map(|o| o.tx).unwrap_or_default();
+        conf.rx_offloads = args.rx_offloads.map(|o| o.rx).unwrap_or_default();
+        p.configure(&conf).with_context(|| {
+            // The port judges what it can do; say what was asked of it and
+            // what it offers, in the options' terms.
+            let caps = &info.capabilities;
+            let mut asked = String::new();
+            if !conf.tx_offloads.is_empty() {
+                asked += &format!(
+                    " with --tx-offloads {} (it offers {})",
+                    offload::tx_names(conf.tx_offloads),
+                    offload::tx_names(caps.tx_offloads)
+                );
+            }
+            if !conf.rx_offloads.is_empty() {
+                asked += &format!(
+                    " with --rx-offloads {} (it offers {})",
+                    offload::rx_names(conf.rx_offloads),
+                    offload::rx_names(caps.rx_offloads)
+                );
+            }
+            format!("port {i} ({}): configure{asked}", info.name)
+        })?;
         p.start()
             .with_context(|| format!("port {i} ({}): start", info.name))?;
         if !args.no_promisc {
@@ -493,6 +576,9 @@ pub fn run(args: TestpmdArgs) -> Result<()> {
         peer_macs,
         udp,
         flows: args.flows,
+        tx_offloads: args.tx_offloads.map(|o| o.tx).unwrap_or_default(),
+        count_rx_cksum: args.counts_rx_cksum(),
+        flow_queues: args.flow_queues,
     };
     writeln!(
         out,
@@ -605,7 +691,7 @@ pub fn run(args: TestpmdArgs) -> Result<()> {
     }
     let elapsed = start.elapsed().as_secs_f64();
 
-    let flows = totals(&streams, nb_ports);
+    let sums = totals(&streams, nb_ports);
     let mut stats = Vec::new();
     let mut qstats = Vec::new();
     for (i, p) in ports.iter_mut().enumerate() {
@@ -616,7 +702,29 @@ pub fn run(args: TestpmdArgs) -> Result<()> {
         qstats.push(p.queue_stats());
     }
     drop(ports);
-    let mut report = build_report(&names, &stats, &qstats, &flows, elapsed, &args, &pool);
+    let mut report = build_report(&names, &stats, &qstats, &sums, elapsed, &args, &pool);
+    if args.counts_rx_cksum() {
+        for s in &streams {
+            let (c, p) = (&s.counters, &mut report.ports[s.rx_port]);
+            for (sum, n) in [
+                (&mut p.rx_l4_cksum_good, &c.rx_l4_cksum_good),
+                (&mut p.rx_l4_cksum_bad, &c.rx_l4_cksum_bad),
+                (&mut p.rx_ip_cksum_bad, &c.rx_ip_cksum_bad),
+            ] {
+                *sum.get_or_insert(0) += n.load(Ordering::Acquire);
+            }
+        }
+    }
+    if args.flow_queues {
+        let seen: Vec<(usize, u16, HashSet<FlowKey>)> = streams
+            .iter()
+            .map(|s| {
+                let mut f = s.counters.flows.lock().unwrap_or_else(|e| e.into_inner());
+                (s.rx_port, s.rx_queue, std::mem::take(&mut *f))
+            })
+            .collect();
+        report.flows = Some(flow_report(&names, &seen));
+    }
     report.streams = streams
         .iter()
         .zip(&stream_lcore)
@@ -681,6 +789,38 @@ fn print_stream_table(
         }
     }
     Ok(())
+}
+
+/// Per port, from each stream's (receiving port, queue, flows): the
+/// distinct flows of each queue and of the port, and how many of the
+/// port's flows more than one queue received.
+fn flow_report(names: &[String], seen: &[(usize, u16, HashSet<FlowKey>)]) -> Vec<PortFlows> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(port, name)| {
+            let mut queues = Vec::new();
+            // Flow -> how many of the port's queues received it.
+            let mut on_queues: HashMap<&FlowKey, usize> = HashMap::new();
+            for (_, queue, flows) in seen.iter().filter(|(p, _, _)| *p == port) {
+                queues.push(QueueFlows {
+                    queue: *queue,
+                    flows: flows.len(),
+                });
+                for f in flows {
+                    *on_queues.entry(f).or_default() += 1;
+                }
+            }
+            queues.sort_by_key(|q| q.queue);
+            PortFlows {
+                port,
+                name: name.clone(),
+                queues,
+                total: on_queues.len(),
+                on_several_queues: on_queues.values().filter(|&&n| n > 1).count(),
+            }
+        })
+        .collect()
 }
 
 /// (rx, tx, dropped) per port from the stream counters: rx counts on the
@@ -769,6 +909,9 @@ fn build_report(
                     tx_packets: q.tx_packets,
                 })
                 .collect(),
+            rx_l4_cksum_good: None,
+            rx_l4_cksum_bad: None,
+            rx_ip_cksum_bad: None,
         })
         .collect();
     Report {
@@ -782,6 +925,7 @@ fn build_report(
         streams: Vec::new(),
         mbufs_total: pool.size(),
         mbufs_free_at_exit: pool.available(),
+        flows: None,
     }
 }
 
@@ -803,6 +947,31 @@ fn print_summary(out: &mut dyn Write, r: &Report) -> std::io::Result<()> {
             p.rx_dropped,
             p.tx_dropped,
             p.errors
+        )?;
+    }
+    for (i, p) in r.ports.iter().enumerate() {
+        if let (Some(good), Some(bad), Some(ip_bad)) =
+            (p.rx_l4_cksum_good, p.rx_l4_cksum_bad, p.rx_ip_cksum_bad)
+        {
+            writeln!(
+                out,
+                "  port {i} checksums: L4 good {good} L4 bad {bad} IPv4 bad {ip_bad}"
+            )?;
+        }
+    }
+    for f in r.flows.iter().flatten() {
+        let queues: Vec<String> = f
+            .queues
+            .iter()
+            .map(|q| format!("q{} {}", q.queue, q.flows))
+            .collect();
+        writeln!(
+            out,
+            "  port {} flows {} ({} on several queues): {}",
+            f.port,
+            f.total,
+            f.on_several_queues,
+            queues.join(", ")
         )?;
     }
     for (i, p) in r.ports.iter().enumerate() {
@@ -828,4 +997,156 @@ fn print_summary(out: &mut dyn Write, r: &Report) -> std::io::Result<()> {
         r.mbufs_free_at_exit, r.mbufs_total
     )?;
     out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use pollux_core::port::{RxOffloads, TxOffloads};
+
+    /// `pollux testpmd ARGS` as clap parses it.
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        args: TestpmdArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<TestpmdArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("testpmd").chain(args.iter().copied())).map(|c| c.args)
+    }
+
+    #[test]
+    fn offload_and_flow_options_parse() {
+        let a = parse(&["--vdev", "null0"]).unwrap();
+        assert_eq!(
+            (a.tx_offloads, a.rx_offloads, a.flow_queues),
+            (None, None, false)
+        );
+        let a = parse(&[
+            "--vdev",
+            "null0",
+            "--tx-offloads",
+            "udp_cksum,ipv4_cksum",
+            "--rx-offloads=tcp_cksum",
+            "--fwd",
+            "rxonly",
+            "--flow-queues",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.tx_offloads.map(|o| o.tx),
+            Some(TxOffloads::UDP_CKSUM | TxOffloads::IPV4_CKSUM)
+        );
+        assert_eq!(a.rx_offloads.map(|o| o.rx), Some(RxOffloads::TCP_CKSUM));
+        assert!(a.flow_queues && a.counts_rx_cksum());
+        a.validate().unwrap();
+        // --rx-offloads configures any mode; only rxonly counts.
+        let a = parse(&["--vdev", "null0", "--rx-offloads", "udp_cksum"]).unwrap();
+        assert!(!a.counts_rx_cksum());
+    }
+
+    #[test]
+    fn bad_offload_and_flow_options_are_refused() {
+        for (opt, value) in [
+            ("--tx-offloads", "bogus"),
+            ("--tx-offloads", "udp_cksum,vlan_insert"),
+            ("--rx-offloads", ""),
+            ("--rx-offloads", "udp_cksum,,ipv4_cksum"),
+        ] {
+            let e = parse(&["--vdev", "null0", opt, value]).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+            // main prints the first line only: the valid names must be on it.
+            let first = e.to_string().lines().next().unwrap_or_default().to_string();
+            assert!(first.contains(opt), "{first}");
+            assert!(
+                first.contains("valid offloads: udp_cksum, tcp_cksum, ipv4_cksum"),
+                "{first}"
+            );
+        }
+        for mode in ["io", "mac", "macswap", "txonly", "flowgen"] {
+            let a = parse(&["--vdev", "null0", "--fwd", mode, "--flow-queues"]).unwrap();
+            let e = a.validate().unwrap_err().to_string();
+            assert!(e.contains("--flow-queues") && e.contains("rxonly"), "{e}");
+        }
+    }
+
+    fn key(src: u8, port: u16) -> FlowKey {
+        FlowKey {
+            src: std::net::IpAddr::from([10, 0, 0, src]),
+            dst: std::net::IpAddr::from([10, 0, 0, 100]),
+            proto: 17,
+            src_port: port,
+            dst_port: 9,
+        }
+    }
+
+    #[test]
+    fn flow_report_counts_flows_per_queue_and_those_on_several() {
+        let set = |keys: &[FlowKey]| keys.iter().copied().collect::<HashSet<_>>();
+        let (a, b, c, d, e) = (key(1, 1), key(1, 2), key(2, 1), key(3, 1), key(4, 1));
+        // Port 0: b on queues 0 and 1, d on queues 1 and 2; port 1 sees a
+        // on its one queue (a flow of port 0 too: ports count apart).
+        let seen = vec![
+            (0, 1, set(&[b, d])),
+            (0, 0, set(&[a, b, c])),
+            (1, 0, set(&[a])),
+            (0, 2, set(&[d, e])),
+        ];
+        let names = ["p0", "p1", "p2"].map(String::from);
+        let r = flow_report(&names, &seen);
+        let queues = |p: &PortFlows| {
+            p.queues
+                .iter()
+                .map(|q| (q.queue, q.flows))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(queues(&r[0]), vec![(0, 3), (1, 2), (2, 2)]);
+        assert_eq!((r[0].total, r[0].on_several_queues), (5, 2));
+        assert_eq!(queues(&r[1]), vec![(0, 1)]);
+        assert_eq!((r[1].total, r[1].on_several_queues), (1, 0));
+        assert_eq!((r[2].port, r[2].total, r[2].queues.len()), (2, 0, 0));
+        let json = serde_json::to_value(&r[0]).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "port": 0,
+                "name": "p0",
+                "queues": [
+                    {"queue": 0, "flows": 3},
+                    {"queue": 1, "flows": 2},
+                    {"queue": 2, "flows": 2}
+                ],
+                "total": 5,
+                "on_several_queues": 2
+            })
+        );
+    }
+
+    #[test]
+    fn checksum_counts_appear_in_the_report_only_when_asked() {
+        let mut p = PortReport {
+            name: "p0".into(),
+            rx_packets: 3,
+            tx_packets: 0,
+            rx_pps: 1.0,
+            tx_pps: 0.0,
+            rx_dropped: 0,
+            tx_dropped: 0,
+            errors: 0,
+            queues: Vec::new(),
+            rx_l4_cksum_good: None,
+            rx_l4_cksum_bad: None,
+            rx_ip_cksum_bad: None,
+        };
+        let json = serde_json::to_value(&p).unwrap();
+        for k in ["rx_l4_cksum_good", "rx_l4_cksum_bad", "rx_ip_cksum_bad"] {
+            assert!(json.get(k).is_none(), "{k} in {json}");
+        }
+        (p.rx_l4_cksum_good, p.rx_l4_cksum_bad, p.rx_ip_cksum_bad) = (Some(2), Some(1), Some(0));
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["rx_l4_cksum_good"], 2);
+        assert_eq!(json["rx_l4_cksum_bad"], 1);
+        assert_eq!(json["rx_ip_cksum_bad"], 0);
+    }
 }
