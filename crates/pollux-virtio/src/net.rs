@@ -736,18 +736,17 @@ impl VirtioNet {
                 max_pairs = p;
             }
         }
-        let nq = self.transport.num_queues();
-        // Queues the device has: every pair and the control queue.
-        max_pairs = max_pairs.min(nq / 2).max(1);
-        let ctrl_index = if features & bit(spec::NET_F_MQ) != 0 {
-            2 * max_pairs
-        } else {
-            2
-        };
+        // The queues beyond the first pair may not exist yet: QEMU's device
+        // has one pair and the control queue until MQ is negotiated
+        // (virtio_net_set_multiqueue), and shows only those in num_queues
+        // and queue_size. So the pairs come from max_virtqueue_pairs, and
+        // the sizes from the queues a device without MQ has: pair 0 and the
+        // control queue at index 2 (5.1.2); `init_device` checks every queue
+        // again once the features are set.
         let rx_size = self.transport.queue_max_size(rx_index(0));
         let tx_size = self.transport.queue_max_size(tx_index(0));
         let ctrl_size = if features & bit(spec::NET_F_CTRL_VQ) != 0 {
-            self.transport.queue_max_size(ctrl_index)
+            self.transport.queue_max_size(2)
         } else {
             0
         };
@@ -865,6 +864,20 @@ impl VirtioNet {
                 dev,
                 features: spec::feature_names(self.features).join(","),
             });
+        }
+        // Every queue this configuration uses must exist now that the
+        // features are set, at least as large as the driver made it.
+        let ctrl = self.ctrl.as_ref().map(|c| (c.index(), c.vq().size()));
+        for (index, size) in q.layout.iter().map(|l| (l.index, l.size)).chain(ctrl) {
+            let max = self.transport.queue_max_size(index);
+            if max < size {
+                self.transport.set_status(spec::STATUS_FAILED);
+                return Err(VirtioError::Config(format!(
+                    "{dev}: queue {index} holds {max} entries once the features are set; the \
+                     driver needs {size} (num_queues {})",
+                    self.transport.num_queues()
+                )));
+            }
         }
         for l in &q.layout {
             self.transport

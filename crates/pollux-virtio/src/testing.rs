@@ -414,6 +414,18 @@ impl FakeDevice {
         s.queues[qi] = q;
     }
 
+    /// Queues the device shows: like QEMU's virtio-net
+    /// (virtio_net_set_multiqueue), one pair and the control queue until
+    /// the driver's features include MQ, then every pair and the control
+    /// queue.
+    fn queues_present(s: &State) -> usize {
+        if s.driver_features & bit(spec::NET_F_MQ) != 0 {
+            s.queues.len()
+        } else {
+            s.queues.len().min(3)
+        }
+    }
+
     /// Answers control commands from a thread until the guard is dropped:
     /// the driver waits for each command's completion.
     ///
@@ -505,7 +517,8 @@ impl Transport for FakeTransport {
     }
 
     fn num_queues(&self) -> u16 {
-        self.0.state().queues.len() as u16
+        let s = self.0.state();
+        FakeDevice::queues_present(&s) as u16
     }
 
     fn config_generation(&self) -> u8 {
@@ -520,7 +533,11 @@ impl Transport for FakeTransport {
     }
 
     fn queue_max_size(&self, q: u16) -> u16 {
-        self.0.state().queues.get(q as usize).map_or(0, |r| r.max)
+        let s = self.0.state();
+        if q as usize >= FakeDevice::queues_present(&s) {
+            return 0;
+        }
+        s.queues.get(q as usize).map_or(0, |r| r.max)
     }
 
     fn setup_queue(&self, q: u16, size: u16, desc: u64, driver: u64, device: u64) {
