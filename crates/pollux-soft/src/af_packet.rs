@@ -91,18 +91,18 @@ use std::time::{Duration, Instant};
 
 use pollux_core::mbuf::HEADROOM;
 use pollux_core::net::{internet_checksum, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN};
-use pollux_core::port::{queue_stats_of, sum_queue_counters};
 use pollux_core::wire::{
     l3_of, EthernetFrame, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket, VlanTag, IPPROTO_TCP,
     IPPROTO_UDP,
 };
 use pollux_core::{
-    Burst, Capabilities, Duplex, Lease, Leases, LinkStatus, MacAddr, Mbuf, Mempool, Port, PortConf,
+    Burst, Capabilities, Duplex, Lease, LinkStatus, MacAddr, Mbuf, Mempool, Port, PortConf,
     PortError, PortInfo, PortStats, QueueCounters, QueueStats, Queues, RunFlag, RxFlags,
-    RxOffloads, RxQueue, StatsBase, TxFlags, TxOffloads, TxQueue, Xstat,
+    RxOffloads, RxQueue, TxFlags, TxOffloads, TxQueue, Xstat,
 };
 
-use crate::{Counter, Dock, Docked, QueueStatsBase, SoftError};
+use crate::control::{Counters, Lifecycle};
+use crate::{Counter, Dock, Docked, SoftError};
 
 /// Largest number of queue pairs (sockets in one fanout group).
 pub const MAX_QPAIRS: u16 = 16;
@@ -482,7 +482,7 @@ struct Socket {
 }
 
 /// One queue pair: its socket, its two rings (each in its handle while that
-/// lives, else docked here), and its counters.
+/// lives, else docked here), and its counters beyond [`QueueCounters`].
 struct QueuePair {
     sock: Arc<Socket>,
     rx: Dock<FrameRing>,
@@ -490,8 +490,6 @@ struct QueuePair {
     /// The control side's look at the tx ring's status words, for `stop`
     /// to wait for the kernel while a handle holds the ring.
     tx_view: RingView,
-    rx_c: Arc<QueueCounters>,
-    tx_c: Arc<QueueCounters>,
     tx_kick_errors: Arc<Counter>,
     /// `tp_drops` read so far (the kernel zeroes it on every read).
     drops: Cell<u64>,
@@ -531,7 +529,7 @@ impl QueuePair {
 
 /// An af_packet port. See the [module docs](self).
 pub struct AfPacketPort {
-    name: String,
+    life: Lifecycle,
     iface: String,
     ifindex: c_int,
     opts: AfPacketOpts,
@@ -549,32 +547,26 @@ pub struct AfPacketPort {
     tx_queues: u16,
     rx_offloads: RxOffloads,
     tx_offloads: TxOffloads,
-    started: bool,
-    run: RunFlag,
-    leases: Leases,
-    taken: bool,
+    /// One rx and one tx per queue pair, by queue.
+    counters: Counters,
     promiscuous: bool,
     allmulti: bool,
     mc_addrs: Vec<MacAddr>,
     /// Tx frames discarded at stop (also in `oerrors`); counted by the
     /// control side, never zeroed (resets are baselines).
     tx_discarded_on_stop: u64,
-    base: StatsBase,
-    qbase: QueueStatsBase,
-    /// `tx_kick_errors` and `tx_discarded_on_stop` at the last reset.
-    xbase: [u64; 2],
 }
 
 impl std::fmt::Debug for AfPacketPort {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AfPacketPort")
-            .field("name", &self.name)
+            .field("name", &self.life.name())
             .field("iface", &self.iface)
             .field("ifindex", &self.ifindex)
             .field("geometry", &self.geo)
             .field("qpairs", &self.qps.len())
-            .field("started", &self.started)
-            .field("handles", &self.leases.outstanding())
+            .field("started", &self.life.is_started())
+            .field("handles", &self.life.handles())
             .finish()
     }
 }
@@ -652,7 +644,7 @@ impl AfPacketPort {
             qps.push(queue);
         }
         let mut port = AfPacketPort {
-            name: name.to_string(),
+            life: Lifecycle::new(name),
             iface: iface.to_string(),
             ifindex,
             opts,
@@ -667,17 +659,11 @@ impl AfPacketPort {
             tx_queues: 0,
             rx_offloads: RxOffloads::empty(),
             tx_offloads: TxOffloads::empty(),
-            started: false,
-            run: RunFlag::new(),
-            leases: Leases::new(),
-            taken: false,
+            counters: Counters::new(opts.qpairs, opts.qpairs),
             promiscuous: false,
             allmulti: false,
             mc_addrs: Vec::new(),
             tx_discarded_on_stop: 0,
-            base: StatsBase::default(),
-            qbase: QueueStatsBase::default(),
-            xbase: [0; 2],
         };
         if opts.promiscuous {
             port.set_promiscuous(true).map_err(|e| {
@@ -721,31 +707,29 @@ impl AfPacketPort {
                 _ => format!("multicast address {}", addr.unwrap_or_default()),
             };
             let verb = if add { "enabling" } else { "disabling" };
-            PortError::io(format!("{}: {verb} {what} on {}", self.name, self.iface), e)
+            PortError::io(
+                format!("{}: {verb} {what} on {}", self.life.name(), self.iface),
+                e,
+            )
         })
     }
 
-    /// Counters of every queue pair, never zeroed (resets are baselines).
+    /// Counters of every queue pair and the kernel's drops, never zeroed
+    /// (resets are baselines).
     fn raw_stats(&self) -> PortStats {
-        let mut s = sum_queue_counters(
-            self.qps.iter().map(|q| &*q.rx_c),
-            self.qps.iter().map(|q| &*q.tx_c),
-        );
+        let mut s = self.counters.sum();
         s.oerrors += self.tx_discarded_on_stop;
         s.imissed = self.qps.iter().map(QueuePair::poll_drops).sum();
         s
     }
 
-    fn raw_queue_stats(&self) -> Vec<QueueStats> {
-        let rx: Vec<_> = self.qps.iter().map(|q| q.rx_c.clone()).collect();
-        let tx: Vec<_> = self.qps.iter().map(|q| q.tx_c.clone()).collect();
-        queue_stats_of(&rx, &tx)
-    }
-
     /// `tx_kick_errors` and `tx_discarded_on_stop`, never zeroed.
-    fn raw_xstats(&self) -> [u64; 2] {
+    fn raw_xstats(&self) -> [(&'static str, u64); 2] {
         let kicks = self.qps.iter().map(|q| q.tx_kick_errors.get()).sum();
-        [kicks, self.tx_discarded_on_stop]
+        [
+            ("tx_kick_errors", kicks),
+            ("tx_discarded_on_stop", self.tx_discarded_on_stop),
+        ]
     }
 
     /// Takes back tx frames `stop` left in rings that handles held then and
@@ -754,7 +738,7 @@ impl AfPacketPort {
         for (i, q) in self.qps.iter_mut().enumerate() {
             let n = q.reclaim_tx();
             if n > 0 {
-                tracing::warn!(port = %self.name, queue = i, discarded = n, "tx frames the kernel did not take within 1 s of stop were discarded");
+                tracing::warn!(port = %self.life.name(), queue = i, discarded = n, "tx frames the kernel did not take within 1 s of stop were discarded");
                 self.tx_discarded_on_stop += n as u64;
             }
         }
@@ -1084,8 +1068,6 @@ fn open_queue(
         rx: Dock::new(rx),
         tx: Dock::new(tx),
         tx_view,
-        rx_c: QueueCounters::new_shared(),
-        tx_c: QueueCounters::new_shared(),
         tx_kick_errors: Arc::default(),
         drops: Cell::new(0),
         discard_pending: false,
@@ -1294,7 +1276,7 @@ impl Port for AfPacketPort {
         let q = self.qps.len() as u16;
         PortInfo {
             driver: "net_af_packet".into(),
-            name: self.name.clone(),
+            name: self.life.name().to_string(),
             capabilities: Capabilities {
                 max_rx_queues: q,
                 max_tx_queues: q,
@@ -1313,17 +1295,15 @@ impl Port for AfPacketPort {
     }
 
     fn configure(&mut self, conf: &PortConf) -> Result<(), PortError> {
-        if self.started {
-            return Err(PortError::Started);
-        }
-        conf.validate(&self.info().capabilities)?;
+        self.life.check_configure(conf, &self.info().capabilities)?;
         let q = self.qps.len() as u16;
         if conf.rx_queues != q {
             // Every socket of the fanout group gets a share of the flows,
             // so each must be polled.
             return Err(PortError::InvalidConfig(format!(
                 "{} was opened with {q} queue pairs: configure {q} rx queues, not {}",
-                self.name, conf.rx_queues
+                self.life.name(),
+                conf.rx_queues
             )));
         }
         let room = conf.rx_pool.data_room().saturating_sub(HEADROOM) as usize;
@@ -1345,7 +1325,8 @@ impl Port for AfPacketPort {
                     PortError::io(
                         format!(
                             "{}: setting MTU {mtu} on {} (needs CAP_NET_ADMIN)",
-                            self.name, self.iface
+                            self.life.name(),
+                            self.iface
                         ),
                         e,
                     )
@@ -1360,18 +1341,14 @@ impl Port for AfPacketPort {
         self.tx_queues = conf.tx_queues;
         self.rx_offloads = conf.rx_offloads;
         self.tx_offloads = conf.tx_offloads;
+        self.life.set_configured();
         Ok(())
     }
 
     fn start(&mut self) -> Result<(), PortError> {
-        if self.pool.is_none() {
-            return Err(PortError::NotConfigured);
-        }
-        if self.started {
+        if !self.life.begin_start()? {
             return Ok(());
         }
-        self.leases.check_none(&self.name)?;
-        self.taken = false;
         // Every ring is docked now: take back what the last stop could not.
         self.reclaim();
         if let Ok(mtu) = sys::mtu(self.fd0(), &self.iface) {
@@ -1379,11 +1356,11 @@ impl Port for AfPacketPort {
         }
         for (i, q) in self.qps.iter_mut().enumerate() {
             q.rx.with(FrameRing::flush_rx);
-            sys::detach_filter(q.sock.fd.as_raw_fd())
-                .map_err(|e| PortError::io(format!("{}: starting queue {i}", self.name), e))?;
+            sys::detach_filter(q.sock.fd.as_raw_fd()).map_err(|e| {
+                PortError::io(format!("{}: starting queue {i}", self.life.name()), e)
+            })?;
         }
-        self.started = true;
-        self.run.set(true);
+        self.life.finish_start();
         Ok(())
     }
 
@@ -1395,16 +1372,14 @@ impl Port for AfPacketPort {
     /// the kernel did not take, which are counted when they are taken
     /// back.
     fn stop(&mut self) -> Result<(), PortError> {
-        if !self.started {
+        if !self.life.stop() {
             return Ok(());
         }
-        self.started = false;
-        self.run.set(false);
         let mut first_err = None;
         for (i, q) in self.qps.iter_mut().enumerate() {
             if let Err(e) = sys::attach_drop_filter(q.sock.fd.as_raw_fd()) {
                 first_err.get_or_insert(PortError::io(
-                    format!("{}: stopping queue {i}", self.name),
+                    format!("{}: stopping queue {i}", self.life.name()),
                     e,
                 ));
             }
@@ -1419,93 +1394,88 @@ impl Port for AfPacketPort {
                     let (left, sending) = q.tx_view.wait_tx(timeout);
                     if left > 0 {
                         q.discard_pending = true;
-                        tracing::warn!(port = %self.name, queue = i, left, "tx frames the kernel did not take within 1 s will be discarded once the tx handle is dropped");
+                        tracing::warn!(port = %self.life.name(), queue = i, left, "tx frames the kernel did not take within 1 s will be discarded once the tx handle is dropped");
                     }
                     (0, sending)
                 }
             };
             if discarded > 0 {
-                tracing::warn!(port = %self.name, queue = i, discarded, "tx frames the kernel did not take within 1 s were discarded");
+                tracing::warn!(port = %self.life.name(), queue = i, discarded, "tx frames the kernel did not take within 1 s were discarded");
                 self.tx_discarded_on_stop += discarded as u64;
             }
             if sending > 0 {
-                tracing::warn!(port = %self.name, queue = i, sending, "tx frames are still being sent after 1 s");
+                tracing::warn!(port = %self.life.name(), queue = i, sending, "tx frames are still being sent after 1 s");
             }
         }
         first_err.map_or(Ok(()), Err)
     }
 
     fn take_queues(&mut self) -> Result<Queues, PortError> {
-        if !self.started {
-            return Err(PortError::NotStarted);
-        }
-        if self.taken {
-            return Err(PortError::QueuesTaken(self.name.clone()));
-        }
-        let Some(pool) = &self.pool else {
-            return Err(PortError::NotConfigured);
-        };
-        let qps = &self.qps[..];
-        let rx: Option<Vec<_>> = qps[..self.rx_queues as usize]
-            .iter()
-            .map(|q| q.rx.undock())
-            .collect();
-        let tx: Option<Vec<_>> = qps[..self.tx_queues as usize]
-            .iter()
-            .map(|q| q.tx.undock())
-            .collect();
-        let (Some(rx), Some(tx)) = (rx, tx) else {
-            // Cannot happen: start checked that no handle is alive. Whatever
-            // was undocked goes back when dropped here.
-            return Err(PortError::QueuesTaken(format!(
-                "{}: a ring is still held by a queue handle",
-                self.name
-            )));
-        };
-        self.taken = true;
-        let strip = self.rx_offloads.contains(RxOffloads::VLAN_STRIP);
-        let rx = rx
-            .into_iter()
-            .zip(qps)
-            .enumerate()
-            .map(|(i, (ring, q))| {
-                Box::new(AfPacketRx {
-                    ring,
-                    pool: pool.clone(),
-                    rx_room: self.rx_room,
-                    strip,
-                    port_id: self.port_id,
-                    queue: i as u16,
-                    run: self.run.clone(),
-                    c: q.rx_c.clone(),
-                    _lease: self.leases.lease(),
-                }) as Box<dyn RxQueue>
-            })
-            .collect();
-        let insert_ok = self.tx_offloads.contains(TxOffloads::VLAN_INSERT);
         let limits = (self.tx_limit(false), self.tx_limit(true));
-        let tx = tx
-            .into_iter()
-            .zip(qps)
-            .map(|(ring, q)| {
-                Box::new(AfPacketTx {
-                    ring,
-                    insert_ok,
-                    limits,
-                    run: self.run.clone(),
-                    c: q.tx_c.clone(),
-                    kick_errors: q.tx_kick_errors.clone(),
-                    _lease: self.leases.lease(),
-                }) as Box<dyn TxQueue>
-            })
-            .collect();
-        Ok(Queues { rx, tx })
+        self.life.take_queues(|life| {
+            let Some(pool) = &self.pool else {
+                return Err(PortError::NotConfigured);
+            };
+            let qps = &self.qps[..];
+            let rx: Option<Vec<_>> = qps[..self.rx_queues as usize]
+                .iter()
+                .map(|q| q.rx.undock())
+                .collect();
+            let tx: Option<Vec<_>> = qps[..self.tx_queues as usize]
+                .iter()
+                .map(|q| q.tx.undock())
+                .collect();
+            let (Some(rx), Some(tx)) = (rx, tx) else {
+                // Cannot happen: start checked that no handle is alive.
+                // Whatever was undocked goes back when dropped here.
+                return Err(PortError::QueuesTaken(format!(
+                    "{}: a ring is still held by a queue handle",
+                    life.name()
+                )));
+            };
+            let strip = self.rx_offloads.contains(RxOffloads::VLAN_STRIP);
+            let rx = rx
+                .into_iter()
+                .zip(self.counters.rx())
+                .enumerate()
+                .map(|(i, (ring, c))| {
+                    Box::new(AfPacketRx {
+                        ring,
+                        pool: pool.clone(),
+                        rx_room: self.rx_room,
+                        strip,
+                        port_id: self.port_id,
+                        queue: i as u16,
+                        run: life.run(),
+                        c: c.clone(),
+                        _lease: life.lease(),
+                    }) as Box<dyn RxQueue>
+                })
+                .collect();
+            let insert_ok = self.tx_offloads.contains(TxOffloads::VLAN_INSERT);
+            let tx = tx
+                .into_iter()
+                .zip(qps.iter().zip(self.counters.tx()))
+                .map(|(ring, (q, c))| {
+                    Box::new(AfPacketTx {
+                        ring,
+                        insert_ok,
+                        limits,
+                        run: life.run(),
+                        c: c.clone(),
+                        kick_errors: q.tx_kick_errors.clone(),
+                        _lease: life.lease(),
+                    }) as Box<dyn TxQueue>
+                })
+                .collect();
+            Ok(Queues { rx, tx })
+        })
     }
 
     /// Takes back, once their handles are gone, tx frames a `stop` could
     /// not.
     fn service(&mut self) {
-        if !self.started {
+        if !self.life.is_started() {
             self.reclaim();
         }
     }
@@ -1539,7 +1509,7 @@ impl Port for AfPacketPort {
         pollux_core::port::require_unicast(mac)?;
         sys::set_hw_addr(self.fd0(), &self.iface, mac.0).map_err(|e| {
             PortError::io(
-                format!("{}: setting the MAC address of {} (needs CAP_NET_ADMIN; some drivers need the interface down)", self.name, self.iface),
+                format!("{}: setting the MAC address of {} (needs CAP_NET_ADMIN; some drivers need the interface down)", self.life.name(), self.iface),
                 e,
             )
         })?;
@@ -1592,7 +1562,7 @@ impl Port for AfPacketPort {
         for a in gone {
             if let Err(e) = self.membership(false, libc::PACKET_MR_MULTICAST, Some(a)) {
                 // Still joined: keep it on our list so a later call retries.
-                tracing::warn!(port = %self.name, "{e}");
+                tracing::warn!(port = %self.life.name(), "{e}");
                 want.push(a);
             }
         }
@@ -1601,30 +1571,20 @@ impl Port for AfPacketPort {
     }
 
     fn stats(&self) -> PortStats {
-        self.base.since(self.raw_stats())
+        self.counters.since(self.raw_stats())
     }
 
     fn queue_stats(&self) -> Vec<QueueStats> {
-        self.qbase.since(self.raw_queue_stats())
+        self.counters.queue_stats()
     }
 
     fn xstats(&self) -> Vec<Xstat> {
-        let mut x = self.stats().xstats();
-        let [kicks, discarded] = self.raw_xstats();
-        x.extend([
-            Xstat::new("tx_kick_errors", kicks.wrapping_sub(self.xbase[0])),
-            Xstat::new(
-                "tx_discarded_on_stop",
-                discarded.wrapping_sub(self.xbase[1]),
-            ),
-        ]);
-        x
+        self.counters.xstats(self.stats(), &self.raw_xstats())
     }
 
     fn reset_stats(&mut self) {
-        self.base.reset(self.raw_stats());
-        self.qbase.reset(self.raw_queue_stats());
-        self.xbase = self.raw_xstats();
+        self.counters.reset_to(self.raw_stats());
+        self.counters.reset_extra(&self.raw_xstats());
     }
 }
 

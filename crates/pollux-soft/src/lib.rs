@@ -20,6 +20,7 @@
 //!   (`null0`, `ring0`, `af_packet0,iface=veth0`, `pcap0,rx=in.pcap`).
 
 pub mod af_packet;
+mod control;
 /// Entry points for the fuzz targets and the corpus replay: a test double,
 /// behind the `testing` feature.
 #[cfg(any(test, feature = "testing"))]
@@ -158,39 +159,5 @@ impl Counter {
 
     pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// Per-queue counters at the last `reset_stats`, subtracted from the live
-/// ones: the per-queue counterpart of [`StatsBase`](pollux_core::StatsBase),
-/// so `queue_stats` restarts from zero on a reset as `stats` does, without
-/// the control side writing a queue's counters.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct QueueStatsBase(Vec<pollux_core::QueueStats>);
-
-impl QueueStatsBase {
-    /// Records `now` as the new zero.
-    pub(crate) fn reset(&mut self, now: Vec<pollux_core::QueueStats>) {
-        self.0 = now;
-    }
-
-    /// Forgets the baseline (the counters restarted at zero).
-    pub(crate) fn clear(&mut self) {
-        self.0.clear();
-    }
-
-    /// `now` relative to the last reset.
-    pub(crate) fn since(
-        &self,
-        mut now: Vec<pollux_core::QueueStats>,
-    ) -> Vec<pollux_core::QueueStats> {
-        for (q, b) in now.iter_mut().zip(&self.0) {
-            q.rx_packets = q.rx_packets.wrapping_sub(b.rx_packets);
-            q.rx_bytes = q.rx_bytes.wrapping_sub(b.rx_bytes);
-            q.tx_packets = q.tx_packets.wrapping_sub(b.tx_packets);
-            q.tx_bytes = q.tx_bytes.wrapping_sub(b.tx_bytes);
-            q.rx_errors = q.rx_errors.wrapping_sub(b.rx_errors);
-        }
-        now
     }
 }

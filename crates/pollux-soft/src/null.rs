@@ -7,12 +7,12 @@
 use std::sync::Arc;
 
 use pollux_core::{
-    Burst, Capabilities, Lease, Leases, LinkStatus, MacAddr, Mbuf, Mempool, Port, PortConf,
-    PortError, PortInfo, PortStats, QueueCounters, QueueStats, Queues, RunFlag, RxOffloads,
-    RxQueue, StatsBase, TxOffloads, TxQueue,
+    Burst, Capabilities, Lease, LinkStatus, MacAddr, Mbuf, Mempool, Port, PortConf, PortError,
+    PortInfo, PortStats, QueueCounters, QueueStats, Queues, RunFlag, RxOffloads, RxQueue,
+    TxOffloads, TxQueue,
 };
 
-use crate::QueueStatsBase;
+use crate::control::{Counters, Lifecycle};
 
 /// Largest queue count a null port accepts.
 pub const MAX_QUEUES: u16 = 16;
@@ -38,42 +38,25 @@ impl Default for NullOpts {
 /// A null port. See the [module docs](self).
 #[derive(Debug)]
 pub struct NullPort {
-    name: String,
+    life: Lifecycle,
     opts: NullOpts,
     mac: MacAddr,
     port_id: u16,
     pool: Option<Mempool>,
-    rx_queues: u16,
-    tx_queues: u16,
-    started: bool,
-    run: RunFlag,
-    leases: Leases,
-    taken: bool,
-    rx: Vec<Arc<QueueCounters>>,
-    tx: Vec<Arc<QueueCounters>>,
-    base: StatsBase,
-    qbase: QueueStatsBase,
+    /// One per configured queue, made anew by each `configure`.
+    counters: Counters,
 }
 
 impl NullPort {
     /// A null port named `name`.
     pub fn new(name: impl Into<String>, opts: NullOpts) -> NullPort {
         NullPort {
-            name: name.into(),
+            life: Lifecycle::new(name),
             opts,
             mac: crate::next_mac(),
             port_id: 0,
             pool: None,
-            rx_queues: 0,
-            tx_queues: 0,
-            started: false,
-            run: RunFlag::new(),
-            leases: Leases::new(),
-            taken: false,
-            rx: Vec::new(),
-            tx: Vec::new(),
-            base: StatsBase::default(),
-            qbase: QueueStatsBase::default(),
+            counters: Counters::default(),
         }
     }
 }
@@ -141,7 +124,7 @@ impl Port for NullPort {
     fn info(&self) -> PortInfo {
         PortInfo {
             driver: "net_null".into(),
-            name: self.name.clone(),
+            name: self.life.name().to_string(),
             capabilities: Capabilities {
                 max_rx_queues: MAX_QUEUES,
                 max_tx_queues: MAX_QUEUES,
@@ -159,10 +142,7 @@ impl Port for NullPort {
     }
 
     fn configure(&mut self, conf: &PortConf) -> Result<(), PortError> {
-        if self.started {
-            return Err(PortError::Started);
-        }
-        conf.validate(&self.info().capabilities)?;
+        self.life.check_configure(conf, &self.info().capabilities)?;
         if self.opts.size as usize
             > conf.rx_pool.data_room() as usize - pollux_core::mbuf::HEADROOM as usize
         {
@@ -174,83 +154,62 @@ impl Port for NullPort {
         }
         self.pool = Some(conf.rx_pool.clone());
         self.port_id = conf.port_id;
-        self.rx_queues = conf.rx_queues;
-        self.tx_queues = conf.tx_queues;
-        self.rx = (0..conf.rx_queues)
-            .map(|_| QueueCounters::new_shared())
-            .collect();
-        self.tx = (0..conf.tx_queues)
-            .map(|_| QueueCounters::new_shared())
-            .collect();
-        self.base.clear();
-        self.qbase.clear();
+        self.counters = Counters::new(conf.rx_queues, conf.tx_queues);
+        self.life.set_configured();
         Ok(())
     }
 
     fn start(&mut self) -> Result<(), PortError> {
-        if self.pool.is_none() {
-            return Err(PortError::NotConfigured);
-        }
-        if !self.started {
-            self.leases.check_none(&self.name)?;
-            self.taken = false;
-        }
-        self.started = true;
-        self.run.set(true);
-        Ok(())
+        self.life.start()
     }
 
     fn stop(&mut self) -> Result<(), PortError> {
-        self.started = false;
-        self.run.set(false);
+        self.life.stop();
         Ok(())
     }
 
     fn take_queues(&mut self) -> Result<Queues, PortError> {
-        if !self.started {
-            return Err(PortError::NotStarted);
-        }
-        if self.taken {
-            return Err(PortError::QueuesTaken(self.name.clone()));
-        }
-        let Some(pool) = &self.pool else {
-            return Err(PortError::NotConfigured);
-        };
-        self.taken = true;
-        let rx = self
-            .rx
-            .iter()
-            .enumerate()
-            .map(|(q, c)| {
-                Box::new(NullRx {
-                    pool: pool.clone(),
-                    size: self.opts.size as usize,
-                    no_rx: self.opts.no_rx,
-                    port_id: self.port_id,
-                    queue: q as u16,
-                    run: self.run.clone(),
-                    counters: c.clone(),
-                    _lease: self.leases.lease(),
-                }) as Box<dyn RxQueue>
-            })
-            .collect();
-        let tx = self
-            .tx
-            .iter()
-            .map(|c| {
-                Box::new(NullTx {
-                    run: self.run.clone(),
-                    counters: c.clone(),
-                    _lease: self.leases.lease(),
-                }) as Box<dyn TxQueue>
-            })
-            .collect();
-        Ok(Queues { rx, tx })
+        self.life.take_queues(|life| {
+            let Some(pool) = &self.pool else {
+                return Err(PortError::NotConfigured);
+            };
+            let rx = self
+                .counters
+                .rx()
+                .iter()
+                .enumerate()
+                .map(|(q, c)| {
+                    Box::new(NullRx {
+                        pool: pool.clone(),
+                        size: self.opts.size as usize,
+                        no_rx: self.opts.no_rx,
+                        port_id: self.port_id,
+                        queue: q as u16,
+                        run: life.run(),
+                        counters: c.clone(),
+                        _lease: life.lease(),
+                    }) as Box<dyn RxQueue>
+                })
+                .collect();
+            let tx = self
+                .counters
+                .tx()
+                .iter()
+                .map(|c| {
+                    Box::new(NullTx {
+                        run: life.run(),
+                        counters: c.clone(),
+                        _lease: life.lease(),
+                    }) as Box<dyn TxQueue>
+                })
+                .collect();
+            Ok(Queues { rx, tx })
+        })
     }
 
     fn link(&mut self) -> LinkStatus {
         // DPDK's null PMD reports a 10 Gbps full-duplex link once started.
-        if self.started {
+        if self.life.is_started() {
             LinkStatus::up(10_000)
         } else {
             LinkStatus::DOWN
@@ -280,25 +239,15 @@ impl Port for NullPort {
     }
 
     fn stats(&self) -> PortStats {
-        self.base.since(pollux_core::port::sum_queue_counters(
-            self.rx.iter().map(|c| &**c),
-            self.tx.iter().map(|c| &**c),
-        ))
+        self.counters.stats()
     }
 
     fn queue_stats(&self) -> Vec<QueueStats> {
-        self.qbase
-            .since(pollux_core::port::queue_stats_of(&self.rx, &self.tx))
+        self.counters.queue_stats()
     }
 
     fn reset_stats(&mut self) {
-        let now = pollux_core::port::sum_queue_counters(
-            self.rx.iter().map(|c| &**c),
-            self.tx.iter().map(|c| &**c),
-        );
-        self.base.reset(now);
-        self.qbase
-            .reset(pollux_core::port::queue_stats_of(&self.rx, &self.tx));
+        self.counters.reset();
     }
 }
 

@@ -70,14 +70,14 @@ use std::time::{Duration, SystemTime};
 use pcap_file::pcap::{PcapHeader, PcapParser};
 use pcap_file::{DataLink, Endianness, PcapError, TsResolution};
 use pollux_core::mbuf::HEADROOM;
-use pollux_core::port::{queue_stats_of, sum_queue_counters};
 use pollux_core::{
-    Burst, Capabilities, Lease, Leases, LinkStatus, MacAddr, Mbuf, Mempool, Port, PortConf,
-    PortError, PortInfo, PortStats, QueueCounters, QueueStats, Queues, RunFlag, RxOffloads,
-    RxQueue, StatsBase, TxOffloads, TxQueue, Xstat,
+    Burst, Capabilities, Lease, LinkStatus, MacAddr, Mbuf, Mempool, Port, PortConf, PortError,
+    PortInfo, PortStats, QueueCounters, QueueStats, Queues, RunFlag, RxOffloads, RxQueue,
+    TxOffloads, TxQueue, Xstat,
 };
 
-use crate::{Counter, Dock, Docked, QueueStatsBase, SoftError};
+use crate::control::{Counters, Lifecycle};
+use crate::{Counter, Dock, Docked, SoftError};
 
 /// Link speed a started pcap port reports, in Mbit/s (DPDK's pcap PMD
 /// reports 10 Gbps).
@@ -119,28 +119,21 @@ pub struct PcapOpts {
 /// A pcap port. See the [module docs](self).
 #[derive(Debug)]
 pub struct PcapPort {
-    name: String,
+    life: Lifecycle,
     mac: MacAddr,
     port_id: u16,
     pool: Option<Mempool>,
     /// Largest record that fits an rx buffer.
     rx_room: usize,
-    started: bool,
     rx_path: Option<PathBuf>,
     tx_path: Option<PathBuf>,
     rx: Option<Dock<RxFile>>,
     tx: Option<Dock<TxFile>>,
     filter: Arc<Filter>,
-    run: RunFlag,
-    leases: Leases,
-    taken: bool,
-    rx_counters: Arc<QueueCounters>,
-    tx_counters: Arc<QueueCounters>,
+    /// One rx and one tx queue, made at open: a new `configure` carries
+    /// on counting.
+    counters: Counters,
     rx_extra: Arc<RxExtra>,
-    base: StatsBase,
-    qbase: QueueStatsBase,
-    /// `rx_filtered` and `rx_file_loops` at the last reset.
-    extra_base: [u64; 2],
 }
 
 /// Receive counters beyond [`QueueCounters`], written by the rx handle.
@@ -151,8 +144,12 @@ struct RxExtra {
 }
 
 impl RxExtra {
-    fn get(&self) -> [u64; 2] {
-        [self.filtered.get(), self.file_loops.get()]
+    /// The xstats, for [`Counters::xstats`].
+    fn xstats(&self) -> [(&'static str, u64); 2] {
+        [
+            ("rx_filtered", self.filtered.get()),
+            ("rx_file_loops", self.file_loops.get()),
+        ]
     }
 }
 
@@ -618,26 +615,18 @@ impl PcapPort {
         let tx_file = tx.map(open_tx).transpose()?;
         let mac = crate::next_mac();
         Ok(PcapPort {
-            name: name.to_string(),
+            life: Lifecycle::new(name),
             mac,
             port_id: 0,
             pool: None,
             rx_room: 0,
-            started: false,
             rx_path: rx.map(Path::to_path_buf),
             tx_path: tx.map(Path::to_path_buf),
             rx: rx_file.map(Dock::new),
             tx: tx_file.map(Dock::new),
             filter: Arc::new(Filter::new(mac)),
-            run: RunFlag::new(),
-            leases: Leases::new(),
-            taken: false,
-            rx_counters: QueueCounters::new_shared(),
-            tx_counters: QueueCounters::new_shared(),
+            counters: Counters::new(1, 1),
             rx_extra: Arc::default(),
-            base: StatsBase::default(),
-            qbase: QueueStatsBase::default(),
-            extra_base: [0; 2],
         })
     }
 
@@ -656,25 +645,14 @@ impl PcapPort {
     /// buffer and flushes it itself (see the module docs).
     pub fn flush(&mut self) -> Result<(), PortError> {
         let Some(tx) = &self.tx else { return Ok(()) };
-        tx.with(|t| t.flush(&self.name)).unwrap_or_else(|| {
+        let name = self.life.name();
+        tx.with(|t| t.flush(name)).unwrap_or_else(|| {
             Err(PortError::QueuesTaken(format!(
-                "{}: the tx queue handle holds {}; it flushes it when dropped \
+                "{name}: the tx queue handle holds {}; it flushes it when dropped \
                  or on its first tx_burst after stop",
-                self.name,
                 self.tx_path.as_deref().unwrap_or(Path::new("")).display()
             )))
         })
-    }
-
-    fn raw_stats(&self) -> PortStats {
-        sum_queue_counters([&*self.rx_counters], [&*self.tx_counters])
-    }
-
-    fn raw_queue_stats(&self) -> Vec<QueueStats> {
-        queue_stats_of(
-            std::slice::from_ref(&self.rx_counters),
-            std::slice::from_ref(&self.tx_counters),
-        )
     }
 }
 
@@ -882,7 +860,7 @@ impl Port for PcapPort {
     fn info(&self) -> PortInfo {
         PortInfo {
             driver: "net_pcap".into(),
-            name: self.name.clone(),
+            name: self.life.name().to_string(),
             capabilities: Capabilities {
                 max_rx_queues: 1,
                 max_tx_queues: 1,
@@ -901,89 +879,72 @@ impl Port for PcapPort {
     }
 
     fn configure(&mut self, conf: &PortConf) -> Result<(), PortError> {
-        if self.started {
-            return Err(PortError::Started);
-        }
-        conf.validate(&self.info().capabilities)?;
+        self.life.check_configure(conf, &self.info().capabilities)?;
         self.rx_room = (conf.rx_pool.data_room() - HEADROOM) as usize;
         self.pool = Some(conf.rx_pool.clone());
         self.port_id = conf.port_id;
+        self.life.set_configured();
         Ok(())
     }
 
     fn start(&mut self) -> Result<(), PortError> {
-        if self.pool.is_none() {
-            return Err(PortError::NotConfigured);
-        }
-        if !self.started {
-            self.leases.check_none(&self.name)?;
-            self.taken = false;
-        }
-        self.started = true;
-        self.run.set(true);
-        Ok(())
+        self.life.start()
     }
 
     /// Stops, and flushes the tx file if no tx handle holds it; a live tx
     /// handle flushes it itself (see the module docs).
     fn stop(&mut self) -> Result<(), PortError> {
-        self.started = false;
-        self.run.set(false);
+        self.life.stop();
         match &self.tx {
-            Some(tx) => tx.with(|t| t.flush(&self.name)).unwrap_or(Ok(())),
+            Some(tx) => tx.with(|t| t.flush(self.life.name())).unwrap_or(Ok(())),
             None => Ok(()),
         }
     }
 
     fn take_queues(&mut self) -> Result<Queues, PortError> {
-        if !self.started {
-            return Err(PortError::NotStarted);
-        }
-        if self.taken {
-            return Err(PortError::QueuesTaken(self.name.clone()));
-        }
-        let Some(pool) = &self.pool else {
-            return Err(PortError::NotConfigured);
-        };
-        let rx_file = self.rx.as_ref().map(Dock::undock);
-        let tx_file = self.tx.as_ref().map(Dock::undock);
-        if matches!(rx_file, Some(None)) || matches!(tx_file, Some(None)) {
-            // Cannot happen: start checked that no handle is alive. Whatever
-            // was undocked goes back when dropped here.
-            return Err(PortError::QueuesTaken(format!(
-                "{}: a file is still held by a queue handle",
-                self.name
-            )));
-        }
-        self.taken = true;
-        let rx = PcapRx {
-            file: rx_file.flatten(),
-            name: self.name.clone(),
-            pool: pool.clone(),
-            rx_room: self.rx_room,
-            port_id: self.port_id,
-            filter: self.filter.clone(),
-            run: self.run.clone(),
-            counters: self.rx_counters.clone(),
-            extra: self.rx_extra.clone(),
-            _lease: self.leases.lease(),
-        };
-        let tx = PcapTx {
-            file: tx_file.flatten(),
-            name: self.name.clone(),
-            run: self.run.clone(),
-            flushed_after_stop: false,
-            counters: self.tx_counters.clone(),
-            _lease: self.leases.lease(),
-        };
-        Ok(Queues {
-            rx: vec![Box::new(rx)],
-            tx: vec![Box::new(tx)],
+        self.life.take_queues(|life| {
+            let Some(pool) = &self.pool else {
+                return Err(PortError::NotConfigured);
+            };
+            let rx_file = self.rx.as_ref().map(Dock::undock);
+            let tx_file = self.tx.as_ref().map(Dock::undock);
+            if matches!(rx_file, Some(None)) || matches!(tx_file, Some(None)) {
+                // Cannot happen: start checked that no handle is alive.
+                // Whatever was undocked goes back when dropped here.
+                return Err(PortError::QueuesTaken(format!(
+                    "{}: a file is still held by a queue handle",
+                    life.name()
+                )));
+            }
+            let rx = PcapRx {
+                file: rx_file.flatten(),
+                name: life.name().to_string(),
+                pool: pool.clone(),
+                rx_room: self.rx_room,
+                port_id: self.port_id,
+                filter: self.filter.clone(),
+                run: life.run(),
+                counters: self.counters.rx()[0].clone(),
+                extra: self.rx_extra.clone(),
+                _lease: life.lease(),
+            };
+            let tx = PcapTx {
+                file: tx_file.flatten(),
+                name: life.name().to_string(),
+                run: life.run(),
+                flushed_after_stop: false,
+                counters: self.counters.tx()[0].clone(),
+                _lease: life.lease(),
+            };
+            Ok(Queues {
+                rx: vec![Box::new(rx)],
+                tx: vec![Box::new(tx)],
+            })
         })
     }
 
     fn link(&mut self) -> LinkStatus {
-        if self.started {
+        if self.life.is_started() {
             LinkStatus::up(PCAP_SPEED_MBPS)
         } else {
             LinkStatus::DOWN
@@ -1025,29 +986,20 @@ impl Port for PcapPort {
     }
 
     fn stats(&self) -> PortStats {
-        self.base.since(self.raw_stats())
+        self.counters.stats()
     }
 
     fn queue_stats(&self) -> Vec<QueueStats> {
-        self.qbase.since(self.raw_queue_stats())
+        self.counters.queue_stats()
     }
 
     fn xstats(&self) -> Vec<Xstat> {
-        let mut x = self.stats().xstats();
-        let [filtered, loops] = self.rx_extra.get();
-        let [filtered_base, loops_base] = self.extra_base;
-        x.push(Xstat::new(
-            "rx_filtered",
-            filtered.wrapping_sub(filtered_base),
-        ));
-        x.push(Xstat::new("rx_file_loops", loops.wrapping_sub(loops_base)));
-        x
+        self.counters.xstats(self.stats(), &self.rx_extra.xstats())
     }
 
     fn reset_stats(&mut self) {
-        self.base.reset(self.raw_stats());
-        self.qbase.reset(self.raw_queue_stats());
-        self.extra_base = self.rx_extra.get();
+        self.counters.reset();
+        self.counters.reset_extra(&self.rx_extra.xstats());
     }
 }
 
@@ -1057,9 +1009,9 @@ impl Drop for PcapPort {
         if let Some(Err(e)) = self
             .tx
             .as_ref()
-            .and_then(|t| t.with(|t| t.flush(&self.name)))
+            .and_then(|t| t.with(|t| t.flush(self.life.name())))
         {
-            tracing::error!(port = %self.name, "{e}: the tx file may be incomplete");
+            tracing::error!(port = %self.life.name(), "{e}: the tx file may be incomplete");
         }
     }
 }

@@ -19,15 +19,15 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use pollux_core::port::{queue_stats_of, sum_queue_counters};
 use pollux_core::ring::{channel, Consumer, Mode, Producer};
 use pollux_core::{
-    Burst, Capabilities, Lease, Leases, LinkStatus, MacAddr, Mbuf, Port, PortConf, PortError,
-    PortInfo, PortStats, QueueCounters, QueueStats, Queues, RunFlag, RxOffloads, RxQueue,
-    StatsBase, TxOffloads, TxQueue,
+    Burst, Capabilities, Lease, LinkStatus, MacAddr, Mbuf, Port, PortConf, PortError, PortInfo,
+    PortStats, QueueCounters, QueueStats, Queues, RunFlag, RxOffloads, RxQueue, TxOffloads,
+    TxQueue,
 };
 
-use crate::{Dock, Docked, QueueStatsBase, SoftError};
+use crate::control::{Counters, Lifecycle};
+use crate::{Dock, Docked, SoftError};
 
 /// Default number of packets a wire holds in each direction.
 pub const DEFAULT_CAPACITY: usize = 1024;
@@ -55,7 +55,7 @@ impl Wire {
 
 /// One end of a ring wire. See the [module docs](self).
 pub struct RingPort {
-    name: String,
+    life: Lifecycle,
     mac: MacAddr,
     port_id: u16,
     rx: Dock<Consumer<Mbuf>>,
@@ -63,20 +63,14 @@ pub struct RingPort {
     /// Packets the rx ring holds at most.
     rx_capacity: usize,
     wire: Wire,
-    configured: bool,
-    started: bool,
-    run: RunFlag,
-    leases: Leases,
-    taken: bool,
-    rx_counters: Arc<QueueCounters>,
-    tx_counters: Arc<QueueCounters>,
+    /// One rx and one tx queue; the tx counters are also the peer's
+    /// `peer_tx_counters`.
+    counters: Counters,
     /// The tx counters of the port that sends into our rx ring (our own for
     /// a loopback port): its packets sent minus ours received is what
     /// waits on the wire. Every enqueue and dequeue of the ring is counted
     /// there, and these counters are never zeroed (resets are baselines).
     peer_tx_counters: Arc<QueueCounters>,
-    base: StatsBase,
-    qbase: QueueStatsBase,
     mc_addrs: Vec<MacAddr>,
     promiscuous: bool,
     allmulti: bool,
@@ -85,11 +79,11 @@ pub struct RingPort {
 impl std::fmt::Debug for RingPort {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RingPort")
-            .field("name", &self.name)
+            .field("name", &self.life.name())
             .field("mac", &self.mac)
             .field("wire_up", &self.wire.is_up())
-            .field("started", &self.started)
-            .field("handles", &self.leases.outstanding())
+            .field("started", &self.life.is_started())
+            .field("handles", &self.life.handles())
             .finish()
     }
 }
@@ -104,23 +98,15 @@ impl RingPort {
         peer_tx_counters: Arc<QueueCounters>,
     ) -> RingPort {
         RingPort {
-            name,
+            life: Lifecycle::new(name),
             mac: crate::next_mac(),
             port_id: 0,
             rx_capacity: rx.ring().capacity(),
             rx: Dock::new(rx),
             tx: Dock::new(tx),
             wire,
-            configured: false,
-            started: false,
-            run: RunFlag::new(),
-            leases: Leases::new(),
-            taken: false,
-            rx_counters: QueueCounters::new_shared(),
-            tx_counters,
+            counters: Counters::with(vec![QueueCounters::new_shared()], vec![tx_counters]),
             peer_tx_counters,
-            base: StatsBase::default(),
-            qbase: QueueStatsBase::default(),
             mc_addrs: Vec::new(),
             promiscuous: false,
             allmulti: false,
@@ -148,20 +134,9 @@ impl RingPort {
         // Our received count first: the sender's count, read after it, is
         // at least as recent, so the difference is not negative unless the
         // sender has yet to store the count of a burst we already took.
-        let received = self.rx_counters.get().packets;
+        let received = self.counters.rx()[0].get().packets;
         let sent = self.peer_tx_counters.get().packets;
         (sent.wrapping_sub(received) as i64).clamp(0, self.rx_capacity as i64) as usize
-    }
-
-    fn raw_stats(&self) -> PortStats {
-        sum_queue_counters([&*self.rx_counters], [&*self.tx_counters])
-    }
-
-    fn raw_queue_stats(&self) -> Vec<QueueStats> {
-        queue_stats_of(
-            std::slice::from_ref(&self.rx_counters),
-            std::slice::from_ref(&self.tx_counters),
-        )
     }
 }
 
@@ -275,7 +250,7 @@ impl Port for RingPort {
     fn info(&self) -> PortInfo {
         PortInfo {
             driver: "net_ring".into(),
-            name: self.name.clone(),
+            name: self.life.name().to_string(),
             capabilities: Capabilities {
                 max_rx_queues: 1,
                 max_tx_queues: 1,
@@ -293,73 +268,55 @@ impl Port for RingPort {
     }
 
     fn configure(&mut self, conf: &PortConf) -> Result<(), PortError> {
-        if self.started {
-            return Err(PortError::Started);
-        }
-        conf.validate(&self.info().capabilities)?;
+        self.life.check_configure(conf, &self.info().capabilities)?;
         self.port_id = conf.port_id;
-        self.configured = true;
+        self.life.set_configured();
         Ok(())
     }
 
     fn start(&mut self) -> Result<(), PortError> {
-        if !self.configured {
-            return Err(PortError::NotConfigured);
-        }
-        if !self.started {
-            self.leases.check_none(&self.name)?;
-            self.taken = false;
-        }
-        self.started = true;
-        self.run.set(true);
-        Ok(())
+        self.life.start()
     }
 
     fn stop(&mut self) -> Result<(), PortError> {
-        self.started = false;
-        self.run.set(false);
+        self.life.stop();
         Ok(())
     }
 
     fn take_queues(&mut self) -> Result<Queues, PortError> {
-        if !self.started {
-            return Err(PortError::NotStarted);
-        }
-        if self.taken {
-            return Err(PortError::QueuesTaken(self.name.clone()));
-        }
-        let (Some(rx), Some(tx)) = (self.rx.undock(), self.tx.undock()) else {
-            // Cannot happen: start checked that no handle is alive. Whatever
-            // was undocked goes back when dropped here.
-            return Err(PortError::QueuesTaken(format!(
-                "{}: a ring end is still held by a handle",
-                self.name
-            )));
-        };
-        self.taken = true;
-        let rx = RingRx {
-            ring: rx,
-            wire: self.wire.clone(),
-            run: self.run.clone(),
-            port_id: self.port_id,
-            counters: self.rx_counters.clone(),
-            _lease: self.leases.lease(),
-        };
-        let tx = RingTx {
-            ring: tx,
-            wire: self.wire.clone(),
-            run: self.run.clone(),
-            counters: self.tx_counters.clone(),
-            _lease: self.leases.lease(),
-        };
-        Ok(Queues {
-            rx: vec![Box::new(rx)],
-            tx: vec![Box::new(tx)],
+        self.life.take_queues(|life| {
+            let (Some(rx), Some(tx)) = (self.rx.undock(), self.tx.undock()) else {
+                // Cannot happen: start checked that no handle is alive.
+                // Whatever was undocked goes back when dropped here.
+                return Err(PortError::QueuesTaken(format!(
+                    "{}: a ring end is still held by a handle",
+                    life.name()
+                )));
+            };
+            let rx = RingRx {
+                ring: rx,
+                wire: self.wire.clone(),
+                run: life.run(),
+                port_id: self.port_id,
+                counters: self.counters.rx()[0].clone(),
+                _lease: life.lease(),
+            };
+            let tx = RingTx {
+                ring: tx,
+                wire: self.wire.clone(),
+                run: life.run(),
+                counters: self.counters.tx()[0].clone(),
+                _lease: life.lease(),
+            };
+            Ok(Queues {
+                rx: vec![Box::new(rx)],
+                tx: vec![Box::new(tx)],
+            })
         })
     }
 
     fn link(&mut self) -> LinkStatus {
-        if self.started && self.wire.is_up() {
+        if self.life.is_started() && self.wire.is_up() {
             LinkStatus::up(10_000)
         } else {
             LinkStatus::DOWN
@@ -393,16 +350,15 @@ impl Port for RingPort {
     }
 
     fn stats(&self) -> PortStats {
-        self.base.since(self.raw_stats())
+        self.counters.stats()
     }
 
     fn queue_stats(&self) -> Vec<QueueStats> {
-        self.qbase.since(self.raw_queue_stats())
+        self.counters.queue_stats()
     }
 
     fn reset_stats(&mut self) {
-        self.base.reset(self.raw_stats());
-        self.qbase.reset(self.raw_queue_stats());
+        self.counters.reset();
     }
 }
 
