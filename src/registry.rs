@@ -76,7 +76,7 @@ pub fn open_pci(addr: PciAddr, opts: &PciOpenOpts) -> Result<Box<dyn Port>, Open
 /// `03:10.0` in domain 0) goes to the driver for its ID; anything else is a
 /// software device string (`null0,size=64`, `af_packet0,iface=eth0`,
 /// `pcap0,rx=in.pcap`; see `pollux_soft::vdev`). A ring pair needs both
-/// ends at once: use `pollux_soft::vdev::create_all` for those.
+/// ends at once: use [`crate::soft::vdev::create_all`] (`pollux::soft::vdev::create_all`) for those.
 pub fn open(device: &str, opts: &PciOpenOpts) -> Result<Box<dyn Port>, OpenError> {
     if let Ok(addr) = device.trim().parse::<PciAddr>() {
         return open_pci(addr, opts);

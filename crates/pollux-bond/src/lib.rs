@@ -72,14 +72,16 @@
 //!   learning packets. So nothing is answered in the data path, and the
 //!   answer to a request waits for the next `service` (10 to 100 ms).
 //!   Requests are not delivered to the application; other ARP frames are.
-//! - **Control transmissions.** Every member is configured with one
-//!   transmit queue more than the bond has, and the control side keeps
-//!   that last queue of each member: LACPDUs, marker responses and
-//!   failover announcements go out from `service`, on the control thread,
-//!   whether or not the application is sending (DPDK's "dedicated
-//!   queues"). So a bond offers one transmit queue less than its members;
-//!   members with a single transmit queue cannot be bonded, and
-//!   `configure` says so.
+//! - **Control transmissions.** When every member has a transmit queue
+//!   to spare, each is configured with one more than the bond has and the
+//!   control side keeps that last queue of each member: LACPDUs, marker
+//!   responses and failover announcements go out from `service`, on the
+//!   control thread, whether or not the application is sending (DPDK's
+//!   "dedicated queues"). Otherwise (ring, pcap and af_packet members with
+//!   one queue pair) the control side queues them per member and the
+//!   bond's transmit queue 0 sends them at its next call, an empty burst
+//!   included, as DPDK's bonding does without dedicated queues; that queue
+//!   must then be called at least every 100 ms, and `configure` logs so.
 //! - **Stop.** `stop` stops the members and the handles (they return 0
 //!   from then on). The bond starts again once the handles of the last
 //!   start are dropped; they hold the members' queues.
