@@ -8,15 +8,31 @@ use std::time::Instant;
 /// One named check, run once.
 pub type Check<'a> = (&'static str, Box<dyn FnOnce() + 'a>);
 
+/// Environment variable naming the checks to run (comma-separated
+/// substrings of their names), for working on one check without running
+/// its file's others. A run it filters never passes: it ends by failing
+/// with the names of the checks it left out.
+pub const CHECKS_ENV: &str = "POLLUX_LAB_CHECKS";
+
 /// Runs `checks` in order, printing each one's wall time and outcome. A
 /// check that panics is recorded and the next one runs, unless the panic
 /// says the guest itself was lost ([`crate::is_guest_loss`]), when the rest
 /// cannot run. Panics at the end with every failure's message, so the lab's
-/// run folder is kept.
+/// run folder is kept, and with the names of checks [`CHECKS_ENV`] left out.
 pub fn run_checks(title: &str, checks: Vec<Check<'_>>) {
+    let filter: Option<Vec<String>> = std::env::var(CHECKS_ENV)
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect());
     let mut failed: Vec<String> = Vec::new();
     let mut times: Vec<String> = Vec::new();
+    let mut left_out: Vec<&str> = Vec::new();
     for (name, check) in checks {
+        if let Some(f) = &filter {
+            if !f.iter().any(|s| !s.is_empty() && name.contains(s.as_str())) {
+                left_out.push(name);
+                continue;
+            }
+        }
         let t = Instant::now();
         let r = catch_unwind(AssertUnwindSafe(check));
         let secs = t.elapsed().as_secs_f64();
@@ -48,5 +64,10 @@ pub fn run_checks(title: &str, checks: Vec<Check<'_>>) {
         failed.is_empty(),
         "{title}: failed checks:\n{}",
         failed.join("\n\n")
+    );
+    assert!(
+        left_out.is_empty(),
+        "{title}: the checks that ran passed, but {CHECKS_ENV} left out {}",
+        left_out.join(", ")
     );
 }

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use crate::client::{connect_unix, AgentClient};
 use crate::env::{target_dir, LabEnv};
 use crate::error::{Error, IoContext, Result};
+use crate::hostns::HostNetns;
 use crate::process::{GuestProcess, REPLY_MARGIN};
 use crate::proto::{ExitStatus, Reply, Request, PORT_NAME, VERSION};
 use crate::qmp::Qmp;
@@ -96,6 +97,27 @@ pub struct VfInfo {
     pub pci: String,
     /// Its IOMMU group (the N of `/dev/vfio/N` once bound to vfio-pci).
     pub iommu_group: Option<u32>,
+}
+
+/// Options of [`Lab::pktgen_with`]; the default is [`Lab::pktgen`]'s: one
+/// flow, no gap, no UDP checksum.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pktgen {
+    /// UDP flows: source ports [`Pktgen::FIRST_PORT`] and up, in turn (0 or
+    /// 1: pktgen's single flow, source port 9).
+    pub flows: u16,
+    /// Nanoseconds between frames (pktgen's `delay`).
+    pub delay_ns: u64,
+    /// Frames carry a UDP checksum (pktgen's `UDPCSUM`; a NIC with
+    /// checksum offload is asked to complete it).
+    pub udp_csum: bool,
+    /// Source IPv4 address (default: the peer's own).
+    pub src_ip: Option<String>,
+}
+
+impl Pktgen {
+    /// The first UDP source port of several flows.
+    pub const FIRST_PORT: u16 = 1024;
 }
 
 /// A NIC driven by the guest kernel, on the far side of a wire.
@@ -316,6 +338,8 @@ pub struct Lab {
     models: Vec<ModelInfo>,
     model_procs: Vec<ModelProc>,
     segments: Vec<Vec<PeerInfo>>,
+    /// The host namespace of tap wires; deleted after `vm` is killed.
+    host_netns: Option<HostNetns>,
     boot_time: Duration,
     ready_time: Duration,
     keep: AtomicBool,
@@ -681,6 +705,20 @@ impl Lab {
         }
 
         let mut qemu_opts = topology.qemu_args(&sock, &mut free_port)?;
+        // Tap wires: QEMU runs in a host namespace of the run's own.
+        let taps = topology.host_taps();
+        let host_netns = if taps.is_empty() {
+            None
+        } else {
+            Some(HostNetns::create(
+                RUN_SEQ.fetch_add(1, Ordering::Relaxed),
+                &taps,
+            )?)
+        };
+        let qemu = match &host_netns {
+            Some(ns) => ns.qemu_wrapper(&run_dir.join("qemu"), &env.qemu)?,
+            None => env.qemu.clone(),
+        };
         let (models, model_procs) = start_models(topology, &sock, &run_dir)?;
         for (m, (port, _)) in models.iter().zip(topology.model_ports()) {
             // JSON (the socket is a struct); single-quoted for vng's shell.
@@ -740,7 +778,7 @@ impl Lab {
             "--name".into(),
             "pollux-lab".into(),
             "--qemu".into(),
-            env.qemu.to_string_lossy().into_owned(),
+            qemu.to_string_lossy().into_owned(),
             "--memory".into(),
             format!("{}M", topology.guest_memory_mib()),
             "--cpus".into(),
@@ -860,6 +898,7 @@ impl Lab {
             models,
             model_procs,
             segments: Vec::new(),
+            host_netns,
             boot_time,
             ready_time: Duration::ZERO,
             keep: AtomicBool::new(opts.keep_run_dir),
@@ -1521,6 +1560,41 @@ impl Lab {
         dst_ip: &str,
         count: u64,
     ) -> Result<(u64, f64)> {
+        self.pktgen_with(peer, dst_mac, dst_ip, count, &Pktgen::default())
+    }
+
+    /// [`Lab::pktgen`] with options: several UDP flows, a gap between
+    /// frames, UDP checksums.
+    pub fn pktgen_with(
+        &self,
+        peer: &PeerInfo,
+        dst_mac: &str,
+        dst_ip: &str,
+        count: u64,
+        opts: &Pktgen,
+    ) -> Result<(u64, f64)> {
+        let mut extra = String::new();
+        if opts.flows > 1 {
+            // pktgen steps the source port from min up to, not including,
+            // max, one per frame (no UDPSRC_RND; measured: max - 1 flows
+            // with an inclusive max), so N frames spread evenly over the
+            // flows.
+            extra.push_str(&format!(
+                "echo 'udp_src_min {}' > $PG/{if}\necho 'udp_src_max {}' > $PG/{if}\n",
+                Pktgen::FIRST_PORT,
+                Pktgen::FIRST_PORT + opts.flows,
+                if = peer.ifname
+            ));
+        }
+        if opts.udp_csum {
+            extra.push_str(&format!("echo 'flag UDPCSUM' > $PG/{}\n", peer.ifname));
+        }
+        if let Some(src) = &opts.src_ip {
+            extra.push_str(&format!(
+                "echo 'src_min {src}' > $PG/{if}\necho 'src_max {src}' > $PG/{if}\n",
+                if = peer.ifname
+            ));
+        }
         let script = format!(
             "modprobe pktgen || exit 1
 PG=/proc/net/pktgen
@@ -1528,12 +1602,13 @@ echo rem_device_all > $PG/kpktgend_0
 echo 'add_device {if}' > $PG/kpktgend_0
 echo 'count {count}' > $PG/{if}
 echo 'pkt_size 60' > $PG/{if}
-echo 'delay 0' > $PG/{if}
+echo 'delay {delay}' > $PG/{if}
 echo 'dst {dst_ip}' > $PG/{if}
 echo 'dst_mac {dst_mac}' > $PG/{if}
-echo start > $PG/pgctrl
+{extra}echo start > $PG/pgctrl
 cat $PG/{if}",
-            if = peer.ifname
+            if = peer.ifname,
+            delay = opts.delay_ns
         );
         let out = self.run_ok(&peer.wrap(&script), Duration::from_secs(600))?;
         let bad = |what: &str| Error::Protocol(format!("pktgen: {what}:\n{}", out.stdout));
@@ -1679,6 +1754,13 @@ cat $PG/{if}",
             Duration::from_secs(30),
         )
         .map(drop)
+    }
+
+    /// The host network namespace QEMU runs in when the topology has tap
+    /// wires (its bridges and taps are there; `ip netns exec` into it to
+    /// look at them), else `None`.
+    pub fn host_netns(&self) -> Option<&str> {
+        self.host_netns.as_ref().map(HostNetns::name)
     }
 
     /// The topology this guest was booted with.

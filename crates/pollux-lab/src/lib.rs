@@ -111,6 +111,7 @@ mod checks;
 mod client;
 pub mod env;
 mod error;
+mod hostns;
 mod lab;
 mod process;
 pub mod proto;
@@ -118,17 +119,17 @@ mod qmp;
 pub mod samples;
 pub mod topology;
 
-pub use checks::{run_checks, Check};
+pub use checks::{run_checks, Check, CHECKS_ENV};
 pub use env::{host_binary, host_example, target_dir, LabEnv};
 pub use error::{is_guest_loss, Error, Result};
 pub use lab::{
-    in_netns, shell_quote, tail_of, Lab, LabOptions, ModelInfo, Output, PeerInfo, PfInfo, VfInfo,
-    VirtioPfInfo,
+    in_netns, shell_quote, tail_of, Lab, LabOptions, ModelInfo, Output, PeerInfo, PfInfo, Pktgen,
+    VfInfo, VirtioPfInfo,
 };
 pub use process::GuestProcess;
 pub use proto::ExitStatus;
 pub use topology::{
-    ModelFn, NicModel, Peer, Pf, Segment, Topology, VirtioPf, WireKind, MAX_VFS_PER_PF,
+    ModelFn, NicModel, Peer, Pf, Segment, Topology, VirtioPf, WireKind, MAX_QUEUES, MAX_VFS_PER_PF,
     MAX_VIRTIO_VFS,
 };
 

@@ -13,8 +13,11 @@
 //!   group. VF registers behind a root port were checked to read the same as
 //!   on the root bus (VTSTATUS, V2PMAILBOX.RSTD).
 //! - Wires are QEMU `hubport` pairs (default), TCP `socket` netdevs on
-//!   127.0.0.1, or unix-domain `dgram` netdevs. Never slirp or tap: nothing in
-//!   the lab reaches the host's network.
+//!   127.0.0.1, unix-domain `dgram` netdevs, or (for several queue pairs
+//!   and a vnet header, which only a tap gives QEMU's virtio-net) `tap`
+//!   netdevs on a bridge inside a network namespace the lab creates on the
+//!   host for the run and connects to nothing else ([`WireKind::Tap`]).
+//!   Never slirp, and never a tap that reaches the host's own network.
 //! - Each peer NIC is moved into a guest network namespace (by default one of
 //!   its own, named after its netdev id), so traffic between an igb port and
 //!   its peer crosses the wire instead of being short-cut by the guest's local
@@ -93,13 +96,20 @@ impl NicModel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WireKind {
     /// A QEMU hub: every NIC on the wire sees every frame (`-netdev hubport`).
-    /// The only kind that takes more than two NICs.
+    /// With [`WireKind::Tap`], the only kinds that take more than two NICs.
     #[default]
     Hub,
     /// A TCP stream between two netdevs on 127.0.0.1 (`-netdev socket,listen=/connect=`).
     Socket,
     /// Unix-domain datagrams between two netdevs (`-netdev dgram`).
     Dgram,
+    /// One `tap` netdev per NIC, the taps on one Linux bridge in a network
+    /// namespace of the host that the lab creates for the run (QEMU runs
+    /// in it) and deletes after; nothing else is in that namespace. The
+    /// only wire on which a NIC can have several queue pairs
+    /// ([`Peer::queues`]) and QEMU's virtio-net offers checksum offloads
+    /// (the tap carries the vnet header). Takes any number of NICs.
+    Tap,
 }
 
 /// A NIC driven by the guest kernel on the far side of a wire.
@@ -107,7 +117,14 @@ pub enum WireKind {
 pub struct Peer {
     model: NicModel,
     netns: NetnsChoice,
+    /// Queue pairs (virtio-net on a tap wire only).
+    queues: u8,
+    /// Extra QEMU `-device` properties, each starting with a comma.
+    props: String,
 }
+
+/// Most queue pairs a lab NIC gets (the guest has 2 vCPUs; 8 leaves room).
+pub const MAX_QUEUES: u8 = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum NetnsChoice {
@@ -123,6 +140,8 @@ impl Peer {
         Peer {
             model: NicModel::VirtioNet,
             netns: NetnsChoice::Own,
+            queues: 1,
+            props: String::new(),
         }
     }
 
@@ -132,6 +151,8 @@ impl Peer {
         Peer {
             model: NicModel::VirtioNetVfio { packed },
             netns: NetnsChoice::Own,
+            queues: 1,
+            props: String::new(),
         }
     }
 
@@ -140,6 +161,8 @@ impl Peer {
         Peer {
             model: NicModel::E1000e,
             netns: NetnsChoice::Own,
+            queues: 1,
+            props: String::new(),
         }
     }
 
@@ -154,6 +177,23 @@ impl Peer {
     /// Leaves the peer in the guest's root namespace (next to the PFs).
     pub fn root_netns(mut self) -> Self {
         self.netns = NetnsChoice::Root;
+        self
+    }
+
+    /// Gives a virtio-net NIC `n` queue pairs (QEMU `mq=on` with a vector
+    /// per queue, its tap `queues=n`); a [`NicModel::VirtioNetVfio`] NIC
+    /// also gets `rss=on`, so it offers `VIRTIO_NET_F_RSS`. Only on a
+    /// [`WireKind::Tap`] wire: the other netdevs carry one queue.
+    pub fn queues(mut self, n: u8) -> Self {
+        self.queues = n;
+        self
+    }
+
+    /// Adds QEMU `-device` properties, e.g. `guest_csum=off` (a kernel
+    /// peer that must check every checksum itself).
+    pub fn device_props(mut self, props: &str) -> Self {
+        self.props.push(',');
+        self.props.push_str(props);
         self
     }
 
@@ -492,7 +532,7 @@ impl Topology {
             if pf.bind_vfio && pf.vfs == 0 {
                 return bad(format!("PF {i} binds its VFs to vfio-pci but has no VFs"));
             }
-            if pf.wire != WireKind::Hub && pf.peers.len() != 1 {
+            if !matches!(pf.wire, WireKind::Hub | WireKind::Tap) && pf.peers.len() != 1 {
                 return bad(format!(
                     "PF {i}: a {:?} wire joins exactly two NICs, but it has {} peers",
                     pf.wire,
@@ -512,11 +552,44 @@ impl Topology {
             if seg.peers.is_empty() {
                 return bad(format!("segment {k} has no NICs"));
             }
-            if seg.wire != WireKind::Hub && seg.peers.len() != 2 {
+            if !matches!(seg.wire, WireKind::Hub | WireKind::Tap) && seg.peers.len() != 2 {
                 return bad(format!(
                     "segment {k}: a {:?} wire joins exactly two NICs, but it has {}",
                     seg.wire,
                     seg.peers.len()
+                ));
+            }
+        }
+        let wire_of = |netdev: &str| {
+            self.wires()
+                .into_iter()
+                .find(|(_, ids)| ids.iter().any(|i| i == netdev))
+                .map(|(k, _)| k)
+        };
+        for nic in self.nics() {
+            if nic.queues == 1 {
+                continue;
+            }
+            if nic.queues == 0 || nic.queues > MAX_QUEUES {
+                return bad(format!(
+                    "{}: {} queue pairs (1 to {MAX_QUEUES})",
+                    nic.netdev, nic.queues
+                ));
+            }
+            if !matches!(
+                nic.model,
+                NicModel::VirtioNet | NicModel::VirtioNetVfio { .. }
+            ) {
+                return bad(format!(
+                    "{}: several queue pairs are for virtio-net NICs",
+                    nic.netdev
+                ));
+            }
+            if wire_of(&nic.netdev) != Some(WireKind::Tap) {
+                return bad(format!(
+                    "{}: {} queue pairs need a tap wire (WireKind::Tap); hub, socket and dgram \
+                     netdevs carry one queue",
+                    nic.netdev, nic.queues
                 ));
             }
         }
@@ -565,7 +638,8 @@ impl Topology {
                         netdev: String,
                         mac: String,
                         netns,
-                        sriov: Option<SriovPlace>| {
+                        sriov: Option<SriovPlace>,
+                        peer: Option<&Peer>| {
             let port = match &sriov {
                 // A virtio PF's VFs come first and take the port their PF
                 // (function 0, next in line) will close.
@@ -585,6 +659,8 @@ impl Topology {
                 root_port: format!("{:02x}.{}", FIRST_ROOT_PORT_SLOT + port / 8, port % 8),
                 netns,
                 sriov,
+                queues: peer.map_or(1, |p| p.queues),
+                props: peer.map(|p| p.props.clone()).unwrap_or_default(),
             });
         };
         for (i, pf) in self.pfs.iter().enumerate() {
@@ -593,6 +669,7 @@ impl Topology {
                 NicModel::Igb,
                 format!("pf{i}"),
                 format!("52:54:00:10:{i:02x}:00"),
+                None,
                 None,
                 None,
             );
@@ -606,6 +683,7 @@ impl Topology {
                     format!("52:54:00:20:{i:02x}:{j:02x}"),
                     ns,
                     None,
+                    Some(peer),
                 );
             }
         }
@@ -625,6 +703,7 @@ impl Topology {
                         function: j + 1,
                         pf_device: Some(pf_dev.clone()),
                     }),
+                    None,
                 );
             }
             push(
@@ -637,6 +716,7 @@ impl Topology {
                     function: 0,
                     pf_device: None,
                 }),
+                None,
             );
             for j in 0..pf.vfs {
                 let netdev = format!("vpf{i}-vf{j}-peer");
@@ -651,6 +731,7 @@ impl Topology {
                     format!("52:54:00:50:{i:02x}:{j:02x}"),
                     ns,
                     None,
+                    Some(&pf.peer),
                 );
             }
         }
@@ -665,6 +746,7 @@ impl Topology {
                     format!("52:54:00:60:00:{i:02x}"),
                     ns,
                     None,
+                    Some(peer),
                 );
             }
         }
@@ -682,6 +764,7 @@ impl Topology {
                     format!("52:54:00:30:{k:02x}:{j:02x}"),
                     ns,
                     None,
+                    Some(peer),
                 );
             }
         }
@@ -725,6 +808,32 @@ impl Topology {
             wires.push((seg.wire, ids));
         }
         wires
+    }
+
+    /// The bridges and taps the host's run namespace needs, one entry per
+    /// [`WireKind::Tap`] wire: (bridge, [(tap, queue pairs)]). Empty when
+    /// no wire is a tap, and then QEMU runs in the host's own namespace.
+    pub fn host_taps(&self) -> Vec<(String, Vec<(String, u8)>)> {
+        let nics = self.nics();
+        self.wires()
+            .into_iter()
+            .enumerate()
+            .filter(|(_, (kind, _))| *kind == WireKind::Tap)
+            .map(|(w, (_, ids))| {
+                let taps = ids
+                    .iter()
+                    .enumerate()
+                    .map(|(j, id)| {
+                        let q = nics
+                            .iter()
+                            .find(|n| &n.netdev == id)
+                            .map_or(1, |n| n.queues);
+                        (tap_name(w, j), q)
+                    })
+                    .collect();
+                (bridge_name(w), taps)
+            })
+            .collect()
     }
 
     /// Guest kernel modules to load at boot: the drivers of every NIC in the
@@ -796,6 +905,15 @@ impl Topology {
                 nic.mac,
                 nic.model.qemu_properties()
             );
+            if nic.queues > 1 {
+                // A vector per queue, the control queue and the
+                // configuration (QEMU's own rule for virtio-net-pci).
+                dev.push_str(&format!(",mq=on,vectors={}", 2 * nic.queues as u32 + 2));
+                if matches!(nic.model, NicModel::VirtioNetVfio { .. }) {
+                    dev.push_str(",rss=on");
+                }
+            }
+            dev.push_str(&nic.props);
             if let Some(place) = &nic.sriov {
                 dev.push_str(&format!(",addr=0x0.{:#x}", place.function));
                 if let Some(pf) = &place.pf_device {
@@ -869,6 +987,21 @@ impl Topology {
                         format!("socket,id={},connect=127.0.0.1:{port}", ids[1]),
                     );
                 }
+                WireKind::Tap => {
+                    for (j, id) in ids.iter().enumerate() {
+                        let queues = nics
+                            .iter()
+                            .find(|n| &n.netdev == id)
+                            .map_or(1, |n| n.queues);
+                        opt(
+                            "-netdev",
+                            format!(
+                                "tap,id={id},ifname={},script=no,downscript=no,vhost=off,queues={queues}",
+                                tap_name(hub, j)
+                            ),
+                        );
+                    }
+                }
                 WireKind::Dgram => {
                     let path = |id: &str| format!("{sock_dir}/{id}.dgram");
                     for (me, other) in [(&ids[0], &ids[1]), (&ids[1], &ids[0])] {
@@ -915,6 +1048,17 @@ impl NetnsChoice {
             NetnsChoice::Root => None,
         }
     }
+}
+
+/// The host tap of NIC `j` on wire `w` (short: interface names have at
+/// most 15 bytes; unique inside the run's own namespace).
+pub fn tap_name(w: usize, j: usize) -> String {
+    format!("plt{w}n{j}")
+}
+
+/// The bridge of wire `w` in the run's host namespace.
+pub fn bridge_name(w: usize) -> String {
+    format!("plbr{w}")
 }
 
 /// The unix datagram sockets of model `i`'s wire: (the peer NIC's netdev
@@ -1001,6 +1145,10 @@ pub struct NicPlan {
     /// Where a virtio SR-IOV function sits on its port's bus (None: alone
     /// at function 0, no SR-IOV role).
     pub sriov: Option<SriovPlace>,
+    /// Queue pairs ([`Peer::queues`]).
+    pub queues: u8,
+    /// Extra `-device` properties ([`Peer::device_props`]), comma first.
+    pub props: String,
 }
 
 impl NicPlan {
@@ -1050,6 +1198,59 @@ mod tests {
         assert!(!joined.contains("pci-hole64-size"));
         assert!(!joined.contains("user,"), "no slirp netdevs");
         assert!(!joined.contains("tap"), "no tap netdevs");
+    }
+
+    #[test]
+    fn tap_wires_carry_queue_pairs_and_are_planned_for_the_host_namespace() {
+        let topo = Topology::new().pf(Pf::new(1).peer(Peer::virtio())).segment(
+            Segment::new(WireKind::Tap)
+                .peer(Peer::virtio_vfio(false).root_netns().queues(2))
+                .peer(Peer::virtio().queues(2).device_props("guest_csum=off")),
+        );
+        let args = topo.qemu_args("/tmp/s", &mut no_port).unwrap().join(" ");
+        assert!(args.contains("-device virtio-net-pci,id=nic-seg0-peer0,netdev=seg0-peer0,mac=52:54:00:30:00:00,bus=rp2,iommu_platform=on,rx_queue_size=1024,mq=on,vectors=6,rss=on "), "{args}");
+        assert!(args.contains("-device virtio-net-pci,id=nic-seg0-peer1,netdev=seg0-peer1,mac=52:54:00:30:00:01,bus=rp3,mq=on,vectors=6,guest_csum=off "), "{args}");
+        // Wire 0 is the PF's hub; the segment is wire 1.
+        assert!(args.contains(
+            "-netdev tap,id=seg0-peer0,ifname=plt1n0,script=no,downscript=no,vhost=off,queues=2"
+        ));
+        assert!(args.contains(
+            "-netdev tap,id=seg0-peer1,ifname=plt1n1,script=no,downscript=no,vhost=off,queues=2"
+        ));
+        assert_eq!(
+            topo.host_taps(),
+            vec![(
+                "plbr1".to_owned(),
+                vec![("plt1n0".to_owned(), 2), ("plt1n1".to_owned(), 2)]
+            )]
+        );
+        assert!(Topology::new().pf(Pf::new(1)).host_taps().is_empty());
+    }
+
+    #[test]
+    fn queue_pairs_need_a_tap_wire_and_a_virtio_nic() {
+        let on = |wire, peer: Peer| {
+            Topology::new()
+                .segment(Segment::new(wire).peer(peer).peer(Peer::virtio()))
+                .validate()
+        };
+        let e = on(WireKind::Dgram, Peer::virtio().queues(2)).unwrap_err();
+        assert!(e.to_string().contains("need a tap wire"), "{e}");
+        let e = on(WireKind::Tap, Peer::e1000e().queues(2)).unwrap_err();
+        assert!(e.to_string().contains("virtio-net"), "{e}");
+        let e = on(WireKind::Tap, Peer::virtio().queues(MAX_QUEUES + 1)).unwrap_err();
+        assert!(e.to_string().contains("queue pairs"), "{e}");
+        on(WireKind::Tap, Peer::virtio().queues(2)).unwrap();
+        // A tap wire takes three NICs too.
+        Topology::new()
+            .segment(
+                Segment::new(WireKind::Tap)
+                    .peer(Peer::virtio())
+                    .peer(Peer::virtio())
+                    .peer(Peer::virtio()),
+            )
+            .validate()
+            .unwrap();
     }
 
     #[test]

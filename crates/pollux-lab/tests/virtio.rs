@@ -11,7 +11,8 @@
 use std::time::{Duration, Instant};
 
 use pollux_lab::{
-    host_binary, host_example, Lab, Peer, PeerInfo, Segment, Topology, VfInfo, VirtioPf, WireKind,
+    host_binary, host_example, Lab, Peer, PeerInfo, Pktgen, Segment, Topology, VfInfo, VirtioPf,
+    WireKind,
 };
 use serde_json::Value;
 
@@ -34,11 +35,22 @@ fn virtio_checks_in_one_boot() {
     // the layout that avoids it.
     // Segment 0: a plain virtio-net-pci with packed virtqueues, made for
     // vfio (Peer::virtio_vfio), wired to a kernel virtio-net peer.
-    let topo = Topology::new().virtio_pf(VirtioPf::new(2)).segment(
-        Segment::new(WireKind::Dgram)
-            .peer(Peer::virtio_vfio(true).root_netns())
-            .peer(Peer::virtio()),
-    );
+    // Segment 1: a tap wire (a bridge in a host namespace of the run's
+    // own): a plain virtio-net-pci with 2 queue pairs and RSS, made for
+    // vfio, and a kernel peer that checks every checksum itself
+    // (guest_csum=off: its virtio_net gets no checksum flags from QEMU).
+    let topo = Topology::new()
+        .virtio_pf(VirtioPf::new(2))
+        .segment(
+            Segment::new(WireKind::Dgram)
+                .peer(Peer::virtio_vfio(true).root_netns())
+                .peer(Peer::virtio()),
+        )
+        .segment(
+            Segment::new(WireKind::Tap)
+                .peer(Peer::virtio_vfio(false).root_netns().queues(2))
+                .peer(Peer::virtio().device_props("guest_csum=off")),
+        );
     let lab = match Lab::boot(&topo) {
         Ok(l) => l,
         Err(e) => panic!("the lab did not boot: {e}"),
@@ -70,6 +82,10 @@ fn virtio_checks_in_one_boot() {
             (
                 "plain_virtio_net_pci_with_packed_queues",
                 Box::new(move || plain_virtio_net_pci_with_packed_queues(lab)),
+            ),
+            (
+                "two_queue_pairs_on_a_multi_queue_tap",
+                Box::new(move || two_queue_pairs_on_a_multi_queue_tap(lab)),
             ),
             (
                 "side_by_side_with_dpdk_net_virtio",
@@ -254,6 +270,8 @@ fn virtio_net_vfs_on_vfio_and_on_the_kernel_driver(lab: &Lab) {
 
 const VF_IP: &str = "169.254.31.1";
 const PEER_IP: &str = "169.254.31.2";
+/// An address on the peers' subnet that no NIC has.
+const FAR_IP: &str = "169.254.31.77";
 
 fn pollux() -> String {
     host_binary("pollux")
@@ -784,39 +802,13 @@ fn side_by_side_with_dpdk_net_virtio(lab: &Lab) {
 /// negotiates packed virtqueues (VIRTIO_F_RING_PACKED, in its log), and:
 /// pktgen's N frames are counted exactly by rxonly; txonly's frames are
 /// counted by the peer's kernel (never more than sent); the responder
-/// answers the peer's pings; every buffer comes back.
+/// follows QMP set_link off and on and answers the peer's pings; every
+/// buffer comes back.
 fn plain_virtio_net_pci_with_packed_queues(lab: &Lab) {
     let seg = lab.segment(0).expect("segment 0").to_vec();
     let (nic, peer) = (&seg[0], &seg[1]);
-    let group = lab
-        .run_ok(
-            &format!(
-                "basename $(readlink /sys/bus/pci/devices/{}/iommu_group)",
-                nic.pci
-            ),
-            T,
-        )
-        .expect("IOMMU group")
-        .stdout
-        .trim()
-        .parse()
-        .ok();
-    let f = VfInfo {
-        pf: 0,
-        index: 0,
-        pci: nic.pci.clone(),
-        iommu_group: group,
-    };
-    lab.bind_vfio(&f)
-        .expect("bind the virtio-net-pci to vfio-pci");
-    lab.run_ok(
-        &peer.wrap(&format!(
-            "sysctl -qw net.ipv6.conf.{0}.disable_ipv6=1; ip addr replace {PEER_IP}/24 dev {0} && ip link set {0} up",
-            peer.ifname
-        )),
-        T,
-    )
-    .expect("peer address");
+    let f = vfio_function(lab, nic);
+    address_peer(lab, peer);
 
     // rxonly, exactly N.
     let mut tp = lab
@@ -877,11 +869,12 @@ fn plain_virtio_net_pci_with_packed_queues(lab: &Lab) {
     );
     assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{r}");
 
-    // The responder answers ping.
+    // The responder answers ping, and its link follows QMP set_link on
+    // the NIC's netdev.
     let responder = host_example("responder").expect("responder example built");
     let mut app = lab
         .spawn(&format!(
-            "exec {} -a {} --ip {VF_IP}",
+            "exec {} -a {} --ip {VF_IP} --report-link",
             responder.display(),
             f.pci
         ))
@@ -889,6 +882,13 @@ fn plain_virtio_net_pci_with_packed_queues(lab: &Lab) {
     if let Err(e) = app.wait_for_output("responder ready", T) {
         panic!("responder did not come up: {e}");
     }
+    app.wait_for_output("link up", T).expect("link up at start");
+    lab.set_link(&nic.netdev, false).expect("set_link off");
+    app.wait_for_output("link down", Duration::from_millis(1500))
+        .unwrap_or_else(|e| panic!("packed: link did not go down within 1.5 s: {e}"));
+    lab.set_link(&nic.netdev, true).expect("set_link on");
+    app.wait_for_output("link up (2)", Duration::from_millis(1500))
+        .unwrap_or_else(|e| panic!("packed: link did not come back within 1.5 s: {e}"));
     let p = lab
         .run(
             &peer.wrap(&format!("ping -c 50 -i 0.05 -W 2 {VF_IP}")),
@@ -905,4 +905,282 @@ fn plain_virtio_net_pci_with_packed_queues(lab: &Lab) {
         out.stdout
     );
     assert!(out.stdout.contains("pool_free=2048/2048"), "{}", out.stdout);
+}
+
+/// A segment NIC taken from the guest's virtio_net and bound to vfio-pci.
+fn vfio_function(lab: &Lab, nic: &PeerInfo) -> VfInfo {
+    let group = lab
+        .run_ok(
+            &format!(
+                "basename $(readlink /sys/bus/pci/devices/{}/iommu_group)",
+                nic.pci
+            ),
+            T,
+        )
+        .expect("IOMMU group")
+        .stdout
+        .trim()
+        .parse()
+        .ok();
+    let f = VfInfo {
+        pf: 0,
+        index: 0,
+        pci: nic.pci.clone(),
+        iommu_group: group,
+    };
+    lab.bind_vfio(&f)
+        .expect("bind the virtio-net-pci to vfio-pci");
+    f
+}
+
+/// The kernel peer of a segment: [`PEER_IP`], up, no IPv6 (so it sends
+/// nothing of its own that a count could include).
+fn address_peer(lab: &Lab, peer: &PeerInfo) {
+    lab.run_ok(
+        &peer.wrap(&format!(
+            "sysctl -qw net.ipv6.conf.{0}.disable_ipv6=1; ip addr replace {PEER_IP}/24 dev {0} && ip link set {0} up",
+            peer.ifname
+        )),
+        T,
+    )
+    .expect("peer address");
+}
+
+/// `Udp:` counters of the peer's namespace (`/proc/net/snmp`), by name.
+fn udp_counters(lab: &Lab, peer: &PeerInfo) -> std::collections::BTreeMap<String, u64> {
+    let out = lab
+        .run_ok(&peer.wrap("grep '^Udp:' /proc/net/snmp"), T)
+        .expect("snmp");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stdout);
+    lines[0]
+        .split_whitespace()
+        .zip(lines[1].split_whitespace())
+        .skip(1)
+        .map(|(k, v)| (k.to_owned(), v.parse().unwrap_or(0)))
+        .collect()
+}
+
+fn queue_rx(r: &Value, q: usize) -> u64 {
+    r["ports"][0]["queues"][q]["rx_packets"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no ports[0].queues[{q}].rx_packets in {r}"))
+}
+
+/// Segment 1: a plain virtio-net-pci with 2 queue pairs and RSS on a
+/// multi-queue tap (QEMU's device behind a tap, the only netdev with
+/// several queues and a vnet header), bound to vfio-pci, and a kernel peer
+/// whose virtio_net checks every checksum itself. Judges: pktgen and the
+/// peer kernel's interface and UDP counters, QEMU's RSS.
+/// - rxonly on 2 lcores (2 pairs, RSS negotiated): pktgen's N frames over
+///   64 UDP flows are counted exactly, both queues get some, and no flow
+///   is seen on two queues; pktgen's UDP checksums, which the peer left to
+///   be completed, come with their checksum flagged good.
+/// - macswap on 2 lcores: N frames over 64 flows at a pace the peer's
+///   kernel can take come back exactly N, none dropped or doubled.
+/// - txonly on both pairs with UDP checksum offload: the peer's kernel,
+///   checking each checksum in software, counts no checksum error and
+///   takes every datagram it received.
+fn two_queue_pairs_on_a_multi_queue_tap(lab: &Lab) {
+    let seg = lab.segment(1).expect("segment 1").to_vec();
+    let (nic, peer) = (&seg[0], &seg[1]);
+    eprintln!("host namespace of the tap wire: {:?}", lab.host_netns());
+    let f = vfio_function(lab, nic);
+    address_peer(lab, peer);
+    // The peer's virtio_net did not negotiate VIRTIO_NET_F_GUEST_CSUM
+    // (bit 1 of the features sysfs shows as a 0/1 string), so QEMU hands it
+    // no checksum flag and its kernel checks every checksum in software.
+    let feat = lab
+        .run_ok(
+            &format!("cat /sys/bus/pci/devices/{}/virtio*/features", peer.pci),
+            T,
+        )
+        .expect("peer features");
+    assert_eq!(
+        feat.stdout.trim().as_bytes().get(1),
+        Some(&b'0'),
+        "the peer must check checksums itself (GUEST_CSUM off): {}",
+        feat.stdout
+    );
+    let flows = 64u16;
+    let two = "--rxq 2 --txq 2 --nb-cores 2 --no-pin --json --stats-period 0";
+
+    // rxonly: exact, spread, each flow on one queue, checksums flagged.
+    let mut tp = lab
+        .spawn(&format!(
+            "exec {} --log pollux_virtio=info testpmd -a {} --fwd rxonly --rxd 1024 {two} \
+             --flow-queues --rx-offloads udp_cksum",
+            pollux(),
+            f.pci
+        ))
+        .expect("start testpmd");
+    if let Err(e) = tp.wait_for_output("forwarding:", T) {
+        panic!("testpmd rxonly (2 pairs) did not start: {e:?}");
+    }
+    // Paced: an unpaced pktgen outruns QEMU's reading of the taps (TCG),
+    // and the host's tap queue drops what QEMU has not read yet (1050 of
+    // 6400 in the first run), before any frame reaches the device.
+    let n = 6_400;
+    let opts = Pktgen {
+        flows,
+        delay_ns: 100_000,
+        udp_csum: true,
+        src_ip: None,
+    };
+    let (sent, _) = lab
+        .pktgen_with(peer, &nic.mac, VF_IP, n, &opts)
+        .expect("pktgen");
+    assert_eq!(sent, n);
+    std::thread::sleep(Duration::from_secs(2));
+    let out = tp
+        .stop_with(2, Duration::from_secs(20))
+        .expect("testpmd ended");
+    assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
+    assert_virtio_pmd(&out.stderr);
+    assert!(
+        out.stderr.contains("RSS"),
+        "RSS not negotiated:\n{}",
+        out.stderr
+    );
+    let r = report(&out.stdout);
+    eprintln!("rxonly, 2 pairs, {flows} flows: {r}\n{}", host_taps(lab));
+    // pktgen's frames are the ones with a UDP checksum, which the device
+    // flags: exactly N of them. A frame the tap held from before the
+    // driver started (an ARP, in one run) may come on top.
+    assert_eq!(port0(&r, "rx_l4_cksum_good"), n, "{r}");
+    assert_eq!(port0(&r, "errors"), 0, "{r}");
+    assert!(
+        (n..n + 4).contains(&port0(&r, "rx_packets")),
+        "pktgen's {n} frames and a few of the wire's: {r}"
+    );
+    let (q0, q1) = (queue_rx(&r, 0), queue_rx(&r, 1));
+    assert!(q0 > 0 && q1 > 0, "RSS used one queue only: {q0}/{q1}: {r}");
+    // Every pktgen flow, and any of the wire's own (as above).
+    let total = r["flows"][0]["total"].as_u64().unwrap_or(0);
+    assert!(
+        (u64::from(flows)..u64::from(flows) + 4).contains(&total),
+        "{total} flows: {r}"
+    );
+    assert_eq!(r["flows"][0]["on_several_queues"], 0, "{r}");
+    assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{r}");
+
+    // macswap: every frame back once. pktgen's frames go from a source
+    // address no one has (FAR_IP) to the peer's own, so each one that
+    // comes back swapped is a UDP datagram for the peer to port 9, where
+    // nothing listens: its UDP stack counts each in NoPorts, exactly,
+    // whatever else the wire carries.
+    let mut tp = lab
+        .spawn(&format!(
+            "exec {} testpmd -a {} --fwd macswap --rxd 1024 {two}",
+            pollux(),
+            f.pci
+        ))
+        .expect("start testpmd");
+    if let Err(e) = tp.wait_for_output("forwarding:", T) {
+        panic!("testpmd macswap (2 pairs) did not start: {e:?}");
+    }
+    let before = udp_counters(lab, peer);
+    let n = 4_000;
+    let opts = Pktgen {
+        flows,
+        delay_ns: 100_000,
+        udp_csum: false,
+        src_ip: Some(FAR_IP.into()),
+    };
+    let (sent, _) = lab
+        .pktgen_with(peer, &nic.mac, PEER_IP, n, &opts)
+        .expect("pktgen");
+    assert_eq!(sent, n);
+    std::thread::sleep(Duration::from_secs(2));
+    let back = udp_counters(lab, peer)["NoPorts"] - before["NoPorts"];
+    let out = tp
+        .stop_with(2, Duration::from_secs(20))
+        .expect("testpmd ended");
+    assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
+    let r = report(&out.stdout);
+    eprintln!(
+        "macswap, 2 pairs: pktgen sent {n}, the peer got {back} back: {r}\n{}",
+        host_taps(lab)
+    );
+    // Everything received went back out, nothing dropped; what the wire
+    // carried besides pktgen's frames (a held ARP) is at most a few.
+    let rx = port0(&r, "rx_packets");
+    assert!((n..n + 4).contains(&rx), "{r}");
+    assert_eq!(
+        (port0(&r, "tx_packets"), port0(&r, "tx_dropped")),
+        (rx, 0),
+        "{r}"
+    );
+    assert!(queue_rx(&r, 0) > 0 && queue_rx(&r, 1) > 0, "{r}");
+    assert_eq!(back, n, "the peer's UDP counted {back} of {n} back: {r}");
+    assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{r}");
+
+    // txonly with UDP checksum offload, judged by the peer's UDP stack.
+    let (udp0, rx0) = (udp_counters(lab, peer), rx_packets(lab, peer));
+    let out = lab
+        .run(
+            &format!(
+                "{} --log pollux_virtio=info testpmd -a {} --fwd txonly {two} --eth-peer 0,{} \
+                 --tx-ip {VF_IP},{PEER_IP} --tx-offloads udp_cksum --duration 2",
+                pollux(),
+                f.pci,
+                peer.mac
+            ),
+            Duration::from_secs(120),
+        )
+        .expect("testpmd ran");
+    assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("CSUM"),
+        "VIRTIO_NET_F_CSUM not negotiated:\n{}",
+        out.stderr
+    );
+    let r = report(&out.stdout);
+    std::thread::sleep(Duration::from_secs(1));
+    let (udp1, rx1) = (udp_counters(lab, peer), rx_packets(lab, peer));
+    let d = |k: &str| udp1[k] - udp0[k];
+    let got = rx1 - rx0;
+    let sent = port0(&r, "tx_packets");
+    eprintln!(
+        "txonly, 2 pairs, UDP checksum offload: sent {sent}, the peer received {got}; \
+         Udp InDatagrams +{} NoPorts +{} InErrors +{} InCsumErrors +{}",
+        d("InDatagrams"),
+        d("NoPorts"),
+        d("InErrors"),
+        d("InCsumErrors")
+    );
+    assert!(sent > 1000 && got <= sent, "{got} of {sent}: {r}");
+    assert_eq!(d("InCsumErrors"), 0, "checksum errors at the peer: {r}");
+    // Every datagram the peer took passed its checksum check: to no socket
+    // (NoPorts) or, were one listening, to it.
+    assert!(
+        (d("NoPorts") + d("InDatagrams")) * 100 >= got * 99,
+        "the peer's UDP took {} + {} of {got} frames",
+        d("NoPorts"),
+        d("InDatagrams")
+    );
+    assert!(queue_tx(&r, 0) > 0 && queue_tx(&r, 1) > 0, "{r}");
+    assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{r}");
+}
+
+/// The host side of the tap wires: each tap's and bridge's counters in the
+/// run's host namespace (where frames the guest's NICs did not take in
+/// time are dropped and counted), for messages.
+fn host_taps(lab: &Lab) -> String {
+    let Some(ns) = lab.host_netns() else {
+        return "(no host namespace)".into();
+    };
+    match std::process::Command::new("ip")
+        .args(["-n", ns, "-s", "link"])
+        .output()
+    {
+        Ok(o) => format!("host taps ({ns}):\n{}", String::from_utf8_lossy(&o.stdout)),
+        Err(e) => format!("host taps ({ns}): {e}"),
+    }
+}
+
+fn queue_tx(r: &Value, q: usize) -> u64 {
+    r["ports"][0]["queues"][q]["tx_packets"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no ports[0].queues[{q}].tx_packets in {r}"))
 }
