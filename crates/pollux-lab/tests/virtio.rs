@@ -747,20 +747,7 @@ fn side_by_side_with_dpdk_net_virtio(lab: &Lab) {
         rx_pps.push((r[0].0 as f64 / r[0].1, r[1].0 as f64 / r[1].1));
         rx_share.push((r[0].0 as f64 / n as f64, r[1].0 as f64 / n as f64));
     }
-    let line = |what: &str, v: &[(f64, f64)], fmt: fn(f64) -> String| {
-        let ours: Vec<f64> = v.iter().map(|p| p.0).collect();
-        let theirs: Vec<f64> = v.iter().map(|p| p.1).collect();
-        let ratio: Vec<f64> = v.iter().map(|p| p.0 / p.1).collect();
-        let s = |x: &[f64]| {
-            pollux_lab::samples::summary(x)
-                .map(|(m, lo, hi)| format!("{} ({}–{})", fmt(m), fmt(lo), fmt(hi)))
-                .unwrap_or_else(|| "none".into())
-        };
-        let r = pollux_lab::samples::summary(&ratio)
-            .map(|(m, lo, hi)| format!("{m:.3} ({lo:.3}–{hi:.3})"))
-            .unwrap_or_else(|| "none".into());
-        format!("| {what} | {} | {} | {r} |", s(&ours), s(&theirs))
-    };
+    let line = pollux_lab::samples::pair_row;
     let pps = |x: f64| format!("{x:.0}");
     let pct = |x: f64| format!("{:.2}%", 100.0 * x);
     let table = format!(
