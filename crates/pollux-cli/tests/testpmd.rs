@@ -268,6 +268,37 @@ fn bad_arguments_give_one_clear_line_and_no_panic() {
             1,
             "use it with --fwd rxonly, not --fwd io",
         ),
+        (
+            &["testpmd", "--vdev", "null0", "--txonly-multi-flow"],
+            1,
+            "use it with --fwd txonly, not --fwd io",
+        ),
+        (
+            &[
+                "testpmd",
+                "--vdev",
+                "null0",
+                "--fwd",
+                "flowgen",
+                "--txonly-multi-flow",
+            ],
+            1,
+            "use it with --fwd txonly, not --fwd flowgen",
+        ),
+        (
+            &[
+                "testpmd",
+                "--vdev",
+                "null0",
+                "--fwd",
+                "txonly",
+                "--txonly-multi-flow",
+                "--tx-offloads",
+                "udp_cksum",
+            ],
+            1,
+            "does not combine with --tx-offloads",
+        ),
         // A null port offers no checksum offload: its configure says so.
         (
             &["testpmd", "--vdev", "null0", "--tx-offloads", "udp_cksum"],
@@ -298,6 +329,163 @@ fn bad_arguments_give_one_clear_line_and_no_panic() {
         assert!(
             err.lines().count() <= 2,
             "{args:?}: one line of error, got {err}"
+        );
+    }
+}
+
+#[test]
+fn json_report_has_the_rates_of_every_stats_period() {
+    let run = |period: &str| {
+        let out = pollux(&[
+            "testpmd",
+            "--vdev",
+            "null0",
+            "--vdev",
+            "null1",
+            "--fwd",
+            "io",
+            "--duration",
+            "1",
+            "--stats-period",
+            period,
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let out = run("0.2");
+    // The live tables go to stderr; stdout holds the one JSON line.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.matches("rx-pps").count() >= 4, "{stderr}");
+    let r = json_line(&out);
+    let periods = r["periods"].as_array().unwrap();
+    // Ticks at 0.2, 0.4, ... 1.0 s: the one at the deadline counts too.
+    assert!((4..=6).contains(&periods.len()), "{periods:?}");
+    let duration = r["duration_s"].as_f64().unwrap();
+    let mut prev_t = 0.0;
+    // Per port, the packets the periods account for: rate times length.
+    let mut counted = [0.0f64; 2];
+    for (k, p) in periods.iter().enumerate() {
+        let t = p["t"].as_f64().unwrap();
+        assert!(
+            t > prev_t && t <= duration,
+            "t {t} after {prev_t}, run {duration}"
+        );
+        assert!(t >= 0.2 * (k + 1) as f64 - 1e-3, "period {k} ends at {t}");
+        for key in ["rx_pps", "tx_pps"] {
+            let rates: Vec<f64> = p[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            assert_eq!(rates.len(), 2, "{key} per port: {p}");
+            assert!(rates.iter().all(|v| v.is_finite() && *v > 0.0), "{p}");
+            if key == "rx_pps" {
+                for (c, v) in counted.iter_mut().zip(&rates) {
+                    *c += v * (t - prev_t);
+                }
+            }
+        }
+        prev_t = t;
+    }
+    for (i, c) in counted.iter().enumerate() {
+        let rx = r["ports"][i]["rx_packets"].as_u64().unwrap() as f64;
+        assert!(
+            *c <= rx * (1.0 + 1e-9) + 1.0 && *c >= 0.5 * rx,
+            "port {i}: periods account for {c} of {rx} packets"
+        );
+    }
+    let r = json_line(&run("0"));
+    assert_eq!(r["periods"], serde_json::json!([]), "no tables, no periods");
+}
+
+#[test]
+fn no_huge_puts_the_mbuf_pool_in_normal_pages() {
+    let out = pollux(&[
+        "testpmd",
+        "--no-huge",
+        "--vdev",
+        "null0",
+        "--fwd",
+        "txonly",
+        "--duration",
+        "0.3",
+        "--stats-period",
+        "0",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mbufs in 4 KiB pages"));
+    let r = json_line(&out);
+    assert_eq!(r["huge_pages"], false);
+    assert!(r["ports"][0]["tx_packets"].as_u64().unwrap() > 0);
+    assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"]);
+}
+
+#[test]
+fn txonly_multi_flow_frames_are_read_back_by_tshark() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.pcap");
+    let tx = format!("pcap0,tx={}", output.display());
+    let out = pollux(&[
+        "testpmd",
+        "--vdev",
+        &tx,
+        "--fwd",
+        "txonly",
+        "--txonly-multi-flow",
+        "--tx-ip",
+        "198.18.0.1,198.18.0.2",
+        "--txpkts",
+        "101",
+        "--duration",
+        "0.1",
+        "--stats-period",
+        "0",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = json_line(&out);
+    assert!(r["ports"][0]["tx_packets"].as_u64().unwrap() >= 512);
+    let t = Command::new("tshark")
+        .args(["-r"])
+        .arg(&output)
+        .args(["-c", "512", "-o", "ip.check_checksum:TRUE", "-T", "fields"])
+        .args(["-e", "ip.src", "-e", "ip.dst", "-e", "ip.checksum.status"])
+        .args(["-e", "ip.len", "-e", "udp.length", "-e", "udp.checksum"])
+        .args(["-e", "frame.len"])
+        .output()
+        .expect("tshark is installed by `cargo xtask setup` (apt-get install tshark)");
+    assert!(
+        t.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&t.stderr)
+    );
+    let text = String::from_utf8(t.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 512);
+    for (i, row) in rows.iter().enumerate() {
+        // DPDK's (dst | n << 8) + lcore id, n the packet's number mod
+        // 256, on the first forwarding lcore, whose id is 1 as under
+        // dpdk-testpmd -l 0,1; checksum status 1 is "Good".
+        let src = format!("198.18.{}.3", i % 256);
+        assert_eq!(
+            row[..],
+            [&src, "198.18.0.2", "1", "87", "67", "0x0000", "101"],
+            "frame {i}"
         );
     }
 }

@@ -164,6 +164,9 @@ pub struct FwdConfig {
     pub count_rx_cksum: bool,
     /// rxonly records the flows each stream receives (`--flow-queues`).
     pub flow_queues: bool,
+    /// txonly does DPDK's `--txonly-multi-flow` per-packet work (see
+    /// [`generate_multi_flow`]); refused with `tx_offloads`.
+    pub multi_flow: bool,
 }
 
 /// The queue handles one stream polls: its receive queue (none for
@@ -201,6 +204,8 @@ struct Stream {
     /// checksum is left to the port.
     tx_offload: Option<TxOffload>,
     next_flow: u32,
+    /// txonly with `--txonly-multi-flow`: decided once, per stream.
+    multi_flow: bool,
     /// Polls that received nothing, for the idle transmit call.
     idle: u32,
     /// What rxonly records of the frames it receives; None when nothing
@@ -265,9 +270,52 @@ fn idle_tx(s: &mut Stream) {
     }
 }
 
-/// Runs `streams` on this lcore until `stop` is set.
-pub fn run_lcore(streams: Vec<(StreamSpec, StreamQueues)>, cfg: &FwdConfig, stop: &StopFlag) {
+/// The state DPDK 22.11 testpmd keeps per lcore for `--txonly-multi-flow`
+/// (app/test-pmd/txonly.c): the per-lcore `_ip_var`, a u8 that starts at
+/// 0, and what `pkt_burst_prepare` adds it to.
+#[derive(Debug)]
+struct MultiFlowSrc {
+    /// `tx_ip_dst_addr`: the destination address, host order.
+    dst: u32,
+    /// `rte_lcore_id()`: the lcore id `run_lcore` was given (testpmd gives
+    /// forwarding lcores 1 and up, as DPDK's does under `-l 0,1,..`).
+    lcore: u32,
+    ip_var: u8,
+}
+
+impl MultiFlowSrc {
+    /// The next packet's source address, `(dst | ip_var++ << 8) + lcore`
+    /// in 32-bit arithmetic, as txonly.c computes it.
+    #[inline(always)]
+    fn next(&mut self) -> Ipv4Addr {
+        let a = (self.dst | (u32::from(self.ip_var) << 8)).wrapping_add(self.lcore);
+        self.ip_var = self.ip_var.wrapping_add(1);
+        Ipv4Addr::from(a)
+    }
+
+    /// Takes back the addresses of `n` packets the port did not take, as
+    /// txonly.c does after the transmit call (`_ip_var -= nb_pkt - nb_tx`),
+    /// so the next burst gives them again.
+    #[inline(always)]
+    fn unsent(&mut self, n: usize) {
+        self.ip_var = self.ip_var.wrapping_sub(n as u8);
+    }
+}
+
+/// Runs `streams` on forwarding lcore `lcore` until `stop` is set.
+pub fn run_lcore(
+    lcore: usize,
+    streams: Vec<(StreamSpec, StreamQueues)>,
+    cfg: &FwdConfig,
+    stop: &StopFlag,
+) {
     let hdr_len = pollux_core::net::UDP_FRAME_MIN;
+    // Per lcore, as DPDK's is: the streams of one lcore share the counter.
+    let mut multi_flow_src = MultiFlowSrc {
+        dst: u32::from_be_bytes(cfg.udp.dst_ip),
+        lcore: lcore as u32,
+        ip_var: 0,
+    };
     let mut streams: Vec<Stream> = streams
         .into_iter()
         .map(|(spec, q)| {
@@ -303,6 +351,7 @@ pub fn run_lcore(streams: Vec<(StreamSpec, StreamQueues)>, cfg: &FwdConfig, stop
                 template: frame,
                 tx_offload,
                 next_flow: 0,
+                multi_flow: cfg.mode == FwdMode::Txonly && cfg.multi_flow,
                 idle: 0,
                 record,
             }
@@ -328,8 +377,9 @@ pub fn run_lcore(streams: Vec<(StreamSpec, StreamQueues)>, cfg: &FwdConfig, stop
                     }
                 }),
                 FwdMode::Rxonly => rxonly(s),
-                // The offload choice is the stream's, made once: a run
-                // without --tx-offloads runs the loop it always ran.
+                // The offload and multi-flow choices are the stream's, made
+                // once: a run without either runs the loop it always ran.
+                FwdMode::Txonly if s.multi_flow => generate_multi_flow(s, cfg, &mut multi_flow_src),
                 FwdMode::Txonly if s.tx_offload.is_none() => generate::<false, false>(s, cfg),
                 FwdMode::Txonly => generate::<false, true>(s, cfg),
                 FwdMode::Flowgen if s.tx_offload.is_none() => generate::<true, false>(s, cfg),
@@ -469,6 +519,58 @@ fn generate<const FLOWS: bool, const OFFLOAD: bool>(s: &mut Stream, cfg: &FwdCon
     }
 }
 
+/// Sends a burst of txonly packets as DPDK 22.11 testpmd's txonly does
+/// with `--txonly-multi-flow`, with the same per-packet work
+/// (app/test-pmd/txonly.c, `pkt_burst_prepare` and `update_pkt_header`):
+/// copy the Ethernet and IPv4 headers, write the next source address
+/// (see [`MultiFlowSrc`]), copy the UDP header, then write the UDP length
+/// and the IPv4 total length and compute the whole IPv4 header checksum
+/// anew (`rte_ipv4_cksum`, the field zeroed first). The UDP checksum stays
+/// 0, and no offload is asked of the port.
+#[inline(always)]
+fn generate_multi_flow(s: &mut Stream, cfg: &FwdConfig, src: &mut MultiFlowSrc) {
+    debug_assert!(s.tx_offload.is_none(), "refused with --tx-offloads");
+    if s.q.tx.is_none() || !cfg.pool.alloc_bulk(&mut s.burst, cfg.burst) {
+        return;
+    }
+    let len = cfg.txpkts;
+    // The template is udp_frame()'s Ethernet + 20-byte IPv4 + UDP header.
+    let udp_at = ETH_HLEN + IPV4_HLEN;
+    let (l3, l4) = s.template.split_at(udp_at);
+    let nb_pkt = s.burst.len();
+    for m in s.burst.iter_mut() {
+        m.set_len(len);
+        let d = m.data_mut();
+        d[..udp_at].copy_from_slice(l3);
+        Ipv4Packet::new_unchecked(&mut d[ETH_HLEN..]).set_src_addr(src.next());
+        d[udp_at..udp_at + l4.len()].copy_from_slice(l4);
+        update_pkt_header(d, len);
+    }
+    let sent = match s.q.tx.as_mut() {
+        Some(tx) => tx.tx_burst(&mut s.burst),
+        None => 0,
+    };
+    src.unsent(nb_pkt - sent);
+    s.tx += sent as u64;
+    if !s.burst.is_empty() {
+        s.dropped += s.burst.len() as u64;
+        s.burst.clear();
+    }
+}
+
+/// DPDK testpmd's `update_pkt_header` for a UDP/IPv4 frame of `len`
+/// bytes with a 20-byte IPv4 header: the UDP length, then the IPv4 total
+/// length and the header checksum over the whole header, computed anew.
+#[inline(always)]
+fn update_pkt_header(frame: &mut [u8], len: usize) {
+    let udp_len = (len - ETH_HLEN - IPV4_HLEN) as u16;
+    UdpPacket::new_unchecked(&mut frame[ETH_HLEN + IPV4_HLEN..]).set_len(udp_len);
+    let mut ip = Ipv4Packet::new_unchecked(&mut frame[ETH_HLEN..]);
+    ip.set_total_len(udp_len + IPV4_HLEN as u16);
+    // Zeroes the field, then sums the IHL octets: rte_ipv4_cksum's work.
+    ip.fill_checksum();
+}
+
 /// Folds a ones'-complement sum to 16 bits (RFC 1071), uncomplemented.
 #[inline(always)]
 fn fold(sum: u32) -> u16 {
@@ -515,6 +617,8 @@ fn offload_template(frame: &mut [u8], offloads: TxOffloads) -> Option<TxOffload>
 }
 
 const ETH_HLEN: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
+/// The IPv4 header udp_frame() writes: the fixed header, no options.
+const IPV4_HLEN: usize = Ipv4Packet::<&[u8]>::HEADER_LEN;
 
 /// DPDK testpmd's stream layout: ports paired 0-1, 2-3, ...; an odd last
 /// port is paired with itself; one stream per port and queue.
@@ -578,13 +682,14 @@ mod tests {
             tx_offloads: TxOffloads::empty(),
             count_rx_cksum: false,
             flow_queues: false,
+            multi_flow: false,
         };
         let mut streams = build_streams(1, 1, FwdMode::Flowgen);
         let stop = StopFlag::new();
         let stop2 = stop.clone();
         let spec = streams.remove(0);
         let counters = spec.counters.clone();
-        let t = std::thread::spawn(move || run_lcore(vec![(spec, q)], &cfg, &stop2));
+        let t = std::thread::spawn(move || run_lcore(0, vec![(spec, q)], &cfg, &stop2));
         std::thread::sleep(std::time::Duration::from_millis(50));
         stop.stop();
         t.join().unwrap();
@@ -672,11 +777,12 @@ mod tests {
             tx_offloads: TxOffloads::empty(),
             count_rx_cksum: false,
             flow_queues: false,
+            multi_flow: false,
         };
         let spec = build_streams(2, 1, mode).remove(0);
         let stop = StopFlag::new();
         let stop2 = stop.clone();
-        let t = std::thread::spawn(move || run_lcore(vec![(spec, q)], &cfg, &stop2));
+        let t = std::thread::spawn(move || run_lcore(0, vec![(spec, q)], &cfg, &stop2));
         std::thread::sleep(std::time::Duration::from_millis(30));
         stop.stop();
         t.join().unwrap();
@@ -764,11 +870,12 @@ mod tests {
             tx_offloads,
             count_rx_cksum: false,
             flow_queues: false,
+            multi_flow: false,
         };
         let spec = build_streams(1, 1, mode).remove(0);
         let stop = StopFlag::new();
         let stop2 = stop.clone();
-        let t = std::thread::spawn(move || run_lcore(vec![(spec, q)], &cfg, &stop2));
+        let t = std::thread::spawn(move || run_lcore(0, vec![(spec, q)], &cfg, &stop2));
         while sent.lock().unwrap().len() < SampleTx::KEEP {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
@@ -882,6 +989,161 @@ mod tests {
             }
             assert_eq!(sources.len(), 100, "every flow checked");
         }
+    }
+
+    /// Takes at most `take` frames of each burst (the rest stay for the
+    /// caller to drop), keeping a copy of the first [`SampleTx::KEEP`]
+    /// taken, in order, in a list ports may share.
+    struct TakeTx {
+        take: usize,
+        sent: Arc<Mutex<Vec<Vec<u8>>>>,
+    }
+
+    impl TxQueue for TakeTx {
+        fn tx_burst(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
+            let mut v = self.sent.lock().unwrap();
+            let mut n = 0;
+            while n < self.take {
+                let Some(m) = pkts.pop_front() else { break };
+                if v.len() < SampleTx::KEEP {
+                    v.push(m.data().to_vec());
+                }
+                n += 1;
+            }
+            n
+        }
+    }
+
+    /// txonly with --txonly-multi-flow to `dst_ip` on forwarding lcore
+    /// `lcore`: `ports` streams on that lcore (one per port), each port
+    /// taking at most `take` frames of a burst of 32. The first
+    /// [`SampleTx::KEEP`] frames the ports took, in the order they took them.
+    fn multi_flow_frames(lcore: usize, dst_ip: [u8; 4], ports: usize, take: usize) -> Vec<Vec<u8>> {
+        let pool = Mempool::new(MempoolConfig::new("m", 1024), &AnonMemory::default()).unwrap();
+        let sent: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let streams = build_streams(ports, 1, FwdMode::Txonly)
+            .into_iter()
+            .map(|spec| {
+                let tx: Box<dyn TxQueue> = Box::new(TakeTx {
+                    take,
+                    sent: Arc::clone(&sent),
+                });
+                (
+                    spec,
+                    StreamQueues {
+                        rx: None,
+                        tx: Some(tx),
+                    },
+                )
+            })
+            .collect();
+        let cfg = FwdConfig {
+            mode: FwdMode::Txonly,
+            burst: 32,
+            txpkts: 101,
+            pool: pool.clone(),
+            port_macs: vec![MacAddr([2, 0, 0, 0, 0, 1]); ports],
+            peer_macs: vec![MacAddr([2, 0, 0, 0, 0, 2]); ports],
+            udp: UdpFrameSpec {
+                dst_ip,
+                ..UdpFrameSpec::default()
+            },
+            flows: 1,
+            tx_offloads: TxOffloads::empty(),
+            count_rx_cksum: false,
+            flow_queues: false,
+            multi_flow: true,
+        };
+        let stop = StopFlag::new();
+        let stop2 = stop.clone();
+        let t = std::thread::spawn(move || run_lcore(lcore, streams, &cfg, &stop2));
+        while sent.lock().unwrap().len() < SampleTx::KEEP {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        stop.stop();
+        t.join().unwrap();
+        assert_eq!(pool.available(), pool.size());
+        let v = std::mem::take(&mut *sent.lock().unwrap());
+        v
+    }
+
+    /// Checks that frame `i` of `frames` is txonly's 101-byte frame to
+    /// `dst_ip` from DPDK's multi-flow source for the `i`th packet of
+    /// `lcore`, `(dst | (i mod 256) << 8) + lcore`, with every length
+    /// right and a whole IPv4 header checksum that verifies.
+    fn assert_dpdk_multi_flow(frames: &[Vec<u8>], lcore: u32, dst_ip: [u8; 4]) {
+        assert_eq!(frames.len(), SampleTx::KEEP);
+        let dst = u32::from_be_bytes(dst_ip);
+        for (i, f) in frames.iter().enumerate() {
+            let src = (dst | ((i as u32 % 256) << 8)).wrapping_add(lcore);
+            let ip = Ipv4Packet::new_checked(&f[ETH_HLEN..]).unwrap();
+            assert_eq!(ip.src_addr(), Ipv4Addr::from(src), "frame {i}");
+            assert!(ip.verify_checksum(), "frame {i}: IPv4 header checksum");
+            assert_eq!(internet_checksum(&f[14..34], 0), 0, "frame {i}");
+            assert_eq!(ip.total_len(), 101 - 14, "frame {i}");
+            let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+            assert_eq!((udp.len(), udp.checksum()), (101 - 34, 0), "frame {i}");
+            // Byte for byte the frame plain txonly builds for that source.
+            let mut want = vec![0u8; 101];
+            assert!(udp_frame(
+                &mut want,
+                &UdpFrameSpec {
+                    src_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                    dst_mac: MacAddr([2, 0, 0, 0, 0, 2]),
+                    src_ip: src.to_be_bytes(),
+                    dst_ip,
+                    ..UdpFrameSpec::default()
+                }
+            ));
+            assert_eq!(f, &want, "frame {i}");
+        }
+    }
+
+    #[test]
+    fn multi_flow_sources_follow_dpdks_formula_and_every_header_verifies() {
+        // Low byte 0xfe plus lcore 3 carries into the third byte, and for
+        // ip_var 255 into the second: the sum is over the whole address.
+        let dst = [10, 1, 15, 0xfe];
+        let frames = multi_flow_frames(3, dst, 1, 32);
+        assert_dpdk_multi_flow(&frames, 3, dst);
+        let src = |i: usize| {
+            Ipv4Packet::new_checked(&frames[i][14..])
+                .unwrap()
+                .src_addr()
+        };
+        assert_eq!(src(0), Ipv4Addr::new(10, 1, 16, 1));
+        assert_eq!(src(0x10), Ipv4Addr::new(10, 1, 32, 1));
+        assert_eq!(src(255), Ipv4Addr::new(10, 2, 0, 1));
+        // The counter is ORed into the third byte, not added: bits the
+        // destination has there (0x0f) take no part, so 1..=15 give the
+        // address 0 gives, and 256 packets make 16 flows.
+        assert_eq!(src(1), src(0));
+        let distinct: HashSet<_> = (0..frames.len()).map(src).collect();
+        assert_eq!(distinct.len(), 16);
+        let dst = [10, 1, 0, 0xfe];
+        let frames = multi_flow_frames(3, dst, 1, 32);
+        assert_dpdk_multi_flow(&frames, 3, dst);
+        let distinct: HashSet<_> = frames
+            .iter()
+            .map(|f| Ipv4Packet::new_checked(&f[14..]).unwrap().src_addr())
+            .collect();
+        assert_eq!(distinct.len(), 256, "one flow per value of the u8 counter");
+    }
+
+    #[test]
+    fn multi_flow_gives_the_sources_of_unsent_packets_again() {
+        // The port takes 20 of every 32: the 12 it leaves are dropped, and
+        // their sources go to the next burst, as in DPDK's txonly.
+        let dst = [198, 18, 0, 2];
+        assert_dpdk_multi_flow(&multi_flow_frames(0, dst, 1, 20), 0, dst);
+    }
+
+    #[test]
+    fn multi_flow_streams_of_one_lcore_share_its_counter_as_in_dpdk() {
+        // Two streams on lcore 1 take turns, one burst each: the counter
+        // runs on across them (DPDK's is per lcore, not per stream).
+        let dst = [198, 18, 0, 2];
+        assert_dpdk_multi_flow(&multi_flow_frames(1, dst, 2, 32), 1, dst);
     }
 
     /// An IPv4 (or, with `v6`, IPv6) frame of `proto` from `src` port
@@ -998,10 +1260,11 @@ mod tests {
             tx_offloads: TxOffloads::empty(),
             count_rx_cksum,
             flow_queues,
+            multi_flow: false,
         };
         let stop = StopFlag::new();
         let stop2 = stop.clone();
-        let t = std::thread::spawn(move || run_lcore(streams, &cfg, &stop2));
+        let t = std::thread::spawn(move || run_lcore(0, streams, &cfg, &stop2));
         std::thread::sleep(std::time::Duration::from_millis(30));
         stop.stop();
         t.join().unwrap();

@@ -25,7 +25,8 @@ use pollux_core::lcore::{self, StopFlag};
 use pollux_core::mempool::{MempoolConfig, DEFAULT_DATA_ROOM};
 use pollux_core::net::{UdpFrameSpec, UDP_FRAME_MIN};
 use pollux_core::{
-    AnonMemory, MacAddr, Mempool, Port, PortConf, PortStats, QueueStats, RxQueue, TxQueue,
+    AnonMemory, HugePages, MacAddr, Mempool, Port, PortConf, PortStats, QueueStats, RxQueue,
+    TxQueue,
 };
 use serde::Serialize;
 
@@ -82,7 +83,9 @@ pub struct TestpmdArgs {
     /// to stderr).
     #[arg(long)]
     json: bool,
-    /// Seconds between live stats tables; 0 turns them off.
+    /// Seconds between live stats tables; 0 turns them off. Each table's
+    /// per-port rates (packets since the previous table over the time
+    /// since) are also in the JSON report's `periods`.
     #[arg(long, default_value_t = 1.0)]
     stats_period: f64,
     /// Receive queues per port.
@@ -115,6 +118,19 @@ pub struct TestpmdArgs {
     /// Number of flows in flowgen mode.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65536))]
     flows: u32,
+    /// txonly only: vary the IPv4 source address of every packet as DPDK
+    /// 22.11 testpmd's option of the same name does, with the same
+    /// per-packet work: source = (DST | n << 8) + lcore (n a per-lcore
+    /// counter, 0-255, DST from --tx-ip), then the IPv4 total length, the
+    /// whole IPv4 header checksum and the UDP length written anew. The UDP
+    /// checksum stays 0; does not combine with --tx-offloads.
+    #[arg(long = "txonly-multi-flow")]
+    txonly_multi_flow: bool,
+    /// Put the mbuf pool in normal 4 KiB pages, as DPDK's EAL option of
+    /// the same name does (default: 2 MiB huge pages when the system has
+    /// them, else normal pages).
+    #[arg(long = "no-huge")]
+    no_huge: bool,
     /// Leave promiscuous mode off (testpmd turns it on by default).
     #[arg(long)]
     no_promisc: bool,
@@ -201,6 +217,19 @@ struct QueueFlows {
     flows: usize,
 }
 
+/// The rates of one stats period (one live table), computed as the table
+/// computes them: the packets counted since the previous table over the
+/// exact time since it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct PeriodSample {
+    /// Seconds from the start of forwarding to the end of the period.
+    t: f64,
+    /// Per port, packets received per second over the period.
+    rx_pps: Vec<f64>,
+    /// Per port, packets sent per second over the period.
+    tx_pps: Vec<f64>,
+}
+
 #[derive(Debug, Serialize)]
 struct Report {
     duration_s: f64,
@@ -213,6 +242,12 @@ struct Report {
     streams: Vec<StreamReport>,
     mbufs_total: usize,
     mbufs_free_at_exit: usize,
+    /// Whether the mbuf pool got 2 MiB huge pages (never with --no-huge).
+    huge_pages: bool,
+    /// The rates of every stats period, in order (none with
+    /// --stats-period 0): the same statistic as dpdk-testpmd's
+    /// "Throughput (since last show)".
+    periods: Vec<PeriodSample>,
     /// Per port, the flows each queue received (--flow-queues only).
     #[serde(skip_serializing_if = "Option::is_none")]
     flows: Option<Vec<PortFlows>>,
@@ -278,12 +313,32 @@ impl TestpmdArgs {
         if self.rxq == 0 || self.txq == 0 {
             bail!("--rxq and --txq must be at least 1");
         }
+        let mode = clap::ValueEnum::to_possible_value(&self.fwd)
+            .map_or_else(|| format!("{:?}", self.fwd), |v| v.get_name().to_string());
         if self.flow_queues && self.fwd != FwdMode::Rxonly {
-            let mode = clap::ValueEnum::to_possible_value(&self.fwd)
-                .map_or_else(|| format!("{:?}", self.fwd), |v| v.get_name().to_string());
             bail!("--flow-queues records what rxonly receives: use it with --fwd rxonly, not --fwd {mode}");
         }
+        if self.txonly_multi_flow {
+            if self.fwd != FwdMode::Txonly {
+                bail!("--txonly-multi-flow varies what txonly generates: use it with --fwd txonly, not --fwd {mode}");
+            }
+            if self.tx_offloads.is_some() {
+                // DPDK's txonly computes the IPv4 header checksum itself and
+                // sends no UDP checksum; mirroring its work leaves the port
+                // nothing to do.
+                bail!("--txonly-multi-flow writes the IPv4 header checksum in software and no UDP checksum, as DPDK's does: it does not combine with --tx-offloads");
+            }
+        }
         Ok(())
+    }
+
+    /// Where the mbuf pool's pages come from.
+    fn huge_pages(&self) -> HugePages {
+        if self.no_huge {
+            HugePages::Never
+        } else {
+            HugePages::Prefer
+        }
     }
 
     /// Whether rxonly counts the checksum flags of received frames.
@@ -452,12 +507,14 @@ pub fn run(args: TestpmdArgs) -> Result<()> {
     pcfg.cache_size = 256.min(pool_size / 2);
     // PCI ports DMA into the pool: it must be mapped into their (shared,
     // process-wide) VFIO container. Software ports are happy with any memory.
+    // The pool is all the packet memory testpmd allocates: --no-huge puts
+    // it in normal pages either way.
     let pool = if !uses_pci {
-        Mempool::new(pcfg, &AnonMemory::default())
+        Mempool::new(pcfg, &AnonMemory::new(args.huge_pages()))
     } else {
         let dma = pollux_vfio::Container::process_default()
             .context("VFIO container")?
-            .dma_memory(pollux_core::HugePages::Prefer);
+            .dma_memory(args.huge_pages());
         Mempool::new(pcfg, &dma)
     }
     .context("cannot create the mbuf pool")?;
@@ -579,14 +636,21 @@ pub fn run(args: TestpmdArgs) -> Result<()> {
         tx_offloads: args.tx_offloads.map(|o| o.tx).unwrap_or_default(),
         count_rx_cksum: args.counts_rx_cksum(),
         flow_queues: args.flow_queues,
+        multi_flow: args.txonly_multi_flow,
     };
     writeln!(
         out,
-        "{:?} forwarding: {} streams on {nb_cores} lcore(s), burst {}, {} mbufs",
+        "{:?} forwarding{}: {} streams on {nb_cores} lcore(s), burst {}, {} mbufs in {} pages",
         args.fwd,
+        if args.txonly_multi_flow {
+            " (multi-flow)"
+        } else {
+            ""
+        },
         streams.len(),
         args.burst,
-        pool_size
+        pool_size,
+        if pool.is_huge() { "2 MiB" } else { "4 KiB" }
     )?;
 
     let stop = StopFlag::new();
@@ -637,8 +701,11 @@ pub fn run(args: TestpmdArgs) -> Result<()> {
     let mut lcores = Vec::new();
     for (i, streams) in per_core.into_iter().enumerate() {
         let (cfg, stop2) = (cfg.clone(), stop.clone());
-        lcores.push(lcore::launch(i, cpus[i], stop.clone(), move |_| {
-            fwd::run_lcore(streams, &cfg, &stop2)
+        lcores.push(lcore::launch(i, cpus[i], stop.clone(), move |ctx| {
+            // Lcore ids as DPDK's testpmd has them under `-l 0,1,..`: the
+            // main lcore is 0, forwarding lcores 1 and up (txonly
+            // multi-flow puts the id in its source addresses).
+            fwd::run_lcore(ctx.index + 1, streams, &cfg, &stop2)
         })?);
     }
 
@@ -648,21 +715,26 @@ pub fn run(args: TestpmdArgs) -> Result<()> {
     let period = (args.stats_period > 0.0).then(|| Duration::from_secs_f64(args.stats_period));
     let mut next_tick = period.map(|p| start + p);
     let mut last = (start, vec![(0u64, 0u64); nb_ports]);
+    let mut periods = Vec::new();
     while !stop.is_stopped() {
         for p in ports.iter_mut() {
             p.service();
         }
         let now = Instant::now();
-        if deadline.is_some_and(|d| now >= d) {
-            break;
-        }
+        // A period that ends at the deadline is a whole one: shown and
+        // recorded before the run stops.
         if let (Some(t), Some(p)) = (next_tick, period) {
             if now >= t {
                 let cur = totals(&streams, nb_ports);
-                print_live(&mut out, &names, &cur, &last, now)?;
+                let sample = period_sample(start, &cur, &last, now);
+                print_live(&mut out, &names, &cur, &sample)?;
+                periods.push(sample);
                 last = (now, cur.iter().map(|c| (c.0, c.1)).collect());
                 next_tick = Some(t + p);
             }
+        }
+        if deadline.is_some_and(|d| now >= d) {
+            break;
         }
         if let Some(s) = &server {
             s.serve_pending();
@@ -703,6 +775,7 @@ pub fn run(args: TestpmdArgs) -> Result<()> {
     }
     drop(ports);
     let mut report = build_report(&names, &stats, &qstats, &sums, elapsed, &args, &pool);
+    report.periods = periods;
     if args.counts_rx_cksum() {
         for s in &streams {
             let (c, p) = (&s.counters, &mut report.ports[s.rx_port]);
@@ -847,30 +920,57 @@ fn si(v: f64) -> String {
     }
 }
 
+/// The rates of the period from the previous table (`last`: its time and
+/// per-port rx, tx counts) to `now`, per port: the packets counted since,
+/// over the exact time since. `cur` holds each port's (rx, tx, dropped)
+/// now.
+fn period_sample(
+    start: Instant,
+    cur: &[(u64, u64, u64)],
+    last: &(Instant, Vec<(u64, u64)>),
+    now: Instant,
+) -> PeriodSample {
+    let dt = now.duration_since(last.0).as_secs_f64().max(1e-9);
+    let (rx_pps, tx_pps) = cur
+        .iter()
+        .zip(&last.1)
+        .map(|(c, &(lr, lt))| {
+            (
+                c.0.saturating_sub(lr) as f64 / dt,
+                c.1.saturating_sub(lt) as f64 / dt,
+            )
+        })
+        .unzip();
+    PeriodSample {
+        t: now.duration_since(start).as_secs_f64(),
+        rx_pps,
+        tx_pps,
+    }
+}
+
+/// The live table: each port's counts and the rates of the period that
+/// just ended.
 fn print_live(
     out: &mut dyn Write,
     names: &[String],
     cur: &[(u64, u64, u64)],
-    last: &(Instant, Vec<(u64, u64)>),
-    now: Instant,
+    sample: &PeriodSample,
 ) -> std::io::Result<()> {
-    let dt = now.duration_since(last.0).as_secs_f64().max(1e-9);
     writeln!(
         out,
         "{:>4} {:<14} {:>14} {:>10} {:>14} {:>10} {:>10}",
         "port", "name", "rx-packets", "rx-pps", "tx-packets", "tx-pps", "dropped"
     )?;
     for (i, (name, c)) in names.iter().zip(cur).enumerate() {
-        let (lr, lt) = last.1[i];
         writeln!(
             out,
             "{:>4} {:<14} {:>14} {:>10} {:>14} {:>10} {:>10}",
             i,
             name,
             c.0,
-            si((c.0 - lr) as f64 / dt),
+            si(sample.rx_pps[i]),
             c.1,
-            si((c.1 - lt) as f64 / dt),
+            si(sample.tx_pps[i]),
             c.2
         )?;
     }
@@ -925,6 +1025,8 @@ fn build_report(
         streams: Vec::new(),
         mbufs_total: pool.size(),
         mbufs_free_at_exit: pool.available(),
+        huge_pages: pool.is_huge(),
+        periods: Vec::new(),
         flows: None,
     }
 }
@@ -1069,6 +1171,81 @@ mod tests {
             let e = a.validate().unwrap_err().to_string();
             assert!(e.contains("--flow-queues") && e.contains("rxonly"), "{e}");
         }
+    }
+
+    #[test]
+    fn no_huge_and_multi_flow_options_parse() {
+        let a = parse(&["--vdev", "null0"]).unwrap();
+        assert!(!a.no_huge && !a.txonly_multi_flow);
+        assert_eq!(a.huge_pages(), HugePages::Prefer);
+        let a = parse(&[
+            "--vdev",
+            "null0",
+            "--no-huge",
+            "--fwd",
+            "txonly",
+            "--txonly-multi-flow",
+        ])
+        .unwrap();
+        assert!(a.txonly_multi_flow);
+        assert_eq!(a.huge_pages(), HugePages::Never);
+        a.validate().unwrap();
+    }
+
+    #[test]
+    fn multi_flow_is_refused_outside_txonly_and_with_tx_offloads() {
+        for mode in ["io", "mac", "macswap", "rxonly", "flowgen"] {
+            let a = parse(&["--vdev", "null0", "--fwd", mode, "--txonly-multi-flow"]).unwrap();
+            let e = a.validate().unwrap_err().to_string();
+            assert!(
+                e.contains("--txonly-multi-flow")
+                    && e.contains(&format!("use it with --fwd txonly, not --fwd {mode}")),
+                "{e}"
+            );
+        }
+        let a = parse(&[
+            "--vdev",
+            "null0",
+            "--fwd",
+            "txonly",
+            "--txonly-multi-flow",
+            "--tx-offloads",
+            "ipv4_cksum",
+        ])
+        .unwrap();
+        let e = a.validate().unwrap_err().to_string();
+        assert!(e.contains("does not combine with --tx-offloads"), "{e}");
+    }
+
+    #[test]
+    fn a_period_rate_is_the_packets_since_the_last_table_over_the_exact_time_since() {
+        let start = Instant::now();
+        let last = (
+            start + Duration::from_secs(1),
+            vec![(100u64, 50u64), (0, 0)],
+        );
+        let now = start + Duration::from_millis(1250);
+        let cur = [(600, 150, 7), (0, 25, 0)];
+        let s = period_sample(start, &cur, &last, now);
+        assert_eq!(
+            s,
+            PeriodSample {
+                t: 1.25,
+                rx_pps: vec![2000.0, 0.0],
+                tx_pps: vec![400.0, 100.0],
+            }
+        );
+        assert_eq!(
+            serde_json::to_value(&s).unwrap(),
+            serde_json::json!({"t": 1.25, "rx_pps": [2000.0, 0.0], "tx_pps": [400.0, 100.0]})
+        );
+        // The live table shows these same rates.
+        let mut table = Vec::new();
+        let names = ["p0", "p1"].map(String::from);
+        print_live(&mut table, &names, &cur, &s).unwrap();
+        let table = String::from_utf8(table).unwrap();
+        let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(row, ["0", "p0", "600", "2.0k", "150", "400", "7"]);
     }
 
     fn key(src: u8, port: u16) -> FlowKey {
