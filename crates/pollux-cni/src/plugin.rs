@@ -679,21 +679,13 @@ fn add_apply<H: Host>(
     Ok(result)
 }
 
+/// The shared writer (pollux-sriov's, which the device plugin uses too); its
+/// I/O errors stay local I/O errors (code 100) as before.
 fn write_device_info(path: &Path, di: &DeviceInfo) -> Result<()> {
-    let io = |op, source| Error::Io {
-        op,
-        path: path.to_owned(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| io("creating the directory of", e))?;
-    }
-    let bytes = serde_json::to_vec(di).map_err(|e| io("encoding", std::io::Error::other(e)))?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(|e| io("writing device-info file", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io("renaming device-info file", e))
+    pollux_sriov::pod::write_device_info(path, di).map_err(|e| match e {
+        pollux_sriov::Error::Io { op, path, source } => Error::Io { op, path, source },
+        other => Error::Sriov(other),
+    })
 }
 
 /// The cache directory a DEL or GC should look in, from a configuration

@@ -194,6 +194,28 @@ pub fn read_device_info(path: &Path) -> Result<(DeviceInfo, PciAddr)> {
     DeviceInfo::parse(&path.display().to_string(), &text)
 }
 
+/// Writes a device-info file atomically (a temporary file beside it, then a
+/// rename), creating its directory. The one writer of the format
+/// [`read_device_info`] reads: pollux-cni writes the CNI's files with it and
+/// pollux-device-plugin the device plugin's, so a reader never sees half a
+/// file and both always agree on the layout.
+pub fn write_device_info(path: &Path, di: &DeviceInfo) -> Result<()> {
+    let io = |op, source| Error::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| io("creating the directory of", e))?;
+    }
+    let bytes = serde_json::to_vec(di).map_err(|e| io("encoding", std::io::Error::other(e)))?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(|e| io("writing device-info file", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io("renaming device-info file", e))
+}
+
 /// The PCI addresses of several device-info files, in the order given.
 pub fn vfs_from_device_info_files<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<PciAddr>> {
     paths
@@ -276,7 +298,8 @@ mod tests {
             "0000:00:10.0".parse().unwrap(),
             Some("0000:00:02.0".parse().unwrap()),
         );
-        std::fs::write(&p, serde_json::to_string(&di).unwrap()).unwrap();
+        write_device_info(&p, &di).unwrap();
+        assert!(!t.path().join("d.json.tmp").exists());
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
         assert_eq!(
