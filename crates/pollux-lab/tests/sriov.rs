@@ -8,6 +8,9 @@
 //! (EOPNOTSUPP) and 802.1ad port VLANs (EPROTONOSUPPORT): the tests assert
 //! the clear errors for those, they skip nothing.
 //!
+//! The device plugin (`pollux-device-plugin`) runs against a stand-in
+//! kubelet (its `kubelet-standin` example) on the same VFs.
+//!
 //! Needs on the host: golang-go, golang-github-appc-cni-dev,
 //! containernetworking-plugins, iproute2 (the guest runs the host's
 //! binaries). Run with `cargo xtask lab test sriov`.
@@ -1161,4 +1164,207 @@ fn cni_races_kill_and_malformed_input() {
     );
     assert!(!ok && v["error"]["code"] == 4, "{}", show(&out));
     assert_eq!(ip_vf(&lab, ifn, 0), pristine());
+}
+
+/// The device plugin on the guest kernel's igb VFs, with the stand-in
+/// kubelet (`examples/kubelet-standin`, which speaks the kubelet's side of
+/// the device plugin API v1beta1 over unix sockets) in place of a kubelet:
+/// - it registers `pollux.example/igb_vf_dpdk` and lists both vfio-bound
+///   VFs healthy; the preferred allocation and `Allocate` of VF 0 give the
+///   two vfio device nodes (`rw`, the group the guest's sysfs names), the
+///   `PCIDEVICE_*` variable, a device-info file and the CDI name, matching
+///   the CDI 0.5.0 spec it wrote;
+/// - `pollux testpmd --pci-from-env` with that variable, and then with
+///   `--device-info` on that file, drives VF 0: txonly frames counted by the
+///   peer's kernel;
+/// - VF 1 unbound from vfio-pci is streamed unhealthy, bound again healthy;
+/// - the plugin killed (SIGKILL) and started again registers again and
+///   lists the same devices.
+#[test]
+fn device_plugin_through_a_kubelet_stand_in() {
+    let topo = Topology::new().pf(Pf::new(2)
+        .peer(pollux_lab::Peer::virtio())
+        .bind_vfs_to_vfio(true));
+    let lab = Lab::boot(&topo).expect("the lab boots");
+    let pf = lab.pf(0).unwrap().clone();
+    let (vf0, vf1) = (pf.vfs[0].clone(), pf.vfs[1].clone());
+    let peer = lab.peer(0, 0).unwrap().clone();
+    lab.run_ok(&peer.wrap(&format!("ip link set {} up", peer.ifname)), T)
+        .unwrap();
+    let plugin = host_binary("pollux-device-plugin").expect("pollux-device-plugin is built");
+    let standin =
+        pollux_lab::host_example("kubelet-standin").expect("the kubelet-standin example is built");
+    let res = "pollux.example/igb_vf_dpdk";
+    let env = "PCIDEVICE_POLLUX_EXAMPLE_IGB_VF_DPDK";
+    let config = json!({"resourceList": [{
+        "resourcePrefix": "pollux.example", "resourceName": "igb_vf_dpdk",
+        "selectors": [{"vendors": ["8086"], "devices": ["10ca"], "drivers": ["vfio-pci"],
+                       "pfNames": [pf.ifname]}]}]});
+    lab.run_ok(
+        &format!(
+            "mkdir -p /run/pdp/dp && printf '%s' {} > /run/pdp/config.json",
+            shell_quote(&config.to_string())
+        ),
+        T,
+    )
+    .unwrap();
+    let mut kubelet = lab
+        .spawn(&format!(
+            "exec {} --dir /run/pdp/dp --prefer {res}=1 --allocate {res}={} --duration 600",
+            standin.display(),
+            vf0.pci
+        ))
+        .expect("the stand-in starts");
+    let start_plugin = || {
+        lab.spawn(&format!(
+            "exec {} --config-file /run/pdp/config.json --kubelet-socket /run/pdp/dp/kubelet.sock \
+             --devinfo-dir /run/pdp/devinfo --use-cdi --cdi-dir /run/pdp/cdi \
+             --poll-interval 500ms --watch-interval 200ms",
+            plugin.display()
+        ))
+        .expect("the plugin starts")
+    };
+    let dp = start_plugin();
+    let allocated = wait_for(&mut kubelet, 0, "allocation", &|e| {
+        e["event"] == "allocated"
+    });
+    let evs = events(&mut kubelet);
+    eprintln!("stand-in events:\n{}", kubelet.stdout());
+    let reg = evs.iter().find(|e| e["event"] == "registered").unwrap();
+    assert_eq!(reg["resource"], res, "{reg}");
+    assert_eq!(reg["version"], "v1beta1", "{reg}");
+    let list = evs.iter().find(|e| e["event"] == "list").unwrap();
+    let healthy = |l: &Value, pci: &str| {
+        l["devices"]
+            .as_array()
+            .and_then(|d| d.iter().find(|x| x["id"] == pci))
+            .map(|x| x["health"].clone())
+    };
+    assert_eq!(healthy(list, &vf0.pci), Some(json!("Healthy")), "{list}");
+    assert_eq!(healthy(list, &vf1.pci), Some(json!("Healthy")), "{list}");
+    let preferred = evs.iter().find(|e| e["event"] == "preferred").unwrap();
+    assert_eq!(
+        preferred["devices"].as_array().map(Vec::len),
+        Some(1),
+        "{preferred}"
+    );
+    // Allocate: the device nodes, the variable, the CDI name.
+    let group = vf0.iommu_group.expect("VF 0's IOMMU group");
+    let devs = allocated["devices"].to_string();
+    for node in ["/dev/vfio/vfio".to_owned(), format!("/dev/vfio/{group}")] {
+        assert!(
+            devs.contains(&format!("\"{node}\"")),
+            "{node} in {allocated}"
+        );
+    }
+    assert!(devs.contains("\"rw\""), "{allocated}");
+    assert_eq!(allocated["envs"][env], vf0.pci, "{allocated}");
+    let cdi_name = format!("{res}={}", vf0.pci);
+    assert_eq!(allocated["cdi_devices"], json!([cdi_name]), "{allocated}");
+    let spec = lab
+        .run_ok("cat /run/pdp/cdi/*.json", T)
+        .expect("a CDI spec was written");
+    let spec: Value = serde_json::from_str(&spec.stdout).expect("the CDI spec is JSON");
+    assert_eq!(spec["cdiVersion"], "0.5.0", "{spec}");
+    assert_eq!(spec["kind"], res, "{spec}");
+    assert!(
+        spec["devices"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|x| x["name"] == vf0.pci.as_str())),
+        "{spec}"
+    );
+    let devinfo = format!(
+        "/run/pdp/devinfo/pollux.example-igb_vf_dpdk-{}-device.json",
+        vf0.pci
+    );
+    let di = lab.run_ok(&format!("cat {devinfo}"), T).unwrap();
+    let di: Value = serde_json::from_str(&di.stdout).unwrap();
+    assert_eq!(di["pci"]["pci-address"], vf0.pci, "{di}");
+
+    // testpmd on what Allocate gave, both ways; the peer's kernel counts.
+    lab.wait_pf_carrier(0, T).expect("PF carrier");
+    for how in [
+        format!(
+            "{env}={} {} testpmd --pci-from-env {res}",
+            vf0.pci,
+            pollux()
+        ),
+        format!("{} testpmd --device-info {devinfo}", pollux()),
+    ] {
+        let before = lab.peer_counter(&peer, "rx_packets").unwrap();
+        let out = lab
+            .run(
+                &format!(
+                    "{how} --fwd txonly --eth-peer 0,{} --duration 2 --json --stats-period 0",
+                    peer.mac
+                ),
+                T,
+            )
+            .unwrap();
+        assert!(out.success(), "{how}: {}", show(&out));
+        let r: Value = serde_json::from_str(out.stdout.lines().last().unwrap_or("")).unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+        let got = lab.peer_counter(&peer, "rx_packets").unwrap() - before;
+        let sent = r["ports"][0]["tx_packets"].as_u64().unwrap_or(0);
+        eprintln!("{how}: sent {sent}, the peer's kernel received {got}");
+        assert_eq!(r["ports"][0]["name"], vf0.pci.as_str(), "{r}");
+        assert!(got > 100 && got <= sent, "{how}: {got} of {sent}: {r}");
+    }
+
+    // Health: VF 1 unbound, then bound again.
+    lab.unbind_driver(&vf1.pci).expect("unbind VF 1");
+    wait_for(&mut kubelet, 0, "VF 1 unhealthy", &|e| {
+        e["event"] == "list" && healthy(e, &vf1.pci) == Some(json!("Unhealthy"))
+    });
+    lab.bind_vfio(&vf1).expect("VF 1 back on vfio-pci");
+    let n_events = events(&mut kubelet).len();
+    wait_for(&mut kubelet, n_events, "VF 1 healthy again", &|e| {
+        e["event"] == "list" && healthy(e, &vf1.pci) == Some(json!("Healthy"))
+    });
+
+    // The plugin killed and started again: registered again, same devices.
+    dp.signal(9).expect("kill the plugin");
+    let n_events = events(&mut kubelet).len();
+    let _dp2 = start_plugin();
+    wait_for(&mut kubelet, n_events, "a new registration", &|e| {
+        e["event"] == "registered" && e["resource"] == res
+    });
+    wait_for(&mut kubelet, n_events, "a list after the restart", &|e| {
+        e["event"] == "list"
+            && healthy(e, &vf0.pci) == Some(json!("Healthy"))
+            && healthy(e, &vf1.pci) == Some(json!("Healthy"))
+    });
+    let _ = kubelet.signal(15);
+}
+
+/// The stand-in's events so far, one JSON object a line.
+fn events(k: &mut pollux_lab::GuestProcess<'_>) -> Vec<Value> {
+    let _ = k.poll();
+    k.stdout()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The last event from the `from`-th on that `pred` accepts, waiting up
+/// to 30 s for one.
+fn wait_for(
+    k: &mut pollux_lab::GuestProcess<'_>,
+    from: usize,
+    what: &str,
+    pred: &dyn Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(e) = events(k).into_iter().skip(from).rev().find(|e| pred(e)) {
+            return e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {what} from the stand-in within 30 s:\n{}\n{}",
+            k.stdout(),
+            k.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
