@@ -44,6 +44,11 @@ pub const APT_PACKAGES: &[&str] = &[
     "golang-go",
     "golang-github-appc-cni-dev",
     "containernetworking-plugins",
+    // The lab's DPDK-mode container: Debian 12's podman 4.3 with crun, its
+    // CNI backend calling pollux-cni, the VF through the device plugin's
+    // CDI spec.
+    "podman",
+    "crun",
     // `lspci` for the demo and tests; `file` is how virtme-ng reads a kernel
     // image's version.
     "pciutils",

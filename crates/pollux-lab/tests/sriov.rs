@@ -1218,7 +1218,7 @@ fn device_plugin_through_a_kubelet_stand_in() {
     let start_plugin = || {
         lab.spawn(&format!(
             "exec {} --config-file /run/pdp/config.json --kubelet-socket /run/pdp/dp/kubelet.sock \
-             --devinfo-dir /run/pdp/devinfo --use-cdi --cdi-dir /run/pdp/cdi \
+             --devinfo-dir /run/pdp/devinfo --use-cdi --cdi-dir /var/run/cdi \
              --poll-interval 500ms --watch-interval 200ms",
             plugin.display()
         ))
@@ -1262,7 +1262,7 @@ fn device_plugin_through_a_kubelet_stand_in() {
     let cdi_name = format!("{res}={}", vf0.pci);
     assert_eq!(allocated["cdi_devices"], json!([cdi_name]), "{allocated}");
     let spec = lab
-        .run_ok("cat /run/pdp/cdi/*.json", T)
+        .run_ok("cat /var/run/cdi/pollux-dp-*.json", T)
         .expect("a CDI spec was written");
     let spec: Value = serde_json::from_str(&spec.stdout).expect("the CDI spec is JSON");
     assert_eq!(spec["cdiVersion"], "0.5.0", "{spec}");
@@ -1334,7 +1334,177 @@ fn device_plugin_through_a_kubelet_stand_in() {
             && healthy(e, &vf0.pci) == Some(json!("Healthy"))
             && healthy(e, &vf1.pci) == Some(json!("Healthy"))
     });
+
+    // The DPDK-mode container, with the VF VF 0's Allocate handed out.
+    podman_container_on_the_allocated_vf(&lab, &vf0, &allocated, &pf.ifname, &peer);
     let _ = kubelet.signal(15);
+}
+
+/// Podman (Debian 12's 4.3, crun, its CNI backend) runs a container the
+/// way a kubelet would with what `Allocate` answered: the VF through its
+/// CDI name from the plugin's spec (`--device pollux.example/...=<pci>`),
+/// the `PCIDEVICE_*` variable, memlock unlimited; its network is a CNI
+/// network (cniVersion 1.0.0) whose plugin is pollux-cni in DPDK mode with
+/// the allocated VF as `deviceID` (written here: plain podman has no
+/// Multus), so podman's libcni calls ADD with the container's namespace and
+/// DEL at removal. The container's root is the guest's own `/usr` and
+/// `/etc` bound into a directory on tmpfs (no registry is reachable), and
+/// podman's storage is on tmpfs.
+/// - ADD sets the VF's MAC, port VLAN 100, spoof check off and trust on
+///   (iproute2 shows them); the group device is inside the container and
+///   `PCIDEVICE_*` is set;
+/// - `pollux testpmd --pci-from-env` there forwards (macswap) the peer's
+///   2000 pktgen frames, sent tagged with VLAN 100: the peer's kernel counts
+///   2000 back, and testpmd 2000 each way;
+/// - `podman stop` ends testpmd with SIGTERM (its report, every buffer
+///   back), and `podman rm -f` (if the stop's clean-up did not already)
+///   runs DEL: iproute2 shows the VF as it was.
+fn podman_container_on_the_allocated_vf(
+    lab: &Lab,
+    vf: &pollux_lab::VfInfo,
+    allocated: &Value,
+    pf_if: &str,
+    peer: &pollux_lab::PeerInfo,
+) {
+    let env = "PCIDEVICE_POLLUX_EXAMPLE_IGB_VF_DPDK";
+    let mac = "02:00:00:00:00:31";
+    let group = vf.iommu_group.expect("VF 0's group");
+    let cdi = allocated["cdi_devices"][0]
+        .as_str()
+        .expect("a CDI name from Allocate")
+        .to_owned();
+    let before = ip_vf(lab, pf_if, 0);
+    assert_eq!(before, pristine(), "VF 0 before the container");
+    let conflist = json!({"cniVersion": "1.0.0", "name": "pollux-dpdk", "plugins": [
+        {"type": "pollux-cni", "deviceID": vf.pci, "vlan": 100, "mac": mac,
+         "spoofchk": "off", "trust": "on", "logFile": "/run/pm/cni.log"}]});
+    lab.run_ok(
+        &format!(
+            "set -e
+mkdir -p /run/ctr/usr /run/ctr/etc /run/ctr/proc /run/ctr/sys /run/ctr/dev /run/ctr/tmp /run/ctr/run
+cd /run/ctr && ln -sfn usr/bin bin && ln -sfn usr/lib lib && ln -sfn usr/lib64 lib64 && ln -sfn usr/sbin sbin
+mount --bind /usr /run/ctr/usr && mount --bind /etc /run/ctr/etc
+mkdir -p /run/pm/root /run/pm/run /run/pm/net.d /run/pm/cni-bin
+ln -sf {cni} /run/pm/cni-bin/pollux-cni
+printf '[network]\nnetwork_backend=\"cni\"\ncni_plugin_dirs=[\"/run/pm/cni-bin\"]\nnetwork_config_dir=\"/run/pm/net.d\"\n[engine]\ncgroup_manager=\"cgroupfs\"\nevents_logger=\"file\"\n' > /run/pm/containers.conf
+printf '%s' {conf} > /run/pm/net.d/pollux-dpdk.conflist",
+            cni = pollux_cni().display(),
+            conf = shell_quote(&conflist.to_string())
+        ),
+        T,
+    )
+    .expect("the container's root, podman's configuration and the CNI network");
+    let podman = "CONTAINERS_CONF=/run/pm/containers.conf podman --root /run/pm/root \
+                  --runroot /run/pm/run --storage-driver vfs";
+    let work = target_dir();
+    let run = lab
+        .run(
+            &format!(
+                "{podman} run -d --name dp --network pollux-dpdk --device {cdi} \
+                 --ulimit memlock=-1:-1 --env {env}={pci} -v {w}:{w}:ro --rootfs /run/ctr \
+                 sh -c 'ls /dev/vfio; env | grep ^PCIDEVICE_; exec {w}/debug/pollux testpmd \
+                 --pci-from-env pollux.example/igb_vf_dpdk --fwd macswap --stats-period 0 \
+                 --duration 120 --json'",
+                pci = vf.pci,
+                w = work.display()
+            ),
+            T,
+        )
+        .expect("podman ran");
+    assert!(run.success(), "podman run: {}", show(&run));
+    let logs = || {
+        lab.run(&format!("{podman} logs dp 2>&1"), T)
+            .map(|o| o.stdout)
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !logs().contains("forwarding:") {
+        assert!(
+            Instant::now() < deadline,
+            "testpmd did not start in the container:\n{}\n{}",
+            logs(),
+            lab.run("cat /run/pm/cni.log", T)
+                .map(|o| o.stdout)
+                .unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // ADD configured the VF through its PF.
+    let during = ip_vf(lab, pf_if, 0);
+    assert_eq!(
+        (
+            during.mac.as_str(),
+            during.vlan,
+            during.spoofchk,
+            during.trust
+        ),
+        (mac, 100, Some(false), Some(true)),
+        "{during:?}"
+    );
+    let l = logs();
+    assert!(
+        l.lines().any(|x| x.trim() == group.to_string()),
+        "the group device /dev/vfio/{group} in the container:\n{l}"
+    );
+    assert!(l.contains(&format!("{env}={}", vf.pci)), "{l}");
+    // The peer's frames, tagged with the VF's port VLAN, come back swapped
+    // (and tagged: the peer's virtio-net drops tags it was not told of,
+    // QEMU's VLAN filter, so the peer gets a VLAN 100 interface).
+    lab.run_ok(
+        &peer.wrap(&format!(
+            "ip link add link {0} name {0}.100 type vlan id 100 && ip link set {0}.100 up",
+            peer.ifname
+        )),
+        T,
+    )
+    .expect("the peer's VLAN 100");
+    let rx0 = lab.peer_counter(peer, "rx_packets").unwrap();
+    let script = format!(
+        "modprobe pktgen; PG=/proc/net/pktgen; echo rem_device_all > $PG/kpktgend_0
+echo 'add_device {i}' > $PG/kpktgend_0
+echo 'count 2000' > $PG/{i}; echo 'pkt_size 60' > $PG/{i}; echo 'delay 100000' > $PG/{i}
+echo 'vlan_id 100' > $PG/{i}; echo 'dst 169.254.9.9' > $PG/{i}; echo 'dst_mac {mac}' > $PG/{i}
+echo start > $PG/pgctrl; grep Result $PG/{i}",
+        i = peer.ifname
+    );
+    let pg = lab.run_ok(&peer.wrap(&script), T).expect("pktgen");
+    assert!(pg.stdout.contains(", 2000 (60byte"), "{}", pg.stdout);
+    std::thread::sleep(Duration::from_secs(2));
+    let back = lab.peer_counter(peer, "rx_packets").unwrap() - rx0;
+    // podman stop: SIGTERM to testpmd, which prints its report.
+    let stop = lab
+        .run(&format!("{podman} stop -t 30 dp"), T)
+        .expect("podman stop");
+    assert!(stop.success(), "{}", show(&stop));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let report = loop {
+        let l = logs();
+        if let Some(j) = l.lines().rev().find(|x| x.starts_with('{')) {
+            break serde_json::from_str::<Value>(j).expect("testpmd's JSON report");
+        }
+        assert!(Instant::now() < deadline, "no report from testpmd:\n{l}");
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    eprintln!("container: the peer got {back} of 2000 back; testpmd: {report}");
+    assert_eq!(
+        (
+            report["ports"][0]["rx_packets"].as_u64(),
+            report["ports"][0]["tx_packets"].as_u64()
+        ),
+        (Some(2000), Some(2000)),
+        "{report}"
+    );
+    assert_eq!(back, 2000, "{report}");
+    assert_eq!(
+        report["mbufs_free_at_exit"], report["mbufs_total"],
+        "{report}"
+    );
+    // DEL at removal: the VF as it was.
+    let rm = lab
+        .run(&format!("{podman} rm -f dp"), T)
+        .expect("podman rm");
+    assert!(rm.success(), "{}", show(&rm));
+    assert_eq!(ip_vf(lab, pf_if, 0), before, "DEL restores VF 0");
 }
 
 /// The stand-in's events so far, one JSON object a line.
