@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use pollux_core::MacAddr;
 use pollux_pci::{PciAddr, Sysfs};
 use pollux_sriov::lifecycle::{self, CreateOpts, Timeouts};
-use pollux_sriov::netlink::{LinkState, Mac, Rtnl, VfAttr, VfState, Vlan, VlanProto};
+use pollux_sriov::netlink::{LinkState, Rtnl, VfAttr, VfState, Vlan, VlanProto};
 
 /// Options every `pollux vf` subcommand shares.
 #[derive(clap::Args, Debug, Clone)]
@@ -126,7 +127,7 @@ fn pf_netdev(sysfs: &Sysfs, pf: &str) -> anyhow::Result<(PciAddr, String)> {
 /// What `vf set` was asked to do.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct SetRequest {
-    pub mac: Option<Mac>,
+    pub mac: Option<MacAddr>,
     pub vlan: Option<u16>,
     pub qos: Option<u8>,
     pub proto: Option<VlanProto>,

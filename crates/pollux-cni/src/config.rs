@@ -20,8 +20,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use pollux_core::MacAddr;
 use pollux_pci::PciAddr;
-use pollux_sriov::netlink::{LinkState, Mac, Vlan, VlanProto};
+use pollux_sriov::netlink::{LinkState, Vlan, VlanProto};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -37,7 +38,7 @@ pub struct Conf {
     pub cni_version: String,
     pub device_id: PciAddr,
     pub vlan: Option<Vlan>,
-    pub mac: Option<Mac>,
+    pub mac: Option<MacAddr>,
     pub spoofchk: Option<bool>,
     pub trust: Option<bool>,
     pub link_state: Option<LinkState>,
@@ -111,7 +112,7 @@ fn rate(m: &HashMap<String, Value>, key: &str) -> Result<Option<u32>> {
 
 /// Parses `CNI_ARGS` (`K=V;K=V`) and returns the `MAC` value if any.
 /// Unknown keys are ignored, as `IgnoreUnknown` is the usual practice.
-pub fn mac_from_cni_args(args: Option<&str>) -> Result<Option<Mac>> {
+pub fn mac_from_cni_args(args: Option<&str>) -> Result<Option<MacAddr>> {
     let Some(args) = args else { return Ok(None) };
     let mut mac = None;
     for pair in args.split(';').filter(|p| !p.is_empty()) {
@@ -120,7 +121,7 @@ pub fn mac_from_cni_args(args: Option<&str>) -> Result<Option<Mac>> {
             .ok_or_else(|| Error::InvalidEnv(format!("CNI_ARGS: {pair:?} is not KEY=VALUE")))?;
         if k == "MAC" {
             mac = Some(
-                v.parse::<Mac>()
+                v.parse::<MacAddr>()
                     .map_err(|e| Error::InvalidEnv(format!("CNI_ARGS MAC: {e}")))?,
             );
         }
@@ -128,7 +129,7 @@ pub fn mac_from_cni_args(args: Option<&str>) -> Result<Option<Mac>> {
     Ok(mac)
 }
 
-fn check_mac(m: Mac, from: &str) -> Result<Mac> {
+fn check_mac(m: MacAddr, from: &str) -> Result<MacAddr> {
     if m.is_zero() || m.is_multicast() {
         return Err(invalid(format!("{from} {m} is not a unicast address")));
     }
@@ -239,8 +240,8 @@ impl Conf {
         for key in ["mac", "MAC"] {
             if let Some(s) = get_str(custom, key)?.filter(|s| !s.is_empty()) {
                 mac = Some(check_mac(
-                    s.parse()
-                        .map_err(|e: pollux_sriov::Error| invalid(format!("{key}: {e}")))?,
+                    s.parse::<MacAddr>()
+                        .map_err(|e| invalid(format!("{key}: {e}")))?,
                     key,
                 )?);
             }
@@ -252,9 +253,8 @@ impl Conf {
         if let Some(rt) = runtime {
             if let Some(s) = get_str(rt, "mac")?.filter(|s| !s.is_empty()) {
                 mac = Some(check_mac(
-                    s.parse().map_err(|e: pollux_sriov::Error| {
-                        invalid(format!("runtimeConfig.mac: {e}"))
-                    })?,
+                    s.parse::<MacAddr>()
+                        .map_err(|e| invalid(format!("runtimeConfig.mac: {e}")))?,
                     "runtimeConfig.mac",
                 )?);
             }

@@ -6,8 +6,9 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use pollux_core::MacAddr;
 use pollux_pci::Sysfs;
-use pollux_sriov::netlink::{LinkChange, LinkInfo, Mac, Rtnl, VfAttr, VfState};
+use pollux_sriov::netlink::{LinkChange, LinkInfo, Rtnl, VfAttr, VfState};
 use pollux_sriov::netns;
 
 use crate::state::LinkOrig;
@@ -38,7 +39,7 @@ pub trait Host {
         host_name: &str,
         netns: &Path,
         ifname: &str,
-        mac: Option<Mac>,
+        mac: Option<MacAddr>,
         mtu: Option<u32>,
         ip: &IpSetup,
     ) -> Result<LinkInfo>;
@@ -127,7 +128,7 @@ impl Host for RealHost {
         host_name: &str,
         ns: &Path,
         ifname: &str,
-        mac: Option<Mac>,
+        mac: Option<MacAddr>,
         mtu: Option<u32>,
         ip: &IpSetup,
     ) -> Result<LinkInfo> {

@@ -22,8 +22,9 @@ use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use pollux_core::MacAddr;
 use pollux_pci::{DriverKind, PciAddr};
-use pollux_sriov::netlink::{Mac, VfAttr, VfState, Vlan};
+use pollux_sriov::netlink::{VfAttr, VfState, Vlan};
 use pollux_sriov::pod::DeviceInfo;
 use rscni_plugin::types::{CNIResult, Interface};
 use serde_json::Value;
@@ -363,7 +364,7 @@ fn release_with<H: Host>(
     Ok(())
 }
 
-fn mac_string(m: Mac) -> String {
+fn mac_string(m: MacAddr) -> String {
     m.to_string()
 }
 
@@ -764,7 +765,7 @@ pub fn del<H: Host>(
             // defaults for a new VF (the original values are unknown).
             let neutral = VfState {
                 index: *idx,
-                mac: Mac::default(),
+                mac: MacAddr::default(),
                 vlan: Vlan::default(),
                 min_tx_rate: 0,
                 max_tx_rate: 0,

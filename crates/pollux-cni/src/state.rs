@@ -23,8 +23,9 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use pollux_core::MacAddr;
 use pollux_pci::PciAddr;
-use pollux_sriov::netlink::{Mac, VfState};
+use pollux_sriov::netlink::VfState;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -88,7 +89,7 @@ pub enum Mode {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkOrig {
     pub name: String,
-    pub mac: Option<Mac>,
+    pub mac: Option<MacAddr>,
     pub mtu: Option<u32>,
     pub up: bool,
 }

@@ -6,9 +6,10 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use pollux_core::MacAddr;
 use pollux_pci::fake::{FakeFn, FakeSysfs};
 use pollux_pci::{PciAddr, Sysfs};
-use pollux_sriov::netlink::{LinkInfo, LinkState, Mac, VfAttr, VfState, Vlan, VlanProto};
+use pollux_sriov::netlink::{LinkInfo, LinkState, VfAttr, VfState, Vlan, VlanProto};
 use serde_json::{json, Value};
 
 use crate::config::Conf;
@@ -101,7 +102,7 @@ impl Host for FakeHost {
         host_name: &str,
         netns: &Path,
         ifname: &str,
-        mac: Option<Mac>,
+        mac: Option<MacAddr>,
         mtu: Option<u32>,
         _ip: &IpSetup,
     ) -> Result<LinkInfo> {
@@ -167,7 +168,7 @@ struct World {
 fn orig_vf(i: u32) -> VfState {
     VfState {
         index: i,
-        mac: Mac::default(),
+        mac: MacAddr::default(),
         vlan: Vlan::default(),
         min_tx_rate: 0,
         max_tx_rate: 0,

@@ -19,6 +19,9 @@
 //! - [`lcore`]: polling threads pinned to cores, with a clean stop signal.
 //! - [`wire`]: checked zero-copy views of the Ethernet, 802.1Q, ARP, IPv4,
 //!   IPv6, UDP, TCP and ICMP headers the data path reads, fuzzed.
+//! - [`MacAddr`]: the workspace's one MAC address type, for the data plane
+//!   and host control alike; with the `serde` feature it is serialized as
+//!   its `02:00:00:00:00:01` string.
 //!
 //! Unsafe code is confined to the modules that manage raw memory (`ring`,
 //! `burst`, `mbuf`, `mempool`, `mem`, `lcore`, and the barrier instructions of

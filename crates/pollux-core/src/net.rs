@@ -15,7 +15,13 @@ pub const ETHERTYPE_IPV6: u16 = 0x86dd;
 /// EtherType of the slow protocols (LACP, marker), IEEE 802.3 Annex 57A.
 pub const ETHERTYPE_SLOW: u16 = 0x8809;
 
-/// An Ethernet MAC address.
+/// An Ethernet MAC address, the only MAC type of the workspace (the data
+/// plane's ports and the host-control crates' VF settings and state).
+///
+/// `Display` and `Debug` print `02:00:5e:10:00:ff`, lower case; `FromStr`
+/// reads that, upper case, `-` separators and one-digit bytes too
+/// ([`MacParseError`] otherwise). With the `serde` feature it serializes as
+/// the `Display` string and deserializes through `FromStr`.
 #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MacAddr(pub [u8; 6]);
 
@@ -35,9 +41,14 @@ impl MacAddr {
         self.0[0] & 2 == 2
     }
 
+    /// All zero: no address (a VF the PF has not given one).
+    pub fn is_zero(&self) -> bool {
+        *self == MacAddr::ZERO
+    }
+
     /// A unicast address that is not all zero.
     pub fn is_valid_unicast(&self) -> bool {
-        !self.is_multicast() && *self != MacAddr::ZERO
+        !self.is_multicast() && !self.is_zero()
     }
 
     /// The bytes.
@@ -63,7 +74,8 @@ impl fmt::Debug for MacAddr {
     }
 }
 
-/// A string that is not a MAC address.
+/// A string that is not a MAC address: [`MacAddr`]'s `FromStr` takes six
+/// bytes of one or two hex digits each, separated by `:` or `-`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid MAC address {0:?}: expected six hex bytes like 02:00:00:00:00:01")]
 pub struct MacParseError(pub String);
@@ -77,7 +89,8 @@ impl FromStr for MacAddr {
         let mut parts = s.split([':', '-']);
         for b in &mut out {
             let p = parts.next().ok_or_else(err)?;
-            if p.is_empty() || p.len() > 2 {
+            // All hex digits: from_str_radix alone would take a sign ("+f").
+            if p.is_empty() || p.len() > 2 || !p.bytes().all(|c| c.is_ascii_hexdigit()) {
                 return Err(err());
             }
             *b = u8::from_str_radix(p, 16).map_err(|_| err())?;
@@ -86,6 +99,22 @@ impl FromStr for MacAddr {
             return Err(err());
         }
         Ok(MacAddr(out))
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for MacAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for MacAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<MacAddr, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -189,9 +218,37 @@ mod tests {
             "02:00:00:00:00:00:00",
             "zz:00:00:00:00:00",
             "002:0:0:0:0:0",
+            "02:00:00:00:00",
+            "0g:00:00:00:00:00",
+            "+2:00:00:00:00:00",
+            "02:00:00:00:00:-1",
+            "02::00:00:00:00",
+            "02:00:00:00:00:00:",
         ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
+        let m: MacAddr = "2-0-5e-10-0-FF".parse().unwrap();
+        assert_eq!(m.to_string(), "02:00:5e:10:00:ff");
+        assert!(MacAddr::ZERO.is_zero() && !MacAddr::ZERO.is_valid_unicast());
+        assert!(!m.is_zero() && m.is_valid_unicast());
+        let e = "xx".parse::<MacAddr>().unwrap_err().to_string();
+        assert!(e.starts_with("invalid MAC address \"xx\""), "{e}");
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn mac_serde_is_the_string() {
+        let m = MacAddr([0x02, 0xaa, 0, 0, 0, 0x01]);
+        let j = serde_json::to_string(&m).unwrap();
+        assert_eq!(j, "\"02:aa:00:00:00:01\"");
+        assert_eq!(serde_json::from_str::<MacAddr>(&j).unwrap(), m);
+        assert_eq!(
+            serde_json::from_str::<MacAddr>("\"02:AA:00:00:00:01\"").unwrap(),
+            m
+        );
+        let e = serde_json::from_str::<MacAddr>("\"02:aa\"").unwrap_err();
+        assert!(e.to_string().contains("invalid MAC address"), "{e}");
+        assert!(serde_json::from_str::<MacAddr>("[2,0,0,0,0,1]").is_err());
     }
 
     #[test]
