@@ -354,35 +354,16 @@ fn pollux_rxonly_counts_exactly_what_pktgen_sent(lab: &Lab) {
     let dpdk_rx = dpdk_stat(&d.stdout, "RX-packets:");
     let dpdk_missed = n - dpdk_rx.min(n);
 
-    let mut tp = lab
-        .spawn(&format!(
-            "exec {} --log pollux_virtio=info testpmd -a {} --fwd rxonly --rxd 1024 --json --stats-period 0",
-            pollux(),
-            vf.pci
-        ))
-        .expect("start testpmd");
-    if let Err(e) = tp.wait_for_output("forwarding:", T) {
-        panic!("testpmd did not start: {e:?}");
-    }
-    let (sent, secs) = lab.pktgen(&peer, &mac, VF_IP, n).expect("pktgen ran");
-    assert_eq!(sent, n, "pktgen sent {sent}");
-    std::thread::sleep(Duration::from_secs(2));
-    let out = tp
-        .stop_with(2, Duration::from_secs(20))
-        .expect("testpmd ended");
-    assert!(
-        out.status.success(),
-        "testpmd failed:\n{}\n{}",
-        out.stdout,
-        out.stderr
-    );
-    assert_virtio_pmd(&out.stderr);
-    let r = report(&out.stdout);
+    let mut secs = 0.0;
+    let (r, stderr) = pollux_rxonly(lab, &vf.pci, "", || {
+        let (sent, s) = lab.pktgen(&peer, &mac, VF_IP, n).expect("pktgen ran");
+        assert_eq!(sent, n, "pktgen sent {sent}");
+        secs = s;
+    });
     let (rx, errors) = (port0(&r, "rx_packets"), port0(&r, "errors"));
     eprintln!(
         "pktgen: {n} frames in {secs:.3} s; DPDK net_virtio received {dpdk_rx}; \
-         Pollux received {rx} and counted {errors} errors\n{r}\n{}",
-        out.stderr
+         Pollux received {rx} and counted {errors} errors\n{r}\n{stderr}"
     );
     assert_eq!(dpdk_missed, 0, "DPDK's net_virtio missed {dpdk_missed}");
     assert_eq!((rx, errors), (n, 0), "{r}");
@@ -798,31 +779,15 @@ fn plain_virtio_net_pci_with_packed_queues(lab: &Lab) {
     address_peer(lab, peer);
 
     // rxonly, exactly N.
-    let mut tp = lab
-        .spawn(&format!(
-            "exec {} --log pollux_virtio=info testpmd -a {} --fwd rxonly --rxd 1024 --json --stats-period 0",
-            pollux(),
-            f.pci
-        ))
-        .expect("start testpmd");
-    if let Err(e) = tp.wait_for_output("forwarding:", T) {
-        panic!("testpmd did not start: {e:?}");
-    }
     let n = 5_000;
-    let (sent, _) = lab.pktgen(peer, &nic.mac, VF_IP, n).expect("pktgen");
-    assert_eq!(sent, n);
-    std::thread::sleep(Duration::from_secs(2));
-    let out = tp
-        .stop_with(2, Duration::from_secs(20))
-        .expect("testpmd ended");
-    assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
-    assert_virtio_pmd(&out.stderr);
+    let (r, stderr) = pollux_rxonly(lab, &f.pci, "", || {
+        let (sent, _) = lab.pktgen(peer, &nic.mac, VF_IP, n).expect("pktgen");
+        assert_eq!(sent, n);
+    });
     assert!(
-        out.stderr.contains("RING_PACKED"),
-        "packed virtqueues not negotiated:\n{}",
-        out.stderr
+        stderr.contains("RING_PACKED"),
+        "packed virtqueues not negotiated:\n{stderr}"
     );
-    let r = report(&out.stdout);
     eprintln!("plain virtio-net-pci, packed: {r}");
     assert_eq!(
         (port0(&r, "rx_packets"), port0(&r, "errors")),
@@ -990,20 +955,9 @@ fn two_queue_pairs_on_a_multi_queue_tap(lab: &Lab) {
         feat.stdout
     );
     let flows = 64u16;
-    let two = "--rxq 2 --txq 2 --nb-cores 2 --no-pin --json --stats-period 0";
+    let two = "--rxq 2 --txq 2 --nb-cores 2 --no-pin";
 
     // rxonly: exact, spread, each flow on one queue, checksums flagged.
-    let mut tp = lab
-        .spawn(&format!(
-            "exec {} --log pollux_virtio=info testpmd -a {} --fwd rxonly --rxd 1024 {two} \
-             --flow-queues --rx-offloads udp_cksum",
-            pollux(),
-            f.pci
-        ))
-        .expect("start testpmd");
-    if let Err(e) = tp.wait_for_output("forwarding:", T) {
-        panic!("testpmd rxonly (2 pairs) did not start: {e:?}");
-    }
     // Paced: an unpaced pktgen outruns QEMU's reading of the taps (TCG),
     // and the host's tap queue drops what QEMU has not read yet (1050 of
     // 6400 in the first run), before any frame reaches the device.
@@ -1014,22 +968,18 @@ fn two_queue_pairs_on_a_multi_queue_tap(lab: &Lab) {
         udp_csum: true,
         src_ip: None,
     };
-    let (sent, _) = lab
-        .pktgen_with(peer, &nic.mac, VF_IP, n, &opts)
-        .expect("pktgen");
-    assert_eq!(sent, n);
-    std::thread::sleep(Duration::from_secs(2));
-    let out = tp
-        .stop_with(2, Duration::from_secs(20))
-        .expect("testpmd ended");
-    assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
-    assert_virtio_pmd(&out.stderr);
-    assert!(
-        out.stderr.contains("RSS"),
-        "RSS not negotiated:\n{}",
-        out.stderr
+    let (r, stderr) = pollux_rxonly(
+        lab,
+        &f.pci,
+        &format!("{two} --flow-queues --rx-offloads udp_cksum"),
+        || {
+            let (sent, _) = lab
+                .pktgen_with(peer, &nic.mac, VF_IP, n, &opts)
+                .expect("pktgen");
+            assert_eq!(sent, n);
+        },
     );
-    let r = report(&out.stdout);
+    assert!(stderr.contains("RSS"), "RSS not negotiated:\n{stderr}");
     eprintln!("rxonly, 2 pairs, {flows} flows: {r}\n{}", host_taps(lab));
     // pktgen's frames are the ones with a UDP checksum, which the device
     // flags: exactly N of them. A frame the tap held from before the
@@ -1058,7 +1008,7 @@ fn two_queue_pairs_on_a_multi_queue_tap(lab: &Lab) {
     // whatever else the wire carries.
     let mut tp = lab
         .spawn(&format!(
-            "exec {} testpmd -a {} --fwd macswap --rxd 1024 {two}",
+            "exec {} testpmd -a {} --fwd macswap --rxd 1024 {two} --json --stats-period 0",
             pollux(),
             f.pci
         ))
@@ -1107,7 +1057,7 @@ fn two_queue_pairs_on_a_multi_queue_tap(lab: &Lab) {
     let out = lab
         .run(
             &format!(
-                "{} --log pollux_virtio=info testpmd -a {} --fwd txonly {two} --eth-peer 0,{} \
+                "{} --log pollux_virtio=info testpmd -a {} --fwd txonly {two} --json --stats-period 0 --eth-peer 0,{} \
                  --tx-ip {VF_IP},{PEER_IP} --tx-offloads udp_cksum --duration 2",
                 pollux(),
                 f.pci,
@@ -1170,4 +1120,34 @@ fn queue_tx(r: &Value, q: usize) -> u64 {
     r["ports"][0]["queues"][q]["tx_packets"]
         .as_u64()
         .unwrap_or_else(|| panic!("no ports[0].queues[{q}].tx_packets in {r}"))
+}
+
+/// `pollux testpmd --fwd rxonly` (1024 receive descriptors, `extra`
+/// options) on `pci` while `send` runs, stopped with SIGINT 2 s after: its
+/// JSON report and its log, after checking it ended well on Pollux's
+/// virtio PMD.
+fn pollux_rxonly(lab: &Lab, pci: &str, extra: &str, send: impl FnOnce()) -> (Value, String) {
+    let mut tp = lab
+        .spawn(&format!(
+            "exec {} --log pollux_virtio=info testpmd -a {pci} --fwd rxonly --rxd 1024 --json \
+             --stats-period 0 {extra}",
+            pollux()
+        ))
+        .expect("start testpmd");
+    if let Err(e) = tp.wait_for_output("forwarding:", T) {
+        panic!("testpmd rxonly {extra} did not start: {e:?}");
+    }
+    send();
+    std::thread::sleep(Duration::from_secs(2));
+    let out = tp
+        .stop_with(2, Duration::from_secs(20))
+        .expect("testpmd ended");
+    assert!(
+        out.status.success(),
+        "testpmd failed:\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_virtio_pmd(&out.stderr);
+    (report(&out.stdout), out.stderr)
 }
