@@ -10,7 +10,11 @@ use pollux_pci::{PciAddr, Sysfs};
 use pollux_vfio::{PciDriver, PciOpenOpts};
 
 /// Every PCI driver Pollux has. A new PMD adds its `DRIVER` here.
-pub static PCI_DRIVERS: &[&PciDriver] = &[&pollux_igbvf::DRIVER, &pollux_virtio::DRIVER];
+pub static PCI_DRIVERS: &[&PciDriver] = &[
+    &pollux_igbvf::DRIVER,
+    &pollux_ixgbevf::DRIVER,
+    &pollux_virtio::DRIVER,
+];
 
 /// The driver for a PCI ID, if Pollux has one.
 pub fn pci_driver(vendor: u16, device: u16) -> Option<&'static PciDriver> {
