@@ -12,7 +12,9 @@
 //! - [`irq`]: MSI-X vectors as eventfds;
 //! - [`model`]: what a model is, its context and the violation log;
 //! - [`wire`]: a model's wire (QEMU dgram netdevs: UDP or unix datagrams);
-//! - [`dma_test`]: the `dma-test` model that proves the host.
+//! - [`dma_test`]: the `dma-test` model that proves the host;
+//! - [`ixgbevf`]: the Intel 82599/X540/X550 SR-IOV virtual function;
+//! - [`toeplitz`]: the RSS Toeplitz hash.
 //!
 //! Models are event driven: they act on a register write (and, for NIC
 //! models, a frame on their wire) and never poll.
@@ -21,6 +23,8 @@ pub mod dma_test;
 pub mod host;
 pub mod iova;
 pub mod irq;
+pub mod ixgbevf;
 pub mod model;
 pub mod pci;
+pub mod toeplitz;
 pub mod wire;

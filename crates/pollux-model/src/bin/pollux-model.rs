@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use clap::{Parser, Subcommand, ValueEnum};
 use pollux_model::dma_test::DmaTest;
 use pollux_model::host::ServeOpts;
+use pollux_model::ixgbevf::Ixgbevf;
 use pollux_model::model::ViolationLog;
 use pollux_model::wire::WireSpec;
 
@@ -44,6 +45,10 @@ enum Cmd {
         /// Queue pairs (NIC models).
         #[arg(long)]
         queues: Option<u16>,
+        /// The PF trusts the VF (ixgbevf: all-multicast and promiscuous
+        /// modes; `ip link set PF vf N trust on`).
+        #[arg(long)]
+        trusted: bool,
         /// Link state at start.
         #[arg(long, value_enum, default_value = "up")]
         link: Link,
@@ -64,6 +69,9 @@ enum Link {
 enum Kind {
     /// The host's own test device: DMA a pattern on a doorbell, raise MSI-X.
     DmaTest,
+    /// Intel 82599/X540/X550 SR-IOV VF (ixgbevf, net_ixgbe_vf); --device-id
+    /// 8086:10ed (default), 8086:1515, 8086:1565, 8086:15a8, 8086:15c5.
+    Ixgbevf,
 }
 
 fn parse_id(s: &str) -> Result<(u16, u16), String> {
@@ -97,9 +105,10 @@ fn main() -> ExitCode {
         control,
         mac,
         queues,
+        trusted,
     } = cli.cmd;
-    if matches!(kind, Kind::DmaTest) && (mac.is_some() || queues.is_some()) {
-        eprintln!("pollux-model: dma-test is not a NIC: it takes no --mac or --queues");
+    if matches!(kind, Kind::DmaTest) && (mac.is_some() || queues.is_some() || trusted) {
+        eprintln!("pollux-model: dma-test is not a NIC: it takes no --mac, --queues or --trusted");
         return ExitCode::from(2);
     }
     let opts = ServeOpts {
@@ -139,6 +148,39 @@ fn main() -> ExitCode {
                 eprintln!(
                     "pollux-model: client gone; {} DMAs done, {:?}, {} violations",
                     h.model().done(),
+                    h.stats(),
+                    h.log().total()
+                );
+            })
+        }
+        Kind::Ixgbevf => {
+            let device = match device_id {
+                None => pollux_model::ixgbevf::DEV_82599_VF,
+                Some((pollux_model::ixgbevf::VENDOR, d)) => d,
+                Some((v, _)) => {
+                    eprintln!("pollux-model: ixgbevf: vendor {v:04x} is not Intel (8086)");
+                    return ExitCode::from(2);
+                }
+            };
+            let mac = match mac.as_deref().map(pollux_model::ixgbevf::parse_mac) {
+                None => pollux_model::ixgbevf::DEFAULT_MAC,
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    eprintln!("pollux-model: --mac {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let m = match Ixgbevf::new(device, mac, queues.unwrap_or(2)) {
+                Ok(m) => m.with_trust(trusted),
+                Err(e) => {
+                    eprintln!("pollux-model: ixgbevf: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            pollux_model::host::serve(m, log, &socket, &opts).map(|h| {
+                let h = h.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                eprintln!(
+                    "pollux-model: client gone; {:?}, {} violations",
                     h.stats(),
                     h.log().total()
                 );
