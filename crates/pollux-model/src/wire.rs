@@ -194,7 +194,10 @@ fn sockaddr_of(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
             // SAFETY: sockaddr_storage is larger than and aligned for
             // sockaddr_in; the write stays inside `st`.
             unsafe { std::ptr::write(std::ptr::addr_of_mut!(st).cast(), sin) };
-            (st, std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t)
+            (
+                st,
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
         }
         SocketAddr::V6(v6) => {
             let sin6 = libc::sockaddr_in6 {
@@ -208,7 +211,10 @@ fn sockaddr_of(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
             };
             // SAFETY: as above, for sockaddr_in6.
             unsafe { std::ptr::write(std::ptr::addr_of_mut!(st).cast(), sin6) };
-            (st, std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t)
+            (
+                st,
+                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            )
         }
     }
 }

@@ -49,6 +49,10 @@ enum Cmd {
         /// modes; `ip link set PF vf N trust on`).
         #[arg(long)]
         trusted: bool,
+        /// The PF does not check the source MAC and VLAN of what the VF
+        /// sends (ixgbevf; `ip link set PF vf N spoofchk off`).
+        #[arg(long)]
+        no_spoofchk: bool,
         /// Link state at start.
         #[arg(long, value_enum, default_value = "up")]
         link: Link,
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
         mac,
         queues,
         trusted,
+        no_spoofchk,
     } = cli.cmd;
     if matches!(kind, Kind::DmaTest) && (mac.is_some() || queues.is_some() || trusted) {
         eprintln!("pollux-model: dma-test is not a NIC: it takes no --mac, --queues or --trusted");
@@ -171,7 +176,7 @@ fn main() -> ExitCode {
                 }
             };
             let m = match Ixgbevf::new(device, mac, queues.unwrap_or(2)) {
-                Ok(m) => m.with_trust(trusted),
+                Ok(m) => m.with_trust(trusted).with_spoofchk(!no_spoofchk),
                 Err(e) => {
                     eprintln!("pollux-model: ixgbevf: {e}");
                     return ExitCode::from(2);

@@ -185,6 +185,8 @@ pub struct Ixgbevf {
     stats: HwStats,
     counters: Counters,
     start: Instant,
+    /// The PF's anti-spoofing for this VF (`ip link set PF vf N spoofchk`).
+    spoofchk: bool,
 }
 
 impl Ixgbevf {
@@ -225,6 +227,7 @@ impl Ixgbevf {
             stats: HwStats::default(),
             counters: Counters::default(),
             start: Instant::now(),
+            spoofchk: true,
         })
     }
 
@@ -239,6 +242,16 @@ impl Ixgbevf {
         let mut cfg = self.pf.config().clone();
         cfg.trusted = trusted;
         self.pf = Pf::new(cfg);
+        self
+    }
+
+    /// Models `ip link set PF vf N spoofchk on|off`: with it off, frames
+    /// the VF sends with a source MAC other than its own (a bond member's
+    /// LACPDUs from its permanent MAC after the bond gave it the bond's)
+    /// and VLANs it did not join go out. ixgbe turns both the MAC and the
+    /// VLAN anti-spoof bits off with it (ixgbe_ndo_set_vf_spoofchk).
+    pub fn with_spoofchk(mut self, on: bool) -> Self {
+        self.spoofchk = on;
         self
     }
 
@@ -509,6 +522,9 @@ impl Ixgbevf {
 
     /// MAC and VLAN anti-spoofing (ixgbe enables both for every VF).
     fn spoof_ok(&self, f: &[u8]) -> bool {
+        if !self.spoofchk {
+            return f.len() >= 14;
+        }
         if f.len() < 14 || !self.pf.filters.is_own_unicast(&f[6..12]) {
             return false;
         }
@@ -865,9 +881,11 @@ impl Model for Ixgbevf {
                 self.pf.pf_reset_done(&mut out);
             }
             "ping" => self.pf.ping(&mut out),
+            // `ip link set PF vf N spoofchk on|off` at run time.
+            "spoofchk-on" | "spoofchk-off" => self.spoofchk = event == "spoofchk-on",
             _ => {
                 return Err(format!(
-                "ixgbevf knows the PF events reset, reset-start, reset-done, ping; not {event:?}"
+                "ixgbevf knows the PF events reset, reset-start, reset-done, ping, spoofchk-on, spoofchk-off; not {event:?}"
             ))
             }
         }

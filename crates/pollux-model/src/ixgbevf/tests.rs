@@ -711,6 +711,29 @@ fn spoofed_source_is_dropped() {
 }
 
 #[test]
+fn with_spoofchk_off_a_foreign_source_goes_out() {
+    let mut r = Rig::new(Ixgbevf::default_82599().with_spoofchk(false));
+    r.bring_up(&[api::V15, api::V14, api::V13, api::V12, api::V11, api::V10]);
+    let ring = RAM + 0x20_0000;
+    r.tx_ring(0, ring, 64);
+    let f = ipv4_frame(
+        PEER,
+        [2, 0, 0, 0, 0, 0x42],
+        IPPROTO_UDP,
+        [1; 4],
+        [2; 4],
+        1,
+        2,
+        b"not ours",
+    );
+    let mut at = 0;
+    xmit(&mut r, ring, &mut at, 64, &f, None, None);
+    assert_eq!(r.sent().len(), 1);
+    assert_eq!(r.counter("tx_drop_spoofed"), 0);
+    assert!(r.violations().is_empty(), "{:#?}", r.violations());
+}
+
+#[test]
 fn tail_past_the_ring_is_a_violation() {
     let mut r = linux();
     let ring = RAM + 0x20_0000;
