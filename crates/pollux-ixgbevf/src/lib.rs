@@ -60,7 +60,8 @@
 //! in pollux-igbvf).
 //!
 //! RSS: X550-family VFs program their own (VFRSSRK, VFRETA over the
-//! configured rx queues, VFMRQC hashing IPv4/IPv6 with and without TCP);
+//! configured rx queues, VFMRQC hashing IPv4/IPv6 alone and with TCP and
+//! UDP ports);
 //! 82599/X540 VFs receive by the PF's RSS and can read its key and RETA
 //! ([`IxgbeVf::pf_rss`], API >= 1.2). The hash is in the mbuf
 //! ([`pollux_core::RxFlags::RSS_HASH`]) whenever the descriptor says it

@@ -173,6 +173,10 @@ pub const VFMRQC_RSS_FIELD_IPV4_TCP: u32 = 0x0001_0000;
 pub const VFMRQC_RSS_FIELD_IPV4: u32 = 0x0002_0000;
 pub const VFMRQC_RSS_FIELD_IPV6: u32 = 0x0010_0000;
 pub const VFMRQC_RSS_FIELD_IPV6_TCP: u32 = 0x0020_0000;
+/// Hash IPv4/UDP by ports too (ixgbe_type.h IXGBE_MRQC_RSS_FIELD_IPV4_UDP).
+pub const VFMRQC_RSS_FIELD_IPV4_UDP: u32 = 0x0040_0000;
+/// Hash IPv6/UDP by ports too (ixgbe_type.h IXGBE_MRQC_RSS_FIELD_IPV6_UDP).
+pub const VFMRQC_RSS_FIELD_IPV6_UDP: u32 = 0x0080_0000;
 /// Key registers (IXGBEVF_VFRSSRK_REGS) and bytes (IXGBEVF_RSS_HASH_KEY_SIZE).
 pub const VFRSSRK_REGS: usize = 10;
 pub const RSS_KEY_BYTES: usize = 40;

@@ -414,6 +414,17 @@ impl IxgbeVfTx {
     }
 }
 
+#[cfg(feature = "testing")]
+impl IxgbeVf {
+    /// Fault injection (`testing` only): writes `tail` to transmit queue
+    /// `queue`'s doorbell (VFTDT) as is, whatever its ring holds, as a
+    /// confused driver would (e.g. one past the ring). The lab uses it to
+    /// show a device model's violation log catching it.
+    pub fn write_tx_tail_unchecked(&self, queue: u16, tail: u32) {
+        self.bar.write32(regs::tdt(queue), tail);
+    }
+}
+
 impl TxQueue for IxgbeVfTx {
     #[inline]
     fn tx_burst(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
@@ -1057,7 +1068,14 @@ impl IxgbeVf {
                 | regs::VFMRQC_RSS_FIELD_IPV4
                 | regs::VFMRQC_RSS_FIELD_IPV4_TCP
                 | regs::VFMRQC_RSS_FIELD_IPV6
-                | regs::VFMRQC_RSS_FIELD_IPV6_TCP,
+                | regs::VFMRQC_RSS_FIELD_IPV6_TCP
+                // UDP by ports too, as pollux-virtio's RSS does: flows of
+                // one address pair spread over the queues. Linux leaves it
+                // to ethtool because a fragmented datagram's first
+                // fragment (ports) and the rest (addresses only) may then
+                // land on different queues.
+                | regs::VFMRQC_RSS_FIELD_IPV4_UDP
+                | regs::VFMRQC_RSS_FIELD_IPV6_UDP,
         );
     }
 
