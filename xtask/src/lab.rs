@@ -56,6 +56,19 @@ fn build_for_lab() -> Result<Result<()>> {
         // The igbvf tests measure against DPDK with the release `pollux` and
         // run the VF throughput bench once.
         .and_then(|()| cmd::run(cmd::cargo().args(["build", "--release", "-p", "pollux-cli"])))
+        // The fault-injection example the ixgbevf model's violation log is
+        // checked with lives behind pollux-ixgbevf's `testing` feature.
+        .and_then(|()| {
+            cmd::run(cmd::cargo().args([
+                "build",
+                "-p",
+                "pollux-ixgbevf",
+                "--features",
+                "testing",
+                "--example",
+                "ixgbevf_misbehave",
+            ]))
+        })
         .and_then(|()| {
             cmd::run(cmd::cargo().args([
                 "bench",
@@ -196,8 +209,9 @@ fn run_lab_tests(select: &dyn Fn(&str, &str) -> bool, bench: bool) -> Result<()>
 
 /// `cargo xtask lab test [FILTER]`: builds the host binaries lab tests run in
 /// the guest, then every lab test, one at a time, each timed. A FILTER that
-/// names a test file (`lab`, `igbvf`, `virtio`, `bond`, `sriov`, ...) runs
-/// that file; any other FILTER selects tests whose name contains it.
+/// names a test file (`lab`, `igbvf`, `virtio`, `model`, `ixgbevf`, `bond`,
+/// `sriov`) runs that file; any other FILTER selects tests whose name
+/// contains it.
 pub fn test(filter: Option<&str>) -> Result<()> {
     let built = build_for_lab()?;
     preflight()?;
@@ -213,9 +227,13 @@ pub fn test(filter: Option<&str>) -> Result<()> {
 
 /// The lab tests that measure against DPDK; `cargo xtask lab bench` runs
 /// them in their long form (`POLLUX_LAB_BENCH=1`), the suite in a short one.
-/// The virtio file's comparison (`side_by_side_with_dpdk_net_virtio`) is a
-/// check of its one boot, so the whole file runs.
-const BENCH_TESTS: &[&str] = &["side_by_side_with_dpdk_igbvf", "virtio_checks_in_one_boot"];
+/// The virtio and ixgbevf files' comparisons are checks of their one boot,
+/// so those whole files run.
+const BENCH_TESTS: &[&str] = &[
+    "side_by_side_with_dpdk_igbvf",
+    "virtio_checks_in_one_boot",
+    "ixgbevf_checks_in_one_boot",
+];
 
 /// `cargo xtask lab bench`: the long side-by-side measurements against DPDK
 /// (several interleaved rounds, the ratio asserted), for docs/performance.md.

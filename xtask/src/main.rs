@@ -47,7 +47,7 @@ enum LabTask {
     /// Build the workspace's binaries, then run the lab test suite, each
     /// test timed.
     Test {
-        /// A test file (lab, igbvf, virtio, model, bond, sriov) or a substring of
+        /// A test file (lab, igbvf, virtio, model, ixgbevf, bond, sriov) or a substring of
         /// test names.
         filter: Option<String>,
     },

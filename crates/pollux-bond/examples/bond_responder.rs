@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Members are software-port device strings (pollux_soft::vdev) or, with
-//! `--vf PCI`, igbvf virtual functions bound to vfio-pci (named `vf0`,
+//! `--vf PCI`, igbvf or ixgbevf virtual functions bound to vfio-pci (the
+//! driver chosen by the function's PCI ID; named `vf0`,
 //! `vf1`, ... in order; the mempool then lives in their shared VFIO
 //! container). `--bond`
 //! takes the bond's device arguments (BondConfig::from_args). The bond's
@@ -199,15 +200,20 @@ fn main() {
         let addr = pci
             .parse()
             .unwrap_or_else(|_| usage(&format!("bad PCI address {pci}")));
-        let vf = pollux_igbvf::IgbVf::open(addr, pollux_igbvf::IgbVfOpts::default())
-            .unwrap_or_else(|e| {
-                eprintln!("bond_responder: VF {pci}: {e}");
+        let vf = open_vf(addr).unwrap_or_else(|e| {
+            eprintln!("bond_responder: VF {pci}: {e}");
+            std::process::exit(1)
+        });
+        if memory.is_none() {
+            // Every VF opened with default options is in the process's
+            // shared container, so one pool serves them all.
+            let c = pollux_vfio::Container::process_default().unwrap_or_else(|e| {
+                eprintln!("bond_responder: VFIO container: {e}");
                 std::process::exit(1)
             });
-        if memory.is_none() {
-            memory = Some(Box::new(vf.dma_memory(pollux_core::HugePages::Prefer)));
+            memory = Some(Box::new(c.dma_memory(pollux_core::HugePages::Prefer)));
         }
-        members.push((format!("vf{k}"), Box::new(vf)));
+        members.push((format!("vf{k}"), vf));
     }
     let mut bond = BondPort::new("bond0", cfg, members).unwrap_or_else(|e| {
         eprintln!("bond_responder: {e}");
@@ -306,4 +312,19 @@ fn main() {
     print_status(&bond, &c);
     let _ = bond.stop();
     drop(queues);
+}
+
+/// Opens a VF with the PMD for its PCI ID (igbvf or ixgbevf).
+fn open_vf(
+    addr: pollux_vfio::pci::PciAddr,
+) -> Result<Box<dyn Port>, Box<dyn std::error::Error + Send + Sync>> {
+    let drivers = [&pollux_igbvf::DRIVER, &pollux_ixgbevf::DRIVER];
+    let opts = pollux_vfio::PciOpenOpts::default();
+    let sysfs = pollux_pci::Sysfs::new(&opts.vfio.sysfs_root);
+    let (vendor, device) = (sysfs.vendor(addr)?, sysfs.device(addr)?);
+    let driver = drivers
+        .iter()
+        .find(|d| d.handles(vendor, device))
+        .ok_or_else(|| format!("no VF driver here for PCI ID {vendor:04x}:{device:04x}"))?;
+    (driver.open)(addr, &opts)
 }

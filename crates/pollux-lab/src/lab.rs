@@ -705,9 +705,11 @@ impl Lab {
         }
 
         let mut qemu_opts = topology.qemu_args(&sock, &mut free_port)?;
-        // Tap wires: QEMU runs in a host namespace of the run's own.
+        // Tap wires and model wires: QEMU runs in a host namespace of the
+        // run's own (see hostns for why model wires need one too).
         let taps = topology.host_taps();
-        let host_netns = if taps.is_empty() {
+        let model_wires = topology.models().iter().any(|m| m.has_peer());
+        let host_netns = if taps.is_empty() && !model_wires {
             None
         } else {
             Some(HostNetns::create(
@@ -1341,6 +1343,21 @@ impl Lab {
                 "guest agent answered spawn with {other:?}"
             ))),
         }
+    }
+
+    /// Starts `examples/responder` on the PCI function `pci` with `args`
+    /// (`--ip`, `--report-link`, ...) and the environment assignments in
+    /// `env` (e.g. `RUST_LOG=...`), and waits until it says it is ready;
+    /// an error carries what it printed. Stop it with `stop` on its stdin.
+    pub fn start_responder(&self, env: &str, pci: &str, args: &str) -> Result<GuestProcess<'_>> {
+        let exe = crate::env::host_example("responder")?;
+        let mut app = self.spawn(&format!(
+            "{env} exec {} -a {} {args}",
+            shell_quote(&exe.display().to_string()),
+            shell_quote(pci)
+        ))?;
+        app.wait_for_output("responder ready", Duration::from_secs(60))?;
+        Ok(app)
     }
 
     /// Runs a QMP command (`arguments` may be `Value::Null` for none) and

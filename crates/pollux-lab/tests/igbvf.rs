@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use pollux_lab::{host_binary, host_example, Lab, Peer, PeerInfo, Pf, Topology, VfInfo};
+use pollux_lab::{host_binary, Lab, Peer, PeerInfo, Pf, Topology, VfInfo};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(60);
@@ -152,17 +152,9 @@ fn kernel_ping_answered_by_the_responder(lab: &Lab, vf: &VfInfo, peer: &PeerInfo
 /// was answered, that the responder counted the same echoes, and that it
 /// gave every buffer back.
 fn ping_the_responder(lab: &Lab, vf: &VfInfo, from: &PeerInfo, count: u32) {
-    let responder = host_example("responder").expect("responder example built");
     let mut app = lab
-        .spawn(&format!(
-            "exec {} -a {} --ip {VF_IP}",
-            responder.display(),
-            vf.pci
-        ))
-        .expect("start responder");
-    if let Err(e) = app.wait_for_output("responder ready", T) {
-        panic!("responder did not come up: {e}");
-    }
+        .start_responder("", &vf.pci, &format!("--ip {VF_IP}"))
+        .unwrap_or_else(|e| panic!("responder did not come up: {e:?}"));
     let ping = lab
         .run(
             &from.wrap(&format!("ping -c {count} -i 0.02 -W 2 {VF_IP}")),
@@ -374,18 +366,14 @@ fn link_follows_set_link_and_traffic_resumes_after_a_pf_reset(
 ) {
     let (vf, peer) = (vf.clone(), peer.clone());
     let pf = lab.pf(0).expect("PF").clone();
-    let responder = host_example("responder").expect("responder example built");
     // The responder prints its link state changes; see below for the probe.
     let mut app = lab
-        .spawn(&format!(
-            "RUST_LOG=pollux_igbvf=debug exec {} -a {} --ip {VF_IP} --report-link",
-            responder.display(),
-            vf.pci
-        ))
-        .expect("start responder");
-    if let Err(e) = app.wait_for_output("responder ready", T) {
-        panic!("responder did not come up: {e}");
-    }
+        .start_responder(
+            "RUST_LOG=pollux_igbvf=debug",
+            &vf.pci,
+            &format!("--ip {VF_IP} --report-link"),
+        )
+        .unwrap_or_else(|e| panic!("responder did not come up: {e:?}"));
     app.wait_for_output("link up", T).expect("link up at start");
     let t0 = Instant::now();
     lab.set_link(&pf.netdev, false).expect("set_link off");
@@ -971,17 +959,13 @@ fn side_by_side_once() {
 /// The joined group's frames all arrive, the other group's none.
 fn multicast_joined_through_the_pf_is_delivered(lab: &Lab, vf: &VfInfo, peer: &PeerInfo) {
     let (vf, peer) = (vf.clone(), peer.clone());
-    let responder = host_example("responder").expect("responder example built");
     let mut app = lab
-        .spawn(&format!(
-            "exec {} -a {} --ip {VF_IP} --mcast 01:80:c2:00:00:02",
-            responder.display(),
-            vf.pci
-        ))
-        .expect("start responder");
-    if let Err(e) = app.wait_for_output("responder ready", T) {
-        panic!("responder did not come up: {e}");
-    }
+        .start_responder(
+            "",
+            &vf.pci,
+            &format!("--ip {VF_IP} --mcast 01:80:c2:00:00:02"),
+        )
+        .unwrap_or_else(|e| panic!("responder did not come up: {e:?}"));
     let joined = pktgen(lab, &peer, "01:80:c2:00:00:02", 500);
     // Not joined, and its MTA hash (0x563) collides with no group the PF's
     // kernel joins (01:00:5e:00:00:01 and 33:33:00:00:00:01 hash to 0x010):

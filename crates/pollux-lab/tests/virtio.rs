@@ -11,8 +11,7 @@
 use std::time::{Duration, Instant};
 
 use pollux_lab::{
-    host_binary, host_example, Lab, Peer, PeerInfo, Pktgen, Segment, Topology, VfInfo, VirtioPf,
-    WireKind,
+    host_binary, Lab, Peer, PeerInfo, Pktgen, Segment, Topology, VfInfo, VirtioPf, WireKind,
 };
 use serde_json::Value;
 
@@ -459,17 +458,9 @@ fn closing_line(stderr: &str) -> String {
 /// answered again after.
 fn pollux_responder_answers_ping_and_follows_set_link(lab: &Lab) {
     let (vf, peer, netdev) = vf0(lab);
-    let responder = host_example("responder").expect("responder example built");
     let mut app = lab
-        .spawn(&format!(
-            "exec {} -a {} --ip {VF_IP} --report-link",
-            responder.display(),
-            vf.pci
-        ))
-        .expect("start responder");
-    if let Err(e) = app.wait_for_output("responder ready", T) {
-        panic!("responder did not come up: {e}");
-    }
+        .start_responder("", &vf.pci, &format!("--ip {VF_IP} --report-link"))
+        .unwrap_or_else(|e| panic!("responder did not come up: {e:?}"));
     app.wait_for_output("link up", T).expect("link up at start");
     let ping = |count: u32| {
         lab.run(
@@ -823,17 +814,9 @@ fn plain_virtio_net_pci_with_packed_queues(lab: &Lab) {
 
     // The responder answers ping, and its link follows QMP set_link on
     // the NIC's netdev.
-    let responder = host_example("responder").expect("responder example built");
     let mut app = lab
-        .spawn(&format!(
-            "exec {} -a {} --ip {VF_IP} --report-link",
-            responder.display(),
-            f.pci
-        ))
-        .expect("start responder");
-    if let Err(e) = app.wait_for_output("responder ready", T) {
-        panic!("responder did not come up: {e}");
-    }
+        .start_responder("", &f.pci, &format!("--ip {VF_IP} --report-link"))
+        .unwrap_or_else(|e| panic!("responder did not come up: {e:?}"));
     app.wait_for_output("link up", T).expect("link up at start");
     lab.set_link(&nic.netdev, false).expect("set_link off");
     app.wait_for_output("link down", Duration::from_millis(1500))
