@@ -215,6 +215,14 @@ fn linux_ixgbevf_judges(lab: &Lab, w: &Wired) {
         .expect("speed");
     assert_eq!(speed.stdout.trim(), "10000", "ethtool speed");
 
+    // Linux 6.12 negotiated mailbox API 1.5, the VFU-lock handshake (the
+    // model's counter holds enum ixgbe_pfvf_api_rev: 6 is 1.5).
+    assert_eq!(
+        lab.model_counter(w.index, "mbx_api").expect("mbx_api"),
+        6,
+        "the API Linux negotiated"
+    );
+
     // Ping, 200 of 200.
     let (sent, got) = ping(lab, w, 200, 56);
     assert_eq!((sent, got), (200, 200), "ping through Linux ixgbevf");
@@ -335,6 +343,13 @@ fn dpdk_judges(lab: &Lab, w: &Wired) {
         "peer counted {delivered} of {claimed}"
     );
     assert_no_violations(lab, w.index, "DPDK txonly");
+    // DPDK 22.11 negotiates at most API 1.3 (enum value 4), with the
+    // legacy handshake.
+    assert_eq!(
+        lab.model_counter(w.index, "mbx_api").expect("mbx_api"),
+        4,
+        "the API DPDK negotiated"
+    );
 
     // rxonly: paced so no ring ever fills; every frame counted.
     let tp = testpmd("rxonly");
