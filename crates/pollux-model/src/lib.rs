@@ -21,6 +21,7 @@
 
 pub mod dma_test;
 pub mod host;
+pub mod iavf;
 pub mod iova;
 pub mod irq;
 pub mod ixgbevf;

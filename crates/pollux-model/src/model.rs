@@ -231,3 +231,48 @@ impl Ctx<'_> {
 /// A DMA the model did not do (already logged as a violation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DmaRefused(pub Option<IovaError>);
+
+/// A NIC model's `--mac`: six hex bytes separated by ':', a nonzero
+/// unicast address (the group bit clear), as a PF gives a VF.
+pub fn parse_unicast_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return Err(format!("{s:?}: expected six hex bytes aa:bb:cc:dd:ee:ff"));
+    }
+    let mut m = [0u8; 6];
+    for (b, p) in m.iter_mut().zip(parts) {
+        if p.is_empty() || p.len() > 2 || !p.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(format!("{s:?}: {p:?} is not a hex byte"));
+        }
+        *b = u8::from_str_radix(p, 16).map_err(|e| format!("{s:?}: {p:?}: {e}"))?;
+    }
+    if m[0] & 1 != 0 || m == [0; 6] {
+        return Err(format!(
+            "{s:?}: a VF's MAC must be a nonzero unicast address"
+        ));
+    }
+    Ok(m)
+}
+
+#[cfg(test)]
+mod mac_tests {
+    use super::parse_unicast_mac;
+
+    #[test]
+    fn unicast_macs_parse_and_others_say_why() {
+        assert_eq!(
+            parse_unicast_mac("02:00:00:10:ed:00"),
+            Ok([2, 0, 0, 0x10, 0xed, 0])
+        );
+        for bad in [
+            "",
+            "02:00:00:10:ed",
+            "01:00:00:10:ed:00",
+            "00:00:00:00:00:00",
+            "02:00:00:10:ed:+1",
+            "02:00:00:10:ed:100",
+        ] {
+            assert!(parse_unicast_mac(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -76,6 +76,9 @@ enum Kind {
     /// Intel 82599/X540/X550 SR-IOV VF (ixgbevf, net_ixgbe_vf); --device-id
     /// 8086:10ed (default), 8086:1515, 8086:1565, 8086:15a8, 8086:15c5.
     Ixgbevf,
+    /// Intel Ethernet Adaptive VF (iavf, net_iavf); --device-id 8086:1889
+    /// (AVF, default) or 8086:154c (X710 VF); --queues (default 4).
+    Iavf,
 }
 
 fn parse_id(s: &str) -> Result<(u16, u16), String> {
@@ -167,7 +170,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let mac = match mac.as_deref().map(pollux_model::ixgbevf::parse_mac) {
+            let mac = match mac.as_deref().map(pollux_model::model::parse_unicast_mac) {
                 None => pollux_model::ixgbevf::DEFAULT_MAC,
                 Some(Ok(m)) => m,
                 Some(Err(e)) => {
@@ -183,6 +186,44 @@ fn main() -> ExitCode {
                 }
             };
             pollux_model::host::serve(m, log, &socket, &opts).map(|h| {
+                let h = h.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                eprintln!(
+                    "pollux-model: client gone; {:?}, {} violations",
+                    h.stats(),
+                    h.log().total()
+                );
+            })
+        }
+        Kind::Iavf => {
+            use pollux_model::iavf::{Iavf, IavfConfig};
+            let mut cfg = IavfConfig {
+                trusted,
+                ..IavfConfig::default()
+            };
+            match device_id {
+                None => {}
+                Some((pollux_model::iavf::VENDOR_INTEL, d)) => cfg.device_id = d,
+                Some((v, _)) => {
+                    eprintln!("pollux-model: iavf: vendor {v:04x} is not Intel (8086)");
+                    return ExitCode::from(2);
+                }
+            }
+            if let Some(q) = queues {
+                cfg.queues = q;
+            }
+            match mac.as_deref().map(pollux_model::model::parse_unicast_mac) {
+                None => {}
+                Some(Ok(m)) => cfg.mac = m,
+                Some(Err(e)) => {
+                    eprintln!("pollux-model: --mac {e}");
+                    return ExitCode::from(2);
+                }
+            }
+            if let Err(e) = cfg.check() {
+                eprintln!("pollux-model: iavf: {e}");
+                return ExitCode::from(2);
+            }
+            pollux_model::host::serve(Iavf::new(cfg), log, &socket, &opts).map(|h| {
                 let h = h.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 eprintln!(
                     "pollux-model: client gone; {:?}, {} violations",

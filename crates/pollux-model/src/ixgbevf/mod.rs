@@ -103,22 +103,6 @@ pub fn mac_type(device: u16) -> Option<MacType> {
     }
 }
 
-/// Parses aa:bb:cc:dd:ee:ff.
-pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
-    let parts: Vec<&str> = s.split(':').collect();
-    if parts.len() != 6 {
-        return Err(format!("{s:?}: expected six hex bytes separated by ':'"));
-    }
-    let mut m = [0u8; 6];
-    for (b, p) in m.iter_mut().zip(parts) {
-        *b = u8::from_str_radix(p, 16).map_err(|e| format!("{s:?}: {p:?}: {e}"))?;
-    }
-    if !mbx::valid_unicast(&m) {
-        return Err(format!("{s:?} is not a unicast address"));
-    }
-    Ok(m)
-}
-
 /// Interrupt registers.
 #[derive(Debug, Clone, Default)]
 struct Irq {

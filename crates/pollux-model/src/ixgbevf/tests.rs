@@ -329,8 +329,11 @@ fn spec_ids_and_bars() {
     assert!(Ixgbevf::new(0x1234, MAC, 2).is_err());
     assert!(Ixgbevf::new(0x10ed, MAC, 0).is_err());
     assert!(Ixgbevf::new(0x10ed, [1, 0, 0, 0, 0, 0], 2).is_err());
-    assert_eq!(parse_mac("02:00:00:10:ed:00").unwrap(), MAC);
-    assert!(parse_mac("01:00:00:10:ed:00").is_err());
+    assert_eq!(
+        crate::model::parse_unicast_mac("02:00:00:10:ed:00").unwrap(),
+        MAC
+    );
+    assert!(crate::model::parse_unicast_mac("01:00:00:10:ed:00").is_err());
 }
 
 #[test]
