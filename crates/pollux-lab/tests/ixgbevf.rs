@@ -353,26 +353,50 @@ fn ixgbevf_checks_in_one_boot() {
     // matrix, model 1 (X550, two pairs) for RSS, both for the bond.
     let w0 = &wired[0];
     let w1 = &wired[1];
-    checks.push((
-        "pollux_rxonly_counts_exactly_what_pktgen_sent",
-        Box::new(move || pollux_rxonly_exact(lab, w0)),
-    ));
-    checks.push((
-        "pollux_txonly_counted_by_the_model_and_the_peer",
-        Box::new(move || pollux_txonly_counted(lab, w0)),
-    ));
-    checks.push((
-        "pollux_responder_answers_kernel_ping",
-        Box::new(move || responder_ping(lab, w0, 200)),
-    ));
-    checks.push((
-        "pollux_macswap_returns_every_frame",
-        Box::new(move || pollux_macswap(lab, w0)),
-    ));
-    checks.push((
-        "pollux_link_follows_and_a_pf_reset_mid_traffic_is_recovered",
-        Box::new(move || pollux_link_and_pf_reset(lab, w0)),
-    ));
+    // The single-queue matrix on both the 82599 and the X550.
+    type OnOne = fn(&Lab, &Wired);
+    let matrix: [([&'static str; 2], OnOne); 5] = [
+        (
+            [
+                "pollux_rxonly_counts_exactly_what_pktgen_sent_82599",
+                "pollux_rxonly_counts_exactly_what_pktgen_sent_x550",
+            ],
+            pollux_rxonly_exact,
+        ),
+        (
+            [
+                "pollux_txonly_counted_by_the_model_and_the_peer_82599",
+                "pollux_txonly_counted_by_the_model_and_the_peer_x550",
+            ],
+            pollux_txonly_counted,
+        ),
+        (
+            [
+                "pollux_responder_answers_kernel_ping_82599",
+                "pollux_responder_answers_kernel_ping_x550",
+            ],
+            |lab, w| responder_ping(lab, w, 200),
+        ),
+        (
+            [
+                "pollux_macswap_returns_every_frame_82599",
+                "pollux_macswap_returns_every_frame_x550",
+            ],
+            pollux_macswap,
+        ),
+        (
+            [
+                "pollux_link_follows_and_a_pf_reset_mid_traffic_is_recovered_82599",
+                "pollux_link_follows_and_a_pf_reset_mid_traffic_is_recovered_x550",
+            ],
+            pollux_link_and_pf_reset,
+        ),
+    ];
+    for (names, check) in matrix {
+        for w in [w0, w1] {
+            checks.push((names[w.index], Box::new(move || check(lab, w))));
+        }
+    }
     checks.push((
         "pollux_sigint_mid_traffic_and_error_paths",
         Box::new(move || pollux_sigint_and_errors(lab, w0)),
