@@ -49,8 +49,8 @@ enum Cmd {
         /// modes; `ip link set PF vf N trust on`).
         #[arg(long)]
         trusted: bool,
-        /// The PF does not check the source MAC and VLAN of what the VF
-        /// sends (ixgbevf; `ip link set PF vf N spoofchk off`).
+        /// The PF does not check the source MAC (and, ixgbevf, VLAN) of what
+        /// the VF sends (`ip link set PF vf N spoofchk off`).
         #[arg(long)]
         no_spoofchk: bool,
         /// Link state at start.
@@ -198,6 +198,7 @@ fn main() -> ExitCode {
             use pollux_model::iavf::{Iavf, IavfConfig};
             let mut cfg = IavfConfig {
                 trusted,
+                spoofchk: !no_spoofchk,
                 ..IavfConfig::default()
             };
             match device_id {

@@ -82,6 +82,9 @@ pub struct IavfConfig {
     pub queues: u16,
     /// Trusted VF (promiscuous modes).
     pub trusted: bool,
+    /// The PF's MAC anti-spoofing (`ip link set PF vf N spoofchk`; on by
+    /// default, as i40e and ice have it).
+    pub spoofchk: bool,
 }
 
 impl Default for IavfConfig {
@@ -91,6 +94,7 @@ impl Default for IavfConfig {
             mac: DEFAULT_MAC,
             queues: 4,
             trusted: false,
+            spoofchk: true,
         }
     }
 }
@@ -499,9 +503,13 @@ impl Iavf {
     }
 
     fn send(&mut self, ctx: &mut Ctx<'_>, frame: Vec<u8>) {
-        let mut src = [0u8; 6];
-        src.copy_from_slice(&frame[6..12]);
-        if !self.pf.owns_unicast(&src) {
+        let Some(src) = frame.get(6..12) else {
+            self.n.tx_drop_malformed += 1;
+            return;
+        };
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(src);
+        if self.cfg.spoofchk && !self.pf.owns_unicast(&mac) {
             // i40e MAC anti-spoof: the switch drops it.
             self.n.tx_drop_spoof += 1;
             self.stats.tx_discards += 1;
@@ -857,8 +865,13 @@ impl Model for Iavf {
                 self.pf_initiated_reset(ctx);
                 Ok(())
             }
+            // `ip link set PF vf N spoofchk on|off` at run time.
+            "spoofchk-on" | "spoofchk-off" => {
+                self.cfg.spoofchk = event == "spoofchk-on";
+                Ok(())
+            }
             _ => Err(format!(
-                "iavf knows the PF event \"reset\" only, not {event:?}"
+                "iavf knows the PF events reset, spoofchk-on, spoofchk-off; not {event:?}"
             )),
         }
     }

@@ -542,6 +542,23 @@ fn a_frame_is_sent_with_checksum_offload_and_done_written_back() {
     b.wr(QTX_TAIL1, 2);
     assert!(b.peer.as_ref().unwrap().recv(&mut got).is_err());
     assert!(b.m.counters().contains(&("tx_drop_spoofed".to_string(), 1)));
+    // With spoof checking off (`ip link set PF vf N spoofchk off`) the
+    // same frame goes out.
+    b.with(|m, c| m.pf_event(c, "spoofchk-off")).unwrap();
+    let mut d = (TXB + 0x800).to_le_bytes().to_vec();
+    d.extend_from_slice(
+        &(((TX_CMD_EOP | TX_CMD_RS) << 4) | ((s.len() as u64) << 34)).to_le_bytes(),
+    );
+    b.put(TXR + 32, &d);
+    b.wr(QTX_TAIL1, 3);
+    let n = b
+        .peer
+        .as_ref()
+        .unwrap()
+        .recv(&mut got)
+        .expect("the foreign source went out");
+    assert_eq!(&got[6..12], &PEER, "{n} bytes");
+    assert!(b.m.counters().contains(&("tx_drop_spoofed".to_string(), 1)));
     assert!(b.violations().is_empty(), "{:#?}", b.violations());
 }
 
