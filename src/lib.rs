@@ -10,6 +10,7 @@
 //! - [`vfio`]: VFIO containers/devices, BARs, DMA memory.
 //! - [`igbvf`]: the 82576/I350 VF poll-mode driver.
 //! - [`ixgbevf`]: the 82599/X540/X550 VF poll-mode driver.
+//! - [`iavf`]: the Intel Adaptive Virtual Function (X710/XL710/X722/E810 VF) poll-mode driver.
 //! - [`virtio`]: the virtio-net poll-mode driver (virtio 1.x PCI: SR-IOV VFs
 //!   and virtio-net-pci).
 //! - [`bond`]: bonding over any ports (balance-rr, active-backup,
@@ -21,6 +22,7 @@ pub use pollux_bond as bond;
 pub use pollux_core as core;
 pub use pollux_igbvf as igbvf;
 pub use pollux_ixgbevf as ixgbevf;
+pub use pollux_iavf as iavf;
 pub use pollux_pci as pci;
 pub use pollux_soft as soft;
 pub use pollux_sriov as sriov;

@@ -13,6 +13,7 @@ use pollux_vfio::{PciDriver, PciOpenOpts};
 pub static PCI_DRIVERS: &[&PciDriver] = &[
     &pollux_igbvf::DRIVER,
     &pollux_ixgbevf::DRIVER,
+    &pollux_iavf::DRIVER,
     &pollux_virtio::DRIVER,
 ];
 

@@ -1,0 +1,2 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| pollux_iavf::fuzz_harness::vc_reply(data));
