@@ -20,9 +20,9 @@
 
 pub use pollux_bond as bond;
 pub use pollux_core as core;
+pub use pollux_iavf as iavf;
 pub use pollux_igbvf as igbvf;
 pub use pollux_ixgbevf as ixgbevf;
-pub use pollux_iavf as iavf;
 pub use pollux_pci as pci;
 pub use pollux_soft as soft;
 pub use pollux_sriov as sriov;

@@ -722,6 +722,11 @@ impl Request {
                     p32(&mut b, 0); // rx_split_pos (deprecated)
                     p32(&mut b, 0); // pad2
                 }
+                // The legacy wire size: the structure was declared with a
+                // one-element array and sized sizeof + n * element, so one
+                // zeroed pair follows (72 + 64n; DPDK iavf_configure_queues,
+                // the PF's virtchnl_vc_validate_vf_msg).
+                legacy_pad(&mut b, QUEUE_PAIR_INFO_LEN);
             }
             Request::ConfigIrqMap { vsi, vectors } => {
                 p16(&mut b, vectors.len() as u16);
@@ -733,6 +738,7 @@ impl Request {
                     p16(&mut b, v.rxitr_idx);
                     p16(&mut b, v.txitr_idx);
                 }
+                legacy_pad(&mut b, VECTOR_MAP_LEN); // 14 + 12n
             }
             Request::EnableQueues { vsi, rx, tx } | Request::DisableQueues { vsi, rx, tx } => {
                 p16(&mut b, *vsi);
@@ -748,6 +754,7 @@ impl Request {
                     b.push(*t as u8);
                     b.push(0);
                 }
+                legacy_pad(&mut b, ETHER_ADDR_LEN); // 12 + 8n
             }
             Request::AddVlan { vsi, vids } | Request::DelVlan { vsi, vids } => {
                 p16(&mut b, *vsi);
@@ -755,6 +762,7 @@ impl Request {
                 for v in vids {
                     p16(&mut b, *v & 0x0FFF);
                 }
+                legacy_pad(&mut b, 2); // 6 + 2n
             }
             Request::ConfigPromisc { vsi, flags } => {
                 p16(&mut b, *vsi);
@@ -783,7 +791,19 @@ impl Request {
     }
 }
 
-// --- Replies ---
+/// One zeroed array element after the real ones: virtchnl's list messages
+/// (ether_addr_list, vlan_filter_list, vsi_queue_config_info,
+/// irq_map_info) were declared with a one-element array and are sized on
+/// the wire as `sizeof(struct) + n * sizeof(element)`, one element more
+/// than they carry. PFs check that exact length
+/// (virtchnl_vc_validate_vf_msg; Linux keeps it with
+/// `virtchnl_struct_size`, DPDK allocates it so), and refuse a shorter
+/// message.
+fn legacy_pad(b: &mut Vec<u8>, element: usize) {
+    b.resize(b.len() + element, 0);
+}
+
+// --- Replies ---// --- Replies ---
 
 /// The PF's version (virtchnl_version_info).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1310,7 +1330,11 @@ mod tests {
             ],
         }
         .encode();
-        assert_eq!(q.len(), VSI_QUEUE_CONFIG_HDR_LEN + 2 * QUEUE_PAIR_INFO_LEN);
+        assert_eq!(
+            q.len(),
+            VSI_QUEUE_CONFIG_HDR_LEN + 3 * QUEUE_PAIR_INFO_LEN,
+            "72 + 64n: the legacy one-element padding"
+        );
         assert_eq!(&q[0..4], &[3, 0, 2, 0]);
         let tx = &q[8..8 + TXQ_INFO_LEN];
         assert_eq!(le16(tx, 4), Some(512));
@@ -1334,7 +1358,11 @@ mod tests {
             }],
         }
         .encode();
-        assert_eq!(m, [1, 0, 3, 0, 1, 0, 3, 0, 3, 0, 0, 0, 1, 0]);
+        assert_eq!(
+            m,
+            [1, 0, 3, 0, 1, 0, 3, 0, 3, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            "14 + 12n"
+        );
         assert_eq!(
             Request::EnableQueues {
                 vsi: 3,
@@ -1350,7 +1378,8 @@ mod tests {
                 addrs: vec![([2, 1, 2, 3, 4, 5], AddrType::Primary)]
             }
             .encode(),
-            [3, 0, 1, 0, 2, 1, 2, 3, 4, 5, 1, 0]
+            [3, 0, 1, 0, 2, 1, 2, 3, 4, 5, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            "12 + 8n"
         );
         assert_eq!(
             Request::AddVlan {
@@ -1358,7 +1387,8 @@ mod tests {
                 vids: vec![0x1064]
             }
             .encode(),
-            [3, 0, 1, 0, 0x64, 0]
+            [3, 0, 1, 0, 0x64, 0, 0, 0],
+            "6 + 2n"
         );
         assert_eq!(
             Request::ConfigPromisc {

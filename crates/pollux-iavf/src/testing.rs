@@ -478,7 +478,8 @@ impl SimPf {
         }
     }
 
-    /// virtchnl_vc_validate_vf_msg: the exact length each message must have.
+    /// virtchnl_vc_validate_vf_msg: the exact length each message must have
+    /// (the list messages with their legacy one-element padding).
     fn valid_len(st: &PfState, op: u32, p: &[u8]) -> bool {
         let n = p.len();
         let u16_at = |o: usize| {
@@ -499,19 +500,19 @@ impl SimPf {
                 }
             }
             proto::OP_CONFIG_VSI_QUEUES => u16_at(2).is_some_and(|q| {
-                q > 0 && n == proto::VSI_QUEUE_CONFIG_HDR_LEN + q * proto::QUEUE_PAIR_INFO_LEN
+                q > 0 && n == proto::VSI_QUEUE_CONFIG_HDR_LEN + (q + 1) * proto::QUEUE_PAIR_INFO_LEN
             }),
             proto::OP_CONFIG_IRQ_MAP => {
-                u16_at(0).is_some_and(|v| v > 0 && n == 2 + v * proto::VECTOR_MAP_LEN)
+                u16_at(0).is_some_and(|v| v > 0 && n == 2 + (v + 1) * proto::VECTOR_MAP_LEN)
             }
             proto::OP_ENABLE_QUEUES | proto::OP_DISABLE_QUEUES | proto::OP_GET_STATS => {
                 n == proto::QUEUE_SELECT_LEN
             }
             proto::OP_ADD_ETH_ADDR | proto::OP_DEL_ETH_ADDR => {
-                u16_at(2).is_some_and(|k| k > 0 && n == 4 + k * proto::ETHER_ADDR_LEN)
+                u16_at(2).is_some_and(|k| k > 0 && n == 4 + (k + 1) * proto::ETHER_ADDR_LEN)
             }
             proto::OP_ADD_VLAN | proto::OP_DEL_VLAN => {
-                u16_at(2).is_some_and(|k| k > 0 && n == 4 + 2 * k)
+                u16_at(2).is_some_and(|k| k > 0 && n == 4 + 2 * (k + 1))
             }
             proto::OP_CONFIG_PROMISCUOUS_MODE => n == proto::PROMISC_INFO_LEN,
             proto::OP_CONFIG_RSS_KEY | proto::OP_CONFIG_RSS_LUT => {
