@@ -712,10 +712,15 @@ impl Iavf {
                 }
                 self.flush_arq(ctx);
             }
-            VFGEN_RSTAT => ctx.log.log(
-                format!("write {v:#x} to VFGEN_RSTAT"),
-                "VFGEN_RSTAT is written by the PF; it is read-only to the VF (virtchnl.h)",
-            ),
+            // VFR_STATE is read-write to the VF (XL710 datasheet,
+            // VFGEN_RSTAT1): FreeBSD's iavf writes INPROGRESS before it asks
+            // for a reset, so that it cannot mistake the COMPLETED of an
+            // earlier reset for this one's. The value holds until the next
+            // reset moves it on.
+            VFGEN_RSTAT => {
+                self.rstat = v & 0x3;
+                self.rstat_steps = 0;
+            }
             VFINT_ICR01 => {}
             VFINT_ICR0_ENA1 => {
                 self.icr0_ena = v;
@@ -870,8 +875,14 @@ impl Model for Iavf {
                 self.cfg.spoofchk = event == "spoofchk-on";
                 Ok(())
             }
+            // `ip link set PF vf N trust on|off` at run time.
+            "trust-on" | "trust-off" => {
+                self.cfg.trusted = event == "trust-on";
+                self.pf.set_trusted(self.cfg.trusted);
+                Ok(())
+            }
             _ => Err(format!(
-                "iavf knows the PF events reset, spoofchk-on, spoofchk-off; not {event:?}"
+                "iavf knows the PF events reset, spoofchk-on, spoofchk-off, trust-on, trust-off; not {event:?}"
             )),
         }
     }

@@ -847,6 +847,11 @@ fn is_multicast(a: &[u8; 6]) -> bool {
 
 impl Pf {
     /// A PF with the VF freshly reset.
+    /// `ip link set PF vf N trust on|off` at run time.
+    pub fn set_trusted(&mut self, on: bool) {
+        self.cfg.trusted = on;
+    }
+
     pub fn new(cfg: PfConfig) -> Self {
         let q = cfg.queues.clamp(1, crate::iavf::regs::MAX_QUEUES as u16);
         let mut pf = Pf {

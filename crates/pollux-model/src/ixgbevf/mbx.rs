@@ -226,6 +226,12 @@ impl Pf {
         &self.cfg
     }
 
+    /// `ip link set PF vf N trust on|off` at run time: what the VF may ask
+    /// for from its next message on.
+    pub fn set_trusted(&mut self, on: bool) {
+        self.cfg.trusted = on;
+    }
+
     /// Negotiated API version (regs::api).
     pub fn api(&self) -> u32 {
         self.api

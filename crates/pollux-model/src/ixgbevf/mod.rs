@@ -867,9 +867,11 @@ impl Model for Ixgbevf {
             "ping" => self.pf.ping(&mut out),
             // `ip link set PF vf N spoofchk on|off` at run time.
             "spoofchk-on" | "spoofchk-off" => self.spoofchk = event == "spoofchk-on",
+            // `ip link set PF vf N trust on|off` at run time.
+            "trust-on" | "trust-off" => self.pf.set_trusted(event == "trust-on"),
             _ => {
                 return Err(format!(
-                "ixgbevf knows the PF events reset, reset-start, reset-done, ping, spoofchk-on, spoofchk-off; not {event:?}"
+                "ixgbevf knows the PF events reset, reset-start, reset-done, ping, spoofchk-on, spoofchk-off, trust-on, trust-off; not {event:?}"
             ))
             }
         }
