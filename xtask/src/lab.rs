@@ -56,8 +56,8 @@ fn build_for_lab() -> Result<Result<()>> {
         // The igbvf tests measure against DPDK with the release `pollux` and
         // run the VF throughput bench once.
         .and_then(|()| cmd::run(cmd::cargo().args(["build", "--release", "-p", "pollux-cli"])))
-        // The fault-injection example the ixgbevf model's violation log is
-        // checked with lives behind pollux-ixgbevf's `testing` feature.
+        // The fault-injection examples the models' violation logs are
+        // checked with live behind the PMD crates' `testing` features.
         .and_then(|()| {
             cmd::run(cmd::cargo().args([
                 "build",
@@ -67,6 +67,17 @@ fn build_for_lab() -> Result<Result<()>> {
                 "testing",
                 "--example",
                 "ixgbevf_misbehave",
+            ]))
+        })
+        .and_then(|()| {
+            cmd::run(cmd::cargo().args([
+                "build",
+                "-p",
+                "pollux-iavf",
+                "--features",
+                "testing",
+                "--example",
+                "iavf_misbehave",
             ]))
         })
         .and_then(|()| {

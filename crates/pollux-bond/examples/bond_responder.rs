@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Members are software-port device strings (pollux_soft::vdev) or, with
-//! `--vf PCI`, igbvf or ixgbevf virtual functions bound to vfio-pci (the
+//! `--vf PCI`, igbvf, ixgbevf or iavf virtual functions bound to vfio-pci (the
 //! driver chosen by the function's PCI ID; named `vf0`,
 //! `vf1`, ... in order; the mempool then lives in their shared VFIO
 //! container). `--bond`
@@ -314,11 +314,15 @@ fn main() {
     drop(queues);
 }
 
-/// Opens a VF with the PMD for its PCI ID (igbvf or ixgbevf).
+/// Opens a VF with the PMD for its PCI ID (igbvf, ixgbevf or iavf).
 fn open_vf(
     addr: pollux_vfio::pci::PciAddr,
 ) -> Result<Box<dyn Port>, Box<dyn std::error::Error + Send + Sync>> {
-    let drivers = [&pollux_igbvf::DRIVER, &pollux_ixgbevf::DRIVER];
+    let drivers = [
+        &pollux_igbvf::DRIVER,
+        &pollux_ixgbevf::DRIVER,
+        &pollux_iavf::DRIVER,
+    ];
     let opts = pollux_vfio::PciOpenOpts::default();
     let sysfs = pollux_pci::Sysfs::new(&opts.vfio.sysfs_root);
     let (vendor, device) = (sysfs.vendor(addr)?, sysfs.device(addr)?);

@@ -12,6 +12,13 @@
 //! Topology: model 0 is an AVF (8086:1889) and model 1 an X710 VF
 //! (8086:154c), 4 queue pairs each, wired to virtio-net peers in the
 //! namespace `lnx` (one /24 each).
+//!
+//! Once judged, the model judges Pollux's `pollux-iavf` with the igbvf
+//! matrix on both IDs (rxonly exact, txonly counted by the model and the
+//! peer, the responder answering ping, macswap, link follow and a PF reset
+//! mid-traffic), RSS over 4 queue pairs on 2 lcores, an 802.3ad bond with
+//! Linux bonding, the side-by-side with DPDK, and the violation log, empty
+//! after all of it, catching a tail past the ring.
 
 mod common;
 
@@ -20,7 +27,14 @@ use std::time::Duration;
 use common::*;
 use pollux_lab::{Lab, ModelFn, Peer, Topology};
 
-const PEER_NS: &str = "lnx";
+/// This family, in the shared checks.
+const FAMILY: Family = Family {
+    name: "iavf",
+    log_target: "pollux_iavf",
+    dpdk_pmd: "net_iavf",
+    misbehave: "iavf_misbehave",
+    tail_reg: "QTX_TAIL",
+};
 
 /// The two models: (device ID, MAC, VF address, peer address).
 const WIRED: [(&str, &str, &str, &str); 2] = [
@@ -323,5 +337,116 @@ fn iavf_checks_in_one_boot() {
             Box::new(move || dpdk_judges(lab, w)),
         ));
     }
+    let (w0, w1) = (&wired[0], &wired[1]);
+    type OnOne = fn(&Lab, &Wired);
+    let matrix: [([&'static str; 2], OnOne); 5] = [
+        (
+            [
+                "pollux_rxonly_counts_exactly_what_pktgen_sent_avf",
+                "pollux_rxonly_counts_exactly_what_pktgen_sent_x710",
+            ],
+            pollux_rxonly_exact,
+        ),
+        (
+            [
+                "pollux_txonly_counted_by_the_model_and_the_peer_avf",
+                "pollux_txonly_counted_by_the_model_and_the_peer_x710",
+            ],
+            pollux_txonly_counted,
+        ),
+        (
+            [
+                "pollux_responder_answers_kernel_ping_avf",
+                "pollux_responder_answers_kernel_ping_x710",
+            ],
+            |lab, w| responder_ping(lab, w, 200),
+        ),
+        (
+            [
+                "pollux_macswap_returns_every_frame_avf",
+                "pollux_macswap_returns_every_frame_x710",
+            ],
+            pollux_macswap,
+        ),
+        (
+            [
+                "pollux_link_follows_and_a_pf_reset_mid_traffic_is_recovered_avf",
+                "pollux_link_follows_and_a_pf_reset_mid_traffic_is_recovered_x710",
+            ],
+            |lab, w| pollux_link_and_pf_reset(lab, w, &FAMILY),
+        ),
+    ];
+    for (names, check) in matrix {
+        for w in [w0, w1] {
+            checks.push((names[w.index], Box::new(move || check(lab, w))));
+        }
+    }
+    checks.push((
+        "pollux_rss_over_four_queues_on_two_lcores_as_the_model_hashes",
+        Box::new(move || pollux_rss_4(lab, w0)),
+    ));
+    checks.push((
+        "pollux_8023ad_bond_with_linux_bonding",
+        Box::new(move || pollux_lacp_bond(lab, w0, w1)),
+    ));
+    checks.push((
+        "side_by_side_with_dpdk_net_iavf",
+        Box::new(move || side_by_side(lab, w0, &FAMILY)),
+    ));
+    checks.push((
+        "violation_log_empty_and_catches_a_tail_past_the_ring",
+        Box::new(move || violations_empty_then_caught(lab, w0, WIRED.len(), &FAMILY)),
+    ));
     pollux_lab::run_checks("iavf", checks);
+}
+
+/// RSS on 4 queue pairs polled by 2 lcores: pktgen's N frames over 64 UDP
+/// flows are counted exactly, no flow is seen on two queues, and each queue
+/// got exactly what the model's Toeplitz hash (over the key, LUT and HENA
+/// Pollux configured) sent it.
+fn pollux_rss_4(lab: &Lab, w: &Wired) {
+    to_vfio(lab, w);
+    address_peer(lab, w);
+    let q = |i: usize| {
+        lab.model_counter(w.index, &format!("rx_q{i}_frames"))
+            .expect("the model's per-queue counter")
+    };
+    let before: Vec<u64> = (0..4).map(q).collect();
+    let tp = start_testpmd(
+        lab,
+        w,
+        "--fwd rxonly --rxq 4 --txq 4 --nb-cores 2 --no-pin --flow-queues --rxd 1024",
+    );
+    let n = 6_400;
+    let (sent, _) = lab
+        .pktgen_with(
+            &w.peer,
+            w.mac,
+            w.ip,
+            n,
+            &pollux_lab::Pktgen {
+                flows: 64,
+                delay_ns: 100_000,
+                ..Default::default()
+            },
+        )
+        .expect("pktgen");
+    assert_eq!(sent, n);
+    std::thread::sleep(Duration::from_secs(2));
+    let out = tp
+        .stop_with(2, Duration::from_secs(20))
+        .expect("testpmd ended");
+    let r = report(&out.stdout);
+    let model: Vec<u64> = (0..4).map(|i| q(i) - before[i]).collect();
+    let ours: Vec<u64> = (0..4).map(|i| queue_rx(&r, i)).collect();
+    eprintln!("RSS: {r}\nthe model hashed {model:?} to queues 0-3; Pollux counted {ours:?}");
+    assert_eq!(port0(&r, "rx_packets"), n, "{r}");
+    assert_eq!(ours, model, "per queue: Pollux vs the model's hash");
+    assert!(
+        ours.iter().filter(|&&x| x > 0).count() >= 3,
+        "RSS spread over too few queues: {ours:?}"
+    );
+    assert_eq!(r["flows"][0]["on_several_queues"], 0, "{r}");
+    assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{r}");
+    assert_no_violations(lab, w.index, "RSS");
 }
