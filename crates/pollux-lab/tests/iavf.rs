@@ -382,6 +382,10 @@ fn iavf_checks_in_one_boot() {
         }
     }
     checks.push((
+        "pollux_sigint_mid_traffic_and_error_paths",
+        Box::new(move || pollux_sigint_and_errors(lab, w0, w1)),
+    ));
+    checks.push((
         "pollux_rss_over_four_queues_on_two_lcores_as_the_model_hashes",
         Box::new(move || pollux_rss_4(lab, w0)),
     ));
@@ -449,4 +453,98 @@ fn pollux_rss_4(lab: &Lab, w: &Wired) {
     assert_eq!(r["flows"][0]["on_several_queues"], 0, "{r}");
     assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{r}");
     assert_no_violations(lab, w.index, "RSS");
+}
+
+/// SIGINT mid-txonly exits clean with every mbuf back, and the next run on
+/// the same VF works; the error paths each say what is wrong: a VF bound
+/// to no driver, one on the kernel's iavf, a function no Pollux driver
+/// handles, a missing /dev/vfio/N. Model `other` is used for them and left
+/// on vfio-pci.
+fn pollux_sigint_and_errors(lab: &Lab, w: &Wired, other: &Wired) {
+    to_vfio(lab, w);
+    let tp = start_testpmd(lab, w, &format!("--fwd txonly --eth-peer 0,{}", w.peer.mac));
+    std::thread::sleep(Duration::from_secs(3));
+    let out = tp
+        .stop_with(2, Duration::from_secs(20))
+        .expect("testpmd ended");
+    assert!(
+        out.status.success(),
+        "SIGINT: {}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    let r = report(&out.stdout);
+    assert!(port0(&r, "tx_packets") > 0, "{r}");
+    assert_eq!(r["mbufs_free_at_exit"], r["mbufs_total"], "{r}");
+    let again = lab
+        .run(
+            &format!(
+                "{} testpmd -a {} --fwd txonly --eth-peer 0,{} --duration 2 --json --stats-period 0",
+                pollux(),
+                w.model.pci,
+                w.peer.mac
+            ),
+            Duration::from_secs(120),
+        )
+        .expect("second run");
+    assert!(
+        again.success(),
+        "second run: {}\n{}",
+        again.stdout,
+        again.stderr
+    );
+    assert!(port0(&report(&again.stdout), "tx_packets") > 0);
+
+    let run = |pci: &str| {
+        lab.run(
+            &format!("{} testpmd -a {pci} --fwd rxonly --duration 1", pollux()),
+            T,
+        )
+        .expect("ran")
+    };
+    let pci = other.model.pci.clone();
+    // On the kernel's iavf.
+    lab.bind_driver(&pci, "iavf").expect("iavf binds it");
+    let e = run(&pci);
+    assert!(!e.success(), "a kernel-bound VF accepted");
+    assert!(
+        e.stderr.contains("net_iavf") && e.stderr.contains("not vfio-pci"),
+        "kernel-bound VF: {}",
+        e.stderr
+    );
+    // On no driver at all.
+    lab.unbind_driver(&pci).expect("unbind");
+    let e = run(&pci);
+    assert!(!e.success(), "unbound VF accepted");
+    assert!(
+        e.stderr.contains("not vfio-pci") && e.stderr.contains("driver_override"),
+        "unbound VF: {}",
+        e.stderr
+    );
+    // A function no Pollux driver handles (Q35's host bridge).
+    let e = run("0000:00:00.0");
+    assert!(!e.success(), "host bridge accepted");
+    assert!(
+        e.stderr.contains("no Pollux driver for PCI ID"),
+        "{}",
+        e.stderr
+    );
+    // On vfio-pci, its group node gone.
+    lab.bind_driver(&pci, "vfio-pci")
+        .expect("vfio-pci binds it");
+    let group = other.model.iommu_group.expect("group");
+    let node = format!("/dev/vfio/{group}");
+    lab.run_ok(&format!("mv {node} {node}.away"), T)
+        .expect("hide node");
+    let e = run(&pci);
+    lab.run_ok(&format!("mv {node}.away {node}"), T)
+        .expect("restore node");
+    assert!(!e.success(), "missing group node accepted");
+    assert!(
+        e.stderr.contains(&format!("{node} does not exist")),
+        "{}",
+        e.stderr
+    );
+    assert_no_violations(lab, w.index, "SIGINT and the error paths");
+    assert_no_violations(lab, other.index, "SIGINT and the error paths");
 }
