@@ -239,8 +239,7 @@ pub fn test(filter: Option<&str>) -> Result<()> {
 /// The lab tests that measure against DPDK; `cargo xtask lab bench` runs
 /// them in their long form (`POLLUX_LAB_BENCH=1`), the suite in a short one.
 /// The virtio, ixgbevf and iavf files' comparisons are checks of their one
-/// boot,
-/// so those whole files run.
+/// boot, so those whole files run.
 const BENCH_TESTS: &[&str] = &[
     "side_by_side_with_dpdk_igbvf",
     "virtio_checks_in_one_boot",
