@@ -1,7 +1,7 @@
 //! [`Ctl`]: the VF's control plane over any register access — VF reset
 //! handling, the admin queue, the virtchnl conversations, and what the PF
 //! must be told again after every reset. [`crate::IavfVf`] runs it over its
-//! BAR; tests run it over [`crate::testing::SimPf`].
+//! BAR; tests run it over `testing::SimPf` (feature `testing`).
 //!
 //! Every wait has a deadline: a reset within `reset_timeout`, a message
 //! within `aq_timeout`.

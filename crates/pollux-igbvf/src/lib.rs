@@ -84,11 +84,52 @@ pub mod tx;
 pub mod vf;
 
 pub use error::IgbVfError;
+pub use pollux_intel::Family;
 pub use vf::{default_mac, identify, IgbVf, IgbVfOpts, IgbVfRx, IgbVfTx, Model};
 
 use pollux_core::Port;
 use pollux_vfio::pci::PciAddr;
 use pollux_vfio::{PciDriver, PciOpenOpts};
+
+/// The 82576 / I350 family, as pollux-intel's shared rings and queue set
+/// see it: its queue registers, the receive descriptor bits it does not
+/// share with the 82599 and its transmit context descriptor.
+#[derive(Debug)]
+pub enum Igbvf {}
+
+impl Family for Igbvf {
+    const RX_HANDLE: &'static str = "IgbVfRx";
+    const TX_HANDLE: &'static str = "IgbVfTx";
+    const RXD_ERR_FRAME: u32 = regs::RXD_ERR_FRAME;
+    const RXD_ERR_IPE: u32 = regs::RXD_ERR_IPE;
+    const RXD_ERR_TCPE: u32 = regs::RXD_ERR_TCPE;
+    /// L4CS or UDPCS, as DPDK's igb reads them.
+    const RXD_L4_CHECKED: u32 = regs::RXD_STAT_L4CS | regs::RXD_STAT_UDPCS;
+    /// This driver reads no RSS hash (a VF of the 82576 has one queue pair
+    /// per pool and no RSS).
+    const RSSTYPE_MASK: u16 = 0;
+    const LB_VLAN_SWAP: bool = true;
+    const TXD_CC: u32 = 0;
+
+    #[inline(always)]
+    fn rdt(q: u16) -> u32 {
+        regs::rdt(q)
+    }
+    #[inline(always)]
+    fn tdt(q: u16) -> u32 {
+        regs::tdt(q)
+    }
+
+    type TxCtx = desc::AdvTxCtxDesc;
+    #[inline(always)]
+    fn context_for(off: &pollux_core::TxOffload) -> Option<desc::AdvTxCtxDesc> {
+        tx::context_for(off)
+    }
+    #[inline(always)]
+    fn ctx_desc(c: &desc::AdvTxCtxDesc) -> pollux_intel::desc::AdvTxDesc {
+        c.as_tx_desc()
+    }
+}
 
 /// This driver, for the registry (`pollux::PCI_DRIVERS`).
 pub static DRIVER: PciDriver = PciDriver {

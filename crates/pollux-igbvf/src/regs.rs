@@ -12,24 +12,9 @@
 //! Reads that clear bits on read are kept apart in [`read_to_clear`]; the
 //! mailbox driver is the only user and it keeps the cleared bits itself.
 
-/// Register access: a mapped BAR, or a test double that plays the device.
-pub trait Regs {
-    /// One 32-bit load.
-    fn read32(&self, off: u32) -> u32;
-    /// One 32-bit store.
-    fn write32(&self, off: u32, val: u32);
-}
-
-impl Regs for pollux_vfio::Bar {
-    #[inline(always)]
-    fn read32(&self, off: u32) -> u32 {
-        pollux_vfio::Bar::read32(self, off)
-    }
-    #[inline(always)]
-    fn write32(&self, off: u32, val: u32) {
-        pollux_vfio::Bar::write32(self, off, val)
-    }
-}
+/// Register access: a mapped BAR, or a test double that plays the device
+/// (shared with the other Intel VF PMDs).
+pub use pollux_intel::Regs;
 
 /// Smallest BAR 0 this driver accepts (the VF's is 16 KiB).
 pub const BAR0_MIN_LEN: usize = 0x4000;
@@ -203,53 +188,22 @@ pub const MAX_MC_HASHES: usize = 30;
 
 // --- Advanced descriptors (e1000_82575.h, e1000_defines.h) ---
 
-/// Receive writeback status bits (E1000_RXD_STAT_*), low byte of status_error.
-pub const RXD_STAT_DD: u32 = 0x01;
-pub const RXD_STAT_EOP: u32 = 0x02;
-pub const RXD_STAT_VP: u32 = 0x08;
-pub const RXD_STAT_UDPCS: u32 = 0x10;
-pub const RXD_STAT_L4CS: u32 = 0x20;
-pub const RXD_STAT_IPCS: u32 = 0x40;
-/// Loopback (I350: VLAN tag of loopback packets is big endian).
-pub const RXD_STAT_LB: u32 = 0x0004_0000;
+/// The receive write-back status bits, the packet types and the transmit
+/// descriptor bits that every Intel VF family shares (pollux-intel's).
+pub use pollux_intel::adv::{
+    PKTTYPE_ETQF, PKTTYPE_IPV4, PKTTYPE_IPV4_EX, PKTTYPE_IPV6, PKTTYPE_IPV6_EX, PKTTYPE_SCTP,
+    PKTTYPE_TCP, PKTTYPE_UDP, RXD_STAT_DD, RXD_STAT_EOP, RXD_STAT_IPCS, RXD_STAT_L4CS, RXD_STAT_LB,
+    RXD_STAT_UDPCS, RXD_STAT_VP, TXCTX_L4LEN_SHIFT, TXCTX_MACLEN_SHIFT, TXCTX_TUCMD_IPV4,
+    TXCTX_TUCMD_L4T_TCP, TXCTX_TUCMD_L4T_UDP, TXCTX_VLAN_SHIFT, TXD_DCMD_DEXT, TXD_DCMD_EOP,
+    TXD_DCMD_IFCS, TXD_DCMD_RS, TXD_DCMD_VLE, TXD_DTYP_CTXT, TXD_DTYP_DATA, TXD_DTYP_MASK,
+    TXD_PAYLEN_SHIFT, TXD_POPTS_IXSM, TXD_POPTS_TXSM, TXD_STAT_DD,
+};
+
 /// Receive errors (E1000_RXDEXT_STATERR_*).
 pub const RXD_ERR_TCPE: u32 = 0x2000_0000;
 pub const RXD_ERR_IPE: u32 = 0x4000_0000;
 /// CE | SE | SEQ | CXE | RXE: frame errors (E1000_RXDEXT_ERR_FRAME_ERR_MASK).
 pub const RXD_ERR_FRAME: u32 = 0x0100_0000 | 0x0200_0000 | 0x0400_0000 | 0x1000_0000 | 0x8000_0000;
-
-/// Packet type bits of pkt_info (E1000_RXDADV_PKTTYPE_*).
-pub const PKTTYPE_IPV4: u16 = 0x0010;
-pub const PKTTYPE_IPV4_EX: u16 = 0x0020;
-pub const PKTTYPE_IPV6: u16 = 0x0040;
-pub const PKTTYPE_IPV6_EX: u16 = 0x0080;
-pub const PKTTYPE_TCP: u16 = 0x0100;
-pub const PKTTYPE_UDP: u16 = 0x0200;
-pub const PKTTYPE_SCTP: u16 = 0x0400;
-/// The type field holds an EtherType filter index instead.
-pub const PKTTYPE_ETQF: u16 = 0x8000;
-
-/// Transmit descriptor command/type bits (E1000_ADVTXD_*).
-pub const TXD_DTYP_CTXT: u32 = 0x0020_0000;
-pub const TXD_DTYP_DATA: u32 = 0x0030_0000;
-pub const TXD_DCMD_EOP: u32 = 0x0100_0000;
-pub const TXD_DCMD_IFCS: u32 = 0x0200_0000;
-pub const TXD_DCMD_RS: u32 = 0x0800_0000;
-pub const TXD_DCMD_DEXT: u32 = 0x2000_0000;
-pub const TXD_DCMD_VLE: u32 = 0x4000_0000;
-/// Writeback status: descriptor done, in olinfo_status.
-pub const TXD_STAT_DD: u32 = 0x01;
-/// olinfo_status fields: checksum requests and the payload length.
-pub const TXD_POPTS_IXSM: u32 = 0x0100;
-pub const TXD_POPTS_TXSM: u32 = 0x0200;
-pub const TXD_PAYLEN_SHIFT: u32 = 14;
-/// Context descriptor fields (E1000_ADVTXD_MACLEN_SHIFT, TUCMD_*).
-pub const TXCTX_MACLEN_SHIFT: u32 = 9;
-pub const TXCTX_VLAN_SHIFT: u32 = 16;
-pub const TXCTX_TUCMD_IPV4: u32 = 0x0000_0400;
-pub const TXCTX_TUCMD_L4T_UDP: u32 = 0x0000_0000;
-pub const TXCTX_TUCMD_L4T_TCP: u32 = 0x0000_0800;
-pub const TXCTX_L4LEN_SHIFT: u32 = 8;
 
 /// PCI device IDs (Linux igbvf `E1000_DEV_ID_82576_VF`, `E1000_DEV_ID_I350_VF`).
 pub const VENDOR_INTEL: u16 = 0x8086;

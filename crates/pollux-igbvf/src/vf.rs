@@ -17,23 +17,22 @@
 //!    clear-to-send means the PF forgot this VF, and the driver
 //!    re-initialises the VF by itself once the PF is back, so traffic
 //!    resumes without the application doing anything. That recovery is a
-//!    handshake with the handles, described at `QueueSet` below; no burst waits
-//!    for it.
+//!    handshake with the handles, described at pollux-intel's `QueueSet`;
+//!    no burst waits for it.
 //! 6. [`Port::stop`] / drop: the VF reset (which stops its DMA), bus
 //!    mastering off; buffers go back to their pools only after that, when
 //!    the rings are released or their handles dropped.
 
 use std::cell::Cell;
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pollux_core::{
-    Burst, Capabilities, Duplex, HugePages, Lease, Leases, LinkStatus, MacAddr, Mbuf, Port,
-    PortConf, PortError, PortInfo, PortStats, QueueCounters, QueueCounts, QueueStats, Queues,
-    RxOffloads, RxQueue, StatsBase, TxOffloads, TxQueue, Xstat,
+    Capabilities, Duplex, HugePages, Leases, LinkStatus, MacAddr, Port, PortConf, PortError,
+    PortInfo, PortStats, QueueStats, Queues, RxOffloads, StatsBase, TxOffloads, Xstat,
 };
+use pollux_intel::queues::RingLayout;
 use pollux_vfio::pci::{PciAddr, Sysfs};
 use pollux_vfio::{Bar, Container, Device, DmaMemory, OpenOpts};
 
@@ -131,296 +130,16 @@ const QUEUE_TIMEOUT: Duration = Duration::from_millis(100);
 /// Ethernet header + FCS + one VLAN tag, added to the MTU for RLPML.
 const FRAME_OVERHEAD: u32 = 14 + 4 + 4;
 
-/// One queue of a [`QueueSet`]: its ring while no handle holds it, and
-/// the counters its handle publishes.
-struct Slot<R> {
-    ring: Mutex<Option<R>>,
-    counters: QueueCounters,
-}
-
-impl<R> Slot<R> {
-    fn new(ring: R) -> Slot<R> {
-        Slot {
-            ring: Mutex::new(Some(ring)),
-            counters: QueueCounters::default(),
-        }
-    }
-
-    /// The ring, if no handle holds it. A poisoned lock (a handle panicked
-    /// while giving its ring back) still holds a consistent `Option`.
-    fn parked(&self) -> MutexGuard<'_, Option<R>> {
-        self.ring.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Where a ring is, for its registers: fixed from configure on.
-#[derive(Clone, Copy, Debug)]
-struct RingLayout {
-    iova: u64,
-    bytes: u32,
-    initial_tail: u32,
-}
-
-/// Running bit of [`QueueSet::state`]; the other bits are the epoch.
-const RUNNING: u32 = 1;
-const EPOCH: u32 = 2;
-
 /// The queues of one configuration, shared by the control side and the
-/// handles.
-///
-/// `state` is the only thing a burst reads besides its own ring: one
-/// acquire load. Its low bit says whether the queues run; the rest is an
-/// epoch that the control side advances whenever it has stopped the
-/// queues (stop, PF-reset recovery), which stops the device's DMA and
-/// forgets the rings' positions.
-///
-/// When it brings the queues up again, the control side programs every
-/// ring register with head and tail at 0 and re-arms the rings parked in
-/// their slots itself (their rx tails are set too). A handle that holds
-/// its ring sees the new epoch at its next burst and resynchronises in
-/// software: every rx descriptor rewritten with its buffer, in-flight
-/// transmits freed (the device no longer owns them), positions back to 0.
-/// Only once it sees the running bit does an rx handle move its tail,
-/// which is when the device may fetch its descriptors again. So the device
-/// never sees a descriptor the driver is rewriting, no burst waits, the
-/// control side waits for no handle (an idle one resynchronises whenever it
-/// next runs), and buffers are freed only after the queues stopped.
-struct QueueSet {
-    bar: Arc<Bar>,
-    state: AtomicU32,
-    rx_layout: Vec<RingLayout>,
-    tx_layout: Vec<RingLayout>,
-    /// Bytes of each rx buffer the device may write.
-    rx_buf_size: u32,
-    rx: Vec<Slot<RxRing>>,
-    tx: Vec<Slot<TxRing>>,
-}
-
-impl QueueSet {
-    fn epoch(&self) -> u32 {
-        self.state.load(Ordering::Acquire) & !RUNNING
-    }
-
-    /// Advances the epoch with the queues stopped; returns the new epoch.
-    /// Call after the VF reset that stopped the device.
-    fn next_epoch(&self) -> u32 {
-        let e = self.epoch().wrapping_add(EPOCH);
-        // Release: the VF reset above happens before any handle acts on
-        // the new epoch (frees transmit buffers, rewrites descriptors).
-        self.state.store(e, Ordering::Release);
-        e
-    }
-
-    fn set_running(&self, epoch: u32) {
-        // Release: the ring registers and tails written before this are in
-        // place before a handle moves a tail again.
-        self.state.store(epoch | RUNNING, Ordering::Release);
-    }
-
-    /// Re-arms every parked ring (rx: every slot given a buffer; tx:
-    /// in-flight packets freed). `Err` with the queue whose pool ran dry.
-    fn arm_parked(&self) -> Result<(), (u16, usize)> {
-        for (i, s) in self.rx.iter().enumerate() {
-            if let Some(r) = s.parked().as_mut() {
-                let missing = r.arm();
-                if missing > 0 {
-                    return Err((i as u16, missing));
-                }
-            }
-        }
-        for s in &self.tx {
-            if let Some(t) = s.parked().as_mut() {
-                t.reset();
-                s.counters.store(counts_tx(t));
-            }
-        }
-        Ok(())
-    }
-
-    /// Returns the buffers of every parked ring. Only after a VF reset.
-    fn release_parked(&self) {
-        for s in &self.rx {
-            if let Some(r) = s.parked().as_mut() {
-                r.release();
-            }
-        }
-        for s in &self.tx {
-            if let Some(t) = s.parked().as_mut() {
-                t.reset();
-                s.counters.store(counts_tx(t));
-            }
-        }
-    }
-
-    fn counters(&self) -> PortStats {
-        pollux_core::port::sum_queue_counters(
-            self.rx.iter().map(|s| &s.counters),
-            self.tx.iter().map(|s| &s.counters),
-        )
-    }
-}
-
-fn counts_rx(r: &RxRing) -> QueueCounts {
-    QueueCounts {
-        packets: r.stats.packets,
-        bytes: r.stats.bytes,
-        errors: r.stats.errors,
-        dropped: r.stats.nombuf,
-    }
-}
-
-fn counts_tx(t: &TxRing) -> QueueCounts {
-    QueueCounts {
-        packets: t.stats.packets,
-        bytes: t.stats.bytes,
-        errors: t.stats.errors,
-        dropped: 0,
-    }
-}
+/// handles: pollux-intel's queue set, whose documentation describes the
+/// handshake for stop, start and PF-reset recovery.
+type QueueSet = pollux_intel::queues::QueueSet<crate::Igbvf>;
 
 /// A receive queue of an [`IgbVf`], owned by the lcore that polls it.
-pub struct IgbVfRx {
-    ring: Option<RxRing>,
-    set: Arc<QueueSet>,
-    queue: usize,
-    seen: u32,
-    /// Re-armed for the current epoch; the tail is still to be given to
-    /// the device once the queues run.
-    kick: bool,
-    _lease: Lease,
-}
+pub type IgbVfRx = pollux_intel::queues::VfRx<crate::Igbvf>;
 
 /// A transmit queue of an [`IgbVf`], owned by the lcore that polls it.
-pub struct IgbVfTx {
-    ring: Option<TxRing>,
-    set: Arc<QueueSet>,
-    queue: usize,
-    seen: u32,
-    _lease: Lease,
-}
-
-impl IgbVfRx {
-    /// A state change (see [`QueueSet`]). Not inlined: it runs once per
-    /// stop, start or recovery.
-    #[cold]
-    fn sync(&mut self, st: u32) {
-        let Some(r) = self.ring.as_mut() else {
-            self.seen = st;
-            return;
-        };
-        if (st ^ self.seen) & !RUNNING != 0 {
-            // A new epoch: the queues were stopped. Every slot of a ring a
-            // handle holds has its buffer (a burst swaps in a fresh one
-            // before it gives one away), so this only rewrites the
-            // descriptors. Should one be missing, `seen` stays behind and
-            // the next burst tries again: the device is never given a
-            // descriptor without a buffer.
-            if r.arm() > 0 {
-                return;
-            }
-            self.kick = true;
-        }
-        if st & RUNNING != 0 && self.kick {
-            // The control side programmed the queue (head and tail 0)
-            // before it set the running bit, which the acquire load of
-            // `st` saw; the rewritten descriptors must be visible to the
-            // device before the tail lets it fetch them.
-            pollux_core::barrier::dma_wmb();
-            self.set
-                .bar
-                .write32(regs::rdt(self.queue as u16), r.initial_tail());
-            self.kick = false;
-        }
-        self.seen = st;
-    }
-}
-
-impl RxQueue for IgbVfRx {
-    #[inline]
-    fn rx_burst(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
-        let st = self.set.state.load(Ordering::Acquire);
-        if st != self.seen {
-            self.sync(st);
-        }
-        if self.seen & RUNNING == 0 || self.kick {
-            return 0;
-        }
-        let Some(r) = self.ring.as_mut() else {
-            return 0;
-        };
-        let n = r.rx_burst(&*self.set.bar, pkts);
-        self.set.rx[self.queue].counters.store(counts_rx(r));
-        n
-    }
-}
-
-impl IgbVfTx {
-    #[cold]
-    fn sync(&mut self, st: u32) {
-        if (st ^ self.seen) & !RUNNING != 0 {
-            if let Some(t) = self.ring.as_mut() {
-                // The queues were stopped before the epoch moved and are
-                // programmed anew with head and tail 0: what the device had
-                // not sent is freed here and the ring starts over at 0.
-                t.reset();
-                self.set.tx[self.queue].counters.store(counts_tx(t));
-            }
-        }
-        self.seen = st;
-    }
-}
-
-impl TxQueue for IgbVfTx {
-    #[inline]
-    fn tx_burst(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
-        let st = self.set.state.load(Ordering::Acquire);
-        if st != self.seen {
-            self.sync(st);
-        }
-        if st & RUNNING == 0 {
-            return 0;
-        }
-        let Some(t) = self.ring.as_mut() else {
-            return 0;
-        };
-        let n = t.tx_burst(&*self.set.bar, pkts);
-        self.set.tx[self.queue].counters.store(counts_tx(t));
-        n
-    }
-}
-
-// A dropped handle parks its ring in its slot: the device may still own its
-// buffers, so they are freed only by the control side after a VF reset.
-impl Drop for IgbVfRx {
-    fn drop(&mut self) {
-        let s = &self.set.rx[self.queue];
-        // The control side re-arms parked rings itself when it brings the
-        // queues up.
-        *s.parked() = self.ring.take();
-    }
-}
-
-impl Drop for IgbVfTx {
-    fn drop(&mut self) {
-        *self.set.tx[self.queue].parked() = self.ring.take();
-    }
-}
-
-impl std::fmt::Debug for IgbVfRx {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IgbVfRx")
-            .field("queue", &self.queue)
-            .finish()
-    }
-}
-
-impl std::fmt::Debug for IgbVfTx {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IgbVfTx")
-            .field("queue", &self.queue)
-            .finish()
-    }
-}
+pub type IgbVfTx = pollux_intel::queues::VfTx<crate::Igbvf>;
 
 /// A PF-reset recovery in progress: the VF was reset and the epoch moved;
 /// waiting for the handles to re-arm their rings.
@@ -1061,11 +780,12 @@ impl Port for IgbVf {
             let mut r = RxRing::new(ring, conf.rx_pool.clone(), conf.port_id, q);
             r.set_vlan_swap_on_loopback(self.model == Model::I350);
             rx_layout.push(RingLayout {
+                reg: q,
                 iova: r.ring().iova().0,
                 bytes: r.ring().bytes(),
                 initial_tail: r.initial_tail(),
             });
-            rx.push(Slot::new(r));
+            rx.push(r);
         }
         let mut tx = Vec::new();
         let mut tx_layout = Vec::new();
@@ -1076,22 +796,22 @@ impl Port for IgbVf {
             let container = self.container().clone();
             t.set_dma_check(Box::new(move |iova, len| container.maps(iova, len)));
             tx_layout.push(RingLayout {
+                reg: q,
                 iova: t.ring().iova().0,
                 bytes: t.ring().bytes(),
                 initial_tail: 0,
             });
-            tx.push(Slot::new(t));
+            tx.push(t);
         }
-        self.queues = Some(Arc::new(QueueSet {
-            bar: self.bar.clone(),
-            // Epoch 0 is "never armed": the first start arms every ring.
-            state: AtomicU32::new(0),
+        // Epoch 0 is "never armed": the first start arms every ring.
+        self.queues = Some(Arc::new(QueueSet::new(
+            self.bar.clone(),
             rx_layout,
             tx_layout,
-            rx_buf_size: data,
+            data,
             rx,
             tx,
-        }));
+        )));
         self.max_frame = max_frame;
         self.base.clear();
         Ok(())
@@ -1158,31 +878,7 @@ impl Port for IgbVf {
             return Err(PortError::QueuesTaken(self.addr.to_string()));
         }
         self.taken = true;
-        let seen = q.state.load(Ordering::Acquire);
-        let rx = (0..q.rx.len())
-            .map(|i| {
-                Box::new(IgbVfRx {
-                    ring: q.rx[i].parked().take(),
-                    set: q.clone(),
-                    queue: i,
-                    seen,
-                    kick: false,
-                    _lease: self.leases.lease(),
-                }) as Box<dyn RxQueue>
-            })
-            .collect();
-        let tx = (0..q.tx.len())
-            .map(|i| {
-                Box::new(IgbVfTx {
-                    ring: q.tx[i].parked().take(),
-                    set: q.clone(),
-                    queue: i,
-                    seen,
-                    _lease: self.leases.lease(),
-                }) as Box<dyn TxQueue>
-            })
-            .collect();
-        Ok(Queues { rx, tx })
+        Ok(q.handles(&self.leases))
     }
 
     fn service(&mut self) {
@@ -1355,63 +1051,10 @@ impl std::fmt::Debug for IgbVf {
 
 #[cfg(test)]
 mod tests {
+    //! The queue set's handshake (pollux-intel's), run with this family's
+    //! registers.
     use super::*;
-    use pollux_core::{AnonMemory, MemoryProvider, Mempool, MempoolConfig};
-    use std::sync::atomic::AtomicBool;
-
-    fn ring<D: Copy>(n: u16) -> DescRing<D> {
-        let r = AnonMemory::new(HugePages::Never)
-            .allocate(n as usize * 16)
-            .unwrap();
-        DescRing::new(r, n).unwrap()
-    }
-
-    /// A queue set over rings in plain memory, as configure builds it.
-    fn set(pool: &Mempool) -> Arc<QueueSet> {
-        let rx = RxRing::new(ring(64), pool.clone(), 0, 0);
-        let tx = TxRing::new(ring(64), 0);
-        let layout = |iova: u64, initial_tail| RingLayout {
-            iova,
-            bytes: 64 * 16,
-            initial_tail,
-        };
-        Arc::new(QueueSet {
-            bar: Arc::new(Bar::plain_memory(0x4000)),
-            state: AtomicU32::new(0),
-            rx_layout: vec![layout(rx.ring().iova().0, rx.initial_tail())],
-            tx_layout: vec![layout(tx.ring().iova().0, 0)],
-            rx_buf_size: 2048,
-            rx: vec![Slot::new(rx)],
-            tx: vec![Slot::new(tx)],
-        })
-    }
-
-    fn handles(q: &Arc<QueueSet>, leases: &Leases) -> (IgbVfRx, IgbVfTx) {
-        let seen = q.state.load(Ordering::Acquire);
-        (
-            IgbVfRx {
-                ring: q.rx[0].parked().take(),
-                set: q.clone(),
-                queue: 0,
-                seen,
-                kick: false,
-                _lease: leases.lease(),
-            },
-            IgbVfTx {
-                ring: q.tx[0].parked().take(),
-                set: q.clone(),
-                queue: 0,
-                seen,
-                _lease: leases.lease(),
-            },
-        )
-    }
-
-    /// What bring_up does to the registers of a ring a handle holds.
-    fn program(q: &QueueSet) {
-        q.bar.write32(regs::rdh(0), 0);
-        q.bar.write32(regs::rdt(0), 0);
-    }
+    use pollux_intel::queues::checks;
 
     /// PF-reset recovery against handles polled on another thread: the
     /// control side never waits for a handle and a burst never waits for
@@ -1422,70 +1065,7 @@ mod tests {
     /// took the whole port.
     #[test]
     fn recovery_against_handles_polled_elsewhere() {
-        let mut cfg = MempoolConfig::new("vf-test", 512);
-        cfg.cache_size = 0;
-        let pool = Mempool::new(cfg, &AnonMemory::new(HugePages::Never)).unwrap();
-        let q = set(&pool);
-        let leases = Leases::new();
-        // Start: every ring parked, armed by the control side.
-        let e = q.next_epoch();
-        q.arm_parked().unwrap();
-        q.set_running(e);
-        assert_eq!(pool.available(), 512 - 64, "rx ring armed");
-        let (mut rx, mut tx) = handles(&q, &leases);
-        let done = Arc::new(AtomicBool::new(false));
-        let (done2, pool2) = (done.clone(), pool.clone());
-        let poller = std::thread::spawn(move || {
-            let mut bursts = 0u64;
-            let mut refused = 0u64;
-            let mut b = Burst::new(8);
-            while !done2.load(Ordering::Relaxed) {
-                assert_eq!(rx.rx_burst(&mut b), 0, "no device writes here");
-                pool2.alloc_bulk(&mut b, 8);
-                b.iter_mut().for_each(|m| assert!(m.set_len(60)));
-                if tx.tx_burst(&mut b) == 0 && !b.is_empty() {
-                    refused += 1;
-                }
-                b.clear();
-                bursts += 1;
-            }
-            (bursts, refused, rx, tx)
-        });
-        for _ in 0..50 {
-            // What recovery_step does: stop, new epoch, program, run.
-            let e = q.next_epoch();
-            q.arm_parked().unwrap();
-            program(&q);
-            std::thread::sleep(Duration::from_millis(1));
-            assert_eq!(q.bar.read32(regs::rdt(0)), 0, "no tail while stopped");
-            q.set_running(e);
-            let t0 = Instant::now();
-            while q.bar.read32(regs::rdt(0)) != 63 {
-                assert!(
-                    t0.elapsed() < Duration::from_secs(5),
-                    "the handle never kicked"
-                );
-                std::thread::yield_now();
-            }
-        }
-        done.store(true, Ordering::Relaxed);
-        let (bursts, refused, rx, tx) = poller.join().unwrap();
-        assert!(
-            bursts > 50 && refused > 0,
-            "{bursts} bursts, {refused} refused"
-        );
-        // The transmit ring never completes here (no device): what it held
-        // was freed at each epoch.
-        assert!(
-            q.tx[0].counters.get().errors > 0,
-            "in-flight frames dropped"
-        );
-        drop((rx, tx));
-        assert!(q.rx[0].parked().is_some() && q.tx[0].parked().is_some());
-        assert_eq!(leases.outstanding(), 0);
-        q.next_epoch();
-        q.release_parked();
-        assert_eq!(pool.available(), 512, "every buffer back");
+        checks::recovery_against_handles_polled_elsewhere::<crate::Igbvf>(regs::rdh(0));
     }
 
     /// A handle that has not run since the queues stopped is no obstacle:
@@ -1493,43 +1073,6 @@ mod tests {
     /// up at its next burst.
     #[test]
     fn an_idle_handle_catches_up_later() {
-        let pool = Mempool::new(
-            MempoolConfig::new("vf-test2", 256),
-            &AnonMemory::new(HugePages::Never),
-        )
-        .unwrap();
-        let q = set(&pool);
-        let leases = Leases::new();
-        let e = q.next_epoch();
-        q.arm_parked().unwrap();
-        let (mut rx, mut tx) = handles(&q, &leases);
-        let mut b = Burst::new(4);
-        assert!(pool.alloc_bulk(&mut b, 4));
-        b.iter_mut().for_each(|m| assert!(m.set_len(60)));
-        assert_eq!(tx.tx_burst(&mut b), 0, "armed but not running");
-        assert_eq!(b.len(), 4, "the packets stay the caller's");
-        q.set_running(e);
-        assert_eq!(tx.tx_burst(&mut b), 4);
-        // Three stops and starts while the handles sleep.
-        for _ in 0..3 {
-            let e = q.next_epoch();
-            program(&q);
-            q.set_running(e);
-        }
-        assert_eq!(q.bar.read32(regs::rdt(0)), 0);
-        assert_eq!(rx.rx_burst(&mut b), 0);
-        assert_eq!(
-            q.bar.read32(regs::rdt(0)),
-            63,
-            "tail given on the first burst"
-        );
-        assert!(pool.alloc_bulk(&mut b, 4));
-        b.iter_mut().for_each(|m| assert!(m.set_len(60)));
-        assert_eq!(tx.tx_burst(&mut b), 4);
-        assert_eq!(
-            q.bar.read32(regs::tdt(0)),
-            4,
-            "the tx ring started over at 0"
-        );
+        checks::an_idle_handle_catches_up_later::<crate::Igbvf>(regs::rdh(0), 4);
     }
 }

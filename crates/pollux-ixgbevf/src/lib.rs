@@ -107,11 +107,54 @@ pub mod tx;
 pub mod vf;
 
 pub use error::IxgbeVfError;
+pub use pollux_intel::Family;
 pub use vf::{default_mac, identify, IxgbeVf, IxgbeVfOpts, IxgbeVfRx, IxgbeVfTx, Model};
 
 use pollux_core::Port;
 use pollux_vfio::pci::PciAddr;
 use pollux_vfio::{PciDriver, PciOpenOpts};
+
+/// The 82599 / X540 / X550 family, as pollux-intel's shared rings and
+/// queue set see it: its queue registers, the receive descriptor bits it
+/// does not share with the 82576, CC on every data descriptor and its
+/// transmit context descriptor.
+#[derive(Debug)]
+pub enum Ixgbevf {}
+
+impl Family for Ixgbevf {
+    const RX_HANDLE: &'static str = "IxgbeVfRx";
+    const TX_HANDLE: &'static str = "IxgbeVfTx";
+    const RXD_ERR_FRAME: u32 = regs::RXD_ERR_FRAME;
+    const RXD_ERR_IPE: u32 = regs::RXD_ERR_IPE;
+    const RXD_ERR_TCPE: u32 = regs::RXD_ERR_TCPE;
+    /// L4CS alone says the TCP/UDP checksum was checked (Linux
+    /// ixgbevf_rx_checksum looks at no other bit).
+    const RXD_L4_CHECKED: u32 = regs::RXD_STAT_L4CS;
+    const RSSTYPE_MASK: u16 = regs::RSSTYPE_MASK;
+    const LB_VLAN_SWAP: bool = false;
+    /// CC on every data descriptor (ixgbevf_tx_olinfo_status).
+    const TXD_CC: u32 = regs::TXD_CC;
+
+    #[inline(always)]
+    fn rdt(q: u16) -> u32 {
+        regs::rdt(q)
+    }
+    #[inline(always)]
+    fn tdt(q: u16) -> u32 {
+        regs::tdt(q)
+    }
+
+    type TxCtx = desc::AdvTxCtxDesc;
+    /// Every packet is sent under a context descriptor.
+    #[inline(always)]
+    fn context_for(off: &pollux_core::TxOffload) -> Option<desc::AdvTxCtxDesc> {
+        Some(tx::context_for(off))
+    }
+    #[inline(always)]
+    fn ctx_desc(c: &desc::AdvTxCtxDesc) -> pollux_intel::desc::AdvTxDesc {
+        c.as_tx_desc()
+    }
+}
 
 /// This driver, for the registry (`pollux::PCI_DRIVERS`).
 pub static DRIVER: PciDriver = PciDriver {

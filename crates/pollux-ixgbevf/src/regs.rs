@@ -11,24 +11,9 @@
 //! Reads with side effects are kept apart in [`read_to_clear`]: only the
 //! mailbox transport reads VFMAILBOX, and it keeps the cleared bits.
 
-/// Register access: a mapped BAR, or a test double that plays the device.
-pub trait Regs {
-    /// One 32-bit load.
-    fn read32(&self, off: u32) -> u32;
-    /// One 32-bit store.
-    fn write32(&self, off: u32, val: u32);
-}
-
-impl Regs for pollux_vfio::Bar {
-    #[inline(always)]
-    fn read32(&self, off: u32) -> u32 {
-        pollux_vfio::Bar::read32(self, off)
-    }
-    #[inline(always)]
-    fn write32(&self, off: u32, val: u32) {
-        pollux_vfio::Bar::write32(self, off, val)
-    }
-}
+/// Register access: a mapped BAR, or a test double that plays the device
+/// (shared with the other Intel VF PMDs).
+pub use pollux_intel::Regs;
 
 /// Smallest BAR 0 this driver accepts: the VF's register space ends with
 /// VFRETA(15) at 0x323C (regs.h), inside the VF's 16 KiB BAR.
@@ -232,15 +217,19 @@ pub mod read_to_clear {
     const _: () = assert!(VFMAILBOX_R2C == 0xB0);
 }
 
-// --- Advanced receive descriptor (defines.h) ---
+// --- Advanced descriptors (defines.h, IXGBE_ADVTXD_*) ---
 
-pub const RXD_STAT_DD: u32 = 0x01;
-pub const RXD_STAT_EOP: u32 = 0x02;
-pub const RXD_STAT_VP: u32 = 0x08;
-pub const RXD_STAT_UDPCS: u32 = 0x10;
-pub const RXD_STAT_L4CS: u32 = 0x20;
-pub const RXD_STAT_IPCS: u32 = 0x40;
-pub const RXD_STAT_LB: u32 = 0x0004_0000;
+/// The receive write-back status bits, the packet types and the transmit
+/// descriptor bits that every Intel VF family shares (pollux-intel's).
+pub use pollux_intel::adv::{
+    PKTTYPE_ETQF, PKTTYPE_IPV4, PKTTYPE_IPV4_EX, PKTTYPE_IPV6, PKTTYPE_IPV6_EX, PKTTYPE_SCTP,
+    PKTTYPE_TCP, PKTTYPE_UDP, RXD_STAT_DD, RXD_STAT_EOP, RXD_STAT_IPCS, RXD_STAT_L4CS, RXD_STAT_LB,
+    RXD_STAT_UDPCS, RXD_STAT_VP, TXCTX_L4LEN_SHIFT, TXCTX_MACLEN_SHIFT, TXCTX_TUCMD_IPV4,
+    TXCTX_TUCMD_L4T_TCP, TXCTX_TUCMD_L4T_UDP, TXCTX_VLAN_SHIFT, TXD_DCMD_DEXT, TXD_DCMD_EOP,
+    TXD_DCMD_IFCS, TXD_DCMD_RS, TXD_DCMD_VLE, TXD_DTYP_CTXT, TXD_DTYP_DATA, TXD_DTYP_MASK,
+    TXD_PAYLEN_SHIFT, TXD_POPTS_IXSM, TXD_POPTS_TXSM, TXD_STAT_DD,
+};
+
 /// IXGBE_RXDADV_ERR_TCPE / _IPE: checksum errors.
 pub const RXD_ERR_TCPE: u32 = 0x4000_0000;
 pub const RXD_ERR_IPE: u32 = 0x8000_0000;
@@ -249,44 +238,11 @@ pub const RXD_ERR_FRAME: u32 = 0x0100_0000 | 0x0200_0000 | 0x0800_0000 | 0x1000_
 
 /// RSS type in pkt_info bits 3:0 (IXGBE_RXDADV_RSSTYPE_MASK); 0: no hash.
 pub const RSSTYPE_MASK: u16 = 0x000F;
-/// Packet type bits of pkt_info (ixgbe_type.h IXGBE_RXDADV_PKTTYPE_*).
-pub const PKTTYPE_IPV4: u16 = 0x0010;
-pub const PKTTYPE_IPV4_EX: u16 = 0x0020;
-pub const PKTTYPE_IPV6: u16 = 0x0040;
-pub const PKTTYPE_IPV6_EX: u16 = 0x0080;
-pub const PKTTYPE_TCP: u16 = 0x0100;
-pub const PKTTYPE_UDP: u16 = 0x0200;
-pub const PKTTYPE_SCTP: u16 = 0x0400;
-/// The type field holds an EtherType filter index instead.
-pub const PKTTYPE_ETQF: u16 = 0x8000;
 
-// --- Advanced transmit descriptors (defines.h IXGBE_ADVTXD_*) ---
-
-pub const TXD_DTYP_MASK: u32 = 0x00F0_0000;
-pub const TXD_DTYP_CTXT: u32 = 0x0020_0000;
-pub const TXD_DTYP_DATA: u32 = 0x0030_0000;
-pub const TXD_DCMD_EOP: u32 = 0x0100_0000;
-pub const TXD_DCMD_IFCS: u32 = 0x0200_0000;
-pub const TXD_DCMD_RS: u32 = 0x0800_0000;
-pub const TXD_DCMD_DEXT: u32 = 0x2000_0000;
-pub const TXD_DCMD_VLE: u32 = 0x4000_0000;
-/// Write-back status in olinfo_status: descriptor done.
-pub const TXD_STAT_DD: u32 = 0x01;
 /// olinfo_status: check context. Linux sets it on every data descriptor:
 /// "Check Context must be set if Tx switch is enabled, which it always is
 /// for case where virtual functions are running" (ixgbevf_tx_olinfo_status).
 pub const TXD_CC: u32 = 0x0000_0080;
-/// olinfo_status checksum requests (IXGBE_TXD_POPTS_* << POPTS_SHIFT 8).
-pub const TXD_POPTS_IXSM: u32 = 0x0100;
-pub const TXD_POPTS_TXSM: u32 = 0x0200;
-pub const TXD_PAYLEN_SHIFT: u32 = 14;
-/// Context descriptor fields.
-pub const TXCTX_MACLEN_SHIFT: u32 = 9;
-pub const TXCTX_VLAN_SHIFT: u32 = 16;
-pub const TXCTX_TUCMD_IPV4: u32 = 0x0000_0400;
-pub const TXCTX_TUCMD_L4T_UDP: u32 = 0x0000_0000;
-pub const TXCTX_TUCMD_L4T_TCP: u32 = 0x0000_0800;
-pub const TXCTX_L4LEN_SHIFT: u32 = 8;
 
 // --- PCI IDs (defines.h IXGBE_DEV_ID_*) ---
 

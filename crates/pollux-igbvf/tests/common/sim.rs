@@ -21,7 +21,7 @@ pub fn deliver(
     // SAFETY: every ring in these tests is armed by RxRing over a pool of
     // AnonMemory (IOVA = address), whose buffers the ring owns while the
     // descriptors hold them; nothing else touches them during the call.
-    unsafe { dev.deliver(bar, queue, ring, frame, status, vlan, pkt_info) }
+    unsafe { dev.deliver(bar, queue, ring, frame, status, vlan, pkt_info, 0) }
 }
 
 /// The simulated device transmits what the driver queued.
