@@ -67,6 +67,9 @@ pub struct Seen {
     pub streams_ended: HashMap<String, usize>,
     /// Failures of the stand-in's own calls.
     pub errors: Vec<String>,
+    /// Calls that found the registered endpoint's server already gone (the
+    /// plugin restarting it); the kubelet waits for a new registration.
+    pub endpoints_gone: Vec<String>,
 }
 
 impl Seen {
@@ -290,11 +293,27 @@ async fn dial(shared: Arc<Shared>, r: api::RegisterRequest, index: usize) {
         Ok(Err(e)) => return fail(format!("dial: {e:?}")),
         Err(_) => return fail("dial timed out".into()),
     };
+    // A plugin that notices the kubelet's restart a second time (the
+    // socket wipe, then the new kubelet.sock) restarts its server right
+    // after registering, so a call on the connection of that registration
+    // can find the server gone (Unavailable: connection refused). The
+    // kubelet treats that as the endpoint stopping and waits for the
+    // plugin to register again (devicemanager's endpoint run loop); the
+    // tests then check that it did. Anything else is an error.
+    let gone = |shared: &Shared, what: &str, e: &Status| {
+        if e.code() == tonic::Code::Unavailable {
+            shared.update(|s| s.endpoints_gone.push(format!("{name}: {what}: {e}")));
+            true
+        } else {
+            false
+        }
+    };
     let mut client = DevicePluginClient::new(channel);
     match client.get_device_plugin_options(api::Empty {}).await {
         Ok(o) => shared.update(|s| {
             s.options.insert(name.clone(), o.into_inner());
         }),
+        Err(e) if gone(&shared, "GetDevicePluginOptions", &e) => return,
         Err(e) => return fail(format!("GetDevicePluginOptions: {e}")),
     }
     shared
@@ -304,6 +323,7 @@ async fn dial(shared: Arc<Shared>, r: api::RegisterRequest, index: usize) {
         .insert(name.clone(), client.clone());
     let mut stream = match client.list_and_watch(api::Empty {}).await {
         Ok(s) => s.into_inner(),
+        Err(e) if gone(&shared, "ListAndWatch", &e) => return,
         Err(e) => return fail(format!("ListAndWatch: {e}")),
     };
     // The stream ends (or fails) when the plugin stops its server.
