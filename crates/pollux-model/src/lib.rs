@@ -14,11 +14,13 @@
 //! - [`wire`]: a model's wire (QEMU dgram netdevs: UDP or unix datagrams);
 //! - [`dma_test`]: the `dma-test` model that proves the host;
 //! - [`ixgbevf`]: the Intel 82599/X540/X550 SR-IOV virtual function;
-//! - [`toeplitz`]: the RSS Toeplitz hash.
+//! - [`toeplitz`]: the RSS Toeplitz hash;
+//! - [`checksum`]: the Internet checksum and CRC-32C the NIC models use.
 //!
 //! Models are event driven: they act on a register write (and, for NIC
 //! models, a frame on their wire) and never poll.
 
+pub mod checksum;
 pub mod dma_test;
 pub mod host;
 pub mod iavf;

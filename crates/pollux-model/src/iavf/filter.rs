@@ -91,6 +91,7 @@ pub struct Parsed {
     /// The IP packet is a fragment.
     pub frag: bool,
 }
+pub use crate::checksum::{crc32c, fold, ones_sum};
 
 fn be16(f: &[u8], at: usize) -> u16 {
     match f.get(at..at + 2) {
@@ -167,45 +168,22 @@ pub fn parse(f: &[u8]) -> Parsed {
     p
 }
 
-/// The one's complement sum of `data` added to `sum` (RFC 1071).
-pub fn ones_sum(mut sum: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum = sum.wrapping_add(u16::from_be_bytes([c[0], c[1]]) as u32);
-        if sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-    }
-    if let [b] = chunks.remainder() {
-        sum = sum.wrapping_add((*b as u32) << 8);
-    }
-    sum
-}
-
-/// Folds a sum to 16 bits.
-pub fn fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
-}
-
 /// The pseudo-header sum for an L4 segment of `len` bytes.
 pub fn pseudo_sum(f: &[u8], p: &Parsed, len: usize) -> u32 {
     let mut s = 0;
     if p.ip == 4 {
-        s = ones_sum(s, f.get(p.l3 + 12..p.l3 + 20).unwrap_or(&[]));
+        s = ones_sum(f.get(p.l3 + 12..p.l3 + 20).unwrap_or(&[]), s);
     } else if p.ip == 6 {
-        s = ones_sum(s, f.get(p.l3 + 8..p.l3 + 40).unwrap_or(&[]));
+        s = ones_sum(f.get(p.l3 + 8..p.l3 + 40).unwrap_or(&[]), s);
     }
-    s = ones_sum(s, &[0, p.proto]);
-    ones_sum(s, &(len as u32).to_be_bytes())
+    s = ones_sum(&[0, p.proto], s);
+    ones_sum(&(len as u32).to_be_bytes(), s)
 }
 
 /// Whether the IPv4 header checksum of `f` is right.
 pub fn ipv4_header_ok(f: &[u8], p: &Parsed) -> bool {
     f.get(p.l3..p.l4)
-        .is_some_and(|h| fold(ones_sum(0, h)) == 0xffff)
+        .is_some_and(|h| fold(ones_sum(h, 0)) == 0xffff)
 }
 
 /// Whether the L4 checksum of a TCP/UDP/SCTP packet is right (`None`: not
@@ -218,7 +196,7 @@ pub fn l4_ok(f: &[u8], p: &Parsed) -> Option<bool> {
     match p.proto {
         IPPROTO_UDP if p.ip == 4 && be16(f, p.l4 + 6) == 0 => Some(true),
         IPPROTO_TCP | IPPROTO_UDP => {
-            let s = ones_sum(pseudo_sum(f, p, seg.len()), seg);
+            let s = ones_sum(seg, pseudo_sum(f, p, seg.len()));
             Some(fold(s) == 0xffff)
         }
         IPPROTO_SCTP if seg.len() >= 12 => {
@@ -229,22 +207,6 @@ pub fn l4_ok(f: &[u8], p: &Parsed) -> Option<bool> {
         }
         _ => None,
     }
-}
-
-/// CRC-32C (Castagnoli), as SCTP uses (RFC 9260 appendix A).
-pub fn crc32c(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0x82f6_3b78
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 /// The RSS hash input of a parsed packet: addresses, then ports for

@@ -356,7 +356,7 @@ pub fn checksum_offload(f: &mut [u8], cmd: u64, lens: Lens) -> Result<(), String
         }
         f[l3 + 10] = 0;
         f[l3 + 11] = 0;
-        let c = !fold(ones_sum(0, &f[l3..l4]));
+        let c = !fold(ones_sum(&f[l3..l4], 0));
         f[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
     }
     if l4t != 0 {
@@ -378,7 +378,7 @@ pub fn checksum_offload(f: &mut [u8], cmd: u64, lens: Lens) -> Result<(), String
             let c = filter::crc32c(&f[l4..]);
             f[l4 + 8..l4 + 12].copy_from_slice(&c.to_le_bytes());
         } else {
-            let mut c = !fold(ones_sum(0, &f[l4..]));
+            let mut c = !fold(ones_sum(&f[l4..], 0));
             if l4t == TX_CMD_L4T_UDP && c == 0 {
                 c = 0xffff;
             }
@@ -418,7 +418,7 @@ pub fn tso(f: &[u8], lens: Lens, mss: usize, ipv4: bool) -> Result<Vec<Vec<u8>>,
             s[l3 + 4..l3 + 6].copy_from_slice(&id0.wrapping_add(i as u16).to_be_bytes());
             s[l3 + 10] = 0;
             s[l3 + 11] = 0;
-            let c = !fold(ones_sum(0, &s[l3..l4]));
+            let c = !fold(ones_sum(&s[l3..l4], 0));
             s[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
         } else {
             let pl = (s.len() - l3 - 40) as u16;
@@ -444,7 +444,7 @@ pub fn tso(f: &[u8], lens: Lens, mss: usize, ipv4: bool) -> Result<Vec<Vec<u8>>,
             proto: filter::IPPROTO_TCP,
             ..Parsed::default()
         };
-        let c = !fold(ones_sum(filter::pseudo_sum(&s, &p, l4len), &s[l4..]));
+        let c = !fold(ones_sum(&s[l4..], filter::pseudo_sum(&s, &p, l4len)));
         s[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
         out.push(s);
     }

@@ -334,7 +334,7 @@ fn udp4(
     ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
     ip.extend_from_slice(&src_ip);
     ip.extend_from_slice(&dst_ip);
-    let c = !filter::fold(filter::ones_sum(0, &ip));
+    let c = !filter::fold(filter::ones_sum(&ip, 0));
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     f.extend_from_slice(&ip);
     f.extend_from_slice(&ports.0.to_be_bytes());
@@ -343,7 +343,7 @@ fn udp4(
     f.extend_from_slice(&[0, 0]);
     f.extend((0..payload).map(|i| i as u8));
     let p = parse(&f);
-    let s = filter::ones_sum(filter::pseudo_sum(&f, &p, 8 + payload), &f[p.l4..]);
+    let s = filter::ones_sum(&f[p.l4..], filter::pseudo_sum(&f, &p, 8 + payload));
     let c = !filter::fold(s);
     f[p.l4 + 6..p.l4 + 8].copy_from_slice(&c.to_be_bytes());
     f
@@ -356,7 +356,7 @@ fn tcp4(src: ([u8; 4], u16), dst: ([u8; 4], u16)) -> Vec<u8> {
     let mut ip = vec![0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0];
     ip.extend_from_slice(&src.0);
     ip.extend_from_slice(&dst.0);
-    let c = !filter::fold(filter::ones_sum(0, &ip));
+    let c = !filter::fold(filter::ones_sum(&ip, 0));
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     f.extend_from_slice(&ip);
     let mut tcp = vec![0u8; 20];
@@ -366,7 +366,7 @@ fn tcp4(src: ([u8; 4], u16), dst: ([u8; 4], u16)) -> Vec<u8> {
     tcp[13] = 0x10;
     f.extend_from_slice(&tcp);
     let p = parse(&f);
-    let c = !filter::fold(filter::ones_sum(filter::pseudo_sum(&f, &p, 20), &f[p.l4..]));
+    let c = !filter::fold(filter::ones_sum(&f[p.l4..], filter::pseudo_sum(&f, &p, 20)));
     f[p.l4 + 16..p.l4 + 18].copy_from_slice(&c.to_be_bytes());
     f
 }
